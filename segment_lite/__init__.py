@@ -1,0 +1,158 @@
+"""segment_lite: a fast, loss-free, drop-in client for the Segment HTTP Tracking API.
+
+Use it like segment-analytics-python::
+
+    import segment_lite as analytics
+    analytics.write_key = "YOUR_WRITE_KEY"
+    analytics.track("user-1", "Signed Up", {"plan": "pro"})
+
+or make a ``Client`` of your own. Module-level settings are read when the
+default client is first used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from segment_lite.client import MAX_MESSAGE_BYTES, Client
+from segment_lite.errors import (
+    APIError,
+    EncodeError,
+    MessageTooLargeError,
+    QueueFullError,
+    RetriesExhaustedError,
+    SegmentLiteError,
+    ShutdownError,
+    ValidationError,
+)
+from segment_lite.retry import RetryPolicy
+from segment_lite.stats import OnError
+from segment_lite.transport import DEFAULT_HOST, EU_HOST
+from segment_lite.version import VERSION
+
+__version__ = VERSION
+
+__all__ = [
+    "DEFAULT_HOST",
+    "EU_HOST",
+    "MAX_MESSAGE_BYTES",
+    "VERSION",
+    "APIError",
+    "Client",
+    "EncodeError",
+    "MessageTooLargeError",
+    "QueueFullError",
+    "RetriesExhaustedError",
+    "RetryPolicy",
+    "SegmentLiteError",
+    "ShutdownError",
+    "ValidationError",
+    "alias",
+    "flush",
+    "group",
+    "identify",
+    "join",
+    "page",
+    "screen",
+    "shutdown",
+    "stats",
+    "track",
+]
+
+# Settings, as in segment.analytics: read when the default client is created.
+write_key: Optional[str] = Client.DefaultConfig.write_key
+host: Optional[str] = Client.DefaultConfig.host
+on_error: Optional[OnError] = Client.DefaultConfig.on_error
+debug: bool = Client.DefaultConfig.debug
+log_handler: Optional[logging.Handler] = Client.DefaultConfig.log_handler
+send: bool = Client.DefaultConfig.send
+sync_mode: bool = Client.DefaultConfig.sync_mode
+max_queue_size: int = Client.DefaultConfig.max_queue_size
+gzip: bool = Client.DefaultConfig.gzip
+timeout: float = Client.DefaultConfig.timeout
+max_retries: int = Client.DefaultConfig.max_retries
+oauth_client_id: Optional[str] = Client.DefaultConfig.oauth_client_id
+oauth_client_key: Optional[str] = Client.DefaultConfig.oauth_client_key
+oauth_key_id: Optional[str] = Client.DefaultConfig.oauth_key_id
+oauth_auth_server: str = Client.DefaultConfig.oauth_auth_server
+oauth_scope: str = Client.DefaultConfig.oauth_scope
+# segment_lite's own module settings.
+region: Optional[str] = None
+
+default_client: Optional[Client] = None
+
+
+def _default() -> Client:
+    global default_client
+    if default_client is None:
+        default_client = Client(
+            write_key,
+            host=host,
+            debug=debug,
+            max_queue_size=max_queue_size,
+            send=send,
+            on_error=on_error,
+            gzip=gzip,
+            max_retries=max_retries,
+            sync_mode=sync_mode,
+            timeout=timeout,
+            log_handler=log_handler,
+            oauth_client_id=oauth_client_id,
+            oauth_client_key=oauth_client_key,
+            oauth_key_id=oauth_key_id,
+            oauth_auth_server=oauth_auth_server,
+            oauth_scope=oauth_scope,
+            region=region,
+        )
+    return default_client
+
+
+def track(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+    """Send a track call through the default client (see ``Client.track``)."""
+    return _default().track(*args, **kwargs)
+
+
+def identify(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+    """Send an identify call through the default client (see ``Client.identify``)."""
+    return _default().identify(*args, **kwargs)
+
+
+def group(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+    """Send a group call through the default client (see ``Client.group``)."""
+    return _default().group(*args, **kwargs)
+
+
+def alias(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+    """Send an alias call through the default client (see ``Client.alias``)."""
+    return _default().alias(*args, **kwargs)
+
+
+def page(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+    """Send a page call through the default client (see ``Client.page``)."""
+    return _default().page(*args, **kwargs)
+
+
+def screen(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+    """Send a screen call through the default client (see ``Client.screen``)."""
+    return _default().screen(*args, **kwargs)
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Deliver what the default client has queued; see ``Client.flush``."""
+    return _default().flush(timeout)
+
+
+def join(timeout: Optional[float] = None) -> bool:
+    """Stop the default client's threads once the queue is sent; see ``Client.join``."""
+    return _default().join(timeout)
+
+
+def shutdown(timeout: Optional[float] = None) -> bool:
+    """Deliver what is queued and shut the default client down; see ``Client.shutdown``."""
+    return _default().shutdown(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counters of the default client; see ``Client.stats``."""
+    return _default().stats()

@@ -1,0 +1,537 @@
+"""The Client: the six Spec calls, the queue behind them, and the lifecycle (flush, shutdown, fork, exit)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+from segment_lite.consumer import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_COUNT,
+    BatchSender,
+    Consumer,
+    PipelinePause,
+)
+from segment_lite.encoding import encode
+from segment_lite.errors import (
+    EncodeError,
+    MessageTooLargeError,
+    QueueFullError,
+    ShutdownError,
+    ValidationError,
+)
+from segment_lite.message import (
+    Message,
+    build_alias,
+    build_group,
+    build_identify,
+    build_page,
+    build_screen,
+    build_track,
+)
+from segment_lite.queue import MemoryQueue
+from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.stats import Ledger, OnError
+from segment_lite.transport import RequestsTransport, TransportFactory, batch_url
+
+__all__ = ["MAX_MESSAGE_BYTES", "Client"]
+
+#: Segment's limit for one message, encoded.
+MAX_MESSAGE_BYTES = 32 * 1024
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+
+BeforeSend = Callable[[Message], Optional[Message]]
+Result = tuple[bool, Optional[Message]]
+
+log = logging.getLogger("segment_lite")
+
+# Clients alive in this process, for the exit flush and the after-fork reset.
+_LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+class Client:
+    """A Segment client: validates and encodes each call, queues it, and delivers it in the background.
+
+    The constructor takes the same arguments, with the same defaults, as
+    ``segment.analytics.Client`` 2.x; the options after ``*`` are segment_lite's
+    own. See docs/configuration.md for every option.
+    """
+
+    class DefaultConfig:
+        """The defaults of segment-analytics-python 2.x, kept for code that reads them."""
+
+        write_key: Optional[str] = None
+        host: Optional[str] = None
+        on_error: Optional[OnError] = None
+        debug = False
+        log_handler: Optional[logging.Handler] = None
+        send = True
+        sync_mode = False
+        max_queue_size = 10000
+        gzip = False
+        timeout: float = 15
+        max_retries = 10
+        max_total_backoff_duration: float = 43200
+        max_rate_limit_duration: float = 1800
+        proxies: Optional[Mapping[str, str]] = None
+        thread = 1
+        upload_interval: float = 0.5
+        upload_size = 100
+        oauth_client_id: Optional[str] = None
+        oauth_client_key: Optional[str] = None
+        oauth_key_id: Optional[str] = None
+        oauth_auth_server = "https://oauth2.segment.io"
+        oauth_scope = "tracking_api:write"
+
+    log = log
+
+    def __init__(
+        self,
+        write_key: Optional[str] = DefaultConfig.write_key,
+        host: Optional[str] = DefaultConfig.host,
+        debug: bool = DefaultConfig.debug,
+        max_queue_size: int = DefaultConfig.max_queue_size,
+        send: bool = DefaultConfig.send,
+        on_error: Optional[OnError] = DefaultConfig.on_error,
+        gzip: bool = DefaultConfig.gzip,
+        max_retries: int = DefaultConfig.max_retries,
+        sync_mode: bool = DefaultConfig.sync_mode,
+        timeout: float = DefaultConfig.timeout,
+        proxies: Optional[Mapping[str, str]] = DefaultConfig.proxies,
+        thread: int = DefaultConfig.thread,
+        upload_size: int = DefaultConfig.upload_size,
+        upload_interval: float = DefaultConfig.upload_interval,
+        log_handler: Optional[logging.Handler] = DefaultConfig.log_handler,
+        oauth_client_id: Optional[str] = DefaultConfig.oauth_client_id,
+        oauth_client_key: Optional[str] = DefaultConfig.oauth_client_key,
+        oauth_key_id: Optional[str] = DefaultConfig.oauth_key_id,
+        oauth_auth_server: str = DefaultConfig.oauth_auth_server,
+        oauth_scope: str = DefaultConfig.oauth_scope,
+        max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
+        max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
+        *,
+        region: Optional[str] = None,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        on_full: str = "drop",
+        block_timeout: Optional[float] = None,
+        max_batch_size: int = MAX_BATCH_COUNT,
+        shutdown_timeout: Optional[float] = 5.0,
+        before_send: Union[BeforeSend, Iterable[BeforeSend], None] = None,
+        transport: Optional[TransportFactory] = None,
+        retry_policy: Optional[RetryPolicy] = None,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        if send and (not isinstance(write_key, str) or not write_key):
+            raise ValidationError("write_key is required: pass Client(write_key) or set segment_lite.write_key")
+        if oauth_client_id or oauth_client_key or oauth_key_id:
+            raise ValidationError("OAuth is not supported by segment_lite; authenticate with the write key")
+        if on_full not in ("drop", "block"):
+            raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}", "on_full")
+        if thread < 1:
+            raise ValidationError(f"thread must be at least 1, got {thread}", "thread")
+        for name, value in (
+            ("max_total_backoff_duration", max_total_backoff_duration),
+            ("max_rate_limit_duration", max_rate_limit_duration),
+        ):
+            if value is None or value < 0:
+                raise ValidationError(f"{name} must be a non-negative number, got {value!r}", name)
+
+        self._write_key = write_key or ""
+        self.host = host
+        self.url = batch_url(host, region)
+        self.debug = debug
+        self.send = send
+        self.sync_mode = sync_mode
+        self.gzip = gzip
+        self.timeout = timeout
+        self.proxies = proxies
+        self.thread = thread
+        self.upload_size = upload_size
+        self.upload_interval = upload_interval
+        self.max_queue_size = max_queue_size
+        self.max_queue_bytes = max_queue_bytes
+        self.max_batch_size = max_batch_size
+        self.on_error = on_error
+        self.on_full = on_full
+        self.block_timeout = block_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.retry_policy = retry_policy or RetryPolicy(
+            max_retries=max_retries,
+            max_total_backoff_s=max_total_backoff_duration,
+            max_rate_limit_s=max_rate_limit_duration,
+        )
+        self.max_retries = self.retry_policy.max_retries
+        self.clock = clock or Clock()
+        if before_send is None:
+            self._hooks: tuple[BeforeSend, ...] = ()
+        elif callable(before_send):
+            self._hooks = (before_send,)
+        else:
+            self._hooks = tuple(before_send)
+        self._transport_factory: TransportFactory = transport or (lambda: RequestsTransport(proxies))
+        self._block = on_full == "block"
+
+        if log_handler is not None and log_handler not in log.handlers:
+            log.addHandler(log_handler)
+        if debug:
+            log.setLevel(logging.DEBUG)
+            if not log.handlers:
+                log.addHandler(logging.StreamHandler())
+
+        self._closed = False
+        self._pid = os.getpid()
+        self._reset_pipeline()
+        _LIVE_CLIENTS.add(self)
+
+    # -- state that a forked child must rebuild ---------------------------------
+
+    def _reset_pipeline(self) -> None:
+        self._ledger = Ledger(self.on_error, log, self._write_key)
+        self._queue = MemoryQueue(self.max_queue_size, self.max_queue_bytes, wake_at=self.upload_size)
+        self._pause = PipelinePause()
+        self._abort = threading.Event()
+        self._start_lock = threading.Lock()
+        self._consumers: list[Consumer] = []
+        self._running = False
+        self._sync_senders = threading.local()
+
+    def _after_fork_in_child(self) -> None:
+        # Locks may be held by threads that no longer exist, the queue holds the
+        # parent's messages (the parent will send them), and there are no
+        # consumer threads: start over, lazily, on first use.
+        self._pid = os.getpid()
+        self._reset_pipeline()
+
+    # -- public surface ---------------------------------------------------------
+
+    @property
+    def write_key(self) -> str:
+        """The write key (never included in logs, errors or repr)."""
+        return self._write_key
+
+    @property
+    def queue(self) -> MemoryQueue:
+        """The queue of encoded messages waiting to be sent."""
+        return self._queue
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        """The worker threads currently started."""
+        return list(self._consumers)
+
+    def __repr__(self) -> str:
+        return (
+            f"<segment_lite.Client url={self.url!r} write_key='***' threads={self.thread} "
+            f"queued={self._queue.qsize()}>"
+        )
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record who the user is and what is known about them (traits)."""
+        return self._enqueue(
+            build_identify, (user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record an action the user performed (``event``) with its properties.
+
+        Returns ``(True, message)`` when queued, ``(False, message)`` when the
+        queue had no room. Raises ``ValidationError``/``EncodeError``/
+        ``MessageTooLargeError`` for a message that can never be sent.
+        """
+        return self._enqueue(
+            build_track, (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Merge the identity ``previous_id`` into ``user_id``."""
+        return self._enqueue(build_alias, (previous_id, user_id, context, timestamp, integrations, message_id))
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Associate the user with a group (company, account, team)."""
+        return self._enqueue(
+            build_group, (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record a web page view."""
+        return self._enqueue(
+            build_page,
+            (user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id),
+        )
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record a mobile-app screen view."""
+        return self._enqueue(
+            build_screen,
+            (user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id),
+        )
+
+    # -- the path of one message ------------------------------------------------
+
+    def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
+        ledger = self._ledger
+        try:
+            message = builder(*args)
+        except ValidationError as exc:
+            ledger.drop("invalid", exc, [])
+            raise
+        if self._hooks:
+            hooked = self._run_hooks(message)
+            if hooked is None:
+                return False, message
+            message = hooked
+        try:
+            data = encode(message)
+        except EncodeError as exc:
+            ledger.drop("encode_error", exc, [message])
+            raise
+        if len(data) > MAX_MESSAGE_BYTES:
+            too_large = MessageTooLargeError(len(data), MAX_MESSAGE_BYTES, str(message.get("type")))
+            ledger.drop("oversize", too_large, [message])
+            raise too_large
+        if not self.send:
+            return True, message
+        if self.sync_mode:
+            return self._send_now(data), message
+        if not self._running:
+            if self._closed or not self._start():
+                ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
+                return False, message
+        if self._queue.put(data, self._block, self.block_timeout):
+            return True, message
+        ledger.drop("queue_full", QueueFullError("queue is full"), [message])
+        return False, message
+
+    def _run_hooks(self, message: Message) -> Optional[Message]:
+        for hook in self._hooks:
+            try:
+                result = hook(message)
+            except Exception:
+                self._ledger.count("hook_errors")
+                log.exception("before_send hook %r raised; the message is sent as it was", hook)
+                continue
+            if result is None:
+                self._ledger.count("filtered")
+                return None
+            if not isinstance(result, dict):
+                raise ValidationError(
+                    f"before_send hook {hook!r} must return a dict or None, got {type(result).__name__}"
+                )
+            message = result
+        return message
+
+    def _new_sender(self) -> BatchSender:
+        return BatchSender(
+            url=self.url,
+            write_key=self._write_key,
+            gzip=self.gzip,
+            timeout=self.timeout,
+            policy=self.retry_policy,
+            clock=self.clock,
+            transport_factory=self._transport_factory,
+            ledger=self._ledger,
+            pause=self._pause,
+            log=log,
+        )
+
+    def _send_now(self, data: bytes) -> bool:
+        sender: Optional[BatchSender] = getattr(self._sync_senders, "sender", None)
+        if sender is None:
+            sender = self._sync_senders.sender = self._new_sender()
+        self._ledger.count("accepted_sync")
+        return sender.send([data], self._abort)
+
+    def _start(self, draining: bool = False) -> bool:
+        """Start the consumer threads (on first use, and again in a forked child).
+
+        After shutdown they start only to drain what is already queued.
+        """
+        with self._start_lock:
+            if self._running:
+                return True
+            if self._closed and not draining:
+                return False
+            max_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
+            self._consumers = [
+                Consumer(
+                    self._queue,
+                    self._new_sender(),
+                    upload_size=self.upload_size,
+                    max_batch_size=self.max_batch_size,
+                    max_batch_bytes=max_bytes,
+                    upload_interval_s=self.upload_interval,
+                    abort=self._abort,
+                    log=log,
+                    name=f"segment_lite-consumer-{index}",
+                )
+                for index in range(self.thread)
+            ]
+            for consumer in self._consumers:
+                consumer.start()
+            self._running = True
+            return True
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Send everything queued now and wait until it is delivered or definitively dropped.
+
+        Returns True when all messages accepted before the call are settled, False
+        if ``timeout`` seconds passed first. ``None`` waits as long as it takes.
+        """
+        if not self.send or self.sync_mode:
+            return True
+        queue = self._queue
+        target = queue.accepted_count()
+        if queue.qsize() and not self._running and not self._start(draining=True):
+            return False
+        queue.wake.set()
+        settled = queue.wait_settled(target, timeout)
+        log.debug("flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize())
+        return settled
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Let the consumer threads send what is queued, then stop them.
+
+        A later call starts them again. Returns False if ``timeout`` passed first.
+        """
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        with self._start_lock:
+            consumers, self._consumers = self._consumers, []
+            self._running = False
+        for consumer in consumers:
+            consumer.stopping = True
+        self._queue.wake.set()
+        stopped = True
+        for consumer in consumers:
+            remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+            consumer.join(remaining)
+            stopped = stopped and not consumer.is_alive()
+        return stopped
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is queued, then stop; later calls are refused and counted.
+
+        Returns True when everything accepted was delivered or definitively
+        rejected, False if ``timeout`` passed first: what was still undelivered
+        is then dropped, counted as ``shutdown_timeout`` and reported to ``on_error``.
+        """
+        self._closed = True
+        if not self.send or self.sync_mode:
+            return True
+        settled = self.flush(timeout)
+        if not settled:
+            self._abort.set()  # interrupts backoff and Retry-After waits
+            leftover = self._queue.drain()
+            if leftover:
+                self._ledger.drop(
+                    "shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), leftover
+                )
+        self.join(None if settled else 2.0)
+        return settled
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of what happened to the messages of this client (in this process).
+
+        ``accepted`` = ``delivered`` + ``queued`` (+ in flight) + drops of accepted
+        messages (``rejected``, ``retries_exhausted``, ``shutdown_timeout``).
+        Refusals at the call (``invalid``, ``encode_error``, ``oversize``,
+        ``queue_full``, ``after_shutdown``) are counted under ``dropped`` too.
+        """
+        queue = self._queue
+        return self._ledger.snapshot(queue.accepted_count(), queue.qsize(), queue.nbytes())
+
+    def _shutdown_at_exit(self) -> None:
+        if self._pid != os.getpid() or self._closed:
+            return
+        pending = self._queue.pending_count()
+        if not pending:
+            self._closed = True
+            return
+        log.debug("interpreter exit: delivering %d queued message(s)", pending)
+        if not self.shutdown(self.shutdown_timeout):
+            log.warning(
+                "exit: shutdown_timeout (%ss) passed; undelivered messages were dropped (see stats())",
+                self.shutdown_timeout,
+            )
+
+
+def _shutdown_all_at_exit() -> None:
+    for client in list(_LIVE_CLIENTS):
+        try:
+            client._shutdown_at_exit()
+        except Exception:  # pragma: no cover - never let one client stop the others
+            log.exception("error while shutting down a client at exit")
+
+
+def _reset_all_after_fork() -> None:
+    for client in list(_LIVE_CLIENTS):
+        client._after_fork_in_child()
+
+
+atexit.register(_shutdown_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all_after_fork)

@@ -1,0 +1,96 @@
+"""Every exception segment_lite raises or reports, in one place.
+
+Raised at the call site (programmer errors; nothing was queued):
+
+* ``ValidationError`` -- a required field is missing or has the wrong type. It
+  subclasses ``AssertionError`` (what segment-analytics-python raised) and
+  ``ValueError``, so existing ``except`` clauses keep working.
+* ``MessageTooLargeError`` -- the encoded message is over 32 KB.
+* ``EncodeError`` -- a value cannot be encoded to JSON; ``path`` names it
+  (``properties.cart.owner``). Subclasses ``TypeError``.
+
+Reported through ``on_error(exc, messages)`` (and counted in ``stats()``):
+
+* ``APIError`` -- the server answered with a status that is not retried.
+* ``RetriesExhaustedError`` -- retryable failures outlasted ``max_retries`` or the
+  retry time budget.
+* ``QueueFullError`` -- the queue had no room (count or bytes).
+* ``ShutdownError`` -- the message was still undelivered when ``shutdown()``'s
+  deadline passed, or was tracked after shutdown.
+* ``FilteredError`` is never raised: a ``before_send`` hook that returns ``None``
+  is a choice, counted as ``filtered``, not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class SegmentLiteError(Exception):
+    """Base class of every segment_lite exception."""
+
+
+class ValidationError(SegmentLiteError, AssertionError, ValueError):
+    """A call's arguments do not make a valid Spec message.
+
+    ``path`` is the field at fault as it appears in the message (``event``,
+    ``userId``, ``context``).
+    """
+
+    def __init__(self, message: str, path: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class MessageTooLargeError(ValidationError):
+    """The encoded message exceeds the per-message limit."""
+
+    def __init__(self, size_bytes: int, limit_bytes: int, message_type: str) -> None:
+        super().__init__(
+            f"{message_type} message is {size_bytes} bytes encoded, over the {limit_bytes}-byte limit "
+            "(Segment rejects messages over 32 KB); trim properties, traits or context",
+        )
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+
+
+class EncodeError(SegmentLiteError, TypeError):
+    """A value in the message cannot be encoded to JSON.
+
+    ``path`` names the value, e.g. ``properties.cart.owner`` or ``traits.tags[2]``.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot encode {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class APIError(SegmentLiteError):
+    """The server rejected a batch with a status that is not retried.
+
+    ``status``, ``code`` and ``message`` mirror segment-analytics-python's APIError.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"[Segment] {code}: {message} ({status})")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class RetriesExhaustedError(SegmentLiteError):
+    """Retryable failures outlasted the retry count or the retry time budget."""
+
+    def __init__(self, attempts: int, last_error: str) -> None:
+        super().__init__(f"gave up after {attempts} attempts; last error: {last_error}")
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class QueueFullError(SegmentLiteError):
+    """The queue had no room for the message (``max_queue_size`` or ``max_queue_bytes``)."""
+
+
+class ShutdownError(SegmentLiteError):
+    """The client was shut down before the message could be delivered."""
