@@ -1,0 +1,151 @@
+"""Helpers for testing code that uses segment_lite, without a server.
+
+``RecordingClient`` is a real ``Client`` (same validation, enrichment and
+encoding) whose batches are captured in memory instead of sent::
+
+    from segment_lite.testing import recording
+
+    def test_signup_is_tracked():
+        with recording() as recorder:
+            signup("user-1")          # calls segment_lite.track(...)
+        [message] = recorder.find(type="track", event="Signed Up")
+        assert message["userId"] == "user-1"
+
+With pytest, enable the fixture once with ``pytest_plugins = ["segment_lite.testing"]``
+in conftest.py and ask for ``segment_recorder``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import threading
+import time
+from typing import Any, Iterator, Mapping, Optional
+
+from segment_lite.client import Client
+from segment_lite.retry import Clock
+from segment_lite.transport import TransportResponse
+
+__all__ = ["FakeClock", "RecordingClient", "RecordingTransport", "recording"]
+
+
+class RecordingTransport:
+    """A transport that answers 200 and hands each batch body to its client."""
+
+    def __init__(self, client: RecordingClient) -> None:
+        self._client = client
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        self._client._record(json.loads(body))
+        return TransportResponse(200, {}, b'{"success":true}')
+
+    def close(self) -> None:
+        return None
+
+
+class RecordingClient(Client):
+    """A ``Client`` that records the messages it would send, exactly as they would go on the wire.
+
+    It sends synchronously by default, so a message is in ``messages`` as soon as
+    the call returns. Any ``Client`` keyword argument may be passed (for example
+    ``before_send``, or ``sync_mode=False`` with ``flush()`` to exercise the queue).
+    """
+
+    def __init__(self, write_key: str = "test-write-key", **kwargs: Any) -> None:
+        kwargs.setdefault("sync_mode", True)
+        kwargs.setdefault("transport", lambda: RecordingTransport(self))
+        self._record_lock = threading.Lock()
+        self.messages: list[dict[str, Any]] = []
+        self.batches: list[dict[str, Any]] = []
+        super().__init__(write_key, **kwargs)
+
+    def _record(self, payload: dict[str, Any]) -> None:
+        # The recorded batch omits the write key, like everything else users see.
+        payload = {key: value for key, value in payload.items() if key != "writeKey"}
+        with self._record_lock:
+            self.batches.append(payload)
+            self.messages.extend(payload["batch"])
+
+    def clear(self) -> None:
+        """Forget everything recorded so far."""
+        with self._record_lock:
+            self.messages.clear()
+            self.batches.clear()
+
+    def find(self, type: Optional[str] = None, event: Optional[str] = None, **fields: Any) -> list[dict[str, Any]]:
+        """Recorded messages matching ``type``, ``event`` and any other top-level fields given."""
+        wanted = dict(fields)
+        if type is not None:
+            wanted["type"] = type
+        if event is not None:
+            wanted["event"] = event
+        with self._record_lock:
+            return [m for m in self.messages if all(m.get(k) == v for k, v in wanted.items())]
+
+
+@contextlib.contextmanager
+def recording(**client_kwargs: Any) -> Iterator[RecordingClient]:
+    """Make a ``RecordingClient`` the module's default client for the duration of the block."""
+    import segment_lite
+
+    previous = segment_lite.default_client
+    recorder = RecordingClient(**client_kwargs)
+    segment_lite.default_client = recorder
+    try:
+        yield recorder
+    finally:
+        segment_lite.default_client = previous
+        recorder.shutdown()
+
+
+class FakeClock(Clock):
+    """A clock that never sleeps: waits return at once and move time forward.
+
+    ``waits`` lists every wait requested, so tests can assert a backoff schedule.
+    """
+
+    def __init__(self, start: float = 1000.0, wall_start: Optional[float] = None) -> None:
+        self.now = start
+        self._wall_offset = (time.time() if wall_start is None else wall_start) - start
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.now
+
+    def time(self) -> float:
+        with self._lock:
+            return self.now + self._wall_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        with self._lock:
+            self.now += seconds
+
+    def wait(self, seconds: float, interrupt: threading.Event) -> bool:
+        if interrupt.is_set():
+            return False
+        with self._lock:
+            self.waits.append(seconds)
+            self.now += max(0.0, seconds)
+        return not interrupt.is_set()
+
+
+try:
+    import pytest
+except ImportError:  # pytest is optional: the fixture exists only where it is installed
+    pass
+else:
+
+    @pytest.fixture
+    def segment_recorder() -> Iterator[RecordingClient]:
+        """A ``RecordingClient`` installed as segment_lite's default client for one test."""
+        with recording() as recorder:
+            yield recorder
+
+    __all__ += ["segment_recorder"]
