@@ -1,0 +1,147 @@
+"""ASGI middleware that tracks server-side pageviews (Starlette, FastAPI, any ASGI app)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, MutableMapping
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from segment_lite.integrations.pageview import (
+    PageClient,
+    PageviewConfig,
+    PageviewTracker,
+    RequestInfo,
+    parse_cookie_header,
+    response_sets_cookie,
+)
+
+__all__ = ["ANONYMOUS_ID_SCOPE_KEY", "SegmentPageviewMiddleware", "request_info_from_scope"]
+
+#: The scope key under which the visitor's anonymous id is made available to the app.
+ANONYMOUS_ID_SCOPE_KEY = "segment_lite.anonymous_id"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SAFE_PATH_CHARS = "/:@!$&'()*+,;=-._~"
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _decode(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+def request_info_from_scope(scope: Scope) -> RequestInfo:
+    """Describe an ASGI HTTP request from its scope."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = _decode(raw_name).lower()
+        value = _decode(raw_value)
+        if name in headers:
+            headers[name] = headers[name] + ("; " if name == "cookie" else ", ") + value
+        else:
+            headers[name] = value
+    scheme = str(scope.get("scheme") or "http")
+    host = headers.get("host")
+    if not host:
+        server = scope.get("server")
+        if server:
+            server_host, port = server[0], server[1]
+            host = str(server_host) if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{server_host}:{port}"
+        else:
+            host = ""
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        path = _decode(raw_path).split("?", 1)[0]
+    else:
+        path = quote(str(scope.get("root_path") or "") + str(scope.get("path") or ""), safe=_SAFE_PATH_CHARS)
+    client = scope.get("client")
+    query = scope.get("query_string") or b""
+    return RequestInfo(
+        method=str(scope.get("method") or "GET"),
+        scheme=scheme,
+        host=host,
+        path=path or "/",
+        query_string=_decode(query) if isinstance(query, bytes) else str(query),
+        headers=headers,
+        cookies=parse_cookie_header(headers.get("cookie")),
+        remote_addr=str(client[0]) if client else None,
+        request=scope,
+    )
+
+
+class SegmentPageviewMiddleware:
+    """ASGI middleware: ``app.add_middleware(SegmentPageviewMiddleware, trusted_proxies=[...])``.
+
+    Only ``http`` scopes are inspected; ``websocket`` and ``lifespan`` pass through
+    untouched. The page call is made when the app sends ``http.response.start``, where a
+    ``set-cookie`` header for a new anonymous id is added. Tracking only enqueues on the
+    client, so it never blocks the event loop on the network. The visitor's anonymous id is
+    put in ``scope["segment_lite.anonymous_id"]``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        config: Optional[PageviewConfig] = None,
+        *,
+        client: Optional[PageClient] = None,
+        tracker: Optional[PageviewTracker] = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        if tracker is None:
+            base = config or PageviewConfig()
+            tracker = PageviewTracker(base.replace(**options) if options else base, client)
+        self.tracker = tracker
+
+    @property
+    def errors(self) -> int:
+        """How many tracking errors were caught (and logged) so far."""
+        return self.tracker.errors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        tracker = self.tracker
+        try:
+            visit = tracker.begin(request_info_from_scope(scope))
+            scope = dict(scope)
+            scope[ANONYMOUS_ID_SCOPE_KEY] = visit.anonymous_id
+        except Exception as exc:
+            tracker.record_error(exc, "pageview request inspection")
+            await self.app(scope, receive, send)
+            return
+
+        async def tracking_send(message: Message) -> None:
+            if message.get("type") == "http.response.start" and not visit.done:
+                try:
+                    headers: list[tuple[bytes, bytes]] = list(message.get("headers") or ())
+                    content_type: Optional[str] = None
+                    set_cookies: list[str] = []
+                    for name, value in headers:
+                        lowered = name.lower()
+                        if lowered == b"content-type" and content_type is None:
+                            content_type = _decode(value)
+                        elif lowered == b"set-cookie":
+                            set_cookies.append(_decode(value))
+                    cookie = tracker.finish(
+                        visit,
+                        int(message.get("status", 200)),
+                        content_type,
+                        response_sets_anonymous_id=response_sets_cookie(
+                            set_cookies, tracker.config.anonymous_id_cookie
+                        ),
+                    )
+                    if cookie is not None:
+                        headers.append((b"set-cookie", cookie.encode("latin-1")))
+                        message = {**message, "headers": headers}
+                except Exception as exc:
+                    tracker.record_error(exc)
+            await send(message)
+
+        await self.app(scope, receive, tracking_send)
