@@ -1051,23 +1051,22 @@ class Collector:
                 return None
 
         limit = min(max(number("limit") or 100, 1), 1000)
-        after = number("after")
+        # Read the high-water mark first and bound the query by it, so an event
+        # stored meanwhile is neither skipped by the next ``after`` nor shown twice.
+        upto = self.store.last_id()
+        before = number("before")
         events = self.store.query(
             type=one("type"),
             user_id=one("user"),
             event=one("event"),
-            after_id=after,
-            before_id=number("before"),
+            after_id=number("after"),
+            before_id=upto + 1 if before is None else min(before, upto + 1),
             limit=limit,
             newest_first=True,
         )
         handler._send_json(
             200,
-            {
-                "events": [e.summary() for e in events],
-                "lastId": self.store.last_id(),
-                "total": self.store.count(),
-            },
+            {"events": [e.summary() for e in events], "lastId": upto, "total": self.store.count()},
         )
 
 

@@ -58,6 +58,8 @@ class StoredEvent:
             "anonymousId": self.anonymous_id,
             "event": self.event,
             "name": self.message.get("name"),
+            "groupId": self.message.get("groupId"),
+            "previousId": self.message.get("previousId"),
             "receivedAt": self.received_at,
         }
 
