@@ -336,7 +336,7 @@ class Client:
         try:
             message = builder(*args)
         except ValidationError as exc:
-            ledger.drop("invalid", exc, [])
+            ledger.drop("invalid", exc, [], count=1)
             raise
         if self._hooks:
             hooked = self._run_hooks(message)

@@ -10,7 +10,7 @@ import threading
 from typing import Optional
 
 from segment_lite.errors import APIError, RetriesExhaustedError, ShutdownError
-from segment_lite.message import now_iso
+from segment_lite.message import iso_from_epoch
 from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
 from segment_lite.stats import Ledger
@@ -92,7 +92,7 @@ class BatchSender:
     def _body(self, items: list[bytes]) -> bytes:
         # The batch body is a join of the already-encoded messages; sentAt is
         # stamped now, at each attempt, so the server's clock-skew fix stays right.
-        sent_at = now_iso().encode()
+        sent_at = iso_from_epoch(self.clock.time()).encode()
         body = b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', sent_at, self._key_suffix))
         if self.log.isEnabledFor(logging.DEBUG):
             # Logged without the write key.

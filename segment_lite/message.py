@@ -22,6 +22,7 @@ __all__ = [
     "build_screen",
     "build_track",
     "format_timestamp",
+    "iso_from_epoch",
     "new_message_id",
     "now_iso",
 ]
@@ -45,6 +46,11 @@ def new_message_id() -> str:
 def now_iso() -> str:
     """The current UTC time as ISO-8601 with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
     return _now(_UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def iso_from_epoch(seconds: float) -> str:
+    """Epoch seconds as ISO-8601 UTC with milliseconds."""
+    return datetime.datetime.fromtimestamp(seconds, _UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def format_timestamp(value: Any, path: str = "timestamp") -> str:

@@ -65,9 +65,10 @@ class Ledger:
         exc: BaseException,
         messages: Sequence[Union[bytes, dict[str, Any]]],
         status: Optional[int] = None,
+        count: Optional[int] = None,
     ) -> None:
-        """Count ``messages`` as dropped for ``reason``, log it, and call ``on_error``."""
-        n = len(messages)
+        """Count ``messages`` (or ``count`` of them) as dropped for ``reason``, log it, call ``on_error``."""
+        n = len(messages) if count is None else count
         warn = False
         with self._lock:
             self._dropped[reason] += n
