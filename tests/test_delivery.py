@@ -307,12 +307,12 @@ def test_block_policy_loses_nothing(collector, make_client) -> None:
 
 
 def test_block_policy_timeout_refuses(collector, make_client) -> None:
-    client = idle_client(make_client, on_full="block", block_timeout=0.05, max_queue_size=2)
+    client = idle_client(make_client, on_full="block", block_timeout=1.0, max_queue_size=2)
     collector.go_down()
-    client.track("u", "A")
-    client.track("u", "B")
-    ok, _ = client.track("u", "C")
-    assert not ok
+    # A and B fill the queue; C waits, wakes the consumer, which takes A and B and
+    # keeps retrying them against the dead server; C and D then fit; E times out.
+    results = [client.track("u", name)[0] for name in "ABCDE"]
+    assert results == [True, True, True, True, False]
     assert client.stats()["dropped"]["queue_full"] == 1
 
 
