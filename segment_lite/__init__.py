@@ -42,6 +42,7 @@ __all__ = [
     "Client",
     "EncodeError",
     "MessageTooLargeError",
+    "OnError",
     "QueueFullError",
     "RetriesExhaustedError",
     "RetryPolicy",

@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Optional, Union
 
 from segment_lite.consumer import (
     MAX_BATCH_BYTES,
@@ -126,7 +127,9 @@ class Client:
         clock: Optional[Clock] = None,
     ) -> None:
         if send and (not isinstance(write_key, str) or not write_key):
-            raise ValidationError("write_key is required: pass Client(write_key) or set segment_lite.write_key")
+            raise ValidationError(
+                "write_key is required: pass Client(write_key) or set segment_lite.write_key"
+            )
         if oauth_client_id or oauth_client_key or oauth_key_id:
             raise ValidationError("OAuth is not supported by segment_lite; authenticate with the write key")
         if on_full not in ("drop", "block"):
@@ -262,7 +265,8 @@ class Client:
         ``MessageTooLargeError`` for a message that can never be sent.
         """
         return self._enqueue(
-            build_track, (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
+            build_track,
+            (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id),
         )
 
     def alias(
@@ -275,7 +279,9 @@ class Client:
         message_id: Optional[str] = None,
     ) -> Result:
         """Merge the identity ``previous_id`` into ``user_id``."""
-        return self._enqueue(build_alias, (previous_id, user_id, context, timestamp, integrations, message_id))
+        return self._enqueue(
+            build_alias, (previous_id, user_id, context, timestamp, integrations, message_id)
+        )
 
     def group(
         self,
@@ -290,7 +296,8 @@ class Client:
     ) -> Result:
         """Associate the user with a group (company, account, team)."""
         return self._enqueue(
-            build_group, (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+            build_group,
+            (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id),
         )
 
     def page(
@@ -450,7 +457,9 @@ class Client:
             return False
         queue.wake.set()
         settled = queue.wait_settled(target, timeout)
-        log.debug("flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize())
+        log.debug(
+            "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()
+        )
         return settled
 
     def join(self, timeout: Optional[float] = None) -> bool:

@@ -125,9 +125,7 @@ class BatchSender:
         return all_delivered
 
     def _drop_for_shutdown(self, part: list[bytes]) -> None:
-        self.ledger.drop(
-            "shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), part
-        )
+        self.ledger.drop("shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), part)
 
     def _send_part(self, part: list[bytes], abort: threading.Event) -> Outcome:
         clock = self.clock

@@ -66,11 +66,12 @@ def format_timestamp(value: Any, path: str = "timestamp") -> str:
         except (ValueError, OverflowError):
             raise ValidationError(f"{path} must be an ISO-8601 date-time, got {value!r}", path) from None
     if isinstance(value, datetime.datetime):
-        if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            value = value.replace(tzinfo=_UTC)
-        elif value.utcoffset():
-            value = value.astimezone(_UTC)
-        return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+        moment: datetime.datetime = value
+        if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
+            moment = moment.replace(tzinfo=_UTC)
+        elif moment.utcoffset():
+            moment = moment.astimezone(_UTC)
+        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
     if isinstance(value, datetime.date):
         return f"{value.isoformat()}T00:00:00.000Z"
     raise ValidationError(
@@ -264,7 +265,16 @@ def build_page(
 ) -> Message:
     """Build a page message."""
     return _build_view(
-        "page", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
+        "page",
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
     )
 
 
@@ -281,5 +291,14 @@ def build_screen(
 ) -> Message:
     """Build a screen message."""
     return _build_view(
-        "screen", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
+        "screen",
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
     )

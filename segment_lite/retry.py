@@ -7,9 +7,10 @@ import enum
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import backoff
 

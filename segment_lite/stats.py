@@ -6,7 +6,8 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
 
 __all__ = ["DROP_REASONS", "Ledger", "OnError"]
 

@@ -22,7 +22,8 @@ import gzip
 import json
 import threading
 import time
-from typing import Any, Iterator, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
 
 from segment_lite.client import Client
 from segment_lite.retry import Clock
@@ -76,7 +77,9 @@ class RecordingClient(Client):
             self.messages.clear()
             self.batches.clear()
 
-    def find(self, type: Optional[str] = None, event: Optional[str] = None, **fields: Any) -> list[dict[str, Any]]:
+    def find(
+        self, type: Optional[str] = None, event: Optional[str] = None, **fields: Any
+    ) -> list[dict[str, Any]]:
         """Recorded messages matching ``type``, ``event`` and any other top-level fields given."""
         wanted = dict(fields)
         if type is not None:

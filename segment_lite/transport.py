@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import http.client
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import requests
 
@@ -81,7 +82,12 @@ TransportFactory = Callable[[], Transport]
 
 # Exceptions that mean a pooled connection was closed by the peer before or as we
 # reused it, as opposed to a server that is down (refused) or slow (timeout).
-_STALE_CAUSES = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_STALE_CAUSES = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
 
 
 def _is_stale(exc: BaseException) -> bool:
@@ -135,5 +141,3 @@ def _describe(exc: BaseException) -> str:
     # requests' messages embed the URL but never credentials (we send auth in a header).
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
-
-

@@ -217,7 +217,7 @@ def test_idle_connection_closed_by_server_is_retried_at_once(collector, make_cli
     client = make_client(clock=clock)
     send_and_check(client, collector, n=2)
     assert collector.close_idle_connections() >= 1
-    ok, message = client.track("u", "After Idle")
+    _, message = client.track("u", "After Idle")
     assert client.flush(timeout=10)
     assert message["messageId"] in collector.message_ids()
     assert clock.waits == []  # no backoff

@@ -79,7 +79,10 @@ def test_output_is_compact_utf8(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_strings_containing_nan_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encoding, "HAVE_ORJSON", False)
-    assert json.loads(encoding.encode({"s": "NaN and Infinity", "f": 1.5})) == {"s": "NaN and Infinity", "f": 1.5}
+    assert json.loads(encoding.encode({"s": "NaN and Infinity", "f": 1.5})) == {
+        "s": "NaN and Infinity",
+        "f": 1.5,
+    }
 
 
 class Owner:

@@ -135,7 +135,7 @@ def test_child_of_fork_sends_its_own_and_not_the_parents(collector, make_client)
     ids = [m["messageId"] for m in collector.messages()]
     assert sorted(ids) == sorted([parent_msg["messageId"], report["id"]])  # each exactly once
     assert collector.stats.duplicates == 0
-    assert [r.json["batch"][0]["userId"] for r in collector.requests] .count("parent") == 1
+    assert [r.json["batch"][0]["userId"] for r in collector.requests].count("parent") == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

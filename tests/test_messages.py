@@ -98,8 +98,18 @@ def test_ids_are_stringified(recorder: RecordingClient) -> None:
         ("alias", {"previous_id": "p"}, "alias: user_id is required", "userId"),
         ("page", {}, "page: user_id or anonymous_id is required", "userId"),
         ("page", {"user_id": "u", "name": 3}, "page: name must be a string, got int", "name"),
-        ("screen", {"user_id": "u", "category": 1.5}, "screen: category must be a string, got float", "category"),
-        ("track", {"user_id": True, "event": "E"}, "track: userId must be a string or number, got bool", "userId"),
+        (
+            "screen",
+            {"user_id": "u", "category": 1.5},
+            "screen: category must be a string, got float",
+            "category",
+        ),
+        (
+            "track",
+            {"user_id": True, "event": "E"},
+            "track: userId must be a string or number, got bool",
+            "userId",
+        ),
         (
             "track",
             {"user_id": "u", "event": "E", "context": "c"},
@@ -173,7 +183,10 @@ def test_every_call_type_builds_its_fields(recorder: RecordingClient) -> None:
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        (datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=2))), "2024-01-01T10:00:00.000Z"),
+        (
+            datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+            "2024-01-01T10:00:00.000Z",
+        ),
         (datetime.datetime(2024, 1, 1, 12, 30, 1, 999999), "2024-01-01T12:30:01.999Z"),  # naive: UTC
         (datetime.date(2024, 2, 29), "2024-02-29T00:00:00.000Z"),
         ("2024-03-01T08:00:00-05:00", "2024-03-01T13:00:00.000Z"),
