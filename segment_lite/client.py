@@ -22,6 +22,7 @@ from segment_lite.errors import (
     EncodeError,
     MessageTooLargeError,
     QueueFullError,
+    SegmentLiteError,
     ShutdownError,
     ValidationError,
 )
@@ -193,6 +194,10 @@ class Client:
     # -- state that a forked child must rebuild ---------------------------------
 
     def _reset_pipeline(self) -> None:
+        # Remember which lock type the queue is built on: if gevent or eventlet
+        # monkey-patches threading after this, our real-thread locks and their
+        # green threads would deadlock or strand messages (see _start).
+        self._lock_type = type(threading.Lock())
         self._ledger = Ledger(self.on_error, log, self._write_key)
         self._queue = MemoryQueue(self.max_queue_size, self.max_queue_bytes, wake_at=self.upload_size)
         self._pause = PipelinePause()
@@ -421,6 +426,12 @@ class Client:
                 return True
             if self._closed and not draining:
                 return False
+            if type(threading.Lock()) is not self._lock_type:
+                raise SegmentLiteError(
+                    "threading was monkey-patched (gevent/eventlet) after this segment_lite Client was "
+                    "created; its queue would not work with green threads. Patch first: call "
+                    "gevent.monkey.patch_all() (or eventlet.monkey_patch()) before creating the client."
+                )
             max_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
             self._consumers = [
                 Consumer(
