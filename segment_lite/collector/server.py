@@ -173,11 +173,14 @@ class _Fault:
 class _Connection:
     """A client connection the server holds, and whether a request is in progress on it."""
 
-    __slots__ = ("busy", "sock")
+    __slots__ = ("busy", "lock", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.busy = False
+        # Held while an answer is written and the connection marked idle, so a
+        # client that has read its answer finds the connection already idle.
+        self.lock = threading.Lock()
 
 
 class _Disconnected(Exception):
@@ -271,7 +274,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def parse_request(self) -> bool:
-        self._conn.busy = True
+        with self._conn.lock:
+            self._conn.busy = True
         return super().parse_request()
 
     def version_string(self) -> str:
@@ -396,21 +400,24 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str,
         extra: Iterable[tuple[str, str]] = (),
     ) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in extra:
-                self.send_header(name, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
+        with self._conn.lock:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                for name, value in extra:
+                    self.send_header(name, value)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+            if not self.close_connection:
+                self._conn.busy = False
 
     def _send_json(self, status: int, value: Any, extra: Iterable[tuple[str, str]] = ()) -> None:
         self._send(status, _json_bytes(value), "application/json", extra)
@@ -916,12 +923,17 @@ class Collector:
         is what a stale pooled connection looks like.
         """
         with self._lock:
-            idle = [c for c in self._connections if not c.busy]
-            for conn in idle:
+            connections = list(self._connections)
+        closed = 0
+        for conn in connections:
+            with conn.lock:
+                if conn.busy:
+                    continue
+                _shutdown(conn.sock)
+            closed += 1
+            with self._lock:
                 self._connections.discard(conn)
-        for conn in idle:
-            _shutdown(conn.sock)
-        return len(idle)
+        return closed
 
     @property
     def open_connections(self) -> int:
