@@ -299,6 +299,7 @@ def _events(args: argparse.Namespace) -> int:
         filters = {"type": args.type, "user_id": args.user_id, "event": args.event}
         events = store.query(limit=max(0, args.limit), newest_first=True, **filters)
         total = store.count(**filters)
+        stored = store.count()
     finally:
         store.close()
     out = sys.stdout
@@ -306,7 +307,7 @@ def _events(args: argparse.Namespace) -> int:
         _print_events(events, True, out)
         return 0
     if not events:
-        out.write("no events stored yet\n" if total == 0 else "no events match\n")
+        out.write("no events stored yet\n" if stored == 0 else "no events match\n")
         return 0
     out.write(format_table(events) + "\n")
     if total > len(events):

@@ -1,0 +1,348 @@
+"""The collector's CLI commands: serve (as a subprocess), events, tail, and the parser wiring."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import requests
+from collector_helpers import track
+
+from segment_lite.cli import build_parser, main
+from segment_lite.collector.store import EventStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def read_line(stream: Any, timeout: float = 10.0) -> str:
+    """One line from a subprocess pipe, or fail after ``timeout`` seconds."""
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    try:
+        if not selector.select(timeout):
+            raise AssertionError("the subprocess printed nothing in time")
+        return str(stream.readline().decode())
+    finally:
+        selector.close()
+
+
+def stored_db(path: Path, messages: list[dict[str, Any]]) -> str:
+    with EventStore(str(path)) as store:
+        store.insert_many(messages)
+    return str(path)
+
+
+def stored_message(n: int, **extra: Any) -> dict[str, Any]:
+    message = track(
+        n, receivedAt=f"2024-01-01T00:00:{n:02d}.000Z", timestamp=f"2024-01-01T00:00:{n:02d}.000Z"
+    )
+    message.update(extra)
+    return message
+
+
+@pytest.fixture
+def sample_db(tmp_path: Path) -> str:
+    return stored_db(
+        tmp_path / "events.db",
+        [
+            stored_message(1),
+            stored_message(2, type="page", event=None, name="Pricing", userId=None, anonymousId="anon-9"),
+            stored_message(3, event="Order Completed"),
+            stored_message(4, type="identify", event=None, traits={"email": "a@example.com"}),
+        ],
+    )
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# -- parser wiring ---------------------------------------------------------------------
+
+
+def test_commands_are_registered_with_handlers() -> None:
+    parser = build_parser()
+    for argv in (["serve"], ["events"], ["tail"], ["demo"]):
+        args = parser.parse_args(argv)
+        assert callable(args.handler)
+    args = parser.parse_args(
+        [
+            "serve",
+            "--port",
+            "0",
+            "--write-key",
+            "a",
+            "--write-key",
+            "b",
+            "--fail-count",
+            "2",
+            "--retry-after",
+            "5",
+        ]
+    )
+    assert (args.port, args.write_keys, args.fail_count, args.retry_after) == (0, ["a", "b"], 2, "5")
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+def test_events_prints_a_table_newest_first(sample_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["events", "--db", sample_db], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["RECEIVED", "AT", "TYPE", "USER", "EVENT", "/", "DETAIL", "MESSAGE", "ID"]
+    assert [line.split()[-1] for line in lines[1:]] == ["msg-4", "msg-3", "msg-2", "msg-1"]
+    assert "Order Completed" in lines[2]
+    assert "anon:anon-9" in lines[3] and "Pricing" in lines[3]
+    assert "traits: email" in lines[1]
+
+
+def test_events_filters_and_limit(sample_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_cli(["events", "--db", sample_db, "--type", "track"], capsys)
+    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["msg-3", "msg-1"]
+    _, out, _ = run_cli(["events", "--db", sample_db, "--user-id", "anon-9"], capsys)
+    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["msg-2"]
+    _, out, _ = run_cli(["events", "--db", sample_db, "--event", "Order Completed"], capsys)
+    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["msg-3"]
+    _, out, _ = run_cli(["events", "--db", sample_db, "--limit", "1"], capsys)
+    lines = out.splitlines()
+    assert lines[1].split()[-1] == "msg-4"
+    assert lines[2] == "(1 of 4 shown, newest first; use --limit to see more)"
+    _, out, _ = run_cli(["events", "--db", sample_db, "--event", "nothing"], capsys)
+    assert out.strip() == "no events match"
+
+
+def test_events_json_prints_full_messages_as_lines(
+    sample_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["events", "--db", sample_db, "--json", "--type", "identify"], capsys)
+    assert code == 0
+    (line,) = out.splitlines()
+    message = json.loads(line)
+    assert message["messageId"] == "msg-4"
+    assert message["traits"] == {"email": "a@example.com"}
+
+
+def test_events_without_a_database_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "missing.db")
+    code, _, err = run_cli(["events", "--db", missing], capsys)
+    assert code == 1
+    assert "no database" in err
+    assert not os.path.exists(missing)  # and it does not create one
+
+
+# -- tail ------------------------------------------------------------------------------------
+
+
+class SignallingStream(io.StringIO):
+    """A stdout stand-in that sets an event once a given text has been written."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.seen = threading.Event()
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if self.needle in self.getvalue():
+            self.seen.set()
+        return n
+
+
+def test_tail_shows_history_then_follows_new_events(sample_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = SignallingStream("msg-4")
+    monkeypatch.setattr(sys, "stdout", stream)
+    result: dict[str, int] = {}
+    argv = [
+        "tail",
+        "--db",
+        sample_db,
+        "-n",
+        "2",
+        "--max-events",
+        "4",
+        "--interval",
+        "0.02",
+        "--timeout",
+        "20",
+    ]
+    follower = threading.Thread(target=lambda: result.setdefault("code", main(argv)))
+    follower.start()
+    try:
+        assert stream.seen.wait(10), "tail did not print its history"
+        with EventStore(sample_db) as store:
+            store.insert_many([stored_message(5, type="page", event=None)])  # filtered? no: no filter here
+            store.insert_many([stored_message(6)])
+    finally:
+        follower.join(20)
+    assert not follower.is_alive()
+    assert result["code"] == 0
+    ids = re.findall(r"msg-\d", stream.getvalue())
+    assert ids == ["msg-3", "msg-4", "msg-5", "msg-6"]
+
+
+def test_tail_filters_and_json(sample_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = SignallingStream('"msg-3"')
+    monkeypatch.setattr(sys, "stdout", stream)
+    result: dict[str, int] = {}
+    argv = ["tail", "--db", sample_db, "--type", "track", "-n", "1", "--json", "--max-events", "2"]
+    argv += ["--interval", "0.02"]
+    follower = threading.Thread(target=lambda: result.setdefault("code", main(argv)))
+    follower.start()
+    try:
+        assert stream.seen.wait(10)
+        with EventStore(sample_db) as store:
+            store.insert_many([stored_message(7, type="identify", event=None)])  # skipped by the filter
+            store.insert_many([stored_message(8)])
+    finally:
+        follower.join(20)
+    assert result["code"] == 0
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [m["messageId"] for m in lines] == ["msg-3", "msg-8"]
+
+
+def test_tail_timeout_stops_when_nothing_arrives(sample_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        ["tail", "--db", sample_db, "-n", "0", "--timeout", "0.2", "--interval", "0.05"], capsys
+    )
+    assert code == 0
+    assert out.splitlines()[0].startswith("RECEIVED AT")
+    assert len(out.splitlines()) == 1
+    assert "following" in err
+
+
+def test_tail_exits_cleanly_on_ctrl_c(sample_db: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segment_lite.cli", "tail", "--db", sample_db, "-n", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+        bufsize=0,
+    )
+    try:
+        assert read_line(proc.stdout).startswith("RECEIVED AT")
+        assert "msg-4" in read_line(proc.stdout)
+        assert "following" in read_line(proc.stderr)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert b"Traceback" not in err
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*flags: str) -> tuple[str, subprocess.Popen[bytes], str]:
+        db = str(tmp_path / f"serve{len(procs)}.db")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "segment_lite.cli", "serve", "--port", "0", "--db", db, *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+            bufsize=0,
+        )
+        procs.append(proc)
+        first = read_line(proc.stdout)
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
+        assert match, first
+        return match.group(1), proc, db
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """SIGTERM the process and return the rest of its stdout and stderr."""
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert proc.stdout is not None and proc.stderr is not None
+    return proc.stdout.read().decode(), proc.stderr.read().decode()
+
+
+def test_serve_stores_events_that_events_then_lists(served: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    url, proc, db = served()
+    r = requests.post(url + "/v1/batch", json={"batch": [track(1), track(2)]}, auth=("k", ""), timeout=5)
+    assert r.status_code == 200
+    assert r.json() == {"success": True}
+    assert requests.get(url + "/", timeout=5).status_code == 200
+    # Another process reads the same database while serve is running.
+    code, out, _ = run_cli(["events", "--db", db, "--json"], capsys)
+    assert code == 0
+    assert {json.loads(line)["messageId"] for line in out.splitlines()} == {"msg-1", "msg-2"}
+    out, err = stop(proc)
+    assert proc.returncode == 0
+    assert "POST /v1/batch 200 2 message(s): 2 stored" in err
+    assert "storing events in" in out
+
+
+def test_serve_with_write_keys_and_fault_flags(served: Any) -> None:
+    url, proc, _ = served(
+        "--write-key", "secret-key-1", "--fail-count", "1", "--fail-status", "429", "--retry-after", "5"
+    )
+    first = requests.post(url + "/v1/track", json=track(1), auth=("secret-key-1", ""), timeout=5)
+    assert first.status_code == 429
+    assert first.headers["Retry-After"] == "5"
+    assert (
+        requests.post(url + "/v1/track", json=track(1), auth=("secret-key-1", ""), timeout=5).status_code
+        == 200
+    )
+    assert requests.post(url + "/v1/track", json=track(2), auth=("wrong", ""), timeout=5).status_code == 401
+    out, err = stop(proc)
+    assert "accepting 1 configured write key(s)" in out
+    assert "secret-key-1" not in out + err  # keys are never printed
+
+
+def test_serve_refuses_a_port_in_use(served: Any, tmp_path: Path) -> None:
+    url, _, _ = served()
+    port = url.rsplit(":", 1)[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "segment_lite.cli", "serve", "--port", port, "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        env=child_env(),
+        timeout=20,
+    )
+    assert done.returncode == 1
+    assert b"cannot start the collector" in done.stderr
+
+
+def test_serve_delay_and_reset_flags(served: Any) -> None:
+    url, proc, _ = served("--reset-count", "1", "--delay", "0.2", "--delay-count", "1", "--quiet")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(url + "/v1/track", json=track(1), timeout=5)
+    # The reset consumed no delay; the next request is the delayed one.
+    assert requests.post(url + "/v1/track", json=track(1), timeout=5).status_code == 200
+    out, err = stop(proc)
+    assert "POST" not in err  # --quiet
