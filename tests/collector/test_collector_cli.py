@@ -11,9 +11,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import requests
@@ -343,6 +344,8 @@ def test_serve_delay_and_reset_flags(served: Any) -> None:
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.post(url + "/v1/track", json=track(1), timeout=5)
     # The reset consumed no delay; the next request is the delayed one.
+    started = time.monotonic()
     assert requests.post(url + "/v1/track", json=track(1), timeout=5).status_code == 200
-    out, err = stop(proc)
+    assert time.monotonic() - started >= 0.2
+    _, err = stop(proc)
     assert "POST" not in err  # --quiet
