@@ -8,7 +8,7 @@ and ``.celery``. This package itself imports no framework.
 from __future__ import annotations
 
 from segment_lite.integrations.pageview import (
-    DEFAULT_BOT_USER_AGENT_PATTERN,
+    DEFAULT_BOT_USER_AGENTS,
     DEFAULT_CONTENT_TYPES,
     DEFAULT_EXCLUDE_PATHS,
     DEFAULT_HEALTH_PATHS,
@@ -26,7 +26,7 @@ from segment_lite.integrations.pageview import (
 )
 
 __all__ = [
-    "DEFAULT_BOT_USER_AGENT_PATTERN",
+    "DEFAULT_BOT_USER_AGENTS",
     "DEFAULT_CONTENT_TYPES",
     "DEFAULT_EXCLUDE_PATHS",
     "DEFAULT_HEALTH_PATHS",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import ipaddress
 import json
@@ -10,7 +11,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from re import Pattern
 from typing import (
@@ -24,7 +25,7 @@ from typing import (
 from urllib.parse import parse_qsl, unquote
 
 __all__ = [
-    "DEFAULT_BOT_USER_AGENT_PATTERN",
+    "DEFAULT_BOT_USER_AGENTS",
     "DEFAULT_CONTENT_TYPES",
     "DEFAULT_EXCLUDE_PATHS",
     "DEFAULT_HEALTH_PATHS",
@@ -119,15 +120,56 @@ DEFAULT_STATIC_EXTENSIONS: frozenset[str] = frozenset(
 #: Response media types counted as page loads by default.
 DEFAULT_CONTENT_TYPES: tuple[str, ...] = ("text/html", "application/xhtml+xml")
 
-#: User agents of crawlers, link unfurlers, uptime monitors, headless browsers and HTTP tools.
-DEFAULT_BOT_USER_AGENT_PATTERN = (
-    r"(?<!cu)bot|crawl|spider|slurp|archiver|mediapartners|bingpreview|facebookexternalhit"
-    r"|facebookcatalog|embedly|quora link preview|outbrain|pinterest|vkshare|w3c_validator"
-    r"|whatsapp|skypeuripreview|nuzzel|redditbot|headless|phantomjs|lighthouse|pagespeed"
-    r"|prerender|preview|uptime|pingdom|statuscake|site24x7|newrelicpinger|datadog"
-    r"|check_http|monitor|curl/|wget/|python-requests|python-urllib|aiohttp|httpx"
-    r"|go-http-client|okhttp|java/|libwww|apache-httpclient|node-fetch|axios"
-    r"|scrapy|feedfetcher|feedburner|^$"
+#: Case-insensitive fragments of the user agents of crawlers, link unfurlers, uptime
+#: monitors, headless browsers and HTTP libraries; requests whose User-Agent contains one
+#: are not tracked by default.
+DEFAULT_BOT_USER_AGENTS: tuple[str, ...] = (
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "archiver",
+    "mediapartners",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "embedly",
+    "quora link preview",
+    "outbrain",
+    "pinterest",
+    "vkshare",
+    "w3c_validator",
+    "whatsapp",
+    "nuzzel",
+    "preview",
+    "headless",
+    "phantomjs",
+    "lighthouse",
+    "pagespeed",
+    "prerender",
+    "uptime",
+    "pingdom",
+    "statuscake",
+    "site24x7",
+    "newrelicpinger",
+    "datadog",
+    "check_http",
+    "monitor",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "go-http-client",
+    "okhttp",
+    "java/",
+    "libwww",
+    "apache-httpclient",
+    "node-fetch",
+    "axios/",
+    "scrapy",
+    "feedfetcher",
+    "feedburner",
 )
 
 _TRACKING_FIELDS = ("source", "medium", "name", "term", "content")
@@ -205,9 +247,11 @@ class PageviewConfig:
     - ``static_extensions``: path suffixes treated as static files. Default
       :data:`DEFAULT_STATIC_EXTENSIONS`.
     - ``health_paths``: exact paths of health checks. Default :data:`DEFAULT_HEALTH_PATHS`.
-    - ``bot_user_agents``: regex (case-insensitive) matching bot user agents, or None to
-      track bots too. Default :data:`DEFAULT_BOT_USER_AGENT_PATTERN` (also matches an
-      empty or missing User-Agent).
+    - ``bot_user_agents``: which user agents are bots: a collection of case-insensitive
+      fragments (any one contained in the User-Agent matches), or a regular expression
+      (a string or compiled pattern, searched case-insensitively), or None to track bots
+      too. Default :data:`DEFAULT_BOT_USER_AGENTS`. Unless None, an empty or missing
+      User-Agent also counts as a bot. Decisions are cached per distinct User-Agent.
     - ``navigation_only``: skip requests a browser marks as not being a page navigation
       (``Sec-Fetch-Mode`` other than ``navigate``, ``X-Requested-With: XMLHttpRequest``,
       ``Sec-Purpose``/``Purpose`` prefetch). Default True.
@@ -248,7 +292,7 @@ class PageviewConfig:
     exclude_patterns: tuple[Union[str, Pattern[str]], ...] = ()
     static_extensions: frozenset[str] = DEFAULT_STATIC_EXTENSIONS
     health_paths: frozenset[str] = DEFAULT_HEALTH_PATHS
-    bot_user_agents: Optional[Union[str, Pattern[str]]] = DEFAULT_BOT_USER_AGENT_PATTERN
+    bot_user_agents: Optional[Union[str, Pattern[str], Collection[str]]] = DEFAULT_BOT_USER_AGENTS
     navigation_only: bool = True
     should_track: Optional[ShouldTrack] = None
     title: Optional[RequestCallable] = None
@@ -283,6 +327,9 @@ class PageviewConfig:
                 raise TypeError(f"PageviewConfig.{name} must be a collection, not a single string")
             object.__setattr__(self, name, frozenset(value))
         object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
+        bots = self.bot_user_agents
+        if bots is not None and not isinstance(bots, (str, re.Pattern)):
+            object.__setattr__(self, "bot_user_agents", tuple(bots))
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> PageviewConfig:
@@ -375,6 +422,7 @@ def decode_ajs_cookie(value: Optional[str]) -> Optional[str]:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> Optional[IPAddress]:
     """Parse an address that may carry a port or brackets (``1.2.3.4:80``, ``[::1]:80``)."""
     candidate = text.strip().strip('"')
@@ -557,14 +605,18 @@ class PageviewTracker:
         )
         self._static_extensions = tuple(e.lower() for e in cfg.static_extensions)
         self._health = frozenset(p.rstrip("/") or "/" for p in cfg.health_paths)
-        bots = cfg.bot_user_agents
-        self._bots: Optional[Pattern[str]] = None
-        if bots is not None:
-            self._bots = bots if isinstance(bots, re.Pattern) else re.compile(bots, re.IGNORECASE)
+        self._is_bot: Optional[Callable[[str], bool]] = None
+        if cfg.bot_user_agents is not None:
+            self._is_bot = functools.lru_cache(maxsize=4096)(_bot_matcher(cfg.bot_user_agents))
+        self._peer_is_trusted = functools.lru_cache(maxsize=1024)(self._check_peer)
         self._tracked = _Counter()
         self._skipped = _Counter()
         self._errors = _Counter()
         self._dropped = _Counter()
+
+    def _check_peer(self, remote_addr: str) -> bool:
+        peer = _parse_ip(remote_addr)
+        return peer is not None and _is_trusted(peer, self._trusted)
 
     # -- counters
 
@@ -626,7 +678,7 @@ class PageviewTracker:
             return "health_check"
         if self._static_extensions and path.lower().endswith(self._static_extensions):
             return "static"
-        if self._bots is not None and self._bots.search(info.header("user-agent") or ""):
+        if self._is_bot is not None and self._is_bot(info.header("user-agent") or ""):
             return "bot"
         if self.config.navigation_only and not _is_navigation(info):
             return "not_navigation"
@@ -728,8 +780,7 @@ class PageviewTracker:
         host: Optional[str] = None
         ip = info.remote_addr
         if self._trusted and info.remote_addr:
-            peer = _parse_ip(info.remote_addr)
-            if peer is not None and _is_trusted(peer, self._trusted):
+            if self._peer_is_trusted(info.remote_addr):
                 ip = client_ip(info.remote_addr, info.header("x-forwarded-for"), self._trusted)
                 scheme = _last_forwarded_value(info.header("x-forwarded-proto"))
                 host = _last_forwarded_value(info.header("x-forwarded-host"))
@@ -759,6 +810,27 @@ class PageviewTracker:
         if cfg.integrations is not None:
             kwargs["integrations"] = dict(cfg.integrations)
         return kwargs
+
+
+def _bot_matcher(spec: Union[str, Pattern[str], Collection[str]]) -> Callable[[str], bool]:
+    if isinstance(spec, str):
+        spec = re.compile(spec, re.IGNORECASE)
+    if isinstance(spec, re.Pattern):
+        pattern = spec
+
+        def matches_pattern(user_agent: str) -> bool:
+            return not user_agent.strip() or pattern.search(user_agent) is not None
+
+        return matches_pattern
+    fragments = tuple(fragment.lower() for fragment in spec)
+
+    def matches_fragment(user_agent: str) -> bool:
+        lowered = user_agent.lower()
+        if not lowered.strip():
+            return True
+        return any(fragment in lowered for fragment in fragments)
+
+    return matches_fragment
 
 
 def _is_navigation(info: RequestInfo) -> bool:
