@@ -1,0 +1,116 @@
+"""The debugger page end to end in headless Chromium: list, filters, detail JSON and live updates."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from collector_helpers import post
+
+from segment_lite.collector import Collector
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _unavailable(reason: str) -> None:
+    # CI installs both, so there a missing browser is a failure, not a skip.
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install playwright)")
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def test_debugger_page_lists_filters_shows_json_and_follows_live(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    with Collector() as collector:
+        order = {
+            "type": "track",
+            "userId": "user-1",
+            "event": "Order Completed",
+            "messageId": "order-1",
+            "properties": {"order_id": "ord-77", "total": 12.5, "note": "<b>not html</b>"},
+        }
+        batch = [
+            {"type": "identify", "userId": "user-2", "messageId": "ident-1", "traits": {"plan": "pro"}},
+            {"type": "page", "anonymousId": "anon-1", "name": "Home", "messageId": "page-1"},
+            order,
+        ]
+        assert post(collector, "/v1/batch", {"batch": batch}).status_code == 200
+
+        requested: list[str] = []
+        console_errors: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
+        page.goto(collector.url + "/")
+        rows = page.locator("#events .event-row")
+        expect(rows).to_have_count(3)
+        # Newest first.
+        assert rows.evaluate_all("rs => rs.map(r => r.dataset.messageId)") == ["order-1", "page-1", "ident-1"]
+        page.evaluate("window.__sameDocument = true")
+
+        # Filters narrow the list.
+        page.select_option("#filter-type", "track")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-message-id", "order-1")
+        page.click("#clear-filters")
+        expect(rows).to_have_count(3)
+        page.fill("#filter-user", "anon-1")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-message-id", "page-1")
+        page.fill("#filter-user", "")
+        page.fill("#filter-event", "Order Completed")
+        expect(rows).to_have_count(1)
+        page.click("#clear-filters")
+        expect(rows).to_have_count(3)
+
+        # Clicking an event shows its full JSON, exactly as stored.
+        page.click('.event-row[data-message-id="order-1"]')
+        detail = page.locator("#detail-json")
+        expect(detail).to_have_attribute("data-message-id", "order-1")
+        shown = json.loads(detail.inner_text())
+        (stored,) = [m for m in collector.messages() if m["messageId"] == "order-1"]
+        assert shown == stored
+        assert shown["properties"]["note"] == "<b>not html</b>"  # rendered as text
+        assert page.locator("#detail-json b").count() == 0
+
+        # A new event appears without a reload, on top.
+        assert post(
+            collector, "/v1/track", {"userId": "user-3", "event": "Live One", "messageId": "live-1"}
+        ).ok
+        expect(rows).to_have_count(4, timeout=10_000)
+        expect(rows.first).to_have_attribute("data-message-id", "live-1")
+        expect(rows.first).to_contain_text("Live One")
+        assert page.evaluate("window.__sameDocument") is True
+
+        # The page only ever talks to the collector itself.
+        assert requested and all(url.startswith(collector.url + "/") for url in requested), requested
+        assert console_errors == []
+        # Debugger traffic is not recorded as Tracking API requests.
+        assert [r.path for r in collector.requests] == ["/v1/batch", "/v1/track"]
