@@ -8,7 +8,8 @@ import enum
 import json
 import math
 import uuid
-from typing import Any, Callable
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from typing import Any, Callable, Optional
 
 from segment_lite.errors import EncodeError
 
@@ -44,6 +45,16 @@ _stdlib_encoder = json.JSONEncoder(
     allow_nan=True,  # non-finite floats are caught below and turned into null
 )
 
+# The standard library's C encoder, made once and called directly: ``JSONEncoder.encode``
+# builds a new one (and a closure) on every call. No circular-reference markers (a
+# loop ends in RecursionError, which ``encode`` reports with its path), and
+# ``allow_nan=False`` so a NaN/Infinity raises ValueError instead of being written.
+_c_encode: Optional[Callable[[Any, int], Any]] = (
+    c_make_encoder(None, json_default, encode_basestring, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
+
 try:
     import orjson
 
@@ -57,6 +68,11 @@ except ImportError:  # the [fast] extra is not installed
 
 
 def _encode_stdlib(message: Any) -> bytes:
+    if _c_encode is not None:
+        try:
+            return "".join(_c_encode(message, 0)).encode("utf-8")
+        except ValueError:
+            pass  # a NaN or an Infinity: the path below writes null for it
     text = _stdlib_encoder.encode(message)
     # JSON has no NaN/Infinity; orjson writes null for them, so we do too. The
     # substring test can only give false positives (a string containing "NaN"),
@@ -85,7 +101,10 @@ def encode(message: Any) -> bytes:
     """
     if HAVE_ORJSON:
         try:
-            return _orjson_dumps(message, default=json_default, option=_ORJSON_OPTIONS)
+            # orjson returns its working buffer (1 KB to 4 KB and more, depending on
+            # the version) with the bytes at its start. The queue would hold the whole
+            # buffer for every message; ``%`` copies the bytes into an exact-size object.
+            return b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             pass  # e.g. an int beyond 64 bits, which the standard library handles
     try:

@@ -1,0 +1,103 @@
+"""The message both clients send, and how each client under test is built.
+
+The track call is a realistic e-commerce event: a user id, an event name, eight
+properties (a nested dict, a list, a float, a bool, a datetime, ...) and a context
+with ip, userAgent and page. Every call sends the same properties and context
+objects with one of 1,000 user ids, so what is measured is the client, not the
+building of arguments; each client stamps its own messageId and timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+from typing import Any, Callable
+
+__all__ = [
+    "CLIENTS",
+    "CONTEXT",
+    "EVENT",
+    "PROPERTIES",
+    "USER_IDS",
+    "ClientKind",
+    "available_clients",
+    "make_client",
+    "unavailable_reason",
+]
+
+EVENT = "Product Added"
+USER_IDS = [f"user-{index:06d}" for index in range(1000)]
+PROPERTIES: dict[str, Any] = {
+    "product_id": "sku-48213",
+    "name": "Ergonomic Keyboard",
+    "price": 129.99,
+    "quantity": 2,
+    "in_stock": True,
+    "tags": ["electronics", "office", "sale"],
+    "dimensions": {"width_cm": 44.5, "depth_cm": 13.2, "color": "graphite"},
+    "added_at": datetime.datetime(2024, 5, 17, 9, 30, 12, 345000, tzinfo=datetime.timezone.utc),
+}
+CONTEXT: dict[str, Any] = {
+    "ip": "203.0.113.42",
+    "userAgent": (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.4 Safari/605.1.15"
+    ),
+    "page": {
+        "path": "/products/sku-48213",
+        "referrer": "https://www.example.com/search?q=keyboard",
+        "title": "Ergonomic Keyboard - Example Shop",
+        "url": "https://shop.example.com/products/sku-48213",
+    },
+}
+
+ClientKind = str
+#: The clients compared: the reference, and segment_lite with each JSON encoder.
+CLIENTS: tuple[ClientKind, ...] = ("reference", "lite-json", "lite-orjson")
+LABELS = {
+    "reference": "reference 2.4.0",
+    "lite-json": "segment_lite (json)",
+    "lite-orjson": "segment_lite (orjson)",
+}
+
+
+def unavailable_reason(kind: ClientKind) -> str:
+    """Why ``kind`` cannot run here, or "" when it can."""
+    if kind == "reference" and importlib.util.find_spec("segment") is None:
+        return "segment-analytics-python is not installed (pip install segment-analytics-python==2.4.0)"
+    if kind == "reference" and importlib.util.find_spec("segment.analytics") is None:
+        return "segment.analytics is not importable"
+    if kind == "lite-orjson" and importlib.util.find_spec("orjson") is None:
+        return "orjson is not installed (pip install 'segment-lite[fast]')"
+    if kind not in CLIENTS:
+        return f"unknown client {kind!r}"
+    return ""
+
+
+def available_clients(kinds: tuple[ClientKind, ...] = CLIENTS) -> tuple[list[ClientKind], dict[str, str]]:
+    """The clients of ``kinds`` that can run here, and the reason for each that cannot."""
+    skipped = {kind: unavailable_reason(kind) for kind in kinds}
+    return [kind for kind in kinds if not skipped[kind]], {k: v for k, v in skipped.items() if v}
+
+
+def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple[Any, Callable[..., Any]]:
+    """Build client ``kind`` with default settings aimed at ``url``; returns it and its bound ``track``.
+
+    Only ``host`` (and ``gzip`` for the gzip variant) differ from the defaults.
+    ``lite-json`` forces segment_lite's standard-library encoder even when orjson
+    is importable, so both encoders are measured on one machine.
+    """
+    if kind == "reference":
+        from segment.analytics import Client as ReferenceClient
+
+        client: Any = ReferenceClient(write_key, host=url, gzip=gzip)
+        return client, client.track
+    import segment_lite
+    import segment_lite.encoding
+
+    if kind == "lite-json":
+        segment_lite.encoding.HAVE_ORJSON = False
+    elif kind == "lite-orjson" and not segment_lite.encoding.HAVE_ORJSON:
+        raise RuntimeError("orjson is not importable")
+    client = segment_lite.Client(write_key, host=url, gzip=gzip)
+    return client, client.track
