@@ -237,6 +237,15 @@ def _validate(message: dict[str, Any], where: str, index: Optional[int]) -> None
             {**details, "field": "type"},
         )
 
+    message_id = message.get("messageId")
+    if message_id is not None and (isinstance(message_id, bool) or not isinstance(message_id, (str, int))):
+        raise RequestError(
+            400,
+            "invalid_message_id",
+            f"{where}.messageId must be a string",
+            {**details, "field": "messageId"},
+        )
+
     def missing(name: str, why: str) -> RequestError:
         return RequestError(
             400, "missing_field", f"{where}.{name} is required {why}", {**details, "field": name}
@@ -261,14 +270,6 @@ def _validate(message: dict[str, Any], where: str, index: Optional[int]) -> None
             raise missing("event", "for track")
     if kind == "group" and not _present(message.get("groupId")):
         raise missing("groupId", "for group")
-    message_id = message.get("messageId")
-    if message_id is not None and not isinstance(message_id, (str, int)):
-        raise RequestError(
-            400,
-            "invalid_message_id",
-            f"{where}.messageId must be a string",
-            {**details, "field": "messageId"},
-        )
 
 
 def _enrich(

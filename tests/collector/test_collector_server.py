@@ -297,6 +297,11 @@ def test_malformed_bodies_are_400(collector: Collector, body: bytes, code: str) 
         ({"type": "launch", "userId": "u"}, "invalid_type", "batch[3].type must be one of"),
         ({"userId": "u"}, "invalid_type", "batch[3].type"),
         (
+            {"type": "alias", "userId": "u", "previousId": "p", "messageId": {"x": 1}},
+            "invalid_message_id",
+            "batch[3].messageId must be a string",
+        ),
+        (
             {"type": "track", "userId": "u", "event": "e", "timestamp": "yesterday"},
             "invalid_timestamp",
             "batch[3]",
