@@ -1,6 +1,6 @@
 """A one-file Django site that tracks server-side pageviews with segment_lite.
 
-Run a local collector (``segment-lite collector serve``, at http://127.0.0.1:8787), then:
+Run a local collector (``segment-lite serve``, at http://127.0.0.1:8787), then:
 
     python examples/django_app/app.py runserver
 

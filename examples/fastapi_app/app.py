@@ -1,6 +1,6 @@
 """A minimal FastAPI app that tracks server-side pageviews with segment_lite.
 
-Run a local collector (``segment-lite collector serve``, at http://127.0.0.1:8787), then:
+Run a local collector (``segment-lite serve``, at http://127.0.0.1:8787), then:
 
     python examples/fastapi_app/app.py        (needs uvicorn)
 
