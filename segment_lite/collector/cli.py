@@ -152,6 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
             delay_count=args.delay_count,
             reset_count=args.reset_count,
             log=None if args.quiet else log,
+            keep_requests=1000,  # a long-running server must not keep every body in memory
         )
         collector.start()
     except (OSError, ValueError) as exc:

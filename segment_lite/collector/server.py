@@ -621,7 +621,8 @@ class Collector:
 
     ``limits`` overrides Segment's size limits; ``clock`` supplies the receive
     time (a callable returning an aware datetime), for exact tests; ``log``
-    receives one line per Tracking API request.
+    receives one line per Tracking API request; ``keep_requests`` bounds how many
+    recorded requests :attr:`requests` keeps (the oldest are dropped; None keeps all).
     """
 
     def __init__(
@@ -643,6 +644,7 @@ class Collector:
         limits: Optional[Limits] = None,
         clock: Optional[Callable[[], datetime]] = None,
         log: Optional[Callable[[str], None]] = None,
+        keep_requests: Optional[int] = None,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
@@ -668,7 +670,8 @@ class Collector:
         self._final_messages: Optional[list[dict[str, Any]]] = None
 
         self._connections: set[_Connection] = set()
-        self._requests: list[RecordedRequest] = []
+        self._requests: deque[RecordedRequest] = deque(maxlen=keep_requests)
+        self._request_total = 0
         self._counts = _Counts()
         self._unique = 0
 
@@ -820,9 +823,12 @@ class Collector:
             return self._changed.wait_for(lambda: self._unique >= n, timeout)
 
     def wait_for_requests(self, n: int, timeout: float = 10.0) -> bool:
-        """Block until at least ``n`` requests are recorded; False if ``timeout`` passes first."""
+        """Block until at least ``n`` requests have been recorded; False if ``timeout`` passes first.
+
+        Counts every request since start or :meth:`reset`, even those dropped by ``keep_requests``.
+        """
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._requests) >= n, timeout)
+            return self._changed.wait_for(lambda: self._request_total >= n, timeout)
 
     def reset(self) -> None:
         """Forget stored messages, recorded requests, counters and pending faults."""
@@ -830,6 +836,7 @@ class Collector:
             self._store.clear()
         with self._changed:
             self._requests.clear()
+            self._request_total = 0
             self._counts = _Counts()
             self._unique = 0
             self._final_messages = None
@@ -983,6 +990,7 @@ class Collector:
     ) -> None:
         with self._changed:
             self._requests.append(record)
+            self._request_total += 1
             counts = self._counts
             counts.requests += 1
             counts.messages_received += received
@@ -1008,7 +1016,25 @@ class Collector:
 
     # -- debugger page and JSON API ----------------------------------------------------
 
+    def _host_allowed(self, host_header: Optional[str]) -> bool:
+        """On a loopback bind, the page and API answer only to loopback Host names.
+
+        A web page elsewhere could otherwise point its own host name at 127.0.0.1
+        (DNS rebinding) and read the stored events through the visitor's browser.
+        """
+        if not is_loopback_host(self.host) or not host_header:
+            return True
+        host = host_header.strip().lower()
+        if host.startswith("["):
+            host = host[1 : host.find("]")] if "]" in host else host
+        elif host.count(":") == 1:
+            host = host.split(":", 1)[0]
+        return is_loopback_host(host)
+
     def _serve_debugger(self, handler: _Handler, path: str, query: dict[str, list[str]]) -> None:
+        if not self._host_allowed(handler.headers.get("Host")):
+            handler._send_json(403, _error_body("forbidden", "the debugger answers only to a loopback Host"))
+            return
         if path in ("/", "/index.html"):
             self._serve_static(handler, "index.html")
         elif path.startswith("/static/"):

@@ -534,3 +534,56 @@ def test_gzip_roundtrip_through_http_client_with_content_length(collector: Colle
     finally:
         conn.close()
     assert collector.message_ids() == {"msg-5"}
+
+
+def test_keep_requests_bounds_the_recorded_requests() -> None:
+    with Collector(keep_requests=2) as c:
+        for n in range(4):
+            post(c, "/v1/track", track(n))
+        assert [r.json["messageId"] for r in c.requests] == ["msg-2", "msg-3"]
+        assert c.wait_for_requests(4, timeout=0.01)
+        assert c.stats.requests == 4
+
+
+def test_debugger_routes_refuse_a_foreign_host_header(collector: Collector) -> None:
+    # A page on another site that rebinds its name to 127.0.0.1 must not read events.
+    post(collector, "/v1/track", track(1))
+    foreign = requests.get(collector.url + "/api/events", headers={"Host": "evil.example:8787"}, timeout=5)
+    assert foreign.status_code == 403
+    assert "msg-1" not in foreign.text
+    assert requests.get(collector.url + "/", headers={"Host": "attacker.test"}, timeout=5).status_code == 403
+    for host in (f"localhost:{collector.port}", f"127.0.0.1:{collector.port}", "[::1]:80"):
+        ok = requests.get(collector.url + "/api/events", headers={"Host": host}, timeout=5)
+        assert ok.status_code == 200, host
+        assert [e["messageId"] for e in ok.json()["events"]] == ["msg-1"]
+    # The Tracking API itself does not care about Host.
+    r = post(collector, "/v1/track", track(2), headers={"Host": "api.segment.io"})
+    assert r.status_code == 200
+
+
+def test_debugger_api_returns_events_details_and_stats(collector: Collector) -> None:
+    post(collector, "/v1/batch", {"batch": [track(1), track(2, type="page", name="Home")]})
+    listing = requests.get(collector.url + "/api/events", timeout=5).json()
+    assert [e["messageId"] for e in listing["events"]] == ["msg-2", "msg-1"]
+    assert listing["total"] == 2
+    last = listing["lastId"]
+    assert requests.get(collector.url + f"/api/events?after={last}", timeout=5).json()["events"] == []
+    post(collector, "/v1/track", track(3))
+    newer = requests.get(collector.url + f"/api/events?after={last}", timeout=5).json()
+    assert [e["messageId"] for e in newer["events"]] == ["msg-3"]
+    only_pages = requests.get(collector.url + "/api/events?type=page", timeout=5).json()
+    assert [e["name"] for e in only_pages["events"]] == ["Home"]
+    detail = requests.get(collector.url + "/api/events/msg-1", timeout=5).json()
+    assert detail["message"]["properties"] == {"n": 1}
+    assert requests.get(collector.url + "/api/events/nope", timeout=5).status_code == 404
+    stats = requests.get(collector.url + "/api/stats", timeout=5).json()
+    assert stats["messages_stored"] == 3
+    assert stats["stored_total"] == 3
+    page = requests.get(collector.url + "/", timeout=5)
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    for asset in ("app.js", "app.css"):
+        assert requests.get(collector.url + "/static/" + asset, timeout=5).status_code == 200
+    assert requests.get(collector.url + "/static/../server.py", timeout=5).status_code == 404
+    assert requests.get(collector.url + "/static/server.py", timeout=5).status_code == 404
+    assert collector.stats.requests == 2  # debugger traffic is not counted
