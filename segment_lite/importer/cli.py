@@ -1,0 +1,272 @@
+"""The ``segment-lite import`` command: argument parsing and the handler around :func:`run_import`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional
+
+__all__ = ["add_arguments", "handle", "main", "register"]
+
+DESCRIPTION = """\
+Send historical events to Segment with their original timestamps.
+
+Inputs are JSON Lines (one Spec message per line; Segment archive exports with
+--from-archive) or CSV with a column mapping (--map / --map-file). gzip is
+detected by content; "-" reads stdin. Rows without a messageId get one derived
+from the file's content and the line number, so a re-run is deduplicated.
+Progress is checkpointed after delivery is confirmed; --resume continues.
+"""
+
+EPILOG = """\
+exit status: 0 done (rejected rows, if any, are in the rejects file),
+2 unusable options or inputs, 3 stopped by --max-errors, 4 delivery failed
+(resume later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+See docs/import.md.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the import options to ``parser``."""
+    from segment_lite.importer.convert import MESSAGE_TYPES
+    from segment_lite.importer.runner import DEFAULT_CHUNK_SIZE
+
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="JSON Lines or CSV files (.gz ok); - for stdin"
+    )
+
+    dest = parser.add_argument_group("destination")
+    dest.add_argument(
+        "--write-key",
+        default=os.environ.get("SEGMENT_WRITE_KEY"),
+        help="the source's write key (default: $SEGMENT_WRITE_KEY)",
+    )
+    where = dest.add_mutually_exclusive_group()
+    where.add_argument("--host", help="API host, e.g. http://127.0.0.1:8787 for a local collector")
+    where.add_argument("--region", choices=("us", "eu"), help="Segment region (default us)")
+    dest.add_argument(
+        "--integrations",
+        metavar="JSON",
+        help='destinations for every message, e.g. \'{"All": false, "Amplitude": true}\'',
+    )
+
+    rows = parser.add_argument_group("reading rows")
+    rows.add_argument(
+        "--format", choices=("jsonl", "csv"), help="input format (default: by file name; stdin: jsonl)"
+    )
+    rows.add_argument("--type", choices=MESSAGE_TYPES, help="message type of rows that do not name one")
+    rows.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="TARGET=COLUMN,...",
+        help="map columns to fields: userId=user_id,event=action,properties.plan=plan; "
+        "TARGET:int|float|bool|json converts; properties.*=* takes every other column",
+    )
+    rows.add_argument(
+        "--map-file", metavar="PATH", help='JSON object of mappings: {"userId": "user_id", ...}'
+    )
+    rows.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TARGET=VALUE",
+        help="a constant field on every message, e.g. event='Signed Up' (VALUE is JSON or text)",
+    )
+    rows.add_argument(
+        "--from-archive",
+        action="store_true",
+        help="rows are Segment archive events: drop sentAt, messageId and projectId",
+    )
+    rows.add_argument("--delimiter", help="CSV delimiter (default , or tab for .tsv)")
+    rows.add_argument("--encoding", default="utf-8", help="CSV text encoding (default utf-8)")
+
+    times = parser.add_argument_group("timestamps")
+    times.add_argument(
+        "--allow-now",
+        action="store_true",
+        help="send rows without a timestamp with the import time (default: reject them)",
+    )
+    times.add_argument("--timezone", metavar="TZ", help="zone of timestamps without an offset (default UTC)")
+
+    safety = parser.add_argument_group("progress, resume and errors")
+    cp = safety.add_mutually_exclusive_group()
+    cp.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default FILE.checkpoint.json)")
+    cp.add_argument("--no-checkpoint", action="store_true", help="keep no checkpoint")
+    safety.add_argument("--resume", action="store_true", help="skip the rows the checkpoint confirms")
+    rj = safety.add_mutually_exclusive_group()
+    rj.add_argument(
+        "--rejects", metavar="PATH", help="rejected rows, as JSON Lines (default FILE.rejects.jsonl)"
+    )
+    rj.add_argument("--no-rejects", action="store_true", help="only count rejected rows")
+    safety.add_argument("--dry-run", action="store_true", help="validate every row, send nothing")
+    safety.add_argument(
+        "--max-errors", type=int, metavar="N", help="stop once more than N rows were rejected"
+    )
+    safety.add_argument(
+        "--shard", metavar="I/N", help="import only shard I of N (rows whose line % N == I - 1)"
+    )
+    safety.add_argument("--id-salt", default="", metavar="TEXT", help="mixed into derived messageIds")
+    safety.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        metavar="N",
+        help=f"rows per confirmed chunk (default {DEFAULT_CHUNK_SIZE})",
+    )
+
+    perf = parser.add_argument_group("sending")
+    perf.add_argument("--gzip", action="store_true", help="gzip request bodies (off by default)")
+    perf.add_argument("--threads", type=int, default=1, metavar="N", help="sender threads (default 1)")
+    perf.add_argument("--max-retries", type=int, metavar="N", help="retries per batch (default 10)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--progress",
+        choices=("auto", "bar", "plain", "none"),
+        default="auto",
+        help="auto: a bar on a terminal (needs segment-lite[cli]), plain lines otherwise",
+    )
+    out.add_argument(
+        "--progress-interval", type=float, default=10.0, metavar="SECONDS", help="seconds between plain lines"
+    )
+    out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``import`` subcommand to the ``segment-lite`` parser."""
+    parser = subparsers.add_parser(
+        "import",
+        help="send historical events (JSON Lines, archives, CSV) with their timestamps",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _constants(items: Sequence[str]) -> dict[str, Any]:
+    from segment_lite.importer.errors import ImportConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        target, sep, text = item.partition("=")
+        if not sep or not target.strip():
+            raise ImportConfigError(f"--set {item!r} must look like TARGET=VALUE")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        out[target.strip()] = value
+    return out
+
+
+def _error(message: str) -> int:
+    print(f"segment-lite import: error: {message}", file=sys.stderr)
+    return 2
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the import described by ``args``; returns the exit status."""
+    from segment_lite.importer.errors import ImportConfigError
+    from segment_lite.importer.mapping import FieldMapping
+    from segment_lite.importer.progress import make_progress
+    from segment_lite.importer.runner import run_import, total_input_bytes
+
+    try:
+        integrations: Optional[dict[str, Any]] = None
+        if args.integrations:
+            try:
+                integrations = json.loads(args.integrations)
+            except ValueError as exc:
+                raise ImportConfigError(f"--integrations is not valid JSON: {exc}") from None
+            if not isinstance(integrations, dict):
+                raise ImportConfigError(
+                    '--integrations must be a JSON object, e.g. {"All": false, "Amplitude": true}'
+                )
+        constants = _constants(args.set)
+        mapping: Optional[FieldMapping] = None
+        if args.map_file:
+            mapping = FieldMapping.from_file(args.map_file)
+        if args.map:
+            extra = FieldMapping.parse(args.map)
+            mapping = extra if mapping is None else FieldMapping([*mapping.rules, *extra.rules])
+        if constants:
+            mapping = FieldMapping(mapping.rules if mapping else [], constants)
+        fmt = args.format
+        progress = make_progress(
+            args.progress, sys.stderr, args.progress_interval, total_input_bytes(args.files)
+        )
+    except ImportConfigError as exc:
+        return _error(str(exc))
+
+    terminated: list[bool] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(True)
+        raise KeyboardInterrupt
+
+    previous_handler: Any = None
+    try:
+        previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread
+        previous_handler = None
+    try:
+        summary = run_import(
+            args.files,
+            write_key=args.write_key,
+            host=args.host,
+            region=args.region,
+            format=fmt,
+            type=args.type,
+            mapping=mapping,
+            from_archive=args.from_archive,
+            allow_now=args.allow_now,
+            timezone=args.timezone,
+            integrations=integrations,
+            checkpoint=False if args.no_checkpoint else args.checkpoint,
+            resume=args.resume,
+            rejects=False if args.no_rejects else args.rejects,
+            dry_run=args.dry_run,
+            max_errors=args.max_errors,
+            shard=args.shard,
+            chunk_size=args.chunk_size,
+            gzip=args.gzip,
+            threads=args.threads,
+            max_retries=args.max_retries,
+            id_salt=args.id_salt,
+            delimiter=args.delimiter,
+            encoding=args.encoding,
+            progress=progress,
+        )
+    except ImportConfigError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        print("segment-lite import: interrupted", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    print(summary.format(), file=sys.stderr)
+    if summary.status == "interrupted" and terminated:
+        return 143
+    return summary.exit_code
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m segment_lite.importer``: the import command on its own."""
+    parser = argparse.ArgumentParser(
+        prog="segment-lite import",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return handle(parser.parse_args(argv))
