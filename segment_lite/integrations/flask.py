@@ -63,12 +63,15 @@ class SegmentPageviews:
     @property
     def tracker(self) -> PageviewTracker:
         """The tracker of the current app (or of the last app initialised, outside a request)."""
+        tracker: Optional[PageviewTracker] = None
         try:
-            return current_app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
-        except RuntimeError:
-            if self._last_tracker is None:
-                raise
-            return self._last_tracker
+            tracker = current_app.extensions.get(EXTENSION_KEY)
+        except RuntimeError:  # no app context
+            pass
+        tracker = tracker or self._last_tracker
+        if tracker is None:
+            raise RuntimeError("SegmentPageviews.init_app(app) has not been called")
+        return tracker
 
     @property
     def errors(self) -> int:

@@ -169,8 +169,10 @@ def test_error_inside_tracking_leaves_response_intact() -> None:
     assert response.get_data(as_text=True).startswith("<html>anon=")
     assert set_cookies(response.headers) == []
     assert client.calls == 1
+    assert extension.errors == 1  # outside an app context: the last app initialised
     with app.app_context():
         assert extension.errors == 1
+    assert app.extensions["segment_lite"].stats() == {"tracked": 0, "skipped": 0, "errors": 1, "dropped": 0}
 
 
 def test_view_errors_are_not_tracked_and_still_raise(recorder: RecordingClient) -> None:
