@@ -15,10 +15,11 @@ Timed scenarios (``single``, ``gzip``, ``threads4``):
    with ``perf_counter_ns`` while the client's own thread is delivering;
 4. ``flush()``, stop the clocks, read the sink's counters again.
 
-The ``memory`` scenario aims the client at a closed port, so nothing can be
-delivered, and measures with ``tracemalloc`` how many bytes ``n`` more queued
+The ``memory`` scenarios aim the client at a closed port, so nothing can be
+delivered, and measure with ``tracemalloc`` how many bytes ``n`` more queued
 tracks hold (after a warm-up of 200 queued tracks that starts the client's thread
-and its first connection attempts).
+and its first connection attempts): ``memory`` with arguments built anew for each
+call, as in an app, ``memory-shared`` with the same argument objects every call.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import tracemalloc
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from benchmarks.workload import CONTEXT, EVENT, PROPERTIES, USER_IDS, make_client
+from benchmarks.workload import CONTEXT, EVENT, PROPERTIES, USER_IDS, fresh_call_args, make_client, preload
 
 __all__ = ["SCENARIOS", "Scenario", "WorkerSpec", "percentile", "run_spec"]
 
@@ -64,7 +65,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("single", "1 producer thread, no compression"),
         Scenario("gzip", "1 producer thread, gzip=True", gzip=True),
         Scenario("threads4", "4 producer threads, no compression", threads=4),
-        Scenario("memory", "server unreachable: bytes held per queued message", memory=True),
+        Scenario("memory", "server down: bytes held per queued message, fresh arguments", memory=True),
+        Scenario(
+            "memory-shared",
+            "server down: bytes held per queued message, the same argument objects every call",
+            memory=True,
+        ),
     )
 }
 
@@ -225,16 +231,29 @@ def closed_port() -> int:
     return port
 
 
-def run_memory(spec: WorkerSpec) -> dict[str, Any]:
-    """Bytes held per queued message (``tracemalloc``), with the server unreachable."""
+def _produce_fresh(track: Callable[..., Any], start: int, count: int) -> int:
+    """Call ``track`` ``count`` times, each with newly built arguments; count accepted."""
+    accepted = 0
+    for index in range(start, start + count):
+        accepted += track(*fresh_call_args(index))[0]
+    return accepted
+
+
+def run_memory(spec: WorkerSpec, fresh: bool) -> dict[str, Any]:
+    """Bytes held per queued message (``tracemalloc``), with the server unreachable.
+
+    With ``fresh``, each call gets newly built arguments (see
+    ``workload.fresh_call_args``), else the same objects every call.
+    """
     n = min(spec.n, MAX_QUEUED - MEMORY_WARMUP - 100)  # the reference's consumer holds up to 100 more
+    preload(spec.client)
     tracemalloc.start()
     client, track = make_client(spec.client, f"http://127.0.0.1:{closed_port()}", spec.write_key, False)
     warm_accepted = _produce(track, 0, MEMORY_WARMUP, None)
     time.sleep(0.2)  # the client's thread has taken a batch and failed to connect at least once
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
-    accepted = _produce(track, MEMORY_WARMUP, n, None)
+    accepted = _produce_fresh(track, MEMORY_WARMUP, n) if fresh else _produce(track, MEMORY_WARMUP, n, None)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -250,7 +269,10 @@ def run_memory(spec: WorkerSpec) -> dict[str, Any]:
 def run_spec(spec: WorkerSpec) -> dict[str, Any]:
     """Run ``spec`` in this process and return its measurements."""
     scenario = SCENARIOS[spec.scenario]
-    result = run_memory(spec) if scenario.memory else run_timed(spec, scenario)
+    if scenario.memory:
+        result = run_memory(spec, fresh=scenario.name == "memory")
+    else:
+        result = run_timed(spec, scenario)
     result.update(client=spec.client, scenario=spec.scenario, n=spec.n, pid=os.getpid())
     return result
 

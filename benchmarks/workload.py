@@ -21,7 +21,9 @@ __all__ = [
     "USER_IDS",
     "ClientKind",
     "available_clients",
+    "fresh_call_args",
     "make_client",
+    "preload",
     "unavailable_reason",
 ]
 
@@ -51,6 +53,34 @@ CONTEXT: dict[str, Any] = {
     },
 }
 
+
+def _fresh(value: Any) -> Any:
+    """A copy of ``value`` in which every string, float, datetime and container is a new object."""
+    if isinstance(value, str):
+        return value[:1] + value[1:]  # an equal string, but a new object
+    if isinstance(value, dict):
+        return {key: _fresh(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    if isinstance(value, float):
+        return float(repr(value))
+    if isinstance(value, datetime.datetime):
+        return value.replace()
+    return value
+
+
+def fresh_call_args(index: int) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """The track arguments as an app builds them per call: the same values, all new objects.
+
+    In an app the properties and context come from the request being handled (its
+    headers, its form, the database), so every string in them is a new object, and
+    the app drops them after the call. A client that keeps the caller's objects
+    (rather than their encoding) holds all of them while the message is queued.
+    Dict keys and the event name are code constants, shared as in an app.
+    """
+    return f"user-{index % 1000:06d}", EVENT, _fresh(PROPERTIES), _fresh(CONTEXT)
+
+
 ClientKind = str
 #: The clients compared: the reference, and segment_lite with each JSON encoder.
 CLIENTS: tuple[ClientKind, ...] = ("reference", "lite-json", "lite-orjson")
@@ -78,6 +108,14 @@ def available_clients(kinds: tuple[ClientKind, ...] = CLIENTS) -> tuple[list[Cli
     """The clients of ``kinds`` that can run here, and the reason for each that cannot."""
     skipped = {kind: unavailable_reason(kind) for kind in kinds}
     return [kind for kind in kinds if not skipped[kind]], {k: v for k, v in skipped.items() if v}
+
+
+def preload(kind: ClientKind) -> None:
+    """Import what client ``kind`` needs, so that neither timing nor tracing sees the imports."""
+    if kind == "reference":
+        import segment.analytics  # noqa: F401
+    else:
+        import segment_lite  # noqa: F401
 
 
 def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple[Any, Callable[..., Any]]:
