@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 if TYPE_CHECKING:
     from segment_lite.collector.store import EventStore, StoredEvent
@@ -125,6 +125,8 @@ def _retry_after_value(value: Optional[str]) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from segment_lite.collector.server import Collector, is_loopback_host
 
     if not is_loopback_host(args.host):
@@ -155,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
             keep_requests=1000,  # a long-running server must not keep every body in memory
         )
         collector.start()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, sqlite3.Error) as exc:
         print(f"error: cannot start the collector: {exc}", file=sys.stderr)
         return 1
 
@@ -204,7 +206,7 @@ def _add_events(subparsers: Any) -> None:
     )
     _add_filters(p)
     p.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N events (default: 20)")
-    p.set_defaults(handler=_events)
+    p.set_defaults(handler=_reading_db(_events))
 
 
 def _add_tail(subparsers: Any) -> None:
@@ -222,7 +224,7 @@ def _add_tail(subparsers: Any) -> None:
     )
     p.add_argument("--max-events", type=int, default=None, metavar="N", help="exit after printing N events")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="exit after SECONDS")
-    p.set_defaults(handler=_tail)
+    p.set_defaults(handler=_reading_db(_tail))
 
 
 def _detail(message: dict[str, Any]) -> str:
@@ -286,6 +288,22 @@ def _open_store(path: str) -> EventStore:
     from segment_lite.collector.store import EventStore
 
     return EventStore(path)
+
+
+def _reading_db(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn a database that cannot be read into a one-line error and exit status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        import sqlite3
+
+        try:
+            return handler(args)
+        except sqlite3.Error as exc:
+            print(f"error: cannot read {args.db}: {exc}", file=sys.stderr)
+            return 1
+
+    run.__doc__ = handler.__doc__
+    return run
 
 
 def _events(args: argparse.Namespace) -> int:

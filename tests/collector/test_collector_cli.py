@@ -152,6 +152,16 @@ def test_events_without_a_database_fails_clearly(tmp_path: Path, capsys: pytest.
     assert not os.path.exists(missing)  # and it does not create one
 
 
+def test_events_on_a_file_that_is_not_a_database_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("these are not the events you are looking for\n" * 100)
+    code, _, err = run_cli(["events", "--db", str(bogus)], capsys)
+    assert code == 1
+    assert err.startswith(f"error: cannot read {bogus}")
+
+
 # -- tail ------------------------------------------------------------------------------------
 
 
