@@ -82,7 +82,9 @@ class Headers(Mapping[str, str]):
         return len(self._items)
 
     def __repr__(self) -> str:
-        return f"Headers({dict(self.items())!r})"
+        # Authorization carries the write key: never show it.
+        shown = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()}
+        return f"Headers({shown!r})"
 
 
 @dataclass
@@ -106,6 +108,16 @@ class RecordedRequest:
     fault: Optional[str] = None
     target: str = ""
     received_at: float = 0.0
+
+    def __repr__(self) -> str:
+        # A short summary: bodies can be large and may carry the write key.
+        batch = self.json.get("batch") if isinstance(self.json, dict) else None
+        messages = f", {len(batch)} message(s)" if isinstance(batch, list) else ""
+        fault = f", fault={self.fault}" if self.fault else ""
+        return (
+            f"RecordedRequest({self.method} {self.path} -> {self.status}{messages}, "
+            f"{len(self.raw_body)} bytes{fault})"
+        )
 
 
 @dataclass(frozen=True)

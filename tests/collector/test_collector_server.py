@@ -454,6 +454,10 @@ def test_recorded_requests_keep_what_was_sent_and_answered(collector: Collector)
     assert bad.status == 400
     assert bad.json is None
     assert bad.raw_body == b"nope"
+    # Printing a request (e.g. in a failing assertion) never shows the write key.
+    assert repr(ok) == f"RecordedRequest(POST /v1/batch -> 200, 1 message(s), {len(ok.raw_body)} bytes)"
+    assert "<redacted>" in repr(ok.headers)
+    assert "dGVzdC1rZXk6" not in repr(ok.headers)  # base64 of "test-key:"
 
 
 def test_stats_count_requests_messages_and_statuses(collector: Collector) -> None:
