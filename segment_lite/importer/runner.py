@@ -331,15 +331,8 @@ class _Engine:
                 self.rejected_by_server += len(messages)
                 self._check_max_errors()
             return
-        if self._closing:
-            return  # dropped because the import is stopping; counted as undelivered
-        if isinstance(exc, APIError):
-            text = (
-                f"the server refused the request (HTTP {exc.status} {exc.code}: {exc.message});"
-                " check the write key and the host"
-            )
-        else:
-            text = f"{type(exc).__name__}: {exc}"
+        # Undelivered (retries exhausted, write key refused, dropped at shutdown):
+        # nothing from the first of these messages on may be confirmed.
         first: Optional[tuple[int, int]] = None
         for message in messages:
             mid = message.get("messageId") if isinstance(message, dict) else None
@@ -347,10 +340,18 @@ class _Engine:
             if first is None or position < first:
                 first = position
         with self._lock:
-            if self.fatal_error is None:
-                self.fatal_error = text
             if first is not None and (self.fatal_pos is None or first < self.fatal_pos):
                 self.fatal_pos = first
+            if self._closing:
+                return  # dropped because the import is stopping: counted as undelivered
+            if self.fatal_error is None:
+                if isinstance(exc, APIError):
+                    self.fatal_error = (
+                        f"the server refused the request (HTTP {exc.status} {exc.code}: {exc.message});"
+                        " check the write key and the host"
+                    )
+                else:
+                    self.fatal_error = f"{type(exc).__name__}: {exc}"
             self.stop_reason = self.stop_reason or "delivery_failed"
 
     def _lookup(self, mid: Any) -> Optional[tuple[Source, int, Any]]:
@@ -490,11 +491,7 @@ class _Engine:
                 newest = pending
         if newest is not None and self.on_settled is not None:
             self.rejects.flush()
-            self.on_settled(newest.index, newest.line, newest.complete and self._confirmable(newest))
-
-    def _confirmable(self, pending: _Pending) -> bool:
-        fatal = self.fatal_pos
-        return fatal is None or (pending.index, pending.line) < fatal
+            self.on_settled(newest.index, newest.line, newest.complete)
 
     def _flush(self, timeout: Optional[float]) -> bool:
         """Wait (showing progress) until everything sent is settled; False if ``timeout`` passed."""
@@ -852,7 +849,7 @@ def run_import(
                             " (its content differs); run without --resume to start over"
                         )
                     entry.key = source.key
-                    skip = 2**62 if entry.complete else entry.lines_done
+                    skip = entry.lines_done  # lines appended since are imported
                     engine.run_source(index, source, skip)
                 finally:
                     source.close()

@@ -1,0 +1,131 @@
+"""Crash and Ctrl-C mid-import (in a subprocess, at a deterministic point), then --resume: exactly once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from import_helpers import WRITE_KEY, by_n, expected_ids, run_cli, track_rows, write_jsonl
+
+from segment_lite.collector import Collector
+from segment_lite.importer import Checkpoint, ImportConfigError, run_import
+from segment_lite.importer.runner import TEST_HOOK_ENV
+
+ROWS = 3000
+CHUNK = 200
+
+
+def _args(path: Path, collector: Collector, *extra: str) -> list[str]:
+    return [
+        str(path),
+        "--write-key",
+        WRITE_KEY,
+        "--host",
+        collector.url,
+        "--chunk-size",
+        str(CHUNK),
+        "--progress",
+        "none",
+        "--json",
+        *extra,
+    ]
+
+
+def test_crash_then_resume_delivers_every_row_exactly_once(collector: Collector, workdir: Path) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(ROWS))
+    crashed = run_cli(_args(path, collector), env={TEST_HOOK_ENV: "exit-after-checkpoints=3"}, cwd=workdir)
+    assert crashed.returncode == 86, crashed.stderr  # os._exit right after the third checkpoint
+    assert crashed.stdout == ""  # no summary: it died
+    checkpoint = Checkpoint.load(str(workdir / "events.jsonl.checkpoint.json"))
+    assert checkpoint is not None
+    confirmed = checkpoint.files[0].lines_done
+    assert confirmed >= 3 * CHUNK and confirmed % CHUNK == 0 and confirmed < ROWS
+    assert not checkpoint.files[0].complete
+    # Everything the checkpoint covers was delivered before it was written.
+    stored_before = by_n(collector.messages())
+    assert set(range(confirmed)) <= set(stored_before)
+
+    resumed = run_cli([*_args(path, collector), "--resume"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["skipped_resume"] == confirmed
+    assert summary["sent"] == ROWS - confirmed
+    assert summary["delivered"] == ROWS - confirmed
+    # Exactly once by messageId: one stored message per row, under the row's derived id.
+    stored = by_n(collector.messages())
+    assert sorted(stored) == list(range(ROWS))
+    assert collector.message_ids() == set(expected_ids(path, range(1, ROWS + 1)))
+    # Rows sent after the last checkpoint but before the crash came again and were deduplicated.
+    assert collector.stats.duplicates == len(stored_before) - confirmed
+    final = Checkpoint.load(str(workdir / "events.jsonl.checkpoint.json"))
+    assert final is not None and final.files[0].complete and final.files[0].lines_done == ROWS
+
+
+def test_ctrl_c_flushes_in_flight_rows_and_writes_the_checkpoint(collector: Collector, workdir: Path) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(ROWS))
+    interrupted = run_cli(
+        _args(path, collector), env={TEST_HOOK_ENV: "sigint-after-checkpoints=2"}, cwd=workdir
+    )
+    assert interrupted.returncode == 130, interrupted.stderr
+    summary = json.loads(interrupted.stdout)
+    assert summary["status"] == "interrupted"
+    assert "import interrupted" in interrupted.stderr
+    checkpoint = Checkpoint.load(str(workdir / "events.jsonl.checkpoint.json"))
+    assert checkpoint is not None
+    confirmed = checkpoint.files[0].lines_done
+    # Every row read was flushed before exiting, and the checkpoint says so exactly.
+    assert confirmed == summary["rows_read"] == summary["delivered"] == collector.stats.messages_stored
+    assert 2 * CHUNK <= confirmed < ROWS
+    assert sorted(by_n(collector.messages())) == list(range(confirmed))
+
+    resumed = run_cli([*_args(path, collector), "--resume"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["skipped_resume"] == confirmed
+    assert summary["delivered"] == ROWS - confirmed
+    assert sorted(by_n(collector.messages())) == list(range(ROWS))
+    assert collector.stats.duplicates == 0  # nothing confirmed was sent again
+
+
+def test_resume_refuses_a_different_file_or_shard(collector: Collector, workdir: Path) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(10))
+    run_import([str(path)], write_key=WRITE_KEY, host=collector.url)
+    write_jsonl(path, track_rows(10, start=100))
+    try:
+        run_import([str(path)], write_key=WRITE_KEY, host=collector.url, resume=True)
+    except ImportConfigError as exc:
+        assert "content differs" in str(exc)
+    else:
+        raise AssertionError("resume accepted a changed file")
+    checkpoint = str(workdir / "events.jsonl.checkpoint.json")
+    try:
+        run_import(
+            [str(path)],
+            write_key=WRITE_KEY,
+            host=collector.url,
+            resume=True,
+            shard="1/2",
+            checkpoint=checkpoint,
+        )
+    except ImportConfigError as exc:
+        assert "shard" in str(exc)
+    else:
+        raise AssertionError("resume accepted another shard")
+
+
+def test_resume_of_a_finished_import_sends_nothing(collector: Collector, workdir: Path) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(25))
+    run_import([str(path)], write_key=WRITE_KEY, host=collector.url, chunk_size=10)
+    again = run_import([str(path)], write_key=WRITE_KEY, host=collector.url, chunk_size=10, resume=True)
+    assert (again.skipped_resume, again.sent) == (25, 0)
+    assert collector.stats.messages_received == 25
+
+
+def test_resume_continues_into_lines_appended_since(collector: Collector, workdir: Path) -> None:
+    rows = track_rows(3000)
+    path = write_jsonl(workdir / "events.jsonl", rows[:2500])  # more than the 64 KiB the file key hashes
+    run_import([str(path)], write_key=WRITE_KEY, host=collector.url)
+    write_jsonl(path, rows)
+    more = run_import([str(path)], write_key=WRITE_KEY, host=collector.url, resume=True)
+    assert (more.skipped_resume, more.delivered) == (2500, 500)
+    assert sorted(by_n(collector.messages())) == list(range(3000))
