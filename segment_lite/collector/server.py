@@ -272,6 +272,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        try:
+            # Headers and body go out in separate writes; without this, Nagle's
+            # algorithm and the client's delayed ACK stall every answer ~40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         self._conn = _Connection(self.connection)
         self.server.collector._connection_opened(self._conn)
 
