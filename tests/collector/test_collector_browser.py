@@ -67,7 +67,12 @@ def test_debugger_page_lists_filters_shows_json_and_follows_live(page: Any) -> N
         requested: list[str] = []
         console_errors: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
-        page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
+
+        def on_console(msg: Any) -> None:
+            if msg.type == "error":
+                console_errors.append(msg.text)
+
+        page.on("console", on_console)
         page.goto(collector.url + "/")
         rows = page.locator("#events .event-row")
         expect(rows).to_have_count(3)
