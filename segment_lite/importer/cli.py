@@ -195,9 +195,12 @@ def handle(args: argparse.Namespace) -> int:
             mapping = FieldMapping.from_file(args.map_file)
         if args.map:
             extra = FieldMapping.parse(args.map)
-            mapping = extra if mapping is None else FieldMapping([*mapping.rules, *extra.rules])
+            if mapping is not None:
+                extra = FieldMapping([*mapping.rules, *extra.rules], mapping.constants)
+            mapping = extra
         if constants:
-            mapping = FieldMapping(mapping.rules if mapping else [], constants)
+            base = mapping.constants if mapping else {}
+            mapping = FieldMapping(mapping.rules if mapping else [], {**base, **constants})
         fmt = args.format
         progress = make_progress(
             args.progress, sys.stderr, args.progress_interval, total_input_bytes(args.files)

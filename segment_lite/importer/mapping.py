@@ -51,10 +51,14 @@ def _to_int(value: Any) -> Any:
     try:
         return int(text)
     except ValueError:
+        pass
+    try:
         number = float(text)
-        if not number.is_integer():
-            raise ValueError(f"{text!r} is not a whole number") from None
-        return int(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+    if not number.is_integer():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(number)
 
 
 def _to_float(value: Any) -> Any:
@@ -62,7 +66,11 @@ def _to_float(value: Any) -> Any:
         raise ValueError("a boolean is not a number")
     if isinstance(value, (int, float)):
         return value
-    return float(str(value).strip())
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
 
 
 def _to_bool(value: Any) -> Any:
@@ -183,7 +191,11 @@ class FieldMapping:
 
     @classmethod
     def from_file(cls, path: str, constants: Optional[Mapping[str, Any]] = None) -> FieldMapping:
-        """Read a JSON object ``{"target": "column", ...}`` from ``path``."""
+        """Read a mapping from the JSON file ``path``.
+
+        Either ``{"target": "column", ...}`` or ``{"map": {"target": "column", ...},
+        "set": {"target": constant, ...}}``.
+        """
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -193,7 +205,38 @@ class FieldMapping:
             raise ImportConfigError(f"mapping file {path} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ImportConfigError(f"mapping file {path} must hold a JSON object of target: column")
+        if "map" in data and set(data) <= {"map", "set"}:
+            # The long form: {"map": {target: column}, "set": {target: constant}}.
+            rules, fixed = data["map"], data.get("set") or {}
+            if not isinstance(rules, dict) or not isinstance(fixed, dict):
+                raise ImportConfigError(f'mapping file {path}: "map" and "set" must be JSON objects')
+            return cls.parse(rules, {**fixed, **(constants or {})})
         return cls.parse(data, constants)
+
+    @classmethod
+    def identity(cls, columns: Iterable[str]) -> FieldMapping:
+        """Map each column to the field it is named after (``userId``, ``event``, ``properties.plan``).
+
+        For CSV files whose header already uses Spec names. A column that names
+        no field raises ``ImportConfigError`` rather than being silently dropped.
+        """
+        rules: list[FieldRule] = []
+        unknown: list[str] = []
+        for column in columns:
+            name, _, conversion = column.partition(":")
+            try:
+                _check_target(name, conversion or None, column)
+            except ImportConfigError:
+                unknown.append(column)
+                continue
+            rules.append(FieldRule(name, column, conversion or None))
+        if unknown:
+            raise ImportConfigError(
+                f"without --map, CSV columns must be named after message fields (userId, event, timestamp,"
+                f" properties.NAME, ...); these are not: {', '.join(repr(c) for c in unknown)}."
+                " Pass --map (e.g. --map 'userId=user_id,properties.*=*') or --map-file"
+            )
+        return cls(rules)
 
     def sources(self) -> set[str]:
         """The column names the rules read (the wildcard excepted)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import hashlib
 import os
@@ -21,7 +22,7 @@ from segment_lite.importer.convert import RowConverter, RowOptions
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError, RowError
 from segment_lite.importer.mapping import FieldMapping
 from segment_lite.importer.progress import NullProgress, Progress, Snapshot
-from segment_lite.importer.sources import RecordSource, Source, open_source
+from segment_lite.importer.sources import CsvSource, RecordSource, Source, open_source
 from segment_lite.importer.state import Checkpoint, FileProgress, RejectsWriter
 
 __all__ = [
@@ -395,12 +396,14 @@ class _Engine:
             self.rejected += 1
             self._check_max_errors()
 
-    def run_source(self, index: int, source: Source, skip_upto: int = 0) -> None:
+    def run_source(
+        self, index: int, source: Source, skip_upto: int = 0, converter: Optional[RowConverter] = None
+    ) -> None:
         """Send every row of ``source`` after line ``skip_upto``; raises ``_Stop`` to end the import early."""
         source.index = index
         self._source = source
         methods = self._methods
-        convert = self.converter.convert
+        convert = (converter or self.converter).convert
         decode = source.decode
         key = source.key
         salt = self.id_salt
@@ -850,7 +853,12 @@ def run_import(
                         )
                     entry.key = source.key
                     skip = entry.lines_done  # lines appended since are imported
-                    engine.run_source(index, source, skip)
+                    own: Optional[RowConverter] = None
+                    if isinstance(source, CsvSource) and options.mapping is None:
+                        own = RowConverter(
+                            dataclasses.replace(options, mapping=FieldMapping.identity(source.header))
+                        )
+                    engine.run_source(index, source, skip, own)
                 finally:
                     source.close()
             engine.finish()

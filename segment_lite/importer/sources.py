@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -216,7 +217,11 @@ class JsonLinesSource(_FileSource):
 
 
 class CsvSource(_FileSource):
-    """CSV with a header row; the line number of a row is that of its first physical line."""
+    """CSV with a header row (read when opened, as ``header``).
+
+    The line number of a row is that of its first physical line (a quoted field
+    may span several).
+    """
 
     format = "csv"
 
@@ -235,28 +240,26 @@ class CsvSource(_FileSource):
         self._text = io.TextIOWrapper(self._data, encoding=codec, newline="")  # type: ignore[arg-type]
         self._reader = csv.reader(self._text, delimiter=delimiter)
         self.header: list[str] = []
-
-    def records(self) -> Iterator[tuple[int, Any]]:
-        reader = self._reader
         try:
-            try:
-                first = next(reader)
-            except StopIteration:
-                return
-            header = [name.strip() for name in first]
+            with self._errors():
+                first = next(self._reader, None)
+        except BaseException:
+            self.close()
+            raise
+        if first is not None:
+            self.header = [name.strip() for name in first]
             seen: set[str] = set()
-            for name in header:
+            for name in self.header:
                 if name in seen:
+                    self.close()
                     raise ImportConfigError(f"{self.path}: the header names column {name!r} twice")
                 seen.add(name)
-            self.header = header
-            previous = reader.line_num
-            for fields in reader:
-                start = previous + 1
-                previous = reader.line_num
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue
-                yield start, fields
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        reader = self._reader
+        try:
+            yield
         except UnicodeDecodeError as exc:
             raise ImportConfigError(
                 f"{self.path} is not valid {self._text.encoding} near line {reader.line_num + 1}:"
@@ -266,6 +269,19 @@ class CsvSource(_FileSource):
             raise ImportConfigError(f"{self.path}: CSV error at line {reader.line_num}: {exc}") from None
         except (OSError, EOFError) as exc:
             raise ImportConfigError(f"cannot read {self.path} near line {reader.line_num}: {exc}") from None
+
+    def records(self) -> Iterator[tuple[int, Any]]:
+        reader = self._reader
+        if not self.header:
+            return
+        with self._errors():
+            previous = reader.line_num
+            for fields in reader:
+                start = previous + 1
+                previous = reader.line_num
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                yield start, fields
 
     def decode(self, raw: Any) -> dict[str, Any]:
         header = self.header

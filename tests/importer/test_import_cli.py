@@ -1,0 +1,215 @@
+"""The command line: the segment-lite entry point, options, exit statuses, examples, progress output."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from import_helpers import REPO, WRITE_KEY, read_jsonl, run_cli, track_rows, write_jsonl
+
+from segment_lite import cli
+from segment_lite.collector import Collector
+from segment_lite.importer import progress as progress_module
+from segment_lite.importer.progress import PlainProgress, Snapshot, make_progress
+
+EXAMPLES = REPO / "examples" / "import"
+
+
+def test_import_is_a_subcommand_of_segment_lite(collector: Collector, workdir: Path) -> None:
+    path = workdir / "signups.csv"
+    path.write_text("id,when,plan\nu1,2024-05-01T10:00:00Z,pro\nu2,2024-05-02T10:00:00Z,\n", encoding="utf-8")
+    code = cli.main(
+        [
+            "import",
+            str(path),
+            "--write-key",
+            WRITE_KEY,
+            "--host",
+            collector.url,
+            "--type",
+            "track",
+            "--map",
+            "userId=id,timestamp=when",
+            "--map",
+            "properties.plan=plan",
+            "--set",
+            "event=Signed Up",
+            "--set",
+            "properties.source=backfill",
+            "--integrations",
+            '{"All": false, "Amplitude": true}',
+            "--progress",
+            "none",
+        ]
+    )
+    assert code == 0
+    stored = {m["userId"]: m for m in collector.messages()}
+    assert stored["u1"]["event"] == "Signed Up"
+    assert stored["u1"]["properties"] == {"plan": "pro", "source": "backfill"}
+    assert stored["u2"]["properties"] == {"source": "backfill"}
+    assert stored["u1"]["originalTimestamp"] == "2024-05-01T10:00:00.000Z"
+    assert stored["u2"]["integrations"] == {"All": False, "Amplitude": True}
+
+
+def test_csv_named_after_fields_needs_no_mapping(collector: Collector, workdir: Path) -> None:
+    path = workdir / "events.csv"
+    path.write_text(
+        "type,userId,event,timestamp,properties.plan:int\ntrack,u1,Paid,1714557600,3\n", encoding="utf-8"
+    )
+    assert cli.main(["import", str(path), "--write-key", WRITE_KEY, "--host", collector.url]) == 0
+    [message] = collector.messages()
+    assert (message["event"], message["properties"], message["originalTimestamp"]) == (
+        "Paid",
+        {"plan": 3},
+        "2024-05-01T10:00:00.000Z",
+    )
+    path.write_text("userId,action\nu1,Paid\n", encoding="utf-8")
+    assert cli.main(["import", str(path), "--dry-run"]) == 2
+
+
+def test_examples_import_as_documented(collector: Collector, workdir: Path) -> None:
+    for name in ("events.jsonl", "signups.csv", "signups.mapping.json"):
+        shutil.copy(EXAMPLES / name, workdir / name)
+    common = ["--write-key", WRITE_KEY, "--host", collector.url, "--progress", "none"]
+    assert cli.main(["import", "events.jsonl", *common]) == 0
+    assert read_jsonl(workdir / "events.jsonl.rejects.jsonl")[0]["line"] == 8
+    assert cli.main(["import", "events.jsonl", "--allow-now", *common]) == 0
+    events = collector.messages()
+    assert sorted(m["type"] for m in events) == [
+        "alias",
+        "group",
+        "identify",
+        "page",
+        "screen",
+        "track",
+        "track",
+        "track",
+    ]
+    assert "legacy-crm-000042" in collector.message_ids()
+    code = cli.main(
+        ["import", "signups.csv", "--map-file", "signups.mapping.json", "--timezone", "Europe/Paris", *common]
+    )
+    assert code == 0
+    signups = {m["userId"]: m for m in collector.messages() if m.get("event") == "Signed Up"}
+    assert sorted(signups) == ["user-2001", "user-2002", "user-2004"]
+    assert signups["user-2001"]["originalTimestamp"] == "2024-02-01T08:30:00.000Z"
+    assert signups["user-2002"]["properties"] == {"plan": "team", "seats": 12}
+    assert signups["user-2004"]["context"]["traits"] == {"email": "barbara@example.com"}
+    [reject] = read_jsonl(workdir / "signups.csv.rejects.jsonl")
+    assert (reject["line"], reject["field"]) == (4, "properties.seats")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--integrations", "{bad"], "--integrations is not valid JSON"),
+        (["--integrations", "[1]"], "must be a JSON object"),
+        (["--map", "nope=x"], "unknown mapping target"),
+        (["--timezone", "Nowhere/Special"], "unknown time zone"),
+        (["--shard", "5/4"], "shard"),
+        ([], "write key is required"),
+    ],
+)
+def test_unusable_options_exit_2(
+    args: list[str], message: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(workdir / "e.jsonl", track_rows(1))
+    assert cli.main(["import", str(path), "--host", "http://127.0.0.1:9", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_host_and_region_are_exclusive(workdir: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["import", "x.jsonl", "--host", "http://h", "--region", "eu"])
+    assert info.value.code == 2
+
+
+def test_max_errors_exit_status_and_plain_progress_lines(collector: Collector, workdir: Path) -> None:
+    rows: list[object] = [*track_rows(600), "bad", "bad"]
+    path = write_jsonl(workdir / "e.jsonl", rows)
+    result = run_cli(
+        [
+            str(path),
+            "--write-key",
+            WRITE_KEY,
+            "--host",
+            collector.url,
+            "--progress-interval",
+            "0",
+            "--max-errors",
+            "1",
+        ],
+        cwd=workdir,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "too many rejected rows" in result.stderr
+    # Not a terminal: plain progress lines (one per 256 rows with a zero interval), then the summary.
+    lines = [line for line in result.stderr.splitlines() if "rows read," in line]
+    assert len(lines) >= 2
+    assert "msg/s" in lines[0] and "%" in lines[0]
+
+
+def test_dry_run_needs_no_write_key(collector: Collector, workdir: Path) -> None:
+    path = write_jsonl(workdir / "e.jsonl", track_rows(5))
+    result = run_cli([str(path), "--dry-run", "--json", "--progress", "none"], cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sent"] == 5
+    assert "dry run complete: nothing was sent" in result.stderr
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_without_tqdm_on_a_terminal_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    stream = FakeTerminal()
+    reporter = make_progress("auto", stream, interval_s=5.0, total_bytes=100)
+    assert isinstance(reporter, PlainProgress)
+    assert stream.getvalue().count("pip install 'segment-lite[cli]'") == 1
+
+
+def test_progress_modes_and_the_bar() -> None:
+    assert isinstance(make_progress("auto", io.StringIO()), PlainProgress)  # not a terminal
+    assert isinstance(make_progress("none", FakeTerminal()), progress_module.NullProgress)
+    pytest.importorskip("tqdm")
+    stream = FakeTerminal()
+    bar = make_progress("auto", stream, total_bytes=1000)
+    assert isinstance(bar, progress_module.TqdmProgress)
+    snap = Snapshot(
+        elapsed_s=2.0,
+        rows_read=500,
+        sent=500,
+        delivered=400,
+        rejected=3,
+        skipped=0,
+        position=500,
+        total_bytes=1000,
+    )
+    bar.update(snap)
+    bar.close(snap)
+    assert "delivered=400" in stream.getvalue() and "rejected=3" in stream.getvalue()
+
+
+def test_snapshot_rate_and_eta() -> None:
+    snap = Snapshot(
+        elapsed_s=10.0,
+        rows_read=1000,
+        sent=1000,
+        delivered=800,
+        rejected=0,
+        skipped=0,
+        position=250,
+        total_bytes=1000,
+    )
+    assert snap.rate == 80.0
+    assert snap.fraction == 0.25
+    assert snap.eta_s == 30.0
+    line = progress_module.describe(snap)
+    assert "800 delivered" in line and "25%" in line and "ETA 0:00:30" in line
+    assert Snapshot(elapsed_s=1.0, rows_read=1, sent=1, delivered=0, rejected=0, skipped=0).eta_s is None
