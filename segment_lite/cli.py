@@ -30,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ImportError:  # a subcommand whose module is absent is simply not offered
-            continue
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a bug or missing dependency inside the module: say so
+                raise
+            continue  # a subcommand whose module is absent is simply not offered
         module.register(subparsers)
     return parser
 
