@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 from import_helpers import WRITE_KEY, by_n, expected_ids, run_cli, track_rows, write_jsonl
 
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
 from segment_lite.importer.runner import TEST_HOOK_ENV
+from segment_lite.transport import RequestsTransport, TransportResponse
 
 ROWS = 3000
 CHUNK = 200
@@ -85,6 +90,39 @@ def test_ctrl_c_flushes_in_flight_rows_and_writes_the_checkpoint(collector: Coll
     assert summary["delivered"] == ROWS - confirmed
     assert sorted(by_n(collector.messages())) == list(range(ROWS))
     assert collector.stats.duplicates == 0  # nothing confirmed was sent again
+
+
+class SlowTransport:
+    """Forwards to the collector, 5 ms per request: with small batches a backlog stays queued."""
+
+    def __init__(self) -> None:
+        self.inner = RequestsTransport()
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        time.sleep(0.005)
+        return self.inner.post(url, body, headers, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_ctrl_c_delivers_the_queued_backlog_before_checkpointing(
+    collector: Collector, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(600))
+    monkeypatch.setenv(TEST_HOOK_ENV, "sigint-after-checkpoints=2")
+    slow = {"transport": SlowTransport, "upload_size": 10, "max_batch_size": 10, "max_queue_size": 100}
+    summary = run_import(
+        [str(path)], write_key=WRITE_KEY, host=collector.url, chunk_size=50, client_options=slow
+    )
+    assert summary.status == "interrupted" and summary.exit_code == 130
+    assert summary.undelivered == 0
+    checkpoint = Checkpoint.load(str(workdir / "events.jsonl.checkpoint.json"))
+    assert checkpoint is not None
+    # Up to 100 queued messages were waiting when the interrupt came: all were delivered, then confirmed.
+    assert checkpoint.files[0].lines_done == summary.rows_read == summary.delivered
+    assert sorted(by_n(collector.messages())) == list(range(summary.rows_read))
+    assert 100 <= summary.rows_read < 600
 
 
 def test_resume_refuses_a_different_file_or_shard(collector: Collector, workdir: Path) -> None:
