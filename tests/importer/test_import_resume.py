@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-
 from import_helpers import WRITE_KEY, by_n, expected_ids, run_cli, track_rows, write_jsonl
 
 from segment_lite.collector import Collector
