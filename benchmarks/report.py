@@ -140,7 +140,7 @@ def format_table(summary: dict[str, Any], clients: list[str], scenarios: list[st
                     if verdict is None or math.isnan(verdict["factor"]):
                         row.append("-")
                     else:
-                        row.append(f"{verdict['factor']:.1f}x {'ok' if verdict['met'] else 'MISS'}")
+                        row.append(f"{verdict['factor']:.2f}x {'ok' if verdict['met'] else 'MISS'}")
             if "reference" in clients:
                 target = TARGETS[key]
                 row.append("no worse" if target == 1.0 else f">= {target:g}x")

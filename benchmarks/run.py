@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from benchmarks.report import format_table, summarize
 from benchmarks.sink import DEFAULT_WRITE_KEY
 from benchmarks.worker import MAX_QUEUED, SCENARIOS, WorkerSpec
-from benchmarks.workload import CLIENTS, available_clients
+from benchmarks.workload import CLIENTS, EXPERIMENTS, available_clients
 
 __all__ = ["BenchmarkError", "main", "run_benchmark"]
 
@@ -239,7 +239,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("-n", type=int, help="timed tracks per run")
     parser.add_argument("--warmup", type=int, help="warm-up tracks per run")
     parser.add_argument("--reps", type=int, help="repetitions (medians are taken over them)")
-    parser.add_argument("--clients", default=",".join(CLIENTS), help=f"comma-separated, of {CLIENTS}")
+    parser.add_argument(
+        "--clients", default=",".join(CLIENTS), help=f"comma-separated, of {CLIENTS + EXPERIMENTS}"
+    )
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {tuple(SCENARIOS)}"
     )

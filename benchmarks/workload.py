@@ -17,6 +17,7 @@ __all__ = [
     "CLIENTS",
     "CONTEXT",
     "EVENT",
+    "EXPERIMENTS",
     "PROPERTIES",
     "USER_IDS",
     "ClientKind",
@@ -84,10 +85,14 @@ def fresh_call_args(index: int) -> tuple[str, str, dict[str, Any], dict[str, Any
 ClientKind = str
 #: The clients compared: the reference, and segment_lite with each JSON encoder.
 CLIENTS: tuple[ClientKind, ...] = ("reference", "lite-json", "lite-orjson")
+#: Not run by default: segment_lite with a proposed change (see benchmarks/experiments.py).
+EXPERIMENTS: tuple[ClientKind, ...] = ("lite-json-httpclient", "lite-orjson-httpclient")
 LABELS = {
     "reference": "reference 2.4.0",
     "lite-json": "segment_lite (json)",
     "lite-orjson": "segment_lite (orjson)",
+    "lite-json-httpclient": "lite (json) + http.client",
+    "lite-orjson-httpclient": "lite (orjson) + http.client",
 }
 
 
@@ -97,9 +102,9 @@ def unavailable_reason(kind: ClientKind) -> str:
         return "segment-analytics-python is not installed (pip install segment-analytics-python==2.4.0)"
     if kind == "reference" and importlib.util.find_spec("segment.analytics") is None:
         return "segment.analytics is not importable"
-    if kind == "lite-orjson" and importlib.util.find_spec("orjson") is None:
+    if kind.startswith("lite-orjson") and importlib.util.find_spec("orjson") is None:
         return "orjson is not installed (pip install 'segment-lite[fast]')"
-    if kind not in CLIENTS:
+    if kind not in CLIENTS + EXPERIMENTS:
         return f"unknown client {kind!r}"
     return ""
 
@@ -123,7 +128,8 @@ def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple
 
     Only ``host`` (and ``gzip`` for the gzip variant) differ from the defaults.
     ``lite-json`` forces segment_lite's standard-library encoder even when orjson
-    is importable, so both encoders are measured on one machine.
+    is importable, so both encoders are measured on one machine. The
+    ``*-httpclient`` kinds (``EXPERIMENTS``) use a prototype transport instead.
     """
     if kind == "reference":
         from segment.analytics import Client as ReferenceClient
@@ -133,9 +139,14 @@ def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple
     import segment_lite
     import segment_lite.encoding
 
-    if kind == "lite-json":
+    if kind.startswith("lite-json"):
         segment_lite.encoding.HAVE_ORJSON = False
-    elif kind == "lite-orjson" and not segment_lite.encoding.HAVE_ORJSON:
+    elif kind.startswith("lite-orjson") and not segment_lite.encoding.HAVE_ORJSON:
         raise RuntimeError("orjson is not importable")
-    client = segment_lite.Client(write_key, host=url, gzip=gzip)
+    options: dict[str, Any] = {}
+    if kind.endswith("-httpclient"):
+        from benchmarks.experiments import HTTPClientTransport
+
+        options["transport"] = HTTPClientTransport
+    client = segment_lite.Client(write_key, host=url, gzip=gzip, **options)
     return client, client.track

@@ -1,0 +1,49 @@
+"""Prototypes of changes proposed for modules outside the benchmark's remit, to measure them.
+
+``HTTPClientTransport`` is a transport on the standard library's ``http.client``
+(one kept-alive connection per consumer thread) instead of ``requests``. It is
+measured with ``python -m benchmarks.run --clients lite-json,lite-json-httpclient``.
+It is a measuring prototype, not a replacement: it has no proxy support and
+no stale-connection classification, which a real transport needs.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Mapping
+from typing import Optional, Union
+from urllib.parse import urlsplit
+
+from segment_lite.transport import TransportError, TransportResponse
+
+__all__ = ["HTTPClientTransport"]
+
+
+class HTTPClientTransport:
+    """Posts over one kept-alive ``http.client`` connection, reopened after an error."""
+
+    def __init__(self) -> None:
+        self._conn: Optional[Union[http.client.HTTPConnection, http.client.HTTPSConnection]] = None
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        """Send ``body``; returns the response or raises ``TransportError``."""
+        parts = urlsplit(url)
+        if self._conn is None:
+            if parts.scheme == "https":
+                self._conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout)
+            else:
+                self._conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        try:
+            self._conn.request("POST", parts.path or "/", body, dict(headers))
+            response = self._conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        return TransportResponse(response.status, dict(response.getheaders()), data)
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
