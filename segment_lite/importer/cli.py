@@ -208,6 +208,20 @@ def handle(args: argparse.Namespace) -> int:
     except ImportConfigError as exc:
         return _error(str(exc))
 
+    if not args.resume and not args.dry_run and not args.no_checkpoint:
+        from segment_lite.importer.runner import default_checkpoint_path, parse_shard
+
+        try:
+            existing = args.checkpoint or default_checkpoint_path(args.files[0], parse_shard(args.shard))
+        except ImportConfigError as exc:
+            return _error(str(exc))
+        if existing and os.path.exists(existing):
+            print(
+                f"segment-lite import: note: {existing} exists; starting over (pass --resume to"
+                " continue from it; rows already sent are deduplicated by their messageIds)",
+                file=sys.stderr,
+            )
+
     terminated: list[bool] = []
 
     def on_sigterm(signum: int, frame: Any) -> None:

@@ -75,11 +75,31 @@ def derive_message_id(file_key: str, line: int, content: bytes, salt: str = "") 
 
     The name is ``salt NUL file_key NUL line NUL content``: the same row of the
     same file always gets the same id, so a re-run is deduplicated by Segment;
-    any change to the row's bytes gives a new id.
+    any change to the row's bytes gives a new id. Equal to
+    ``uuid.uuid5(ID_NAMESPACE, name)`` for a text name.
     """
-    name = f"{salt}\0{file_key}\0{line}\0".encode() + content
-    digest = hashlib.sha1(ID_NAMESPACE.bytes + name, usedforsecurity=False).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=5))
+    return _IdMaker(file_key, salt)(line, content)
+
+
+class _IdMaker:
+    """``derive_message_id`` for one input, with the shared prefix hashed once."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, file_key: str, salt: str = "") -> None:
+        self._prefix = hashlib.sha1(
+            ID_NAMESPACE.bytes + f"{salt}\0{file_key}\0".encode(), usedforsecurity=False
+        )
+
+    def __call__(self, line: int, content: bytes) -> str:
+        state = self._prefix.copy()
+        state.update(b"%d\0" % line)
+        state.update(content)
+        raw = bytearray(state.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def parse_shard(text: Union[str, tuple[int, int], None]) -> Optional[tuple[int, int]]:
@@ -405,8 +425,7 @@ class _Engine:
         methods = self._methods
         convert = (converter or self.converter).convert
         decode = source.decode
-        key = source.key
-        salt = self.id_salt
+        make_id = _IdMaker(source.key, self.id_salt)
         shard_n = self.shard[1] if self.shard else 1
         shard_r = self.shard[0] - 1 if self.shard else 0
         chunk_size = self.chunk_size
@@ -425,7 +444,7 @@ class _Engine:
                     method, kwargs = convert(decode(raw))
                     mid = kwargs["message_id"]
                     if mid is None:
-                        mid = kwargs["message_id"] = derive_message_id(key, line, source.content(raw), salt)
+                        mid = kwargs["message_id"] = make_id(line, source.content(raw))
                     if sending:
                         self._chunk[str(mid)] = (source, line, raw)
                     queued, _ = methods[method](**kwargs)
