@@ -249,7 +249,8 @@ class _Pending:
     chunk: dict[str, tuple[Source, int, Any]]
 
 
-SettledCallback = Callable[[int, int, bool], None]
+#: Receives the chunks just confirmed, oldest first, as (file index, last line, ends the file).
+SettledCallback = Callable[[list[tuple[int, int, bool]]], None]
 
 
 class _Engine:
@@ -493,7 +494,7 @@ class _Engine:
 
     def _advance(self, block: bool) -> None:
         """Confirm the chunks whose messages are all settled, oldest first; checkpoint the newest."""
-        newest: Optional[_Pending] = None
+        confirmed: list[tuple[int, int, bool]] = []
         while self._pending:
             pending = self._pending[0]
             if block:
@@ -510,10 +511,10 @@ class _Engine:
                     pass
                 fatal = self.fatal_pos
             if fatal is None or (pending.index, pending.line) < fatal:
-                newest = pending
-        if newest is not None and self.on_settled is not None:
+                confirmed.append((pending.index, pending.line, pending.complete))
+        if confirmed and self.on_settled is not None:
             self.rejects.flush()
-            self.on_settled(newest.index, newest.line, newest.complete)
+            self.on_settled(confirmed)
 
     def _flush(self, timeout: Optional[float]) -> bool:
         """Wait (showing progress) until everything sent is settled; False if ``timeout`` passed."""
@@ -816,12 +817,11 @@ def run_import(
     written = [0]
     hook = _hook()
 
-    def on_settled(index: int, line: int, complete: bool) -> None:
-        for earlier in files[:index]:
-            earlier.complete = True
-        current = files[index]
-        current.lines_done = max(current.lines_done, line)
-        current.complete = current.complete or complete
+    def on_settled(chunks: list[tuple[int, int, bool]]) -> None:
+        for index, line, complete in chunks:
+            current = files[index]
+            current.lines_done = max(current.lines_done, line)
+            current.complete = current.complete or complete
         if checkpoint_path is None or dry_run:
             return
         engine = holder[0]

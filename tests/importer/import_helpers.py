@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from segment_lite.importer import derive_message_id, open_source
+from segment_lite.transport import RequestsTransport, TransportResponse
 
 REPO = Path(__file__).resolve().parents[2]
 WRITE_KEY = "import-test-key"
@@ -94,3 +96,25 @@ def by_n(messages: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         assert n not in out, f"row {n} stored twice (ids {out[n]['messageId']} and {message['messageId']})"
         out[n] = message
     return out
+
+
+class SlowTransport:
+    """Forwards to the real server after ``delay_s``: keeps messages unsettled for a while."""
+
+    delay_s = 0.005
+
+    def __init__(self) -> None:
+        self.inner = RequestsTransport()
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        time.sleep(self.delay_s)
+        return self.inner.post(url, body, headers, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SlowerTransport(SlowTransport):
+    """50 ms per request."""
+
+    delay_s = 0.05

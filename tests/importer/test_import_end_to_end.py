@@ -10,7 +10,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from import_helpers import WRITE_KEY, by_n, expected_ids, read_jsonl, run_cli, track_rows, write_jsonl
+from import_helpers import (
+    WRITE_KEY,
+    SlowerTransport,
+    by_n,
+    expected_ids,
+    read_jsonl,
+    run_cli,
+    track_rows,
+    write_jsonl,
+)
 
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, open_source, run_import
@@ -290,7 +299,11 @@ def test_shards_partition_the_rows(collector: Collector, workdir: Path) -> None:
 def test_several_files_in_one_import(collector: Collector, workdir: Path) -> None:
     a = write_jsonl(workdir / "a.jsonl", track_rows(10))
     b = write_jsonl(workdir / "b.jsonl", track_rows(10, start=10))
-    summary = run_import([str(a), str(b)], write_key=WRITE_KEY, host=collector.url, chunk_size=4)
+    # Slow answers: both files are read before their only chunks are confirmed, together.
+    slow = {"transport": SlowerTransport}
+    summary = run_import(
+        [str(a), str(b)], write_key=WRITE_KEY, host=collector.url, chunk_size=100, client_options=slow
+    )
     assert summary.delivered == 20
     assert sorted(by_n(collector.messages())) == list(range(20))
     checkpoint = Checkpoint.load(str(workdir / "a.jsonl.checkpoint.json"))

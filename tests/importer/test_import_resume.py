@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from import_helpers import WRITE_KEY, by_n, expected_ids, run_cli, track_rows, write_jsonl
+from import_helpers import WRITE_KEY, SlowTransport, by_n, expected_ids, run_cli, track_rows, write_jsonl
 
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
 from segment_lite.importer.runner import TEST_HOOK_ENV
-from segment_lite.transport import RequestsTransport, TransportResponse
 
 ROWS = 3000
 CHUNK = 200
@@ -89,20 +86,6 @@ def test_ctrl_c_flushes_in_flight_rows_and_writes_the_checkpoint(collector: Coll
     assert summary["delivered"] == ROWS - confirmed
     assert sorted(by_n(collector.messages())) == list(range(ROWS))
     assert collector.stats.duplicates == 0  # nothing confirmed was sent again
-
-
-class SlowTransport:
-    """Forwards to the collector, 5 ms per request: with small batches a backlog stays queued."""
-
-    def __init__(self) -> None:
-        self.inner = RequestsTransport()
-
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
-        time.sleep(0.005)
-        return self.inner.post(url, body, headers, timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_ctrl_c_delivers_the_queued_backlog_before_checkpointing(
