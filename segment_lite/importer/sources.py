@@ -332,9 +332,10 @@ class RecordSource(Source):
     def content(self, raw: Any) -> bytes:
         try:
             row = self.decode(raw)
-        except RowError:
-            return repr(raw).encode("utf-8", "replace")
-        return json.dumps(row, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8", "replace")
+            text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
+        except (RowError, TypeError, ValueError, RecursionError):  # unsortable keys, cycles, ...
+            text = repr(raw)
+        return text.encode("utf-8", "surrogatepass")
 
     def original(self, raw: Any) -> Any:
         try:
