@@ -62,8 +62,11 @@ class Progress(Protocol):
 
     interval_s: float
 
-    def update(self, snapshot: Snapshot) -> None: ...
-    def close(self, snapshot: Snapshot) -> None: ...
+    def update(self, snapshot: Snapshot) -> None:
+        """Show ``snapshot`` (called about every ``interval_s`` seconds)."""
+
+    def close(self, snapshot: Snapshot) -> None:
+        """Show the final state and release the output."""
 
 
 def _duration(seconds: float) -> str:

@@ -53,9 +53,11 @@ class _Replay(io.RawIOBase):
         self._rest = rest
 
     def readable(self) -> bool:
+        """Always True."""
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the replayed head, then from the rest."""
         view = memoryview(buffer).cast("B")
         if len(self._head):
             n = min(len(view), len(self._head))
@@ -166,6 +168,7 @@ class _FileSource(Source):
             raise
 
     def position(self) -> Optional[int]:
+        """See :meth:`Source.position`."""
         if self.size is None:
             return None
         try:
@@ -174,6 +177,7 @@ class _FileSource(Source):
             return None
 
     def close(self) -> None:
+        """See :meth:`Source.close`."""
         if self._owned:
             self._raw.close()
 
@@ -184,6 +188,7 @@ class JsonLinesSource(_FileSource):
     format = "jsonl"
 
     def records(self) -> Iterator[tuple[int, Any]]:
+        """See :meth:`Source.records`."""
         line_no = 0
         try:
             for line in self._data:
@@ -198,6 +203,7 @@ class JsonLinesSource(_FileSource):
             raise ImportConfigError(f"cannot read {self.path} after line {line_no}: {exc}") from None
 
     def decode(self, raw: Any) -> dict[str, Any]:
+        """See :meth:`Source.decode`."""
         try:
             value = _loads(raw)
         except _JSON_ERRORS as exc:
@@ -207,9 +213,11 @@ class JsonLinesSource(_FileSource):
         return value
 
     def content(self, raw: Any) -> bytes:
+        """See :meth:`Source.content`."""
         return bytes(raw)
 
     def original(self, raw: Any) -> Any:
+        """See :meth:`Source.original`."""
         try:
             return _loads(raw)
         except _JSON_ERRORS:
@@ -271,6 +279,7 @@ class CsvSource(_FileSource):
             raise ImportConfigError(f"cannot read {self.path} near line {reader.line_num}: {exc}") from None
 
     def records(self) -> Iterator[tuple[int, Any]]:
+        """See :meth:`Source.records`."""
         reader = self._reader
         if not self.header:
             return
@@ -284,15 +293,18 @@ class CsvSource(_FileSource):
                 yield start, fields
 
     def decode(self, raw: Any) -> dict[str, Any]:
+        """See :meth:`Source.decode`."""
         header = self.header
         if len(raw) != len(header):
             raise RowError(f"the row has {len(raw)} fields; the header has {len(header)}")
         return dict(zip(header, raw))
 
     def content(self, raw: Any) -> bytes:
+        """See :meth:`Source.content`."""
         return "\x1f".join(raw).encode("utf-8", "surrogatepass")
 
     def original(self, raw: Any) -> Any:
+        """See :meth:`Source.original`."""
         if len(raw) == len(self.header):
             return dict(zip(self.header, raw))
         return {"fields": list(raw), "header": list(self.header)}
@@ -314,12 +326,14 @@ class RecordSource(Source):
         self._start = start
 
     def records(self) -> Iterator[tuple[int, Any]]:
+        """See :meth:`Source.records`."""
         line = self._start
         for row in self._rows:
             line += 1
             yield line, row
 
     def decode(self, raw: Any) -> dict[str, Any]:
+        """See :meth:`Source.decode`."""
         as_dict = getattr(raw, "asDict", None)  # a pyspark Row
         value = as_dict(recursive=True) if callable(as_dict) else raw
         if isinstance(value, dict):
@@ -330,6 +344,7 @@ class RecordSource(Source):
             raise RowError(f"a record must be a mapping, got {type(raw).__name__}") from None
 
     def content(self, raw: Any) -> bytes:
+        """See :meth:`Source.content`."""
         try:
             row = self.decode(raw)
             text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
@@ -338,6 +353,7 @@ class RecordSource(Source):
         return text.encode("utf-8", "surrogatepass")
 
     def original(self, raw: Any) -> Any:
+        """See :meth:`Source.original`."""
         try:
             return self.decode(raw)
         except RowError:
