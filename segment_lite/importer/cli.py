@@ -108,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-errors", type=int, metavar="N", help="stop once more than N rows were rejected"
     )
     safety.add_argument(
-        "--shard", metavar="I/N", help="import only shard I of N (rows whose line % N == I - 1)"
+        "--shard", metavar="I/N", help="import only shard I of N: the rows on lines I, I+N, I+2N, ..."
     )
     safety.add_argument("--id-salt", default="", metavar="TEXT", help="mixed into derived messageIds")
     safety.add_argument(

@@ -122,6 +122,23 @@ def test_unusable_options_exit_2(
     assert message in capsys.readouterr().err
 
 
+def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["import", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--from-archive",
+        "--map-file",
+        "--resume",
+        "--shard",
+        "--max-errors",
+        "--dry-run",
+        "--timezone",
+    ):
+        assert option in text
+
+
 def test_host_and_region_are_exclusive(workdir: Path) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["import", "x.jsonl", "--host", "http://h", "--region", "eu"])
