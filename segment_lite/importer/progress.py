@@ -144,11 +144,11 @@ class TqdmProgress:
     def update(self, snapshot: Snapshot) -> None:
         """Move the bar and refresh the counts."""
         value = (snapshot.position or 0) if self._by_bytes else snapshot.rows_read
-        self._bar.update(max(0, value - self._bar.n))
         done = snapshot.sent if snapshot.dry_run else snapshot.delivered
         word = "ok" if snapshot.dry_run else "delivered"
         text = f"read={snapshot.rows_read:,} {word}={done:,} rejected={snapshot.rejected:,}"
-        self._bar.set_postfix_str(f"{text} {snapshot.rate:,.0f} msg/s", refresh=True)
+        self._bar.set_postfix_str(f"{text} {snapshot.rate:,.0f} msg/s", refresh=False)
+        self._bar.update(max(0, value - self._bar.n))  # redraws (tqdm rate-limits its own redraws)
 
     def close(self, snapshot: Snapshot) -> None:
         """Draw the final state and release the terminal line."""
