@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Optional, Union
 
 from segment_lite.client import Client
-from segment_lite.errors import APIError, EncodeError, ValidationError
+from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, ValidationError
 from segment_lite.importer.convert import RowConverter, RowOptions
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError, RowError
 from segment_lite.importer.mapping import FieldMapping
@@ -161,6 +161,7 @@ class ImportSummary:
     undelivered: int = 0
     skipped_resume: int = 0
     skipped_shard: int = 0
+    filtered: int = 0
     elapsed_s: float = 0.0
     dry_run: bool = False
     status: str = "completed"
@@ -193,6 +194,7 @@ class ImportSummary:
             "undelivered": self.undelivered,
             "skipped_resume": self.skipped_resume,
             "skipped_shard": self.skipped_shard,
+            "filtered": self.filtered,
             "elapsed_s": round(self.elapsed_s, 3),
             "messages_per_second": round(self.messages_per_second, 1),
             "dry_run": self.dry_run,
@@ -224,6 +226,8 @@ class ImportSummary:
             lines.append(f"  rejected (server): {self.rejected_by_server:,}")
         if self.undelivered:
             lines.append(f"  undelivered:       {self.undelivered:,} (resume to send them)")
+        if self.filtered:
+            lines.append(f"  filtered:          {self.filtered:,} (by a before_send hook)")
         if self.skipped_resume:
             lines.append(f"  skipped (resume):  {self.skipped_resume:,}")
         if self.shard is not None:
@@ -290,6 +294,8 @@ class _Engine:
         self.rejected_by_server = 0
         self.skipped_resume = 0
         self.skipped_shard = 0
+        self.filtered = 0
+        self._filtered_seen = 0
         self.stop_reason: Optional[str] = None
         self.fatal_error: Optional[str] = None
         self.fatal_pos: Optional[tuple[int, int]] = None
@@ -406,9 +412,7 @@ class _Engine:
             reason, path, stage = exc.reason, exc.field, "parse"
         else:
             reason = str(exc)
-            path = getattr(exc, "path", None)
-            if path is None and type(exc).__name__ == "MessageTooLargeError":
-                path = "message"
+            path = "message" if isinstance(exc, MessageTooLargeError) else getattr(exc, "path", None)
             stage = "validate"
         self.rejects.write(
             file=source.path, line=line, stage=stage, reason=reason, field=path, row=source.original(raw)
@@ -452,14 +456,10 @@ class _Engine:
                 except (RowError, ValidationError, EncodeError) as exc:
                     self._reject(source, line, raw, exc)
                 else:
-                    if not queued:  # only after a shutdown: the client refused it
-                        self.stop_reason = self.stop_reason or "delivery_failed"
-                        self.fatal_error = (
-                            self.fatal_error or "the client refused a message (it was shut down)"
-                        )
-                        self.fatal_pos = min(self.fatal_pos or (index, line), (index, line))
-                        raise _Stop
-                    self.sent += 1
+                    if queued:
+                        self.sent += 1
+                    else:
+                        self._not_queued(index, line)
             self._last = (index, line)
             self._rows_in_chunk += 1
             if self._rows_in_chunk >= chunk_size:
@@ -473,6 +473,19 @@ class _Engine:
         if source.size is not None:
             self._bytes_done += source.size
         self._source = None
+
+    def _not_queued(self, index: int, line: int) -> None:
+        """The client did not take a message: a ``before_send`` hook filtered it, or it was dropped."""
+        filtered = int(self.client.stats()["filtered"])
+        if filtered > self._filtered_seen:
+            self._filtered_seen = filtered
+            self.filtered += 1
+            return
+        with self._lock:
+            self.stop_reason = self.stop_reason or "delivery_failed"
+            self.fatal_error = self.fatal_error or "the client refused a message (queue full or shut down)"
+            self.fatal_pos = min(self.fatal_pos or (index, line), (index, line))
+        raise _Stop
 
     # -- confirming delivery --------------------------------------------------------
 
@@ -605,6 +618,7 @@ class _Engine:
             undelivered=undelivered,
             skipped_resume=self.skipped_resume,
             skipped_shard=self.skipped_shard,
+            filtered=self.filtered,
             elapsed_s=time.monotonic() - self._started,
             dry_run=self.dry_run,
             status=status,

@@ -371,3 +371,21 @@ def test_bad_shard_specs(bad: str, workdir: Path) -> None:
     path = write_jsonl(workdir / "e.jsonl", track_rows(1))
     with pytest.raises(ImportConfigError, match="shard"):
         run_import([str(path)], dry_run=True, shard=bad)
+
+
+def test_oversize_rows_are_rejected_and_filtered_rows_counted(collector: Collector, workdir: Path) -> None:
+    rows = track_rows(4)
+    rows[1]["properties"]["blob"] = "x" * 40_000  # over Segment's 32 KB per message
+    path = write_jsonl(workdir / "events.jsonl", rows)
+
+    def drop_row_two(message: dict[str, object]) -> object:
+        return None if message["properties"]["n"] == 2 else message  # type: ignore[index]
+
+    summary = run_import(
+        [str(path)], write_key=WRITE_KEY, host=collector.url, client_options={"before_send": drop_row_two}
+    )
+    assert (summary.status, summary.delivered, summary.rejected, summary.filtered) == ("completed", 2, 1, 1)
+    [reject] = read_jsonl(workdir / "events.jsonl.rejects.jsonl")
+    assert (reject["line"], reject["stage"], reject["field"]) == (2, "validate", "message")
+    assert "32 KB" in reject["reason"]
+    assert sorted(by_n(collector.messages())) == [0, 3]
