@@ -9,30 +9,37 @@ docs/import.md); from Python::
     print(summary.format())
 
 and, for one Spark partition (or any iterable of dicts), :func:`import_rows`.
+
+The names below are imported on first use, so ``segment-lite --help`` (which
+imports ``segment_lite.importer.cli``) stays fast.
 """
 
 from __future__ import annotations
 
-from segment_lite.importer.convert import ARCHIVE_STRIPPED_FIELDS, MESSAGE_TYPES, RowConverter, RowOptions
-from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError, RowError
-from segment_lite.importer.mapping import FieldMapping, FieldRule
-from segment_lite.importer.runner import (
-    CLIENT_DEFAULTS,
-    DEFAULT_CHUNK_SIZE,
-    EXIT_CODES,
-    ID_NAMESPACE,
-    ImportSummary,
-    default_checkpoint_path,
-    default_rejects_path,
-    derive_message_id,
-    import_rows,
-    parse_shard,
-    run_import,
-    total_input_bytes,
-)
-from segment_lite.importer.sources import FILE_KEY_BYTES, Source, open_source
-from segment_lite.importer.state import Checkpoint, FileProgress
-from segment_lite.importer.timestamps import TimestampError, parse_timestamp, resolve_timezone
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segment_lite.importer.convert import ARCHIVE_STRIPPED_FIELDS, MESSAGE_TYPES, RowConverter, RowOptions
+    from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError, RowError
+    from segment_lite.importer.mapping import FieldMapping, FieldRule
+    from segment_lite.importer.runner import (
+        CLIENT_DEFAULTS,
+        DEFAULT_CHUNK_SIZE,
+        EXIT_CODES,
+        ID_NAMESPACE,
+        ImportSummary,
+        default_checkpoint_path,
+        default_rejects_path,
+        derive_message_id,
+        import_rows,
+        parse_shard,
+        run_import,
+        total_input_bytes,
+    )
+    from segment_lite.importer.sources import FILE_KEY_BYTES, Source, open_source
+    from segment_lite.importer.state import Checkpoint, FileProgress
+    from segment_lite.importer.timestamps import TimestampError, parse_timestamp, resolve_timezone
 
 __all__ = [
     "ARCHIVE_STRIPPED_FIELDS",
@@ -65,3 +72,48 @@ __all__ = [
     "run_import",
     "total_input_bytes",
 ]
+
+_HOMES = {
+    "ARCHIVE_STRIPPED_FIELDS": "convert",
+    "MESSAGE_TYPES": "convert",
+    "RowConverter": "convert",
+    "RowOptions": "convert",
+    "ImportConfigError": "errors",
+    "ImportDeliveryError": "errors",
+    "RowError": "errors",
+    "FieldMapping": "mapping",
+    "FieldRule": "mapping",
+    "CLIENT_DEFAULTS": "runner",
+    "DEFAULT_CHUNK_SIZE": "runner",
+    "EXIT_CODES": "runner",
+    "ID_NAMESPACE": "runner",
+    "ImportSummary": "runner",
+    "default_checkpoint_path": "runner",
+    "default_rejects_path": "runner",
+    "derive_message_id": "runner",
+    "import_rows": "runner",
+    "parse_shard": "runner",
+    "run_import": "runner",
+    "total_input_bytes": "runner",
+    "FILE_KEY_BYTES": "sources",
+    "Source": "sources",
+    "open_source": "sources",
+    "Checkpoint": "state",
+    "FileProgress": "state",
+    "TimestampError": "timestamps",
+    "parse_timestamp": "timestamps",
+    "resolve_timezone": "timestamps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

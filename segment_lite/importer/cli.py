@@ -32,8 +32,7 @@ See docs/import.md.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the import options to ``parser``."""
-    from segment_lite.importer.convert import MESSAGE_TYPES
-    from segment_lite.importer.runner import DEFAULT_CHUNK_SIZE
+    from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE, MESSAGE_TYPES
 
     parser.add_argument(
         "files", nargs="+", metavar="FILE", help="JSON Lines or CSV files (.gz ok); - for stdin"

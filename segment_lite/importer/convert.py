@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from segment_lite.importer.constants import MESSAGE_TYPES
 from segment_lite.importer.errors import ImportConfigError, RowError
 from segment_lite.importer.mapping import FieldMapping
 from segment_lite.importer.timestamps import TimestampError, parse_timestamp, resolve_timezone
 
 __all__ = ["ARCHIVE_STRIPPED_FIELDS", "MESSAGE_TYPES", "RowConverter", "RowOptions"]
 
-MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 #: Fields Segment advises removing from archived events before sending them again.
 ARCHIVE_STRIPPED_FIELDS = ("sentAt", "messageId", "projectId")
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 
 from segment_lite.client import Client
 from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, ValidationError
+from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
 from segment_lite.importer.convert import RowConverter, RowOptions
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError, RowError
 from segment_lite.importer.mapping import FieldMapping
@@ -41,8 +42,6 @@ __all__ = [
     "total_input_bytes",
 ]
 
-#: Rows per chunk: the checkpoint advances a chunk at a time.
-DEFAULT_CHUNK_SIZE = 5000
 #: Chunks that may be sent but not yet confirmed; the reader waits beyond this.
 MAX_PENDING_CHUNKS = 2
 #: Client settings for imports: big batches, a deep queue that blocks instead of dropping.
