@@ -473,6 +473,25 @@ class Client:
         )
         return settled
 
+    def mark(self) -> int:
+        """A marker covering every message accepted so far, to pass to ``wait_settled``.
+
+        Lets a producer (an import, a batch job) confirm an earlier chunk of
+        messages while it goes on queueing the next, without forcing a send.
+        """
+        return self._queue.accepted_count()
+
+    def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
+        """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.
+
+        Settled means delivered or dropped; a dropped message has been counted and
+        reported to ``on_error`` before it counts as settled. Unlike ``flush`` this
+        does not make consumers send early. Returns False if ``timeout`` passed first.
+        """
+        if not self.send or self.sync_mode:
+            return True
+        return self._queue.wait_settled(mark, timeout)
+
     def join(self, timeout: Optional[float] = None) -> bool:
         """Let the consumer threads send what is queued, then stop them.
 

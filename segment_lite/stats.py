@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ class Ledger:
         self._on_error = on_error
         self._log = log
         self._secret = secret
+        self._secret_pattern = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(secret)}(?![A-Za-z0-9_-])")
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {
             "accepted_sync": 0,
@@ -102,9 +104,13 @@ class Ledger:
                 self._log.exception("on_error callback raised")
 
     def redact(self, text: str) -> str:
-        """``text`` with the write key masked, for anything that reaches a log or an error."""
+        """``text`` with the write key masked, for anything that reaches a log or an error.
+
+        Only whole occurrences are masked (not inside a longer word), so a short
+        key cannot garble unrelated words.
+        """
         if self._secret and self._secret in text:
-            return text.replace(self._secret, "***")
+            return self._secret_pattern.sub("***", text)
         return text
 
     def snapshot(self, accepted_async: int, queued: int, queued_bytes: int) -> dict[str, Any]:

@@ -419,3 +419,19 @@ def test_multithreaded_producers_lose_nothing(collector, make_client) -> None:
         t.join()
     assert client.flush(timeout=30)
     assert collector.message_ids() == set(ids) and len(ids) == 1000
+
+
+def test_mark_and_wait_settled_confirm_an_earlier_chunk(collector, make_client) -> None:
+    client = make_client(upload_interval=0.01)
+    first = {client.track("u", "Chunk One", {"i": i})[1]["messageId"] for i in range(20)}
+    mark = client.mark()
+    assert client.wait_settled(mark, timeout=10)
+    assert first <= collector.message_ids()
+
+
+def test_redaction_masks_whole_keys_only(collector, make_client) -> None:
+    errors = []
+    client = make_client(write_key="k", sync_mode=True, on_error=lambda exc, msgs: errors.append(str(exc)))
+    collector.fail_next(1, 400, body={"code": "unknown", "message": "wrong write key: k"})
+    client.track("u", "E")
+    assert errors == ["[Segment] unknown: wrong write key: *** (400)"]

@@ -489,7 +489,7 @@ class _Engine:
     # -- confirming delivery --------------------------------------------------------
 
     def _boundary(self, index: int, line: int, complete: bool) -> None:
-        target = self.client.queue.accepted_count() if self.sending else 0
+        target = self.client.mark() if self.sending else 0
         with self._lock:
             self._pending.append(_Pending(target, index, line, complete, self._chunk))
             self._chunk = {}
@@ -502,7 +502,7 @@ class _Engine:
     def _settled(self, target: int, timeout: float) -> bool:
         if not self.sending:
             return True
-        return self.client.queue.wait_settled(target, timeout)
+        return self.client.wait_settled(target, timeout)
 
     def _advance(self, block: bool) -> None:
         """Confirm the chunks whose messages are all settled, oldest first; checkpoint the newest."""
@@ -556,7 +556,7 @@ class _Engine:
         self._advance(block=False)
 
     def _boundary_unblocked(self, index: int, line: int) -> None:
-        target = self.client.queue.accepted_count() if self.sending else 0
+        target = self.client.mark() if self.sending else 0
         with self._lock:
             self._pending.append(_Pending(target, index, line, False, self._chunk))
             self._chunk = {}
