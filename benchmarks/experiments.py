@@ -1,22 +1,33 @@
 """Prototypes of changes proposed for modules outside the benchmark's remit, to measure them.
 
-``HTTPClientTransport`` is a transport on the standard library's ``http.client``
-(one kept-alive connection per consumer thread) instead of ``requests``. It is
-measured with ``python -m benchmarks.run --clients lite-json,lite-json-httpclient``.
-It is a measuring prototype, not a replacement: it has no proxy support and
-no stale-connection classification, which a real transport needs.
+Each change has a name; a client kind ``lite-json+NAME`` (or ``lite-orjson+NAME``,
+or several: ``lite-json+httpclient+gzip1``) runs segment_lite with it, e.g.
+``python -m benchmarks.run --clients lite-json,lite-json+httpclient``.
+
+* ``httpclient``: ``HTTPClientTransport``, a transport on the standard library's
+  ``http.client`` (one kept-alive connection per consumer thread) instead of
+  ``requests``. A measuring prototype, not a replacement: it has no proxy support
+  and no stale-connection classification, which a real transport needs.
+* ``gzip1``: compress request bodies at zlib level 1 instead of
+  ``segment_lite.consumer.GZIP_LEVEL`` (6).
 """
 
 from __future__ import annotations
 
 import http.client
 from collections.abc import Mapping
-from typing import Optional, Union
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
 from segment_lite.transport import TransportError, TransportResponse
 
-__all__ = ["HTTPClientTransport"]
+__all__ = ["CHANGES", "HTTPClientTransport", "apply_changes"]
+
+#: The changes that can be measured, and what each one is.
+CHANGES = {
+    "httpclient": "transport on http.client instead of requests",
+    "gzip1": "gzip level 1 instead of 6",
+}
 
 
 class HTTPClientTransport:
@@ -47,3 +58,16 @@ class HTTPClientTransport:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def apply_changes(changes: list[str], options: dict[str, Any]) -> None:
+    """Apply ``changes`` to this process, or to ``options`` (``Client`` keyword arguments)."""
+    for change in changes:
+        if change == "httpclient":
+            options["transport"] = HTTPClientTransport
+        elif change == "gzip1":
+            import segment_lite.consumer
+
+            segment_lite.consumer.GZIP_LEVEL = 1  # read at each request
+        else:
+            raise ValueError(f"unknown change {change!r}")

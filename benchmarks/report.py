@@ -7,7 +7,7 @@ import math
 import statistics
 from typing import Any
 
-from benchmarks.workload import LABELS
+from benchmarks.workload import label
 
 __all__ = ["METRICS", "TARGETS", "Metric", "format_table", "summarize"]
 
@@ -117,9 +117,9 @@ def format_table(summary: dict[str, Any], clients: list[str], scenarios: list[st
     others = [client for client in clients if client != "reference"]
     header = ["scenario", "metric", "unit"]
     if "reference" in clients:
-        header.append(LABELS["reference"])
+        header.append(label("reference"))
     for client in others:
-        header.append(LABELS[client])
+        header.append(label(client))
         if "reference" in clients:
             header.append("vs ref")
     if "reference" in clients:

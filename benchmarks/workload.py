@@ -23,6 +23,7 @@ __all__ = [
     "ClientKind",
     "available_clients",
     "fresh_call_args",
+    "label",
     "make_client",
     "preload",
     "unavailable_reason",
@@ -85,27 +86,43 @@ def fresh_call_args(index: int) -> tuple[str, str, dict[str, Any], dict[str, Any
 ClientKind = str
 #: The clients compared: the reference, and segment_lite with each JSON encoder.
 CLIENTS: tuple[ClientKind, ...] = ("reference", "lite-json", "lite-orjson")
-#: Not run by default: segment_lite with a proposed change (see benchmarks/experiments.py).
-EXPERIMENTS: tuple[ClientKind, ...] = ("lite-json-httpclient", "lite-orjson-httpclient")
+#: Not run by default: segment_lite with changes proposed for modules outside the
+#: benchmark's remit, as ``base+change[+change]`` (see benchmarks/experiments.py).
+EXPERIMENTS: tuple[ClientKind, ...] = (
+    "lite-json+httpclient",
+    "lite-orjson+httpclient",
+    "lite-json+gzip1",
+    "lite-orjson+gzip1",
+)
 LABELS = {
     "reference": "reference 2.4.0",
     "lite-json": "segment_lite (json)",
     "lite-orjson": "segment_lite (orjson)",
-    "lite-json-httpclient": "lite (json) + http.client",
-    "lite-orjson-httpclient": "lite (orjson) + http.client",
 }
+
+
+def label(kind: ClientKind) -> str:
+    """How ``kind`` is shown in the table."""
+    base, *changes = kind.split("+")
+    return " + ".join([LABELS.get(base, base), *changes])
 
 
 def unavailable_reason(kind: ClientKind) -> str:
     """Why ``kind`` cannot run here, or "" when it can."""
-    if kind == "reference" and importlib.util.find_spec("segment") is None:
-        return "segment-analytics-python is not installed (pip install segment-analytics-python==2.4.0)"
-    if kind == "reference" and importlib.util.find_spec("segment.analytics") is None:
-        return "segment.analytics is not importable"
-    if kind.startswith("lite-orjson") and importlib.util.find_spec("orjson") is None:
-        return "orjson is not installed (pip install 'segment-lite[fast]')"
-    if kind not in CLIENTS + EXPERIMENTS:
+    from benchmarks.experiments import CHANGES
+
+    base, *changes = kind.split("+")
+    if base not in CLIENTS or (changes and base == "reference"):
         return f"unknown client {kind!r}"
+    for change in changes:
+        if change not in CHANGES:
+            return f"unknown change {change!r} (known: {', '.join(CHANGES)})"
+    if base == "reference" and importlib.util.find_spec("segment") is None:
+        return "segment-analytics-python is not installed (pip install segment-analytics-python==2.4.0)"
+    if base == "reference" and importlib.util.find_spec("segment.analytics") is None:
+        return "segment.analytics is not importable"
+    if base == "lite-orjson" and importlib.util.find_spec("orjson") is None:
+        return "orjson is not installed (pip install 'segment-lite[fast]')"
     return ""
 
 
@@ -128,8 +145,8 @@ def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple
 
     Only ``host`` (and ``gzip`` for the gzip variant) differ from the defaults.
     ``lite-json`` forces segment_lite's standard-library encoder even when orjson
-    is importable, so both encoders are measured on one machine. The
-    ``*-httpclient`` kinds (``EXPERIMENTS``) use a prototype transport instead.
+    is importable, so both encoders are measured on one machine. A kind with
+    ``+change`` suffixes (``EXPERIMENTS``) applies prototypes of proposed changes.
     """
     if kind == "reference":
         from segment.analytics import Client as ReferenceClient
@@ -139,14 +156,15 @@ def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple
     import segment_lite
     import segment_lite.encoding
 
-    if kind.startswith("lite-json"):
+    base, *changes = kind.split("+")
+    if base == "lite-json":
         segment_lite.encoding.HAVE_ORJSON = False
-    elif kind.startswith("lite-orjson") and not segment_lite.encoding.HAVE_ORJSON:
+    elif not segment_lite.encoding.HAVE_ORJSON:
         raise RuntimeError("orjson is not importable")
     options: dict[str, Any] = {}
-    if kind.endswith("-httpclient"):
-        from benchmarks.experiments import HTTPClientTransport
+    if changes:
+        from benchmarks.experiments import apply_changes
 
-        options["transport"] = HTTPClientTransport
+        apply_changes(changes, options)
     client = segment_lite.Client(write_key, host=url, gzip=gzip, **options)
     return client, client.track
