@@ -24,7 +24,7 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_COUNT = 2500
 #: Room kept for the envelope around the messages: sentAt and the write key.
 ENVELOPE_HEADROOM_BYTES = 256
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its CPU
 
 
 class PipelinePause:
