@@ -93,10 +93,7 @@ class SegmentPageviewMiddleware:
         **options: Any,
     ) -> None:
         self.app = app
-        if tracker is None:
-            base = config or PageviewConfig()
-            tracker = PageviewTracker(base.replace(**options) if options else base, client)
-        self.tracker = tracker
+        self.tracker = PageviewTracker.for_adapter(tracker, config, client, options)
 
     @property
     def errors(self) -> int:

@@ -614,6 +614,20 @@ class PageviewTracker:
         self._errors = _Counter()
         self._dropped = _Counter()
 
+    @classmethod
+    def for_adapter(
+        cls,
+        tracker: Optional[PageviewTracker],
+        config: Optional[PageviewConfig],
+        client: Optional[PageClient],
+        options: dict[str, Any],
+    ) -> PageviewTracker:
+        """The tracker an adapter uses: ``tracker``, or one built from ``config`` plus ``options``."""
+        if tracker is not None:
+            return tracker
+        base = config or PageviewConfig()
+        return cls(base.replace(**options) if options else base, client)
+
     def _check_peer(self, remote_addr: str) -> bool:
         peer = _parse_ip(remote_addr)
         return peer is not None and _is_trusted(peer, self._trusted)
