@@ -16,8 +16,9 @@ imports ``segment_lite.importer.cli``) stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segment_lite._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from segment_lite.importer.convert import ARCHIVE_STRIPPED_FIELDS, MESSAGE_TYPES, RowConverter, RowOptions
@@ -106,14 +107,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals(), __all__)
