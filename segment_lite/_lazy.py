@@ -10,7 +10,7 @@ from typing import Any, Callable
 def lazy_exports(
     package: str, homes: Mapping[str, str], namespace: dict[str, Any], public: list[str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """Module ``__getattr__`` and ``__dir__`` importing ``package.<homes[name]>`` when ``name`` is first used."""
+    """``__getattr__`` and ``__dir__`` for a package: ``name`` is imported from its home on first use."""
 
     def __getattr__(name: str) -> Any:
         home = homes.get(name)
