@@ -258,6 +258,7 @@ class Consumer(threading.Thread):
                 batch = queue.take(count, self.max_batch_bytes)
                 if batch is None:
                     if self.stopping:
+                        queue.wake.set()  # siblings share this event: pass the wake-up on
                         return
                     queue.wake.wait(self.upload_interval_s)
                     continue

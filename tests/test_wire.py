@@ -6,6 +6,7 @@ import base64
 import datetime
 import gzip
 import json
+import time
 
 import pytest
 
@@ -163,3 +164,15 @@ def test_host_variants_reach_the_server(collector, make_client, suffix) -> None:
     client = make_client(host=collector.url + suffix, sync_mode=True)
     client.track("u", "Hosted")
     assert [r.path for r in collector.requests] == ["/v1/batch"]
+
+
+def test_shutdown_stops_every_consumer_promptly_even_with_a_long_interval(collector, make_client) -> None:
+    client = make_client(thread=4, upload_interval=3600)
+    for i in range(10):
+        client.track("u", "Quiet", {"i": i})
+    consumers = client.consumers
+    started = time.monotonic()
+    assert client.shutdown(timeout=10)
+    assert time.monotonic() - started < 10  # not the hour-long interval
+    assert not any(c.is_alive() for c in consumers)
+    assert len(collector.message_ids()) == 10
