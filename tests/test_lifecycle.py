@@ -15,6 +15,10 @@ import segment_lite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Forking a process that runs threads (the collector's, the client's) is the very
+# case under test: gunicorn and celery do it. Python 3.12+ warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
 
 def run_script(source: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=ROOT)
