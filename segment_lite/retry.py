@@ -19,7 +19,6 @@ __all__ = [
     "Clock",
     "Outcome",
     "RetryPolicy",
-    "SystemClock",
     "classify",
     "parse_retry_after",
 ]
@@ -96,9 +95,6 @@ class Clock:
         if seconds > 0:
             return not interrupt.wait(seconds)
         return not interrupt.is_set()
-
-
-SystemClock = Clock
 
 
 def _default_jitter(delay: float) -> float:

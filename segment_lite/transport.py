@@ -57,8 +57,10 @@ class TransportResponse:
 class TransportError(Exception):
     """The request did not get a response (connection refused, reset, timeout, ...).
 
-    ``stale_connection`` is True when a kept-alive connection was found dead on
-    reuse: the request never reached a live server, so it is retried at once.
+    ``stale_connection`` is True when a reused keep-alive connection was closed or
+    reset by the server: usually one it had closed while idle, so the retry layer
+    tries again at once (once per batch); should the server have received the
+    batch after all, it deduplicates the retry by messageId.
     """
 
     def __init__(self, message: str, stale_connection: bool = False) -> None:
@@ -91,20 +93,18 @@ _STALE_CAUSES = (
 
 
 def _is_stale(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception nested in it, means a pooled connection had died."""
+    pending: list[BaseException] = [exc]
     seen: set[int] = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         if isinstance(current, _STALE_CAUSES):
             return True
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, _STALE_CAUSES):
-                return True
-            if isinstance(arg, BaseException) and id(arg) not in seen:
-                inner = arg
-                if _is_stale(inner):
-                    return True
-        current = current.__cause__ or current.__context__
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return False
 
 
