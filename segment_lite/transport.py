@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
 
 import requests
+import requests.auth
 
 __all__ = [
     "DEFAULT_HOST",
@@ -108,11 +109,20 @@ def _is_stale(exc: BaseException) -> bool:
     return False
 
 
+class _HeadersCarryAuth(requests.auth.AuthBase):
+    """The Authorization header is already set; this only keeps requests from applying
+    credentials from ``~/.netrc`` over it (it does so whenever no auth is given)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
 class RequestsTransport:
     """The default transport: a ``requests.Session`` with keep-alive and TLS verification."""
 
     def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: bool = True) -> None:
         self._session = requests.Session()
+        self._session.auth = _HeadersCarryAuth()
         if proxies:
             self._session.proxies.update(proxies)
         self._session.verify = verify

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 import urllib3
 
 from segment_lite.transport import RequestsTransport, TransportError, _is_stale
+from tests.conftest import WRITE_KEY
 
 
 def wrapped(cause: BaseException) -> requests.exceptions.ConnectionError:
@@ -55,3 +57,14 @@ def test_refused_connection_is_not_stale(collector) -> None:
         transport.post(url, b'{"batch":[]}', {}, 5)
     assert refused.value.stale_connection is False
     assert "timed out" not in str(refused.value)
+
+
+def test_netrc_credentials_never_replace_the_write_key(collector, make_client, tmp_path, monkeypatch) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone-else password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    client = make_client(sync_mode=True)
+    client.track("u", "Authenticated")
+    expected = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    assert collector.requests[0].headers["Authorization"] == expected
