@@ -172,7 +172,8 @@ class BatchSender:
                     self.log.info("server answered 413 for %d messages; splitting the batch", len(part))
                     return outcome
                 if outcome is not Outcome.RETRY:
-                    self.ledger.drop("rejected", self._api_error(status, response.body), part, status=status)
+                    error = self._api_error(status, response.body, response.headers.get("Location"))
+                    self.ledger.drop("rejected", error, part, status=status)
                     return Outcome.REJECTED
                 last_error = f"HTTP {status}"
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time)
@@ -204,7 +205,14 @@ class BatchSender:
     def _exhausted(self, part: list[bytes], attempts: int, last_error: str) -> None:
         self.ledger.drop("retries_exhausted", RetriesExhaustedError(attempts, last_error), part)
 
-    def _api_error(self, status: int, body: bytes) -> APIError:
+    def _api_error(self, status: int, body: bytes, location: Optional[str] = None) -> APIError:
+        if 300 <= status < 400:
+            return APIError(
+                status,
+                "redirect",
+                f"the server redirected to {location or '(no Location)'}; set host to the final URL "
+                "(redirects are not followed, so a batch is never silently re-sent as a GET)",
+            )
         code, message = "unknown", body.decode("utf-8", "replace")[:500]
         try:
             payload = json.loads(body)

@@ -132,7 +132,11 @@ class RequestsTransport:
         reused = self._used
         self._used = True
         try:
-            response = self._session.post(url, data=body, headers=dict(headers), timeout=timeout)
+            # Redirects are not followed: requests would turn the POST of a 301/302 into a
+            # GET, and a 200 for that would pass for a delivered batch.
+            response = self._session.post(
+                url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
+            )
         except requests.exceptions.Timeout as exc:
             raise TransportError(f"timed out after {timeout}s: {type(exc).__name__}") from None
         except requests.exceptions.RequestException as exc:

@@ -435,3 +435,17 @@ def test_redaction_masks_whole_keys_only(collector, make_client) -> None:
     collector.fail_next(1, 400, body={"code": "unknown", "message": "wrong write key: k"})
     client.track("u", "E")
     assert errors == ["[Segment] unknown: wrong write key: *** (400)"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_reported_not_followed(collector, make_client, status) -> None:
+    errors = []
+    client = make_client(sync_mode=True, on_error=lambda exc, msgs: errors.append(exc))
+    collector.fail_next(1, status, headers={"Location": collector.url + "/elsewhere"})
+    ok, _ = client.track("u", "Redirected")
+    assert not ok
+    assert [r.path for r in collector.requests] == ["/v1/batch"]  # nothing followed the Location
+    [error] = errors
+    assert isinstance(error, APIError) and error.status == status and error.code == "redirect"
+    assert f"redirected to {collector.url}/elsewhere" in error.message
+    assert client.stats()["rejected_by_status"] == {status: 1}

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -167,6 +167,7 @@ class _Failure:
     retry_after: Optional[str]
     body: bytes
     content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -540,6 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = fault.failure.status
             if fault.failure.retry_after is not None:
                 extra.append(("Retry-After", fault.failure.retry_after))
+            extra.extend(fault.failure.headers)
         else:
             try:
                 self._authorize(payload, error)
@@ -868,16 +870,24 @@ class Collector:
     # -- fault injection ---------------------------------------------------------
 
     def fail_next(
-        self, n: int = 1, status: int = 503, retry_after: RetryAfter = None, body: FaultBody = None
+        self,
+        n: int = 1,
+        status: int = 503,
+        retry_after: RetryAfter = None,
+        body: FaultBody = None,
+        headers: Optional[Mapping[str, str]] = None,
     ) -> None:
         """Answer the next ``n`` Tracking API requests with ``status`` and store nothing from them.
 
         ``retry_after`` adds a ``Retry-After`` header: seconds (int or float),
         an HTTP-date string, or a datetime (sent as an HTTP-date). ``body``
         replaces the default JSON error body (a dict or list is sent as JSON,
-        str or bytes as plain text). Calls queue up.
+        str or bytes as plain text). ``headers`` are added to the answer (a
+        ``Location`` for a redirect, say). Calls queue up.
         """
         failure = _failure(status, retry_after, body)
+        if headers:
+            failure = replace(failure, headers=tuple(headers.items()))
         with self._lock:
             self._failures.extend([failure] * int(n))
 
