@@ -466,7 +466,7 @@ class Client:
         target = queue.accepted_count()
         if queue.qsize() and not self._running and not self._start(draining=True):
             return False
-        queue.wake.set()
+        queue.request_flush(target)
         settled = queue.wait_settled(target, timeout)
         log.debug(
             "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()

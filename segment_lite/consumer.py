@@ -258,8 +258,12 @@ class Consumer(threading.Thread):
 
     def run(self) -> None:
         queue = self.queue
+        due = False  # take a batch now, rather than wait for one to fill or for the interval
         try:
             while not self.abort.is_set():
+                if not due:
+                    # Woken early by a full batch, a flush, blocked producers or a stop.
+                    queue.wake.wait(self.upload_interval_s)
                 queue.wake.clear()
                 backlog = queue.qsize()
                 count = self.upload_size if backlog <= self.upload_size else min(backlog, self.max_batch_size)
@@ -268,7 +272,7 @@ class Consumer(threading.Thread):
                     if self.stopping:
                         queue.wake.set()  # siblings share this event: pass the wake-up on
                         return
-                    queue.wake.wait(self.upload_interval_s)
+                    due = False
                     continue
                 try:
                     self.sender.send(batch.items, self.abort)
@@ -277,5 +281,8 @@ class Consumer(threading.Thread):
                     self.sender.ledger.drop("retries_exhausted", exc, batch.items)
                 finally:
                     queue.done(batch)
+                # Send again at once only if that is worth a request: messages that
+                # trickled in during the send wait to fill a batch, as they would have.
+                due = self.stopping or queue.send_due(self.upload_size)
         finally:
             self.sender.close()

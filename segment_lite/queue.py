@@ -45,6 +45,8 @@ class MessageQueue(Protocol):
 
     def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool: ...
     def take(self, max_count: int, max_bytes: int) -> Optional[Batch]: ...
+    def request_flush(self, target: int) -> None: ...
+    def send_due(self, batch_size: int) -> bool: ...
     def done(self, batch: Batch) -> None: ...
     def drain(self) -> list[bytes]: ...
     def qsize(self) -> int: ...
@@ -109,6 +111,7 @@ class MemoryQueue:
         self._taken = 0  # items ever taken or drained
         self._in_flight: dict[int, tuple[int, float]] = {}  # batch seq -> (size, taken at), not yet settled
         self._blocked = 0  # producers waiting for room
+        self._flush_target = 0  # send at once, not in full batches, until this many are taken
         self._unpacked_puts = 0  # puts since the newest messages were last considered for packing
 
     def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool:
@@ -189,6 +192,21 @@ class MemoryQueue:
             if self._blocked:
                 self._not_full.notify_all()
             return batch
+
+    def request_flush(self, target: int) -> None:
+        """Have consumers send everything accepted before ``target`` now, full batch or not."""
+        with self._lock:
+            if target > self._flush_target:
+                self._flush_target = target
+        self.wake.set()
+
+    def send_due(self, batch_size: int) -> bool:
+        """Whether a consumer should take a batch now rather than wait for one to fill.
+
+        True when ``batch_size`` messages are waiting, a flush is pending, or
+        producers are blocked for room.
+        """
+        return self._count >= batch_size or self._taken < self._flush_target or self._blocked > 0
 
     def done(self, batch: Batch) -> None:
         """Mark ``batch`` settled: delivered or dropped, either way no longer pending."""

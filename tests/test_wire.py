@@ -176,3 +176,19 @@ def test_shutdown_stops_every_consumer_promptly_even_with_a_long_interval(collec
     assert time.monotonic() - started < 10  # not the hour-long interval
     assert not any(c.is_alive() for c in consumers)
     assert len(collector.message_ids()) == 10
+
+
+def test_messages_arriving_during_a_send_wait_to_fill_a_batch(collector, make_client) -> None:
+    client = make_client(upload_size=50, max_batch_size=50, upload_interval=3600)
+    for i in range(80):
+        client.track("u", "Steady", {"i": i})
+    deadline = time.monotonic() + 10
+    while client.stats()["batches"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert client.stats()["batches"] == 1  # the first full batch is delivered; 30 are left over
+    for i in range(80, 100):
+        client.track("u", "Steady", {"i": i})  # ...and these 20 fill the next batch
+    assert client.flush(timeout=10)
+    # Not [50, 30, 20]: the 30 left over were not rushed out as a partial batch.
+    assert [len(r.json["batch"]) for r in collector.requests] == [50, 50]
+    assert len(collector.message_ids()) == 100
