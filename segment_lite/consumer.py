@@ -155,8 +155,9 @@ class BatchSender:
                 response = self._transport.post(self.url, body, headers, self.timeout)
             except TransportError as exc:
                 if exc.stale_connection and not stale_retry_used:
-                    # A pooled connection the server had closed while idle: the
-                    # request never reached it, so try again at once.
+                    # A reused keep-alive connection the server had closed: almost
+                    # always while idle, before our request; try again at once
+                    # (the server deduplicates by messageId if it did get it).
                     stale_retry_used = True
                     self.ledger.count("retried")
                     self.log.debug("kept-alive connection was closed by the server; retrying at once")
