@@ -1,7 +1,8 @@
-"""gevent: works when patched first; fails loudly when patched after the client was made."""
+"""gevent and eventlet: they work when they patch first; patching after a client exists fails loudly."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,13 +10,27 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("gevent")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PATCH = {
+    "gevent": "from gevent import monkey; monkey.patch_all()",
+    "eventlet": "import eventlet; eventlet.monkey_patch()",
+}
+SPAWN_FOUR = {
+    "gevent": "import gevent; gevent.joinall([gevent.spawn(work, n) for n in range(4)])",
+    "eventlet": "import eventlet; pool = eventlet.GreenPool(); [pool.spawn(work, n) for n in range(4)]; pool.waitall()",
+}
+LIBRARIES = [
+    pytest.param(
+        name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed")
+    )
+    for name in PATCH
+]
 
 
 def run(source: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(source), *args],
+        [sys.executable, "-W", "ignore", "-c", textwrap.dedent(source), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -23,19 +38,18 @@ def run(source: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_gevent_patched_first_delivers(collector) -> None:
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_patched_first_delivers_from_green_threads(collector, library) -> None:
     result = run(
-        """
-        from gevent import monkey
-        monkey.patch_all()
+        f"""
+        {PATCH[library]}
         import sys
-        import gevent
         import segment_lite
         client = segment_lite.Client("green-key", host=sys.argv[1])
         def work(n):
             for i in range(50):
-                client.track("green-%d" % n, "Greenlet Event", {"i": i})
-        gevent.joinall([gevent.spawn(work, n) for n in range(4)])
+                client.track("green-%d" % n, "Green Event", {{"i": i}})
+        {SPAWN_FOUR[library]}
         assert client.flush(timeout=20)
         print(client.stats()["delivered"])
         """,
@@ -46,14 +60,14 @@ def test_gevent_patched_first_delivers(collector) -> None:
     assert len(collector.message_ids()) == 200
 
 
-def test_gevent_patched_after_the_client_fails_loudly(collector) -> None:
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_patched_after_the_client_fails_loudly(collector, library) -> None:
     result = run(
-        """
+        f"""
         import sys
         import segment_lite
         client = segment_lite.Client("green-key", host=sys.argv[1])
-        from gevent import monkey
-        monkey.patch_all()
+        {PATCH[library]}
         try:
             client.track("u", "Too Late")
         except segment_lite.SegmentLiteError as exc:
@@ -66,3 +80,4 @@ def test_gevent_patched_after_the_client_fails_loudly(collector) -> None:
         "refused: threading was monkey-patched (gevent/eventlet) after this segment_lite Client"
         in result.stdout
     )
+    assert collector.requests == []
