@@ -31,9 +31,8 @@ from segment_lite.message import (
     build_alias,
     build_group,
     build_identify,
-    build_page,
-    build_screen,
     build_track,
+    build_view,
 )
 from segment_lite.queue import MemoryQueue
 from segment_lite.retry import Clock, RetryPolicy
@@ -319,8 +318,19 @@ class Client:
     ) -> Result:
         """Record a web page view."""
         return self._enqueue(
-            build_page,
-            (user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id),
+            build_view,
+            (
+                "page",
+                user_id,
+                category,
+                name,
+                properties,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+            ),
         )
 
     def screen(
@@ -337,8 +347,19 @@ class Client:
     ) -> Result:
         """Record a mobile-app screen view."""
         return self._enqueue(
-            build_screen,
-            (user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id),
+            build_view,
+            (
+                "screen",
+                user_id,
+                category,
+                name,
+                properties,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+            ),
         )
 
     # -- the path of one message ------------------------------------------------

@@ -21,9 +21,8 @@ __all__ = [
     "build_alias",
     "build_group",
     "build_identify",
-    "build_page",
-    "build_screen",
     "build_track",
+    "build_view",
     "format_timestamp",
     "iso_from_epoch",
     "new_message_id",
@@ -304,18 +303,19 @@ def build_alias(
     return _common(message, "alias", context, timestamp, integrations, message_id)
 
 
-def _build_view(
+def build_view(
     kind: str,
-    user_id: Any,
-    category: Any,
-    name: Any,
-    properties: Any,
-    context: Any,
-    timestamp: Any,
-    anonymous_id: Any,
-    integrations: Any,
-    message_id: Any,
+    user_id: Any = None,
+    category: Any = None,
+    name: Any = None,
+    properties: Any = None,
+    context: Any = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Any = None,
+    message_id: Any = None,
 ) -> Message:
+    """Build a page or screen message (``kind``): the two share every field but ``type``."""
     message: Message = {"type": kind}
     _identity(message, kind, user_id, anonymous_id)
     view_name = _optional_str(name, "name", kind)
@@ -326,55 +326,3 @@ def _build_view(
         message["category"] = view_category
     message["properties"] = _dict(properties, "properties", kind)
     return _common(message, kind, context, timestamp, integrations, message_id)
-
-
-def build_page(
-    user_id: Any = None,
-    category: Any = None,
-    name: Any = None,
-    properties: Any = None,
-    context: Any = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Any = None,
-    message_id: Any = None,
-) -> Message:
-    """Build a page message."""
-    return _build_view(
-        "page",
-        user_id,
-        category,
-        name,
-        properties,
-        context,
-        timestamp,
-        anonymous_id,
-        integrations,
-        message_id,
-    )
-
-
-def build_screen(
-    user_id: Any = None,
-    category: Any = None,
-    name: Any = None,
-    properties: Any = None,
-    context: Any = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Any = None,
-    message_id: Any = None,
-) -> Message:
-    """Build a screen message."""
-    return _build_view(
-        "screen",
-        user_id,
-        category,
-        name,
-        properties,
-        context,
-        timestamp,
-        anonymous_id,
-        integrations,
-        message_id,
-    )
