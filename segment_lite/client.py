@@ -317,21 +317,18 @@ class Client:
         message_id: Optional[str] = None,
     ) -> Result:
         """Record a web page view."""
-        return self._enqueue(
-            build_view,
-            (
-                "page",
-                user_id,
-                category,
-                name,
-                properties,
-                context,
-                timestamp,
-                anonymous_id,
-                integrations,
-                message_id,
-            ),
+        fields = (
+            user_id,
+            category,
+            name,
+            properties,
+            context,
+            timestamp,
+            anonymous_id,
+            integrations,
+            message_id,
         )
+        return self._enqueue(build_view, ("page", *fields))
 
     def screen(
         self,
@@ -346,21 +343,18 @@ class Client:
         message_id: Optional[str] = None,
     ) -> Result:
         """Record a mobile-app screen view."""
-        return self._enqueue(
-            build_view,
-            (
-                "screen",
-                user_id,
-                category,
-                name,
-                properties,
-                context,
-                timestamp,
-                anonymous_id,
-                integrations,
-                message_id,
-            ),
+        fields = (
+            user_id,
+            category,
+            name,
+            properties,
+            context,
+            timestamp,
+            anonymous_id,
+            integrations,
+            message_id,
         )
+        return self._enqueue(build_view, ("screen", *fields))
 
     # -- the path of one message ------------------------------------------------
 
