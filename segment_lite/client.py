@@ -52,6 +52,9 @@ log = logging.getLogger("segment_lite")
 
 # Clients alive in this process, for the exit flush and the after-fork reset.
 _LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+# Clients that have started delivering are also held here until they stop, so a
+# client that went out of scope with messages still queued is flushed at exit.
+_STARTED_CLIENTS: set[Client] = set()
 
 
 class Client:
@@ -185,6 +188,7 @@ class Client:
             if not log.handlers:
                 log.addHandler(logging.StreamHandler())
 
+        self._max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
         self._closed = False
         self._pid = os.getpid()
         self._reset_pipeline()
@@ -204,6 +208,7 @@ class Client:
         self._start_lock = threading.Lock()
         self._consumers: list[Consumer] = []
         self._running = False
+        self._inline = False  # no threads could start: deliver on the flushing thread
         self._sync_senders = threading.local()
 
     def _after_fork_in_child(self) -> None:
@@ -424,12 +429,16 @@ class Client:
             log=log,
         )
 
-    def _send_now(self, data: bytes) -> bool:
+    def _sync_sender(self) -> BatchSender:
+        """This thread's own sender, for sync mode and inline delivery."""
         sender: Optional[BatchSender] = getattr(self._sync_senders, "sender", None)
         if sender is None:
             sender = self._sync_senders.sender = self._new_sender()
+        return sender
+
+    def _send_now(self, data: bytes) -> bool:
         self._ledger.count("accepted_sync")
-        return sender.send([data], self._abort)
+        return self._sync_sender().send([data], self._abort)
 
     def _start(self, draining: bool = False) -> bool:
         """Start the consumer threads (on first use, and again in a forked child).
@@ -447,14 +456,13 @@ class Client:
                     "created; its queue would not work with green threads. Patch first: call "
                     "gevent.monkey.patch_all() (or eventlet.monkey_patch()) before creating the client."
                 )
-            max_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
             self._consumers = [
                 Consumer(
                     self._queue,
                     self._new_sender(),
                     upload_size=self.upload_size,
                     max_batch_size=self.max_batch_size,
-                    max_batch_bytes=max_bytes,
+                    max_batch_bytes=self._max_batch_bytes,
                     upload_interval_s=self.upload_interval,
                     abort=self._abort,
                     log=log,
@@ -462,10 +470,32 @@ class Client:
                 )
                 for index in range(self.thread)
             ]
-            for consumer in self._consumers:
-                consumer.start()
+            self._inline = False
+            try:
+                for consumer in self._consumers:
+                    consumer.start()
+            except RuntimeError as exc:
+                # No new threads: the interpreter is exiting (Python 3.12+ refuses them
+                # in atexit handlers) or a thread limit was hit. Queue anyway; flush(),
+                # shutdown() and the exit handler deliver on their own thread.
+                self._consumers = [c for c in self._consumers if c.is_alive()]
+                self._inline = not self._consumers
+                log.debug("could not start consumer threads (%s); delivering on flush", exc)
             self._running = True
+            _STARTED_CLIENTS.add(self)
             return True
+
+    def _deliver_inline(self, deadline: Optional[float]) -> None:
+        """Send what is queued on the calling thread (when no consumer thread could start)."""
+        sender = self._sync_sender()
+        while True:
+            batch = self._queue.take(self.max_batch_size, self._max_batch_bytes)
+            if batch is None:
+                return
+            try:
+                sender.send(batch.items, self._abort, deadline)
+            finally:
+                self._queue.done(batch)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -482,6 +512,8 @@ class Client:
         if queue.qsize() and not self._running and not self._start(draining=True):
             return False
         queue.request_flush(target)
+        if self._inline:
+            self._deliver_inline(None if timeout is None else self.clock.monotonic() + timeout)
         settled = queue.wait_settled(target, timeout)
         log.debug(
             "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()
@@ -516,6 +548,7 @@ class Client:
         with self._start_lock:
             consumers, self._consumers = self._consumers, []
             self._running = False
+            _STARTED_CLIENTS.discard(self)
         for consumer in consumers:
             consumer.stopping = True
         self._queue.wake.set()
@@ -582,6 +615,7 @@ def _shutdown_all_at_exit() -> None:
 
 
 def _reset_all_after_fork() -> None:
+    _STARTED_CLIENTS.clear()  # the child has none running; each restarts on first use
     for client in list(_LIVE_CLIENTS):
         client._after_fork_in_child()
 

@@ -106,8 +106,12 @@ class BatchSender:
             self._transport.close()
             self._transport = None
 
-    def send(self, items: list[bytes], abort: threading.Event) -> bool:
-        """Deliver ``items``, retrying as the policy says; True if all were delivered."""
+    def send(self, items: list[bytes], abort: threading.Event, deadline: Optional[float] = None) -> bool:
+        """Deliver ``items``, retrying as the policy says; True if all were delivered.
+
+        Waits are cut short by ``abort`` (shutdown) or by ``deadline`` (monotonic
+        seconds): what is then undelivered is dropped as ``shutdown_timeout``.
+        """
         parts = [items]
         all_delivered = True
         while parts:
@@ -116,7 +120,7 @@ class BatchSender:
                 self._drop_for_shutdown(part)
                 all_delivered = False
                 continue
-            outcome = self._send_part(part, abort)
+            outcome = self._send_part(part, abort, deadline)
             if outcome is Outcome.SPLIT:
                 middle = len(part) // 2
                 parts[:0] = [part[:middle], part[middle:]]
@@ -127,7 +131,13 @@ class BatchSender:
     def _drop_for_shutdown(self, part: list[bytes]) -> None:
         self.ledger.drop("shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), part)
 
-    def _send_part(self, part: list[bytes], abort: threading.Event) -> Outcome:
+    def _wait(self, seconds: float, abort: threading.Event, deadline: Optional[float]) -> bool:
+        """Wait before the next attempt; False if shutdown or ``deadline`` comes first."""
+        if deadline is not None and self.clock.monotonic() + seconds > deadline:
+            return False
+        return self.clock.wait(seconds, abort)
+
+    def _send_part(self, part: list[bytes], abort: threading.Event, deadline: Optional[float]) -> Outcome:
         clock = self.clock
         policy = self.policy
         delays = policy.delays()
@@ -138,7 +148,7 @@ class BatchSender:
         stale_retry_used = False
         while True:
             wait = self.pause.until - clock.monotonic()
-            if wait > 0 and not clock.wait(wait, abort):
+            if wait > 0 and not self._wait(wait, abort, deadline):
                 self._drop_for_shutdown(part)
                 return Outcome.REJECTED
             headers = self._headers
@@ -199,7 +209,7 @@ class BatchSender:
                 return Outcome.REJECTED
             delay = next(delays)
             self.log.debug("attempt %d failed (%s); retrying in %.2fs", attempt, last_error, delay)
-            if not clock.wait(delay, abort):
+            if not self._wait(delay, abort, deadline):
                 self._drop_for_shutdown(part)
                 return Outcome.REJECTED
 

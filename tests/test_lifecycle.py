@@ -187,3 +187,60 @@ def test_module_functions_proxy_to_a_default_client(collector) -> None:
     assert collector.message_ids() == {message["messageId"]}
     assert segment_lite.default_client is not None and segment_lite.default_client.write_key == "module-key"
     assert segment_lite.stats()["delivered"] == 1
+
+
+def test_client_dropped_out_of_scope_still_delivers_at_exit(collector) -> None:
+    result = run_script(
+        """
+        import sys
+        import segment_lite
+
+        def handle_request():
+            client = segment_lite.Client("scoped-key", host=sys.argv[1])  # a local, gone on return
+            for i in range(25):
+                client.track("u", "Scoped", {"i": i})
+
+        handle_request()
+        """,
+        collector.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(collector.message_ids()) == 25
+
+
+def test_tracking_from_an_atexit_handler_is_delivered(collector) -> None:
+    # Python 3.12+ refuses to start threads in atexit handlers: the client must
+    # queue anyway and deliver from its own exit handler, on the main thread.
+    result = run_script(
+        """
+        import atexit
+        import sys
+        import segment_lite
+
+        def on_exit():
+            client = segment_lite.Client("late-key", host=sys.argv[1], shutdown_timeout=10)
+            for i in range(10):
+                assert client.track("u", "Goodbye", {"i": i})[0]
+
+        atexit.register(on_exit)  # registered after segment_lite's, so it runs first
+        """,
+        collector.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(collector.message_ids()) == 10
+
+
+def test_without_threads_flush_delivers_on_the_calling_thread(collector, make_client, monkeypatch) -> None:
+    from segment_lite.consumer import Consumer
+
+    def refuse(self) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(Consumer, "start", refuse)
+    client = make_client()
+    ids = {client.track("u", "Threadless", {"i": i})[1]["messageId"] for i in range(30)}
+    assert client.consumers == []
+    assert client.flush(timeout=10)
+    assert collector.message_ids() == ids
+    assert client.stats()["delivered"] == 30
