@@ -394,7 +394,12 @@ class Client:
                 return False, message
         if self._queue.put(data, self._block, self.block_timeout):
             return True, message
-        ledger.drop("queue_full", QueueFullError("queue is full"), [message])
+        queue = self._queue
+        full = QueueFullError(
+            f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes "
+            f"(max_queue_size={self.max_queue_size}, max_queue_bytes={self.max_queue_bytes})"
+        )
+        ledger.drop("queue_full", full, [message])
         return False, message
 
     def _run_hooks(self, message: Message) -> Optional[Message]:

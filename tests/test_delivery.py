@@ -282,6 +282,8 @@ def test_full_queue_refuses_counts_reports_and_warns(collector, make_client, cap
     assert [ok for ok, _ in results] == [True] * 5 + [False] * 3
     assert client.stats()["dropped"]["queue_full"] == 3
     assert [type(exc) for exc, _ in errors] == [QueueFullError] * 3
+    assert str(errors[0][0]).startswith("queue is full: 5 messages, ")
+    assert str(errors[0][0]).endswith(f"(max_queue_size=5, max_queue_bytes={64 * 1024 * 1024})")
     assert [msgs[0]["properties"]["i"] for _, msgs in errors] == [5, 6, 7]
     warnings = [r for r in caplog.records if "queue is full" in r.getMessage()]
     assert len(warnings) == 1  # rate-limited
