@@ -497,10 +497,7 @@ class Client:
             batch = self._queue.take(self.max_batch_size, self._max_batch_bytes)
             if batch is None:
                 return
-            try:
-                sender.send(batch.items, self._abort, deadline)
-            finally:
-                self._queue.done(batch)
+            sender.send_batch(self._queue, batch, self._abort, deadline)
 
     # -- lifecycle --------------------------------------------------------------
 

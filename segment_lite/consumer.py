@@ -11,7 +11,7 @@ from typing import Optional
 
 from segment_lite.errors import APIError, RetriesExhaustedError, ShutdownError
 from segment_lite.message import iso_from_epoch
-from segment_lite.queue import MessageQueue
+from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
 from segment_lite.stats import Ledger
 from segment_lite.transport import Transport, TransportError, TransportFactory
@@ -127,6 +127,18 @@ class BatchSender:
             elif outcome is not Outcome.DELIVERED:
                 all_delivered = False
         return all_delivered
+
+    def send_batch(
+        self, queue: MessageQueue, batch: Batch, abort: threading.Event, deadline: Optional[float] = None
+    ) -> None:
+        """Send a batch taken from ``queue`` and mark it settled there, whatever happens."""
+        try:
+            self.send(batch.items, abort, deadline)
+        except Exception as exc:  # a bug must not lose the batch silently
+            self.log.exception("unexpected error while sending a batch")
+            self.ledger.drop("retries_exhausted", exc, batch.items)
+        finally:
+            queue.done(batch)
 
     def _drop_for_shutdown(self, part: list[bytes]) -> None:
         self.ledger.drop("shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), part)
@@ -285,13 +297,7 @@ class Consumer(threading.Thread):
                         return
                     due = False
                     continue
-                try:
-                    self.sender.send(batch.items, self.abort)
-                except Exception as exc:  # a bug must not lose the batch silently
-                    self.log.exception("unexpected error while sending a batch")
-                    self.sender.ledger.drop("retries_exhausted", exc, batch.items)
-                finally:
-                    queue.done(batch)
+                self.sender.send_batch(queue, batch, self.abort)
                 # Send again at once only if that is worth a request: messages that
                 # trickled in during the send wait to fill a batch, as they would have.
                 due = self.stopping or queue.send_due(self.upload_size)
