@@ -6,11 +6,13 @@ import datetime
 import decimal
 import enum
 import json
+import tracemalloc
 import uuid
 
 import pytest
 
-from segment_lite import EncodeError, encoding
+from benchmarks.workload import fresh_call_args
+from segment_lite import EncodeError, encoding, message
 from segment_lite.testing import RecordingClient
 
 
@@ -129,3 +131,44 @@ def test_unencodable_property_never_reaches_the_queue() -> None:
     assert "<" not in json.dumps(client.messages)  # no "<object at 0x...>" strings anywhere
     assert client.stats()["dropped"]["encode_error"] == 1
     assert len(errors) == 1 and errors[0].path == "properties.cart.owner"
+
+
+# -- the encoded bytes the queue keeps ------------------------------------------------
+
+
+def test_encoded_messages_are_exact_size_and_identical_on_both_encoders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built = message.build_track(*fresh_call_args(7))
+    first = encoding.encode(built)
+    monkeypatch.setattr(encoding, "HAVE_ORJSON", False)
+    assert encoding.encode(built) == first
+    assert json.loads(first)["properties"]["added_at"] == "2024-05-17T09:30:12.345000+00:00"
+
+
+@pytest.mark.parametrize("orjson_on", [True, False])
+def test_encoded_bytes_hold_no_more_memory_than_their_length(
+    monkeypatch: pytest.MonkeyPatch, orjson_on: bool
+) -> None:
+    # The queue keeps each encoded message: it must not keep an encoder's larger
+    # working buffer with it (orjson returns one of 1 KB to 4 KB or more).
+    if orjson_on and not encoding.HAVE_ORJSON:
+        pytest.skip("orjson is not installed")
+    monkeypatch.setattr(encoding, "HAVE_ORJSON", orjson_on)
+    built = message.build_track(*fresh_call_args(7))
+    size = len(encoding.encode(built))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [encoding.encode(built) for _ in range(200)]
+        per_item = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_item < size + 128  # the bytes object's header and the list's slot
+
+
+def test_non_finite_floats_take_the_exact_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoding, "HAVE_ORJSON", False)
+    assert encoding.encode({"a": float("nan"), "b": [float("inf"), 1.5], "s": "NaN"}) == (
+        b'{"a":null,"b":[null,1.5],"s":"NaN"}'
+    )

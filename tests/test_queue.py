@@ -1,0 +1,129 @@
+"""The memory queue: it packs its backlog while delivery is stalled and gives every message back in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import tracemalloc
+
+import pytest
+
+import segment_lite
+from benchmarks.sink import Sink, serve
+from benchmarks.worker import closed_port
+from benchmarks.workload import fresh_call_args
+from segment_lite import encoding, message
+from segment_lite import queue as queue_module
+from segment_lite.queue import PACK_COUNT, MemoryQueue, _Packed
+
+
+def _messages(count: int, start: int = 0) -> list[bytes]:
+    return [
+        encoding.encode(message.build_track(*fresh_call_args(index))) for index in range(start, start + count)
+    ]
+
+
+def test_a_healthy_queue_never_packs() -> None:
+    q = MemoryQueue(100_000, 10**9, wake_at=100)
+    assert q.put(b"{}")
+    assert q.take(1, 10**6) is not None  # a batch out, but only just: not a stall
+    for item in _messages(1_000):
+        assert q.put(item)
+    assert not any(isinstance(entry, _Packed) for entry in q._items)
+
+
+def test_stalled_queue_packs_and_gives_back_every_message_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue_module, "STALL_S", 0.0)
+    q = MemoryQueue(100_000, 10**9, wake_at=100)
+    assert q.put(b'{"first":1}')
+    stuck = q.take(1, 10**6)  # out, and never settled: delivery is stalled
+    assert stuck is not None
+    sent = _messages(1_000)
+    for item in sent:
+        assert q.put(item)
+    packed = [entry for entry in q._items if isinstance(entry, _Packed)]
+    assert len(packed) >= (1_000 - 2 * PACK_COUNT) // PACK_COUNT - 1
+    assert q.qsize() == 1_000 and q.nbytes() == sum(map(len, sent))
+    assert q.pending_count() == 1_001
+    got: list[bytes] = []
+    while True:
+        batch = q.take(300, 100_000)
+        if batch is None:
+            break
+        assert len(batch) <= 300 and batch.nbytes <= 100_000
+        got.extend(batch.items)
+        q.done(batch)
+    assert got == sent
+    assert q.qsize() == 0 and q.nbytes() == 0
+    q.done(stuck)
+    assert q.wait_settled(q.accepted_count(), 0)
+
+
+def test_drain_unpacks_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue_module, "STALL_S", 0.0)
+    q = MemoryQueue(100_000, 10**9, wake_at=100)
+    q.put(b"{}")
+    q.take(1, 10**6)
+    sent = _messages(600)
+    for item in sent:
+        q.put(item)
+    assert any(isinstance(entry, _Packed) for entry in q._items)
+    assert q.drain() == sent
+    assert q.qsize() == 0 and q.nbytes() == 0
+
+
+def test_packed_backlog_holds_a_fraction_of_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = _messages(2_000)
+
+    def held(stalled: bool) -> float:
+        monkeypatch.setattr(queue_module, "STALL_S", 0.0 if stalled else 3600.0)
+        q = MemoryQueue(100_000, 10**9, wake_at=100)
+        q.put(b"{}")
+        q.take(1, 10**6)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for item in sent:
+                q.put(bytes(bytearray(item)))  # a copy that only the queue holds
+            return (tracemalloc.get_traced_memory()[0] - before) / len(sent)
+        finally:
+            tracemalloc.stop()
+
+    assert held(stalled=True) < held(stalled=False) / 3
+
+
+def test_client_delivers_everything_after_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server is down while 1,000 messages are queued (so they are packed), then
+    # comes back on the same port: every message arrives, once.
+    monkeypatch.setattr(queue_module, "STALL_S", 0.0)
+    port = closed_port()
+    client = segment_lite.Client("key", host=f"http://127.0.0.1:{port}")
+    client.track("u", "first")
+    assert not client.flush(timeout=0.3)  # the first batch is out and failing: delivery is stalled
+    for index in range(1_000):
+        client.track(f"user-{index}", "Queued", {"index": index})
+    assert any(isinstance(entry, _Packed) for entry in client.queue._items)
+
+    sink = Sink("key")
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    holder: list[asyncio.Task[None]] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        holder.append(loop.create_task(serve(sink, port=port, ready=lambda _: ready.set())))
+        try:
+            loop.run_until_complete(holder[0])
+        except asyncio.CancelledError:
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        assert client.flush(timeout=30)
+        assert sink.stats()["unique"] == sink.messages == 1_001
+    finally:
+        client.shutdown(timeout=5)
+        loop.call_soon_threadsafe(holder[0].cancel)
+        thread.join(10)
