@@ -16,6 +16,9 @@ from segment_lite.retry import RetryPolicy
 from segment_lite.testing import FakeClock
 from tests.conftest import WRITE_KEY
 
+#: An upload interval no test outlives: what is tracked goes out in one request, at flush().
+ONLY_FLUSH_SENDS = 3600
+
 
 def no_jitter(delay: float) -> float:
     return delay
@@ -59,7 +62,9 @@ def send_and_check(client, collector, n: int = 10) -> float:
 
 def test_retries_503_with_exponential_backoff_and_fresh_sent_at(collector, make_client) -> None:
     clock = FakeClock()
-    client = make_client(clock=clock, retry_policy=RetryPolicy(jitter=no_jitter))
+    client = make_client(
+        clock=clock, retry_policy=RetryPolicy(jitter=no_jitter), upload_interval=ONLY_FLUSH_SENDS
+    )
     collector.fail_next(3, 503)
     send_and_check(client, collector)
     assert clock.waits == [0.5, 1.0, 2.0]
@@ -99,7 +104,9 @@ def test_retryable_statuses_recover(collector, make_client, status) -> None:
 def test_non_retryable_statuses_are_rejected_and_reported(collector, make_client, status) -> None:
     errors = []
     clock = FakeClock()
-    client = make_client(clock=clock, on_error=lambda exc, msgs: errors.append((exc, msgs)))
+    client = make_client(
+        clock=clock, on_error=lambda exc, msgs: errors.append((exc, msgs)), upload_interval=ONLY_FLUSH_SENDS
+    )
     collector.fail_next(1, status, body={"code": "bad_thing", "message": "it was bad"})
     ids = {client.track("u", "Rejected", {"i": i})[1]["messageId"] for i in range(3)}
     assert client.flush(timeout=10)
@@ -114,7 +121,7 @@ def test_non_retryable_statuses_are_rejected_and_reported(collector, make_client
 
 
 def test_413_splits_the_batch_down_to_what_fits(collector, make_client) -> None:
-    client = make_client()
+    client = make_client(upload_interval=ONLY_FLUSH_SENDS)
     collector.fail_next(2, 413)
     send_and_check(client, collector, n=8)
     sizes = [len(r.json["batch"]) for r in collector.requests]
@@ -177,11 +184,15 @@ def test_retries_exhausted_is_counted_and_reported(collector, make_client) -> No
 
 def test_total_backoff_budget_gives_up(collector, make_client) -> None:
     clock = FakeClock()
-    client = make_client(clock=clock, max_total_backoff_duration=3)
-    collector.fail_next(20, 500)
+    client = make_client(clock=clock, max_retries=100, max_total_backoff_duration=3)
+    collector.fail_next(200, 500)
     client.track("u", "Budgeted")
     assert client.flush(timeout=10)
-    assert clock.waits == [0.5, 1.0, 2.0] or sum(clock.waits) < 3 + 4
+    waits = clock.waits
+    attempts = len(collector.requests)
+    assert attempts == len(waits) + 1  # each backoff wait is followed by one more attempt
+    assert attempts <= 100  # the time budget ended the retries, not max_retries
+    assert sum(waits[:-1]) < 3 <= sum(waits)  # gave up once failing for 3 s, and not before
     assert client.stats()["dropped"]["retries_exhausted"] == 1
 
 
