@@ -9,7 +9,7 @@ or several: ``lite-json+httpclient+gzip1``) runs segment_lite with it, e.g.
   ``requests``. A measuring prototype, not a replacement: it has no proxy support
   and no stale-connection classification, which a real transport needs.
 * ``gzip1``: compress request bodies at zlib level 1 instead of
-  ``segment_lite.consumer.GZIP_LEVEL`` (6).
+  ``segment_lite.sender.GZIP_LEVEL`` (6).
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def apply_changes(changes: list[str], options: dict[str, Any]) -> None:
         if change == "httpclient":
             options["transport"] = HTTPClientTransport
         elif change == "gzip1":
-            import segment_lite.consumer
+            import segment_lite.sender
 
-            segment_lite.consumer.GZIP_LEVEL = 1  # read at each request
+            segment_lite.sender.GZIP_LEVEL = 1  # read at each request
         else:
             raise ValueError(f"unknown change {change!r}")

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Union
 
-from segment_lite.consumer import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_COUNT,
-    BatchSender,
-    Consumer,
-    PipelinePause,
-)
 from segment_lite.encoding import encode
 from segment_lite.errors import (
     EncodeError,
     MessageTooLargeError,
     QueueFullError,
-    SegmentLiteError,
     ShutdownError,
     ValidationError,
 )
@@ -34,9 +22,11 @@ from segment_lite.message import (
     build_track,
     build_view,
 )
-from segment_lite.queue import MemoryQueue
+from segment_lite.pipeline import Accepted, BatchingConfig, DeliveryConfig, Pipeline, QueueFactory, Worker
+from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.stats import Ledger, OnError
+from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender
+from segment_lite.stats import OnError
 from segment_lite.transport import RequestsTransport, TransportFactory, batch_url
 
 __all__ = ["MAX_MESSAGE_BYTES", "Client"]
@@ -49,12 +39,6 @@ BeforeSend = Callable[[Message], Optional[Message]]
 Result = tuple[bool, Optional[Message]]
 
 log = logging.getLogger("segment_lite")
-
-# Clients alive in this process, for the exit flush and the after-fork reset.
-_LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
-# Clients that have started delivering are also held here until they stop, so a
-# client that went out of scope with messages still queued is flushed at exit.
-_STARTED_CLIENTS: set[Client] = set()
 
 
 class Client:
@@ -128,6 +112,7 @@ class Client:
         transport: Optional[TransportFactory] = None,
         retry_policy: Optional[RetryPolicy] = None,
         clock: Optional[Clock] = None,
+        queue_factory: Optional[QueueFactory] = None,
     ) -> None:
         if send and (not isinstance(write_key, str) or not write_key):
             raise ValidationError(
@@ -188,35 +173,34 @@ class Client:
             if not log.handlers:
                 log.addHandler(logging.StreamHandler())
 
-        self._max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
-        self._closed = False
-        self._pid = os.getpid()
-        self._reset_pipeline()
-        _LIVE_CLIENTS.add(self)
+        max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
+        if queue_factory is None:
 
-    # -- state that a forked child must rebuild ---------------------------------
+            def queue_factory() -> MessageQueue:
+                return MemoryQueue(max_queue_size, max_queue_bytes, wake_at=upload_size)
 
-    def _reset_pipeline(self) -> None:
-        # Remember which lock type the queue is built on: if gevent or eventlet
-        # monkey-patches threading after this, our real-thread locks and their
-        # green threads would deadlock or strand messages (see _start).
-        self._lock_type = type(threading.Lock())
-        self._ledger = Ledger(self.on_error, log, self._write_key)
-        self._queue = MemoryQueue(self.max_queue_size, self.max_queue_bytes, wake_at=self.upload_size)
-        self._pause = PipelinePause()
-        self._abort = threading.Event()
-        self._start_lock = threading.Lock()
-        self._consumers: list[Consumer] = []
-        self._running = False
-        self._inline = False  # no threads could start: deliver on the flushing thread
-        self._sync_senders = threading.local()
-
-    def _after_fork_in_child(self) -> None:
-        # Locks may be held by threads that no longer exist, the queue holds the
-        # parent's messages (the parent will send them), and there are no
-        # consumer threads: start over, lazily, on first use.
-        self._pid = os.getpid()
-        self._reset_pipeline()
+        self._pipeline = Pipeline(
+            queue_factory,
+            DeliveryConfig(
+                url=self.url,
+                write_key=self._write_key,
+                gzip=gzip,
+                timeout_s=timeout,
+                retry_policy=self.retry_policy,
+                transport_factory=self._transport_factory,
+                clock=self.clock,
+            ),
+            BatchingConfig(
+                threads=thread,
+                upload_size=upload_size,
+                upload_interval_s=upload_interval,
+                max_batch_size=max_batch_size,
+                max_batch_bytes=max_batch_bytes,
+            ),
+            on_error=on_error,
+            log=log,
+            shutdown_timeout_s=shutdown_timeout,
+        )
 
     # -- public surface ---------------------------------------------------------
 
@@ -226,19 +210,19 @@ class Client:
         return self._write_key
 
     @property
-    def queue(self) -> MemoryQueue:
+    def queue(self) -> MessageQueue:
         """The queue of encoded messages waiting to be sent."""
-        return self._queue
+        return self._pipeline.queue
 
     @property
-    def consumers(self) -> list[Consumer]:
+    def consumers(self) -> list[Worker]:
         """The worker threads currently started."""
-        return list(self._consumers)
+        return self._pipeline.workers
 
     def __repr__(self) -> str:
         return (
             f"<segment_lite.Client url={self.url!r} write_key='***' threads={self.thread} "
-            f"queued={self._queue.qsize()}>"
+            f"queued={self._pipeline.queue.qsize()}>"
         )
 
     def identify(
@@ -364,7 +348,7 @@ class Client:
     # -- the path of one message ------------------------------------------------
 
     def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
-        ledger = self._ledger
+        ledger = self._pipeline.ledger
         try:
             message = builder(*args)
         except ValidationError as exc:
@@ -384,17 +368,20 @@ class Client:
             too_large = MessageTooLargeError(len(data), MAX_MESSAGE_BYTES, str(message.get("type")))
             ledger.drop("oversize", too_large, [message])
             raise too_large
+        if self._pipeline.closed:
+            ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
+            return False, message
         if not self.send:
             return True, message
         if self.sync_mode:
-            return self._send_now(data), message
-        if not self._running:
-            if self._closed or not self._start():
-                ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
-                return False, message
-        if self._queue.put(data, self._block, self.block_timeout):
+            return self._pipeline.send_now(data), message
+        accepted = self._pipeline.accept(data, self._block, self.block_timeout)
+        if accepted is Accepted.QUEUED:
             return True, message
-        queue = self._queue
+        if accepted is Accepted.CLOSED:
+            ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
+            return False, message
+        queue = self._pipeline.queue
         full = QueueFullError(
             f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes "
             f"(max_queue_size={self.max_queue_size}, max_queue_bytes={self.max_queue_bytes})"
@@ -407,11 +394,11 @@ class Client:
             try:
                 result = hook(message)
             except Exception:
-                self._ledger.count("hook_errors")
+                self._pipeline.ledger.count("hook_errors")
                 log.exception("before_send hook %r raised; the message is sent as it was", hook)
                 continue
             if result is None:
-                self._ledger.count("filtered")
+                self._pipeline.ledger.count("filtered")
                 return None
             if not isinstance(result, dict):
                 raise ValidationError(
@@ -419,85 +406,6 @@ class Client:
                 )
             message = result
         return message
-
-    def _new_sender(self) -> BatchSender:
-        return BatchSender(
-            url=self.url,
-            write_key=self._write_key,
-            gzip=self.gzip,
-            timeout=self.timeout,
-            policy=self.retry_policy,
-            clock=self.clock,
-            transport_factory=self._transport_factory,
-            ledger=self._ledger,
-            pause=self._pause,
-            log=log,
-        )
-
-    def _sync_sender(self) -> BatchSender:
-        """This thread's own sender, for sync mode and inline delivery."""
-        sender: Optional[BatchSender] = getattr(self._sync_senders, "sender", None)
-        if sender is None:
-            sender = self._sync_senders.sender = self._new_sender()
-        return sender
-
-    def _send_now(self, data: bytes) -> bool:
-        self._ledger.count("accepted_sync")
-        return self._sync_sender().send([data], self._abort)
-
-    def _start(self, draining: bool = False) -> bool:
-        """Start the consumer threads (on first use, and again in a forked child).
-
-        After shutdown they start only to drain what is already queued.
-        """
-        with self._start_lock:
-            if self._running:
-                return True
-            if self._closed and not draining:
-                return False
-            if type(threading.Lock()) is not self._lock_type:
-                raise SegmentLiteError(
-                    "threading was monkey-patched (gevent/eventlet) after this segment_lite Client was "
-                    "created; its queue would not work with green threads. Patch first: call "
-                    "gevent.monkey.patch_all() (or eventlet.monkey_patch()) before creating the client."
-                )
-            self._consumers = [
-                Consumer(
-                    self._queue,
-                    self._new_sender(),
-                    upload_size=self.upload_size,
-                    max_batch_size=self.max_batch_size,
-                    max_batch_bytes=self._max_batch_bytes,
-                    upload_interval_s=self.upload_interval,
-                    abort=self._abort,
-                    log=log,
-                    name=f"segment_lite-consumer-{index}",
-                )
-                for index in range(self.thread)
-            ]
-            self._inline = False
-            try:
-                for consumer in self._consumers:
-                    consumer.start()
-            except RuntimeError as exc:
-                # No new threads: the interpreter is exiting (Python 3.12+ refuses them
-                # in atexit handlers) or a thread limit was hit. Queue anyway; flush(),
-                # shutdown() and the exit handler deliver on their own thread.
-                self._consumers = [c for c in self._consumers if c.is_alive()]
-                self._inline = not self._consumers
-                log.debug("could not start consumer threads (%s); delivering on flush", exc)
-            self._running = True
-            _STARTED_CLIENTS.add(self)
-            return True
-
-    def _deliver_inline(self, deadline: Optional[float]) -> None:
-        """Send what is queued on the calling thread (when no consumer thread could start)."""
-        sender = self._sync_sender()
-        while True:
-            batch = self._queue.take(self.max_batch_size, self._max_batch_bytes)
-            if batch is None:
-                return
-            sender.send_batch(self._queue, batch, self._abort, deadline)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -509,18 +417,7 @@ class Client:
         """
         if not self.send or self.sync_mode:
             return True
-        queue = self._queue
-        target = queue.accepted_count()
-        if queue.qsize() and not self._running and not self._start(draining=True):
-            return False
-        queue.request_flush(target)
-        if self._inline:
-            self._deliver_inline(None if timeout is None else self.clock.monotonic() + timeout)
-        settled = queue.wait_settled(target, timeout)
-        log.debug(
-            "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()
-        )
-        return settled
+        return self._pipeline.flush(timeout)
 
     def mark(self) -> int:
         """A marker covering every message accepted so far, to pass to ``wait_settled``.
@@ -528,7 +425,7 @@ class Client:
         Lets a producer (an import, a batch job) confirm an earlier chunk of
         messages while it goes on queueing the next, without forcing a send.
         """
-        return self._queue.accepted_count()
+        return self._pipeline.mark()
 
     def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
         """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.
@@ -539,27 +436,14 @@ class Client:
         """
         if not self.send or self.sync_mode:
             return True
-        return self._queue.wait_settled(mark, timeout)
+        return self._pipeline.wait_settled(mark, timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Let the consumer threads send what is queued, then stop them.
 
         A later call starts them again. Returns False if ``timeout`` passed first.
         """
-        deadline = None if timeout is None else self.clock.monotonic() + timeout
-        with self._start_lock:
-            consumers, self._consumers = self._consumers, []
-            self._running = False
-            _STARTED_CLIENTS.discard(self)
-        for consumer in consumers:
-            consumer.stopping = True
-        self._queue.wake.set()
-        stopped = True
-        for consumer in consumers:
-            remaining = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
-            consumer.join(remaining)
-            stopped = stopped and not consumer.is_alive()
-        return stopped
+        return self._pipeline.join(timeout)
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; later calls are refused and counted.
@@ -568,19 +452,10 @@ class Client:
         rejected, False if ``timeout`` passed first: what was still undelivered
         is then dropped, counted as ``shutdown_timeout`` and reported to ``on_error``.
         """
-        self._closed = True
         if not self.send or self.sync_mode:
+            self._pipeline.close()
             return True
-        settled = self.flush(timeout)
-        if not settled:
-            self._abort.set()  # interrupts backoff and Retry-After waits
-            leftover = self._queue.drain()
-            if leftover:
-                self._ledger.drop(
-                    "shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), leftover
-                )
-        self.join(None if settled else 2.0)
-        return settled
+        return self._pipeline.shutdown(timeout)
 
     def stats(self) -> dict[str, Any]:
         """Counters of what happened to the messages of this client (in this process).
@@ -590,38 +465,4 @@ class Client:
         Refusals at the call (``invalid``, ``encode_error``, ``oversize``,
         ``queue_full``, ``after_shutdown``) are counted under ``dropped`` too.
         """
-        queue = self._queue
-        return self._ledger.snapshot(queue.accepted_count(), queue.qsize(), queue.nbytes())
-
-    def _shutdown_at_exit(self) -> None:
-        if self._pid != os.getpid() or self._closed:
-            return
-        pending = self._queue.pending_count()
-        if not pending:
-            self._closed = True
-            return
-        log.debug("interpreter exit: delivering %d queued message(s)", pending)
-        if not self.shutdown(self.shutdown_timeout):
-            log.warning(
-                "exit: shutdown_timeout (%ss) passed; undelivered messages were dropped (see stats())",
-                self.shutdown_timeout,
-            )
-
-
-def _shutdown_all_at_exit() -> None:
-    for client in list(_LIVE_CLIENTS):
-        try:
-            client._shutdown_at_exit()
-        except Exception:  # pragma: no cover - never let one client stop the others
-            log.exception("error while shutting down a client at exit")
-
-
-def _reset_all_after_fork() -> None:
-    _STARTED_CLIENTS.clear()  # the child has none running; each restarts on first use
-    for client in list(_LIVE_CLIENTS):
-        client._after_fork_in_child()
-
-
-atexit.register(_shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)
+        return self._pipeline.stats()

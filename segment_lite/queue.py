@@ -1,4 +1,4 @@
-"""The bounded queue between callers and consumers, with the bookkeeping flush() waits on."""
+"""The queue protocol, and the bounded in-memory queue with the bookkeeping flush() waits on."""
 
 from __future__ import annotations
 
@@ -33,26 +33,69 @@ class Batch:
 
 
 class MessageQueue(Protocol):
-    """What the client and its consumers need from a queue.
+    """What the pipeline needs from a queue; the memory queue and the disk spool implement it.
 
     A queue hands out batches in acceptance order and learns when each one is
     settled (delivered or dropped), so ``wait_settled`` can tell a flush that
-    everything accepted before it has been dealt with. A disk-backed spool can
-    implement the same protocol.
+    everything accepted before it has been dealt with. Sequence numbers count
+    accepted messages from 0 in this process.
     """
 
+    #: Set when a worker should look at the queue now (a batch is full, a flush
+    #: or blocked producers are waiting); workers clear it before taking.
     wake: threading.Event
 
-    def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool: ...
-    def take(self, max_count: int, max_bytes: int) -> Optional[Batch]: ...
-    def request_flush(self, target: int) -> None: ...
-    def send_due(self, batch_size: int) -> bool: ...
-    def done(self, batch: Batch) -> None: ...
-    def drain(self) -> list[bytes]: ...
-    def qsize(self) -> int: ...
-    def nbytes(self) -> int: ...
-    def accepted_count(self) -> int: ...
-    def wait_settled(self, target: int, timeout: Optional[float]) -> bool: ...
+    def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool:
+        """Append an encoded message; False when there is no room (after waiting up to ``timeout``)."""
+        ...
+
+    def take(self, max_count: int, max_bytes: int) -> Optional[Batch]:
+        """The next batch (at least one message when any is queued), or None when empty."""
+        ...
+
+    def done(self, batch: Batch) -> None:
+        """Mark a taken batch settled: delivered or dropped, either way no longer pending."""
+        ...
+
+    def request_flush(self, target: int) -> None:
+        """Have workers send everything accepted before ``target`` now, full batch or not."""
+        ...
+
+    def send_due(self, batch_size: int) -> bool:
+        """Whether a worker should take a batch now rather than wait for one to fill."""
+        ...
+
+    def drain(self) -> list[bytes]:
+        """Remove what is still queued and return the messages that are thereby lost.
+
+        Used when shutdown gives up; a durable queue keeps its records for the
+        next process and returns only what it cannot keep.
+        """
+        ...
+
+    def qsize(self) -> int:
+        """Messages waiting to be taken."""
+        ...
+
+    def nbytes(self) -> int:
+        """Encoded bytes waiting to be taken."""
+        ...
+
+    def accepted_count(self) -> int:
+        """Messages ever accepted in this process; also the sequence number of the next one."""
+        ...
+
+    def pending_count(self) -> int:
+        """Messages accepted and not yet settled (queued or in flight)."""
+        ...
+
+    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:
+        """Wait until every message with a sequence number below ``target`` is settled."""
+        ...
+
+    def close(self) -> None:
+        """Release what the queue holds (files, locks) once the pipeline has stopped."""
+        ...
 
 
 class _Packed:
@@ -60,7 +103,7 @@ class _Packed:
 
     Queued JSON events share most of their text, so zlib at level 1 keeps them in
     about a twentieth of the space for about 1.5 us per message; they are unpacked,
-    byte for byte, when a consumer takes them.
+    byte for byte, when a worker takes them.
     """
 
     __slots__ = ("blob", "sizes")
@@ -87,7 +130,7 @@ class MemoryQueue:
     """A bounded in-memory FIFO of encoded messages, bounded by count and by bytes.
 
     One lock guards a ``collections.deque``; ``put`` is a few attribute updates
-    under it. ``wake`` is set when ``wake_at`` items are waiting, so a consumer
+    under it. ``wake`` is set when ``wake_at`` items are waiting, so a worker
     sends a full batch at once instead of waiting out its interval.
 
     While delivery is stalled (a batch out for more than ``STALL_S``: the server is
@@ -156,7 +199,7 @@ class MemoryQueue:
         self._blocked += 1
         try:
             while self._count >= self.max_count or self._bytes + size > self.max_bytes:
-                self.wake.set()  # the queue is full: make sure a consumer is draining it
+                self.wake.set()  # the queue is full: make sure a worker is draining it
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -194,14 +237,14 @@ class MemoryQueue:
             return batch
 
     def request_flush(self, target: int) -> None:
-        """Have consumers send everything accepted before ``target`` now, full batch or not."""
+        """Have workers send everything accepted before ``target`` now, full batch or not."""
         with self._lock:
             if target > self._flush_target:
                 self._flush_target = target
         self.wake.set()
 
     def send_due(self, batch_size: int) -> bool:
-        """Whether a consumer should take a batch now rather than wait for one to fill.
+        """Whether a worker should take a batch now rather than wait for one to fill.
 
         True when ``batch_size`` messages are waiting, a flush is pending, or
         producers are blocked for room.
@@ -248,6 +291,9 @@ class MemoryQueue:
         """Items accepted but not yet settled (queued or in flight)."""
         with self._lock:
             return self._count + sum(size for size, _ in self._in_flight.values())
+
+    def close(self) -> None:
+        """Nothing to release: the queue lives in memory."""
 
     def _is_settled(self, target: int) -> bool:
         return self._taken >= target and all(seq >= target for seq in self._in_flight)

@@ -232,12 +232,12 @@ def test_tracking_from_an_atexit_handler_is_delivered(collector) -> None:
 
 
 def test_without_threads_flush_delivers_on_the_calling_thread(collector, make_client, monkeypatch) -> None:
-    from segment_lite.consumer import Consumer
+    from segment_lite.pipeline import Worker
 
     def refuse(self) -> None:
         raise RuntimeError("can't create new thread at interpreter shutdown")
 
-    monkeypatch.setattr(Consumer, "start", refuse)
+    monkeypatch.setattr(Worker, "start", refuse)
     client = make_client()
     ids = {client.track("u", "Threadless", {"i": i})[1]["messageId"] for i in range(30)}
     assert client.consumers == []

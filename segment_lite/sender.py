@@ -1,4 +1,4 @@
-"""Deliver batches: the worker threads, and the retry loop they (and sync mode) share."""
+"""Send one batch: build the body, classify the answer, retry, split, and account for every message."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from segment_lite.stats import Ledger
 from segment_lite.transport import Transport, TransportError, TransportFactory
 from segment_lite.version import VERSION
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "BatchSender", "Consumer", "PipelinePause"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "BatchSender", "PipelinePause"]
 
 #: Segment's limits for one batch request.
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_COUNT = 2500
-#: Room kept for the envelope around the messages: sentAt and the write key.
-ENVELOPE_HEADROOM_BYTES = 256
 GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its CPU
 
 
@@ -245,61 +243,3 @@ class BatchSender:
             code = str(payload.get("code", code))
             message = str(payload.get("message", message))
         return APIError(status, code, self.ledger.redact(message))
-
-
-class Consumer(threading.Thread):
-    """A worker thread: takes batches from the queue and hands them to its sender.
-
-    It sends when ``upload_size`` messages are waiting, when ``upload_interval``
-    has passed, or at once when flush() wakes it. With a backlog it sends bigger
-    batches, up to Segment's 2,500 messages and 500 KB.
-    """
-
-    def __init__(
-        self,
-        queue: MessageQueue,
-        sender: BatchSender,
-        *,
-        upload_size: int,
-        max_batch_size: int,
-        max_batch_bytes: int,
-        upload_interval_s: float,
-        abort: threading.Event,
-        log: logging.Logger,
-        name: str,
-    ) -> None:
-        super().__init__(name=name, daemon=True)
-        self.queue = queue
-        self.sender = sender
-        self.upload_size = max(1, min(upload_size, MAX_BATCH_COUNT))
-        self.max_batch_size = max(self.upload_size, min(max_batch_size, MAX_BATCH_COUNT))
-        self.max_batch_bytes = max_batch_bytes
-        self.upload_interval_s = upload_interval_s
-        self.abort = abort
-        self.log = log
-        self.stopping = False
-
-    def run(self) -> None:
-        queue = self.queue
-        due = False  # take a batch now, rather than wait for one to fill or for the interval
-        try:
-            while not self.abort.is_set():
-                if not due:
-                    # Woken early by a full batch, a flush, blocked producers or a stop.
-                    queue.wake.wait(self.upload_interval_s)
-                queue.wake.clear()
-                backlog = queue.qsize()
-                count = self.upload_size if backlog <= self.upload_size else min(backlog, self.max_batch_size)
-                batch = queue.take(count, self.max_batch_bytes)
-                if batch is None:
-                    if self.stopping:
-                        queue.wake.set()  # siblings share this event: pass the wake-up on
-                        return
-                    due = False
-                    continue
-                self.sender.send_batch(queue, batch, self.abort)
-                # Send again at once only if that is worth a request: messages that
-                # trickled in during the send wait to fill a batch, as they would have.
-                due = self.stopping or queue.send_due(self.upload_size)
-        finally:
-            self.sender.close()

@@ -1,0 +1,404 @@
+"""The delivery pipeline: worker threads, wake-ups, flush and shutdown, the fork reset and the exit flush.
+
+A ``Client`` hands each encoded message to its ``Pipeline`` and never touches a
+thread. The pipeline owns everything with a lifecycle: the queue (made by a
+factory, so the memory queue and a disk spool are interchangeable), the worker
+threads that take batches from it, the senders they post with, and the ledger
+that counts every message. The shape follows OpenTelemetry's batch processor:
+workers sleep until a batch is full, the interval passes or a flush wakes them;
+``shutdown(timeout)`` is bounded; a forked child rebuilds its locks, queue and
+threads on first use; interpreter exit flushes what is still queued.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from segment_lite.errors import SegmentLiteError, ShutdownError
+from segment_lite.queue import MessageQueue
+from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause
+from segment_lite.stats import Ledger, OnError
+from segment_lite.transport import TransportFactory
+
+__all__ = ["Accepted", "BatchingConfig", "DeliveryConfig", "Pipeline", "QueueFactory", "Worker"]
+
+#: Makes the queue for a pipeline; called again in a forked child.
+QueueFactory = Callable[[], MessageQueue]
+#: How long ``shutdown`` waits for workers to stop once delivery has given up.
+WORKER_STOP_GRACE_S = 2.0
+
+
+class Accepted(enum.Enum):
+    """What became of a message handed to ``Pipeline.accept``."""
+
+    QUEUED = "queued"
+    FULL = "full"  # no room in the queue (after waiting, when blocking)
+    CLOSED = "closed"  # the pipeline was shut down
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """What a sender needs to post batches: where, how, and how hard to retry."""
+
+    url: str
+    write_key: str
+    gzip: bool
+    timeout_s: float
+    retry_policy: RetryPolicy
+    transport_factory: TransportFactory
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """When workers send, and how big their batches may be."""
+
+    threads: int
+    upload_size: int
+    upload_interval_s: float
+    max_batch_size: int
+    max_batch_bytes: int
+
+
+class Worker(threading.Thread):
+    """A worker thread: takes batches from the queue and hands them to its sender.
+
+    It sends when ``upload_size`` messages are waiting, when ``upload_interval_s``
+    has passed, or at once when a flush wakes it. With a backlog it sends bigger
+    batches, up to ``max_batch_size`` messages and ``max_batch_bytes``.
+    """
+
+    def __init__(
+        self,
+        queue: MessageQueue,
+        sender: BatchSender,
+        batching: BatchingConfig,
+        abort: threading.Event,
+        name: str,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.queue = queue
+        self.sender = sender
+        self.upload_size = max(1, min(batching.upload_size, MAX_BATCH_COUNT))
+        self.max_batch_size = max(self.upload_size, min(batching.max_batch_size, MAX_BATCH_COUNT))
+        self.max_batch_bytes = batching.max_batch_bytes
+        self.upload_interval_s = batching.upload_interval_s
+        self.abort = abort
+        self.stopping = False
+
+    @property
+    def timeout(self) -> float:
+        """Seconds this worker's requests wait for the server (as the reference's consumers expose)."""
+        return self.sender.timeout
+
+    def run(self) -> None:
+        queue = self.queue
+        due = False  # take a batch now, rather than wait for one to fill or for the interval
+        try:
+            while not self.abort.is_set():
+                if not due:
+                    # Woken early by a full batch, a flush, blocked producers or a stop.
+                    queue.wake.wait(self.upload_interval_s)
+                queue.wake.clear()
+                backlog = queue.qsize()
+                count = self.upload_size if backlog <= self.upload_size else min(backlog, self.max_batch_size)
+                batch = queue.take(count, self.max_batch_bytes)
+                if batch is None:
+                    if self.stopping:
+                        queue.wake.set()  # siblings share this event: pass the wake-up on
+                        return
+                    due = False
+                    continue
+                self.sender.send_batch(queue, batch, self.abort)
+                # Send again at once only if that is worth a request: messages that
+                # trickled in during the send wait to fill a batch, as they would have.
+                due = self.stopping or queue.send_due(self.upload_size)
+        finally:
+            self.sender.close()
+
+
+# Pipelines alive in this process, for the exit flush and the after-fork reset.
+_LIVE: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+# Pipelines that have started delivering are also held here until they stop, so the
+# messages of a client that went out of scope with a queue are flushed at exit.
+_STARTED: set[Pipeline] = set()
+
+
+class Pipeline:
+    """Takes encoded messages and delivers them in the background, accounting for each one.
+
+    ``accept`` queues a message; worker threads start on first use. ``flush``,
+    ``wait_settled``, ``join`` and ``shutdown`` are the client's lifecycle calls.
+    ``send_now`` delivers on the calling thread (sync mode).
+    """
+
+    def __init__(
+        self,
+        queue_factory: QueueFactory,
+        delivery: DeliveryConfig,
+        batching: BatchingConfig,
+        *,
+        on_error: Optional[OnError],
+        log: logging.Logger,
+        shutdown_timeout_s: Optional[float],
+    ) -> None:
+        self._queue_factory = queue_factory
+        self.delivery = delivery
+        self.batching = batching
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._on_error = on_error
+        self._log = log
+        self._closed = False
+        self._pid = os.getpid()
+        self._reset()
+        _LIVE.add(self)
+
+    def _reset(self) -> None:
+        """(Re)build everything a process owns: locks, queue, counters, threads (none yet)."""
+        # Remember which lock type the queue is built on: if gevent or eventlet
+        # monkey-patches threading after this, our real-thread locks and their
+        # green threads would deadlock or strand messages (see _start).
+        self._lock_type = type(threading.Lock())
+        self.ledger = Ledger(self._on_error, self._log, self.delivery.write_key)
+        self.queue: MessageQueue = self._queue_factory()
+        self._pause = PipelinePause()
+        self._abort = threading.Event()
+        self._start_lock = threading.Lock()
+        self._workers: list[Worker] = []
+        self._running = False
+        self._inline = False  # no threads could start: deliver on the flushing thread
+        self._local = threading.local()  # each thread's sender for sync mode and inline delivery
+        self._thread_senders: list[BatchSender] = []
+
+    def _after_fork_in_child(self) -> None:
+        # Locks may be held by threads that no longer exist, the queue holds the
+        # parent's messages (the parent will send them), and there are no worker
+        # threads: start over, lazily, on first use.
+        self._pid = os.getpid()
+        self._reset()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``shutdown`` was called: later messages are refused."""
+        return self._closed
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The worker threads currently started."""
+        return list(self._workers)
+
+    # -- accepting messages -----------------------------------------------------
+
+    def accept(self, data: bytes, block: bool = False, block_timeout_s: Optional[float] = None) -> Accepted:
+        """Queue one encoded message, starting the workers on first use."""
+        if not self._running and (self._closed or not self._start()):
+            return Accepted.CLOSED
+        if self.queue.put(data, block, block_timeout_s):
+            return Accepted.QUEUED
+        return Accepted.FULL
+
+    def send_now(self, data: bytes) -> bool:
+        """Deliver one message on the calling thread, with the usual retries; True if delivered."""
+        self.ledger.count("accepted_sync")
+        return self._thread_sender().send([data], self._abort)
+
+    def _new_sender(self) -> BatchSender:
+        delivery = self.delivery
+        return BatchSender(
+            url=delivery.url,
+            write_key=delivery.write_key,
+            gzip=delivery.gzip,
+            timeout=delivery.timeout_s,
+            policy=delivery.retry_policy,
+            clock=delivery.clock,
+            transport_factory=delivery.transport_factory,
+            ledger=self.ledger,
+            pause=self._pause,
+            log=self._log,
+        )
+
+    def _thread_sender(self) -> BatchSender:
+        """This thread's own sender, for sync mode and inline delivery."""
+        sender: Optional[BatchSender] = getattr(self._local, "sender", None)
+        if sender is None:
+            sender = self._local.sender = self._new_sender()
+            with self._start_lock:
+                self._thread_senders.append(sender)
+        return sender
+
+    def _start(self, draining: bool = False) -> bool:
+        """Start the worker threads (on first use, and again in a forked child).
+
+        After shutdown they start only to drain what is already queued.
+        """
+        with self._start_lock:
+            if self._running:
+                return True
+            if self._closed and not draining:
+                return False
+            if type(threading.Lock()) is not self._lock_type:
+                raise SegmentLiteError(
+                    "threading was monkey-patched (gevent/eventlet) after this segment_lite Client was "
+                    "created; its queue would not work with green threads. Patch first: call "
+                    "gevent.monkey.patch_all() (or eventlet.monkey_patch()) before creating the client."
+                )
+            self._workers = [
+                Worker(
+                    self.queue,
+                    self._new_sender(),
+                    self.batching,
+                    self._abort,
+                    name=f"segment_lite-consumer-{index}",
+                )
+                for index in range(self.batching.threads)
+            ]
+            self._inline = False
+            try:
+                for worker in self._workers:
+                    worker.start()
+            except RuntimeError as exc:
+                # No new threads: the interpreter is exiting (Python 3.12+ refuses them
+                # in atexit handlers) or a thread limit was hit. Queue anyway; flush(),
+                # shutdown() and the exit handler deliver on their own thread.
+                self._workers = [w for w in self._workers if w.is_alive()]
+                self._inline = not self._workers
+                self._log.debug("could not start worker threads (%s); delivering on flush", exc)
+            self._running = True
+            _STARTED.add(self)
+            return True
+
+    def _deliver_inline(self, deadline: Optional[float]) -> None:
+        """Send what is queued on the calling thread (when no worker thread could start)."""
+        sender = self._thread_sender()
+        batching = self.batching
+        while True:
+            batch = self.queue.take(batching.max_batch_size, batching.max_batch_bytes)
+            if batch is None:
+                return
+            sender.send_batch(self.queue, batch, self._abort, deadline)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Send everything queued now and wait until it is delivered or definitively dropped."""
+        queue = self.queue
+        target = queue.accepted_count()
+        if queue.qsize() and not self._running and not self._start(draining=True):
+            return False
+        queue.request_flush(target)
+        if self._inline:
+            clock = self.delivery.clock
+            self._deliver_inline(None if timeout is None else clock.monotonic() + timeout)
+        settled = queue.wait_settled(target, timeout)
+        self._log.debug(
+            "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()
+        )
+        return settled
+
+    def mark(self) -> int:
+        """A marker covering every message accepted so far, for ``wait_settled``."""
+        return self.queue.accepted_count()
+
+    def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
+        """Wait until every message accepted before ``mark`` is settled, without forcing a send."""
+        return self.queue.wait_settled(mark, timeout)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Let the workers send what is queued, then stop them; a later message starts them again."""
+        clock = self.delivery.clock
+        deadline = None if timeout is None else clock.monotonic() + timeout
+        with self._start_lock:
+            workers, self._workers = self._workers, []
+            self._running = False
+            _STARTED.discard(self)
+        for worker in workers:
+            worker.stopping = True
+        self.queue.wake.set()
+        stopped = True
+        for worker in workers:
+            remaining = None if deadline is None else max(0.0, deadline - clock.monotonic())
+            worker.join(remaining)
+            stopped = stopped and not worker.is_alive()
+        return stopped
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is queued, then stop; later messages are refused.
+
+        Returns True when everything accepted was settled in time. Otherwise what
+        is still undelivered is dropped as ``shutdown_timeout`` and reported.
+        """
+        self._closed = True
+        settled = self.flush(timeout)
+        if not settled:
+            self._abort.set()  # interrupts backoff and Retry-After waits
+            leftover = self.queue.drain()
+            if leftover:
+                self.ledger.drop(
+                    "shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), leftover
+                )
+        self.join(None if settled else WORKER_STOP_GRACE_S)
+        self._close_thread_senders()
+        self.queue.close()
+        return settled
+
+    def close(self) -> None:
+        """Stop without delivering (for clients that never send): refuse messages, release resources."""
+        self._closed = True
+        self._close_thread_senders()
+        self.queue.close()
+
+    def _close_thread_senders(self) -> None:
+        with self._start_lock:
+            senders, self._thread_senders = self._thread_senders, []
+        for sender in senders:
+            sender.close()
+
+    def pending(self) -> int:
+        """Messages accepted and not yet settled (queued or in flight)."""
+        return self.queue.pending_count()
+
+    def stats(self) -> dict[str, Any]:
+        """The ledger's counters plus the queue's current size (see ``Client.stats``)."""
+        queue = self.queue
+        return self.ledger.snapshot(queue.accepted_count(), queue.qsize(), queue.nbytes())
+
+    def _shutdown_at_exit(self) -> None:
+        if self._pid != os.getpid() or self._closed:
+            return
+        pending = self.queue.pending_count()
+        if not pending:
+            self._closed = True
+            return
+        self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
+        if not self.shutdown(self.shutdown_timeout_s):
+            self._log.warning(
+                "exit: shutdown_timeout (%ss) passed; undelivered messages were dropped (see stats())",
+                self.shutdown_timeout_s,
+            )
+
+
+def _shutdown_all_at_exit() -> None:
+    for pipeline in list(_LIVE):
+        try:
+            pipeline._shutdown_at_exit()
+        except Exception:  # pragma: no cover - never let one pipeline stop the others
+            logging.getLogger("segment_lite").exception("error while shutting down a client at exit")
+
+
+def _reset_all_after_fork() -> None:
+    _STARTED.clear()  # the child has none running; each restarts on first use
+    for pipeline in list(_LIVE):
+        pipeline._after_fork_in_child()
+
+
+atexit.register(_shutdown_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_all_after_fork)
