@@ -68,7 +68,9 @@ def test_forked_child_gets_a_new_queue_from_the_factory(make_client) -> None:
     pid = os.fork()
     if pid == 0:  # the child reports how many queues exist and what its queue holds
         try:
-            report = f"{len(CountingQueue.made)} {client.queue.qsize()} {client.queue is CountingQueue.made[-1]}"
+            report = (
+                f"{len(CountingQueue.made)} {client.queue.qsize()} {client.queue is CountingQueue.made[-1]}"
+            )
             os.write(write_end, report.encode())
         finally:
             os._exit(0)
