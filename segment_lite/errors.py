@@ -9,6 +9,12 @@ Raised at the call site (programmer errors; nothing was queued):
 * ``EncodeError`` -- a value cannot be encoded to JSON; ``path`` names it
   (``properties.cart.owner``). Subclasses ``TypeError``.
 
+Raised at import time:
+
+* ``FrameworkNotInstalledError`` -- a framework integration module was imported
+  without its framework; the message names the extra to install. Subclasses
+  ``ImportError``.
+
 Reported through ``on_error(exc, messages)`` (and counted in ``stats()``):
 
 * ``APIError`` -- the server answered with a status that is not retried.
@@ -94,3 +100,22 @@ class QueueFullError(SegmentLiteError):
 
 class ShutdownError(SegmentLiteError):
     """The client was shut down before the message could be delivered."""
+
+
+class FrameworkNotInstalledError(SegmentLiteError, ImportError):
+    """A framework integration was imported without its framework installed.
+
+    Raised when ``segment_lite.integrations.django`` (or ``.flask``, ``.celery``) is
+    imported and its framework cannot be; the message names the extra that installs it.
+    ``framework`` is the framework's name and ``extra`` the segment-lite extra. It
+    subclasses ``ImportError``, so ``except ImportError`` around optional imports still works.
+    """
+
+    def __init__(self, integration: str, framework: str, extra: str) -> None:
+        super().__init__(
+            f'{integration} needs {framework}, which is not installed: pip install "segment-lite[{extra}]"',
+            name=integration,
+        )
+        self.integration = integration
+        self.framework = framework
+        self.extra = extra

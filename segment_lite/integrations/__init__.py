@@ -2,11 +2,14 @@
 
 Import an adapter from its module so only that framework is imported:
 ``segment_lite.integrations.wsgi``, ``.asgi`` (Starlette/FastAPI), ``.django``, ``.flask``
-and ``.celery``. This package itself imports no framework.
+and ``.celery``. This package itself imports no framework. Importing an adapter whose
+framework is not installed raises :class:`FrameworkNotInstalledError` (an ``ImportError``)
+naming the extra to install, e.g. ``pip install "segment-lite[django]"``.
 """
 
 from __future__ import annotations
 
+from segment_lite.errors import FrameworkNotInstalledError
 from segment_lite.integrations.pageview import (
     DEFAULT_BOT_USER_AGENTS,
     DEFAULT_CONTENT_TYPES,
@@ -31,6 +34,7 @@ __all__ = [
     "DEFAULT_EXCLUDE_PATHS",
     "DEFAULT_HEALTH_PATHS",
     "DEFAULT_STATIC_EXTENSIONS",
+    "FrameworkNotInstalledError",
     "PageClient",
     "PageviewConfig",
     "PageviewTracker",

@@ -6,7 +6,13 @@ import importlib
 import logging
 from typing import Any, Callable, Optional
 
-from celery import signals
+from segment_lite.integrations._framework import raise_if_framework_missing
+
+try:
+    from celery import signals
+except ImportError as exc:
+    raise_if_framework_missing(exc, integration=__name__, framework="celery", extra="celery")
+    raise
 
 __all__ = ["CelerySegment", "setup_celery"]
 

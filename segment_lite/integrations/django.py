@@ -6,10 +6,16 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.encoding import escape_uri_path
-from django.utils.module_loading import import_string
+from segment_lite.integrations._framework import raise_if_framework_missing
+
+try:
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+    from django.utils.encoding import escape_uri_path
+    from django.utils.module_loading import import_string
+except ImportError as exc:
+    raise_if_framework_missing(exc, integration=__name__, framework="django", extra="django")
+    raise
 
 from segment_lite.integrations.pageview import (
     PageClient,

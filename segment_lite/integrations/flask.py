@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from flask import current_app, g, request
+from segment_lite.integrations._framework import raise_if_framework_missing
+
+try:
+    from flask import current_app, g, request
+except ImportError as exc:
+    raise_if_framework_missing(exc, integration=__name__, framework="flask", extra="flask")
+    raise
 
 from segment_lite.integrations.pageview import (
     PageClient,
