@@ -26,9 +26,9 @@ from segment_lite.errors import (
     ShutdownError,
     ValidationError,
 )
-from segment_lite.retry import RetryPolicy
+from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.stats import OnError
-from segment_lite.transport import DEFAULT_HOST, EU_HOST
+from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
 
 __version__ = VERSION
@@ -40,6 +40,7 @@ __all__ = [
     "VERSION",
     "APIError",
     "Client",
+    "Clock",
     "EncodeError",
     "MessageTooLargeError",
     "OnError",
@@ -48,6 +49,9 @@ __all__ = [
     "RetryPolicy",
     "SegmentLiteError",
     "ShutdownError",
+    "Transport",
+    "TransportError",
+    "TransportResponse",
     "ValidationError",
     "alias",
     "flush",

@@ -130,6 +130,30 @@ class Client:
         ):
             if value is None or value < 0:
                 raise ValidationError(f"{name} must be a non-negative number, got {value!r}", name)
+        if retry_policy is not None:
+            overridden = [
+                name
+                for name, value, default in (
+                    ("max_retries", max_retries, Client.DefaultConfig.max_retries),
+                    (
+                        "max_total_backoff_duration",
+                        max_total_backoff_duration,
+                        Client.DefaultConfig.max_total_backoff_duration,
+                    ),
+                    (
+                        "max_rate_limit_duration",
+                        max_rate_limit_duration,
+                        Client.DefaultConfig.max_rate_limit_duration,
+                    ),
+                )
+                if value != default
+            ]
+            if overridden:
+                raise ValidationError(
+                    f"pass either retry_policy or {', '.join(overridden)}, not both: retry_policy "
+                    "sets the retry count and both durations itself",
+                    "retry_policy",
+                )
 
         self._write_key = write_key or ""
         self.host = host

@@ -23,8 +23,16 @@ Reported through ``on_error(exc, messages)`` (and counted in ``stats()``):
 * ``QueueFullError`` -- the queue had no room (count or bytes).
 * ``ShutdownError`` -- the message was still undelivered when ``shutdown()``'s
   deadline passed, or was tracked after shutdown.
-* ``FilteredError`` is never raised: a ``before_send`` hook that returns ``None``
-  is a choice, counted as ``filtered``, not an error.
+
+Raised by a transport to the sender, which retries or reports it (never to the caller):
+
+* ``segment_lite.transport.TransportError`` -- the request got no response
+  (connection refused, reset, timeout).
+
+A ``before_send`` hook that returns ``None`` is a choice, counted as ``filtered``,
+not an error. Configuration mistakes (a bad ``region``, ``on_full``, ``thread``)
+raise ``ValidationError`` when the client is made. Every exception the library
+raises derives from ``SegmentLiteError``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from typing import Callable, Optional, Protocol
 import requests
 import requests.auth
 
+from segment_lite.errors import SegmentLiteError, ValidationError
+
 __all__ = [
     "DEFAULT_HOST",
     "EU_HOST",
@@ -34,7 +36,7 @@ def batch_url(host: Optional[str], region: Optional[str] = None) -> str:
     if not host:
         key = (region or "us").lower()
         if key not in REGION_HOSTS:
-            raise ValueError(f"region must be 'us' or 'eu', got {region!r}")
+            raise ValidationError(f"region must be 'us' or 'eu', got {region!r}", "region")
         host = REGION_HOSTS[key]
     base = host.strip().rstrip("/")
     if base.endswith("/v1/batch"):
@@ -55,7 +57,7 @@ class TransportResponse:
     body: bytes = b""
 
 
-class TransportError(Exception):
+class TransportError(SegmentLiteError):
     """The request did not get a response (connection refused, reset, timeout, ...).
 
     ``stale_connection`` is True when a reused keep-alive connection was closed or

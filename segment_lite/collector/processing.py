@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
+from segment_lite.errors import SegmentLiteError
+
 __all__ = [
     "MESSAGE_TYPES",
     "Limits",
@@ -37,7 +39,7 @@ class Limits:
 
 
 @dataclass
-class RequestError(Exception):
+class RequestError(SegmentLiteError):
     """A request the collector refuses: HTTP status, a stable machine code and a readable message.
 
     ``details`` is merged into the JSON error body (for example ``index`` and ``size``).

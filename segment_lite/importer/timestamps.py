@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 from dateutil.parser import isoparse
 
+from segment_lite.errors import SegmentLiteError
+
 __all__ = [
     "EPOCH_MICROSECONDS_FROM",
     "EPOCH_MILLISECONDS_FROM",
@@ -33,7 +35,7 @@ _NUMERIC = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class TimestampError(ValueError):
+class TimestampError(SegmentLiteError, ValueError):
     """A value that is not a usable timestamp."""
 
 
