@@ -8,7 +8,14 @@ docs/import.md); from Python::
     summary = run_import(["events.jsonl.gz"], write_key="KEY")
     print(summary.format())
 
-and, for one Spark partition (or any iterable of dicts), :func:`import_rows`.
+Options are keyword arguments, or an :class:`ImportOptions` shared by every
+entry point; for one Spark partition (or any iterable of dicts), :func:`import_rows`.
+
+Modules: ``options`` (ImportOptions), ``sources`` (reading files and rows),
+``convert`` and ``mapping`` (row to client call), ``ids`` (derived
+messageIds), ``engine`` (sending and confirming), ``state`` (checkpoint and
+rejects file), ``summary`` and ``progress`` (reporting), ``runner`` (the entry
+points), ``cli`` (the command).
 
 The names below are imported on first use, so ``segment-lite --help`` (which
 imports ``segment_lite.importer.cli``) stays fast.
@@ -21,25 +28,23 @@ from typing import TYPE_CHECKING
 from segment_lite._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
     from segment_lite.importer.convert import ARCHIVE_STRIPPED_FIELDS, MESSAGE_TYPES, RowConverter, RowOptions
+    from segment_lite.importer.engine import CLIENT_DEFAULTS
     from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError, RowError
+    from segment_lite.importer.ids import ID_NAMESPACE, derive_message_id
     from segment_lite.importer.mapping import FieldMapping, FieldRule
+    from segment_lite.importer.options import ImportOptions, parse_shard
     from segment_lite.importer.runner import (
-        CLIENT_DEFAULTS,
-        DEFAULT_CHUNK_SIZE,
-        EXIT_CODES,
-        ID_NAMESPACE,
-        ImportSummary,
         default_checkpoint_path,
         default_rejects_path,
-        derive_message_id,
         import_rows,
-        parse_shard,
         run_import,
         total_input_bytes,
     )
     from segment_lite.importer.sources import FILE_KEY_BYTES, Source, open_source
     from segment_lite.importer.state import Checkpoint, FileProgress
+    from segment_lite.importer.summary import EXIT_CODES, ImportSummary
     from segment_lite.importer.timestamps import TimestampError, parse_timestamp, resolve_timezone
 
 __all__ = [
@@ -56,6 +61,7 @@ __all__ = [
     "FileProgress",
     "ImportConfigError",
     "ImportDeliveryError",
+    "ImportOptions",
     "ImportSummary",
     "RowConverter",
     "RowError",
@@ -84,16 +90,15 @@ _HOMES = {
     "RowError": "errors",
     "FieldMapping": "mapping",
     "FieldRule": "mapping",
-    "CLIENT_DEFAULTS": "runner",
-    "DEFAULT_CHUNK_SIZE": "runner",
-    "EXIT_CODES": "runner",
-    "ID_NAMESPACE": "runner",
-    "ImportSummary": "runner",
+    "DEFAULT_CHUNK_SIZE": "constants",
+    "CLIENT_DEFAULTS": "engine",
+    "ID_NAMESPACE": "ids",
+    "derive_message_id": "ids",
+    "ImportOptions": "options",
+    "parse_shard": "options",
     "default_checkpoint_path": "runner",
     "default_rejects_path": "runner",
-    "derive_message_id": "runner",
     "import_rows": "runner",
-    "parse_shard": "runner",
     "run_import": "runner",
     "total_input_bytes": "runner",
     "FILE_KEY_BYTES": "sources",
@@ -101,6 +106,8 @@ _HOMES = {
     "open_source": "sources",
     "Checkpoint": "state",
     "FileProgress": "state",
+    "EXIT_CODES": "summary",
+    "ImportSummary": "summary",
     "TimestampError": "timestamps",
     "parse_timestamp": "timestamps",
     "resolve_timezone": "timestamps",

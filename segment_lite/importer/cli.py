@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-__all__ = ["add_arguments", "handle", "main", "register"]
+if TYPE_CHECKING:
+    from segment_lite.importer.options import ImportOptions
+    from segment_lite.importer.state import Checkpoint
+
+__all__ = ["add_arguments", "handle", "main", "options_from_args", "register"]
 
 DESCRIPTION = """\
 Send historical events to Segment with their original timestamps.
@@ -170,56 +175,82 @@ def _error(message: str) -> int:
     return 2
 
 
-def handle(args: argparse.Namespace) -> int:
-    """Run the import described by ``args``; returns the exit status."""
+def options_from_args(args: argparse.Namespace) -> ImportOptions:
+    """The :class:`ImportOptions` the parsed command line describes; ``ImportConfigError`` if unusable."""
     from segment_lite.importer.errors import ImportConfigError
     from segment_lite.importer.mapping import FieldMapping
-    from segment_lite.importer.progress import make_progress
-    from segment_lite.importer.runner import run_import, total_input_bytes
+    from segment_lite.importer.options import ImportOptions
+
+    integrations: Optional[dict[str, Any]] = None
+    if args.integrations:
+        try:
+            integrations = json.loads(args.integrations)
+        except ValueError as exc:
+            raise ImportConfigError(f"--integrations is not valid JSON: {exc}") from None
+        if not isinstance(integrations, dict):
+            raise ImportConfigError(
+                '--integrations must be a JSON object, e.g. {"All": false, "Amplitude": true}'
+            )
+    mapping: Optional[FieldMapping] = None
+    if args.map_file:
+        mapping = FieldMapping.from_file(args.map_file)
+    if args.map:
+        extra = FieldMapping.parse(args.map)
+        if mapping is not None:
+            extra = FieldMapping([*mapping.rules, *extra.rules], mapping.constants)
+        mapping = extra
+    return ImportOptions(
+        write_key=args.write_key,
+        host=args.host,
+        region=args.region,
+        integrations=integrations,
+        format=args.format,
+        type=args.type,
+        mapping=mapping,
+        constants=_constants(args.set) or None,
+        from_archive=args.from_archive,
+        delimiter=args.delimiter,
+        encoding=args.encoding,
+        allow_now=args.allow_now,
+        timezone=args.timezone,
+        checkpoint=False if args.no_checkpoint else args.checkpoint,
+        resume=args.resume,
+        rejects=False if args.no_rejects else args.rejects,
+        dry_run=args.dry_run,
+        max_errors=args.max_errors,
+        shard=args.shard,
+        id_salt=args.id_salt,
+        chunk_size=args.chunk_size,
+        gzip=args.gzip,
+        threads=args.threads,
+        max_retries=args.max_retries,
+        progress=args.progress,
+        progress_interval=args.progress_interval,
+    )
+
+
+def handle(args: argparse.Namespace, *, on_checkpoint: Optional[Callable[[Checkpoint], None]] = None) -> int:
+    """Run the import described by ``args``; returns the exit status.
+
+    ``on_checkpoint`` is called after each checkpoint is written (see ``ImportOptions``).
+    """
+    from segment_lite.importer.errors import ImportConfigError
+    from segment_lite.importer.runner import default_checkpoint_path, run_import
 
     try:
-        integrations: Optional[dict[str, Any]] = None
-        if args.integrations:
-            try:
-                integrations = json.loads(args.integrations)
-            except ValueError as exc:
-                raise ImportConfigError(f"--integrations is not valid JSON: {exc}") from None
-            if not isinstance(integrations, dict):
-                raise ImportConfigError(
-                    '--integrations must be a JSON object, e.g. {"All": false, "Amplitude": true}'
+        options = options_from_args(args)
+        if on_checkpoint is not None:
+            options = dataclasses.replace(options, on_checkpoint=on_checkpoint)
+        if not args.resume and not args.dry_run and not args.no_checkpoint:
+            existing = args.checkpoint or default_checkpoint_path(args.files[0], options.shard_spec)
+            if existing and os.path.exists(existing):
+                print(
+                    f"segment-lite import: note: {existing} exists; starting over (pass --resume to"
+                    " continue from it; rows already sent are deduplicated by their messageIds)",
+                    file=sys.stderr,
                 )
-        constants = _constants(args.set)
-        mapping: Optional[FieldMapping] = None
-        if args.map_file:
-            mapping = FieldMapping.from_file(args.map_file)
-        if args.map:
-            extra = FieldMapping.parse(args.map)
-            if mapping is not None:
-                extra = FieldMapping([*mapping.rules, *extra.rules], mapping.constants)
-            mapping = extra
-        if constants:
-            base = mapping.constants if mapping else {}
-            mapping = FieldMapping(mapping.rules if mapping else [], {**base, **constants})
-        fmt = args.format
-        progress = make_progress(
-            args.progress, sys.stderr, args.progress_interval, total_input_bytes(args.files)
-        )
     except ImportConfigError as exc:
         return _error(str(exc))
-
-    if not args.resume and not args.dry_run and not args.no_checkpoint:
-        from segment_lite.importer.runner import default_checkpoint_path, parse_shard
-
-        try:
-            existing = args.checkpoint or default_checkpoint_path(args.files[0], parse_shard(args.shard))
-        except ImportConfigError as exc:
-            return _error(str(exc))
-        if existing and os.path.exists(existing):
-            print(
-                f"segment-lite import: note: {existing} exists; starting over (pass --resume to"
-                " continue from it; rows already sent are deduplicated by their messageIds)",
-                file=sys.stderr,
-            )
 
     terminated: list[bool] = []
 
@@ -233,33 +264,7 @@ def handle(args: argparse.Namespace) -> int:
     except ValueError:  # not the main thread
         previous_handler = None
     try:
-        summary = run_import(
-            args.files,
-            write_key=args.write_key,
-            host=args.host,
-            region=args.region,
-            format=fmt,
-            type=args.type,
-            mapping=mapping,
-            from_archive=args.from_archive,
-            allow_now=args.allow_now,
-            timezone=args.timezone,
-            integrations=integrations,
-            checkpoint=False if args.no_checkpoint else args.checkpoint,
-            resume=args.resume,
-            rejects=False if args.no_rejects else args.rejects,
-            dry_run=args.dry_run,
-            max_errors=args.max_errors,
-            shard=args.shard,
-            chunk_size=args.chunk_size,
-            gzip=args.gzip,
-            threads=args.threads,
-            max_retries=args.max_retries,
-            id_salt=args.id_salt,
-            delimiter=args.delimiter,
-            encoding=args.encoding,
-            progress=progress,
-        )
+        summary = run_import(args.files, options)
     except ImportConfigError as exc:
         return _error(str(exc))
     except KeyboardInterrupt:
@@ -276,8 +281,13 @@ def handle(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m segment_lite.importer``: the import command on its own."""
+def main(
+    argv: Optional[Sequence[str]] = None, *, on_checkpoint: Optional[Callable[[Checkpoint], None]] = None
+) -> int:
+    """``python -m segment_lite.importer``: the import command on its own.
+
+    ``on_checkpoint`` is called after each checkpoint is written (see ``ImportOptions``).
+    """
     parser = argparse.ArgumentParser(
         prog="segment-lite import",
         description=DESCRIPTION,
@@ -285,4 +295,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
-    return handle(parser.parse_args(argv))
+    return handle(parser.parse_args(argv), on_checkpoint=on_checkpoint)

@@ -61,14 +61,21 @@ def run_cli(
     env: Optional[dict[str, str]] = None,
     cwd: Optional[Path] = None,
     timeout: float = 60.0,
+    stop: Optional[str] = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m segment_lite.importer ARGS`` in a subprocess; returns the finished process."""
+    """Run ``python -m segment_lite.importer ARGS`` in a subprocess; returns the finished process.
+
+    ``stop="exit-after-checkpoints=K"`` (or ``sigint-...``) runs it through stopping_import.py instead.
+    """
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.pop("SEGMENT_WRITE_KEY", None)
     full_env.update(env or {})
+    command = [sys.executable, "-m", "segment_lite.importer"]
+    if stop is not None:
+        command = [sys.executable, str(Path(__file__).with_name("stopping_import.py")), stop]
     completed = subprocess.run(
-        [sys.executable, "-m", "segment_lite.importer", *args],
+        [*command, *args],
         input=input,
         capture_output=True,
         env=full_env,

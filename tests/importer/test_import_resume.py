@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from import_helpers import WRITE_KEY, SlowTransport, by_n, expected_ids, run_cli, track_rows, write_jsonl
+from stopping_import import stop_after
 
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
-from segment_lite.importer.runner import TEST_HOOK_ENV
 
 ROWS = 3000
 CHUNK = 200
@@ -34,7 +33,7 @@ def _args(path: Path, collector: Collector, *extra: str) -> list[str]:
 
 def test_crash_then_resume_delivers_every_row_exactly_once(collector: Collector, workdir: Path) -> None:
     path = write_jsonl(workdir / "events.jsonl", track_rows(ROWS))
-    crashed = run_cli(_args(path, collector), env={TEST_HOOK_ENV: "exit-after-checkpoints=3"}, cwd=workdir)
+    crashed = run_cli(_args(path, collector), stop="exit-after-checkpoints=3", cwd=workdir)
     assert crashed.returncode == 86, crashed.stderr  # os._exit right after the third checkpoint
     assert crashed.stdout == ""  # no summary: it died
     checkpoint = Checkpoint.load(str(workdir / "events.jsonl.checkpoint.json"))
@@ -64,9 +63,7 @@ def test_crash_then_resume_delivers_every_row_exactly_once(collector: Collector,
 
 def test_ctrl_c_flushes_in_flight_rows_and_writes_the_checkpoint(collector: Collector, workdir: Path) -> None:
     path = write_jsonl(workdir / "events.jsonl", track_rows(ROWS))
-    interrupted = run_cli(
-        _args(path, collector), env={TEST_HOOK_ENV: "sigint-after-checkpoints=2"}, cwd=workdir
-    )
+    interrupted = run_cli(_args(path, collector), stop="sigint-after-checkpoints=2", cwd=workdir)
     assert interrupted.returncode == 130, interrupted.stderr
     summary = json.loads(interrupted.stdout)
     assert summary["status"] == "interrupted"
@@ -88,14 +85,16 @@ def test_ctrl_c_flushes_in_flight_rows_and_writes_the_checkpoint(collector: Coll
     assert collector.stats.duplicates == 0  # nothing confirmed was sent again
 
 
-def test_ctrl_c_delivers_the_queued_backlog_before_checkpointing(
-    collector: Collector, workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ctrl_c_delivers_the_queued_backlog_before_checkpointing(collector: Collector, workdir: Path) -> None:
     path = write_jsonl(workdir / "events.jsonl", track_rows(600))
-    monkeypatch.setenv(TEST_HOOK_ENV, "sigint-after-checkpoints=2")
     slow = {"transport": SlowTransport, "upload_size": 10, "max_batch_size": 10, "max_queue_size": 100}
     summary = run_import(
-        [str(path)], write_key=WRITE_KEY, host=collector.url, chunk_size=50, client_options=slow
+        [str(path)],
+        write_key=WRITE_KEY,
+        host=collector.url,
+        chunk_size=50,
+        client_options=slow,
+        on_checkpoint=stop_after("sigint-after-checkpoints=2"),
     )
     assert summary.status == "interrupted" and summary.exit_code == 130
     assert summary.undelivered == 0
