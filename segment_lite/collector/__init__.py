@@ -11,13 +11,19 @@ from typing import TYPE_CHECKING
 from segment_lite._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from segment_lite.collector.http_server import Headers
     from segment_lite.collector.processing import Limits, RequestError
-    from segment_lite.collector.server import Collector, CollectorStats, Headers, RecordedRequest
+    from segment_lite.collector.recording import CollectorStats, RecordedRequest
+    from segment_lite.collector.server import Collector
     from segment_lite.collector.store import EventStore, InsertResult, StoredEvent
+    from segment_lite.collector.tracking import Annotator, CredentialCheck, Credentials, WriteKeyCheck
 
 __all__ = [
+    "Annotator",
     "Collector",
     "CollectorStats",
+    "CredentialCheck",
+    "Credentials",
     "EventStore",
     "Headers",
     "InsertResult",
@@ -25,13 +31,18 @@ __all__ = [
     "RecordedRequest",
     "RequestError",
     "StoredEvent",
+    "WriteKeyCheck",
 ]
 
 _HOMES = {
     "Collector": "server",
-    "CollectorStats": "server",
-    "Headers": "server",
-    "RecordedRequest": "server",
+    "CollectorStats": "recording",
+    "Headers": "http_server",
+    "RecordedRequest": "recording",
+    "Annotator": "tracking",
+    "CredentialCheck": "tracking",
+    "Credentials": "tracking",
+    "WriteKeyCheck": "tracking",
     "EventStore": "store",
     "InsertResult": "store",
     "StoredEvent": "store",

@@ -274,8 +274,7 @@ def test_close_idle_connections_spares_a_busy_connection(collector: Collector) -
 def _wait_busy(collector: Collector) -> bool:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        with collector._lock:
-            if any(c.busy for c in collector._connections):
-                return True
+        if collector._tracker.busy_count:
+            return True
         time.sleep(0.005)
     return False
