@@ -68,6 +68,7 @@ class Checkpoint:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.path)
+            _fsync_directory(directory)  # the rename itself must reach the disk, not only the data
         except BaseException:
             try:
                 os.unlink(temp)
@@ -173,3 +174,17 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
     return str(value)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flush a directory's entries (a rename in it) to disk, where the platform allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from import_helpers import WRITE_KEY, SlowTransport, by_n, expected_ids, run_cli, track_rows, write_jsonl
@@ -148,3 +150,24 @@ def test_resume_continues_into_lines_appended_since(collector: Collector, workdi
     more = run_import([str(path)], write_key=WRITE_KEY, host=collector.url, resume=True)
     assert (more.skipped_resume, more.delivered) == (2500, 500)
     assert sorted(by_n(collector.messages())) == list(range(3000))
+
+
+def test_checkpoint_save_fsyncs_the_directory_after_the_rename(tmp_path, monkeypatch) -> None:
+    # Without a directory fsync, a crash after os.replace can leave the old checkpoint
+    # (or none) on disk although the new one was reported saved.
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    Checkpoint(str(tmp_path / "c.checkpoint.json")).save()
+    assert events == ["fsync file", "replace", "fsync dir"]
+    assert Checkpoint.load(str(tmp_path / "c.checkpoint.json")) is not None
