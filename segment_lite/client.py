@@ -27,7 +27,7 @@ from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender
 from segment_lite.stats import OnError
-from segment_lite.transport import RequestsTransport, TransportFactory, batch_url
+from segment_lite.transport import TransportFactory, batch_url, default_transport_factory
 
 __all__ = ["MAX_MESSAGE_BYTES", "Client"]
 
@@ -187,7 +187,7 @@ class Client:
             self._hooks = (before_send,)
         else:
             self._hooks = tuple(before_send)
-        self._transport_factory: TransportFactory = transport or (lambda: RequestsTransport(proxies))
+        self._transport_factory = default_transport_factory(transport, proxies)
         self._block = on_full == "block"
 
         if log_handler is not None and log_handler not in log.handlers:

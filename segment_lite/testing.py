@@ -44,6 +44,10 @@ class RecordingTransport:
         self._client._record(json.loads(body))
         return TransportResponse(200, {}, b'{"success":true}')
 
+    def abort(self) -> None:
+        """Nothing to abort: a post returns at once."""
+        return None
+
     def close(self) -> None:
         return None
 

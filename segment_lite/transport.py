@@ -1,14 +1,38 @@
-"""HTTP behind a small interface: post bytes, get a status back, or a classified network error."""
+"""HTTP behind a small interface: post bytes, get a status back, or a classified network error.
+
+Two transports implement it. ``Urllib3Transport`` (the default) keeps one urllib3
+connection per sender thread and does little else per request. ``RequestsTransport``
+goes through a ``requests.Session``; pass ``transport=RequestsTransport`` to use it.
+Both honour the proxy environment variables as requests does (an explicit
+``proxies=`` mapping wins over them), verify TLS against the same CA bundle as
+requests, never read ``~/.netrc``, leave redirects unfollowed, and can be aborted
+from another thread.
+"""
 
 from __future__ import annotations
 
 import http.client
-from collections.abc import Mapping
+import os
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Union
+from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 import requests.auth
+import requests.utils
+import urllib3
+import urllib3.exceptions
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util import parse_url
+from urllib3.util.connection import allowed_gai_family
+from urllib3.util.ssl_ import create_urllib3_context
 
 from segment_lite.errors import SegmentLiteError, ValidationError
 
@@ -20,12 +44,18 @@ __all__ = [
     "TransportError",
     "TransportFactory",
     "TransportResponse",
+    "Urllib3Transport",
     "batch_url",
+    "ca_bundle",
+    "default_transport_factory",
+    "proxy_for",
 ]
 
 DEFAULT_HOST = "https://api.segment.io"
 EU_HOST = "https://events.eu1.segmentapis.com"
 REGION_HOSTS = {"us": DEFAULT_HOST, "eu": EU_HOST}
+#: Variables naming a CA bundle, in the order they are honoured (the first two as requests does).
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 def batch_url(host: Optional[str], region: Optional[str] = None) -> str:
@@ -58,24 +88,38 @@ class TransportResponse:
 
 
 class TransportError(SegmentLiteError):
-    """The request did not get a response (connection refused, reset, timeout, ...).
+    """The request did not get a response (connection refused, reset, timeout, aborted, ...).
 
     ``stale_connection`` is True when a reused keep-alive connection was closed or
     reset by the server: usually one it had closed while idle, so the retry layer
     tries again at once (once per batch); should the server have received the
     batch after all, it deduplicates the retry by messageId.
+
+    ``aborted`` is True when ``Transport.abort()`` cut the request short.
     """
 
-    def __init__(self, message: str, stale_connection: bool = False) -> None:
+    def __init__(self, message: str, stale_connection: bool = False, aborted: bool = False) -> None:
         super().__init__(message)
         self.stale_connection = stale_connection
+        self.aborted = aborted
 
 
 class Transport(Protocol):
-    """Posts a request body; one instance is used by one thread at a time."""
+    """Posts a request body; one instance is used by one thread at a time.
+
+    ``abort`` is the exception: another thread may call it while ``post`` runs.
+    """
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
         """Send ``body`` and return the response, or raise ``TransportError``."""
+        ...
+
+    def abort(self) -> None:
+        """Close the connection of a ``post`` in flight, so that it raises ``TransportError`` at once.
+
+        Called from another thread (a flush or shutdown whose time is up). Does
+        nothing when no request is in flight; later posts open a new connection.
+        """
         ...
 
     def close(self) -> None:
@@ -111,6 +155,339 @@ def _is_stale(exc: BaseException) -> bool:
     return False
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError (refused, unreachable) derives from its TimeoutError.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return False
+    return isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError))
+
+
+def _describe(exc: BaseException) -> str:
+    # Messages embed the URL but never credentials (auth goes in a header; proxy
+    # URLs are shown without their user info).
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+# -- proxies and TLS, as requests does them -------------------------------------
+
+
+def proxy_for(url: str, proxies: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The proxy URL to use for ``url``, or None for a direct connection.
+
+    An entry of ``proxies`` (keys as in requests: ``"https"``, ``"http"``,
+    ``"all"``, ``"https://host"``...) wins; for the keys it does not set, the
+    environment's ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` apply unless
+    ``NO_PROXY`` (or a ``"no_proxy"`` entry) excludes the host: requests' rules for
+    proxies passed with a request.
+    """
+    merged = dict(proxies or {})
+    for key, value in requests.utils.get_environ_proxies(url, no_proxy=merged.get("no_proxy")).items():
+        merged.setdefault(key, value)
+    return requests.utils.select_proxy(url, merged)
+
+
+def ca_bundle() -> Optional[str]:
+    """The CA bundle (file or directory) TLS is verified against; None means the system's store.
+
+    ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or ``SSL_CERT_FILE`` when set (in that
+    order), else certifi's bundle, as requests uses, when certifi is installed.
+    """
+    for name in CA_BUNDLE_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - requests installs certifi
+        return None
+    return str(certifi.where())
+
+
+def _tls_context(verify: Union[bool, str]) -> ssl.SSLContext:
+    """A client TLS context loaded once: the CA bundle for ``verify=True``, a given one for a path."""
+    context = create_urllib3_context()
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    location = verify if isinstance(verify, str) else ca_bundle()
+    try:
+        if location is None:
+            context.load_default_certs()
+        elif os.path.isdir(location):
+            context.load_verify_locations(capath=location)
+        else:
+            context.load_verify_locations(cafile=location)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransportError(f"cannot load the TLS CA bundle {location!r}: {exc}") from None
+    return context
+
+
+def _without_userinfo(url: str) -> str:
+    parsed = parse_url(url)
+    return parsed._replace(auth=None).url if parsed.auth else url
+
+
+# -- abortable connections --------------------------------------------------------
+
+#: urllib3 2 (1.x lacks what the default transport uses; RequestsTransport is then the default).
+URLLIB3_2 = int(str(getattr(urllib3, "__version__", "2")).split(".")[0]) >= 2
+
+
+class _SocketRegistry:
+    """The sockets one transport opened, so that ``abort()`` can shut them down from another thread.
+
+    A socket is registered the moment it exists, before it connects, so an abort
+    also interrupts a connect or a TLS handshake that hangs.
+    """
+
+    # The registry of the transport posting on this thread (a transport is used by one
+    # thread at a time); connections made by requests' pools find it here.
+    _current = threading.local()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._posting = False
+        self.aborted = False
+
+    @contextmanager
+    def posting(self) -> Iterator[None]:
+        """Mark a post in flight on this thread, for its whole duration."""
+        with self._lock:
+            self._posting = True
+            self.aborted = False
+        _SocketRegistry._current.registry = self
+        try:
+            yield
+        finally:
+            _SocketRegistry._current.registry = None
+            with self._lock:
+                self._posting = False
+                self._sockets = [sock for sock in self._sockets if sock.fileno() != -1]
+
+    @classmethod
+    def active(cls) -> Optional[_SocketRegistry]:
+        """The registry of the post in flight on this thread, if any."""
+        registry: Optional[_SocketRegistry] = getattr(cls._current, "registry", None)
+        return registry
+
+    def add(self, sock: socket.socket) -> None:
+        """Register a new socket; raises if the post was aborted already."""
+        with self._lock:
+            if self.aborted:
+                raise ConnectionAbortedError("the request was aborted")
+            self._sockets.append(sock)
+
+    def abort(self) -> None:
+        """Shut down every socket of a post in flight: its blocked call returns at once."""
+        with self._lock:
+            if not self._posting:
+                return
+            self.aborted = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed, or never connected
+                pass
+
+
+def _open_socket(conn: HTTPConnection) -> socket.socket:
+    """urllib3's connect, with the socket registered before it connects (see ``_SocketRegistry``)."""
+    registry = _SocketRegistry.active()
+    host, port = conn.host.strip("[]"), conn.port
+    try:
+        addresses = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if URLLIB3_2:
+            raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
+        raise urllib3.exceptions.NewConnectionError(conn, f"Failed to resolve {conn.host!r}: {exc}") from exc
+    error: Optional[OSError] = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if registry is not None:
+                registry.add(sock)
+            for option in conn.socket_options or ():
+                sock.setsockopt(*option)
+            sock.settimeout(conn.timeout)  # type: ignore[arg-type]  # a float, set by the transport
+            if conn.source_address:
+                sock.bind(conn.source_address)
+            sock.connect(address)
+        except socket.timeout as exc:
+            sock.close()
+            raise urllib3.exceptions.ConnectTimeoutError(
+                conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
+        return sock
+    cause = error or OSError(f"no address found for {host}")
+    raise urllib3.exceptions.NewConnectionError(
+        conn, f"Failed to establish a new connection: {cause}"
+    ) from cause
+
+
+class _AbortableHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _open_socket(self)
+
+
+class _AbortableHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _open_socket(self)
+
+
+# -- the default transport ------------------------------------------------------
+
+
+class Urllib3Transport:
+    """The default transport: one kept-alive urllib3 connection, verified TLS, proxies as requests.
+
+    ``proxies`` maps as in requests (``{"https": "http://proxy:3128"}``) and wins
+    over the environment's proxy variables; ``verify`` is True (the CA bundle of
+    ``ca_bundle()``), False (no verification), or the path of a CA bundle.
+    Proxies and the CA bundle are read when a connection is opened.
+    """
+
+    def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: Union[bool, str] = True) -> None:
+        self._proxies = dict(proxies or {})
+        self._verify = verify
+        self._context: Optional[ssl.SSLContext] = None
+        self._conn: Optional[HTTPConnection] = None
+        self._origin = ""  # scheme://host:port the connection serves
+        self._target = ""  # what goes on the request line: a path, or the URL for a forwarding proxy
+        self._proxy_headers: dict[str, str] = {}
+        self._registry = _SocketRegistry()
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        """Send ``body`` and return the response, or raise ``TransportError``."""
+        with self._registry.posting():
+            conn = self._connection(url)
+            reused = conn.sock is not None
+            if reused and not conn.is_connected:  # closed by the server while idle: open a new one
+                self._drop_connection()
+                conn = self._connection(url)
+                reused = False
+            conn.timeout = timeout
+            if self._proxy_headers:
+                headers = {**headers, **self._proxy_headers}
+            try:
+                conn.request("POST", self._target, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.data
+            except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
+                self._drop_connection()
+                raise self._error(exc, timeout, reused) from None
+            if conn.sock is None:  # the server closes it ("Connection: close")
+                self._drop_connection()
+        return TransportResponse(response.status, response.headers, data)
+
+    def abort(self) -> None:
+        """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""
+        self._registry.abort()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._drop_connection()
+
+    def _error(self, exc: BaseException, timeout: float, reused: bool) -> TransportError:
+        if self._registry.aborted:
+            return TransportError(f"request aborted: {_describe(exc)}", aborted=True)
+        if _is_timeout(exc):
+            return TransportError(f"timed out after {timeout}s: {type(exc).__name__}")
+        return TransportError(_describe(exc), stale_connection=reused and _is_stale(exc))
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connection(self, url: str) -> HTTPConnection:
+        """The kept-alive connection for ``url``'s origin, or a new (not yet connected) one."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        origin = f"{scheme}://{parts.netloc}"
+        if self._conn is not None and origin == self._origin:
+            self._target = self._request_target(url, parts.path, parts.query)
+            return self._conn
+        self._drop_connection()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise TransportError(f"cannot post to {url!r}: the URL must be http:// or https:// with a host")
+        host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
+        proxy = proxy_for(url, self._proxies)
+        self._proxy_headers = {}
+        if proxy is None:
+            conn = self._new_connection(scheme, host, port)
+        else:
+            conn = self._proxied_connection(scheme, host, port, proxy)
+        self._conn, self._origin = conn, origin
+        self._target = self._request_target(url, parts.path, parts.query)
+        return conn
+
+    def _request_target(self, url: str, path: str, query: str) -> str:
+        forwarding = self._conn is not None and self._conn.proxy_is_forwarding
+        return url if forwarding else self._path(path, query)
+
+    @staticmethod
+    def _path(path: str, query: str) -> str:
+        return (path or "/") + (f"?{query}" if query else "")
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = _tls_context(self._verify)
+        return self._context
+
+    def _new_connection(self, scheme: str, host: str, port: int, **proxy: Any) -> HTTPConnection:
+        if scheme == "https":
+            return _AbortableHTTPSConnection(host, port, ssl_context=self._tls(), **proxy)
+        return _AbortableHTTPConnection(host, port, **proxy)
+
+    def _proxied_connection(self, scheme: str, host: str, port: int, proxy_url: str) -> HTTPConnection:
+        """A connection to the proxy: a CONNECT tunnel for https targets, forwarding for http ones."""
+        proxy = parse_url(proxy_url if "://" in proxy_url else "http://" + proxy_url)
+        shown = _without_userinfo(proxy.url)
+        if proxy.scheme not in ("http", "https") or not proxy.host:
+            raise TransportError(
+                f"proxy {shown!r} is not supported by the default transport (http:// and https:// "
+                "proxies are); use transport=segment_lite.transport.RequestsTransport for SOCKS proxies"
+            )
+        auth_headers: dict[str, str] = {}
+        user, password = requests.utils.get_auth_from_url(proxy.url)
+        if user:
+            auth_headers = dict(urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}"))
+        from urllib3.connection import ProxyConfig  # urllib3 2 (the default transport needs it)
+
+        config = ProxyConfig(
+            ssl_context=self._tls() if proxy.scheme == "https" else None,
+            use_forwarding_for_https=False,
+            assert_hostname=None,
+            assert_fingerprint=None,
+        )
+        # TLS is spoken to the origin inside a tunnel, or to an https:// proxy, or both.
+        tls = scheme == "https" or proxy.scheme == "https"
+        conn = self._new_connection(
+            "https" if tls else "http", proxy.host, proxy.port or (443 if proxy.scheme == "https" else 80),
+            proxy=proxy, proxy_config=config,
+        )  # fmt: skip
+        if scheme == "https":
+            conn.set_tunnel(host, port, headers=auth_headers, scheme=proxy.scheme)
+        else:
+            self._proxy_headers = auth_headers
+        return conn
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# -- the requests transport -------------------------------------------------------
+
+
 class _HeadersCarryAuth(requests.auth.AuthBase):
     """The Authorization header is already set; this only keeps requests from applying
     credentials from ``~/.netrc`` over it (it does so whenever no auth is given)."""
@@ -119,41 +496,101 @@ class _HeadersCarryAuth(requests.auth.AuthBase):
         return request
 
 
-class RequestsTransport:
-    """The default transport: a ``requests.Session`` with keep-alive and TLS verification."""
+class _AbortableHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _AbortableHTTPConnection
 
-    def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: bool = True) -> None:
+
+class _AbortableHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _AbortableHTTPSConnection
+
+
+_ABORTABLE_POOLS = {"http": _AbortableHTTPPool, "https": _AbortableHTTPSPool}
+
+
+class _AbortableAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with pools whose connections register their sockets for ``abort()``."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _ABORTABLE_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools make connections of their own
+            manager.pool_classes_by_scheme = _ABORTABLE_POOLS
+        return manager
+
+
+class RequestsTransport:
+    """A transport on a ``requests.Session`` (keep-alive, TLS verification, proxies).
+
+    segment_lite's default before 0.2, and what ``segment-analytics-python`` uses:
+    pass ``transport=RequestsTransport`` to the client to keep it (the client's
+    ``proxies=`` is handed over). ``proxies`` win over the environment's proxy
+    variables; ``verify`` is as in requests.
+    """
+
+    def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: Union[bool, str] = True) -> None:
         self._session = requests.Session()
         self._session.auth = _HeadersCarryAuth()
-        if proxies:
-            self._session.proxies.update(proxies)
+        adapter = _AbortableAdapter()
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        # Passed with each request, not set on the session: requests lets the
+        # environment's proxy variables override the session's proxies.
+        self._proxies = dict(proxies or {})
         self._session.verify = verify
+        self._registry = _SocketRegistry()
         self._used = False
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        """Send ``body`` and return the response, or raise ``TransportError``."""
         reused = self._used
         self._used = True
-        try:
-            # Redirects are not followed: requests would turn the POST of a 301/302 into a
-            # GET, and a 200 for that would pass for a delivered batch.
-            response = self._session.post(
-                url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False
-            )
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(f"timed out after {timeout}s: {type(exc).__name__}") from None
-        except requests.exceptions.RequestException as exc:
-            stale = reused and not isinstance(exc, requests.exceptions.ProxyError) and _is_stale(exc)
-            raise TransportError(_describe(exc), stale_connection=stale) from None
+        with self._registry.posting():
+            try:
+                # Redirects are not followed: requests would turn the POST of a 301/302 into a
+                # GET, and a 200 for that would pass for a delivered batch.
+                response = self._session.post(
+                    url,
+                    data=body,
+                    headers=dict(headers),
+                    timeout=timeout,
+                    allow_redirects=False,
+                    proxies=dict(self._proxies),  # requests adds the environment's to this dict
+                )
+            except requests.exceptions.RequestException as exc:
+                if self._registry.aborted:
+                    raise TransportError(f"request aborted: {_describe(exc)}", aborted=True) from None
+                if isinstance(exc, requests.exceptions.Timeout):
+                    raise TransportError(f"timed out after {timeout}s: {type(exc).__name__}") from None
+                stale = reused and not isinstance(exc, requests.exceptions.ProxyError) and _is_stale(exc)
+                raise TransportError(_describe(exc), stale_connection=stale) from None
         return TransportResponse(response.status_code, response.headers, response.content)
 
+    def abort(self) -> None:
+        """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""
+        self._registry.abort()
+
     def close(self) -> None:
+        """Close the session's connections."""
         self._session.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-def _describe(exc: BaseException) -> str:
-    # requests' messages embed the URL but never credentials (we send auth in a header).
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
+def default_transport_factory(
+    transport: Union[TransportFactory, None], proxies: Optional[Mapping[str, str]]
+) -> TransportFactory:
+    """The factory a client uses: ``transport`` as given, with the client's ``proxies``.
+
+    None means the default, ``Urllib3Transport``. One of this module's transport
+    classes is built with ``proxies``; any other factory is called as it is.
+    """
+    if transport is None:
+        transport = Urllib3Transport if URLLIB3_2 else RequestsTransport
+    if transport is Urllib3Transport or transport is RequestsTransport:
+        chosen: Callable[..., Transport] = transport
+        return lambda: chosen(proxies=proxies)
+    return transport

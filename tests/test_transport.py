@@ -1,16 +1,93 @@
-"""The requests transport classifies failures for the retry layer."""
+"""Both transports against real loopback servers: failures classified, proxies, TLS, netrc, abort."""
 
 from __future__ import annotations
 
 import base64
 import http.client
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import pytest
 import requests
+import trustme
 import urllib3
 
-from segment_lite.transport import RequestsTransport, TransportError, _is_stale
+from segment_lite.transport import (
+    RequestsTransport,
+    Transport,
+    TransportError,
+    Urllib3Transport,
+    _is_stale,
+    ca_bundle,
+    default_transport_factory,
+    proxy_for,
+)
 from tests.conftest import WRITE_KEY
+from tests.transport_servers import FullBacklogServer, ProxyServer, SilentServer, TLSServer
+
+TRANSPORTS = [Urllib3Transport, RequestsTransport]
+BODY = b'{"batch":[{"type":"track","event":"E","userId":"u","messageId":"m-1"}]}'
+HEADERS = {"Content-Type": "application/json"}
+ENVIRONMENT = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy or CA bundle variables from the machine leak into these tests."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def proxies() -> Iterator[tuple[ProxyServer, ProxyServer]]:
+    first, second = ProxyServer(), ProxyServer()
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca: trustme.CA) -> Iterator[TLSServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    server = TLSServer(context)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Any) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def post(transport: Transport, url: str, timeout: float = 5) -> int:
+    return transport.post(url, BODY, HEADERS, timeout).status
+
+
+# -- classification ------------------------------------------------------------------
 
 
 def wrapped(cause: BaseException) -> requests.exceptions.ConnectionError:
@@ -24,6 +101,7 @@ def wrapped(cause: BaseException) -> requests.exceptions.ConnectionError:
         (wrapped(http.client.RemoteDisconnected("Remote end closed connection without response")), True),
         (wrapped(ConnectionResetError(104, "Connection reset by peer")), True),
         (wrapped(BrokenPipeError(32, "Broken pipe")), True),
+        (http.client.RemoteDisconnected("Remote end closed connection without response"), True),
         (requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused")), False),
         (requests.exceptions.ConnectionError("Name or service not known"), False),
     ],
@@ -32,39 +110,317 @@ def test_stale_connection_classification(error, stale) -> None:
     assert _is_stale(error) is stale
 
 
-def test_only_a_reused_connection_can_be_stale(collector) -> None:
-    transport = RequestsTransport()
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_only_a_reused_connection_can_be_stale(collector, kind) -> None:
+    transport = kind()
     url = collector.url + "/v1/batch"
-    body = b'{"batch":[{"type":"track","event":"E","userId":"u","messageId":"m-1"}]}'
     collector.reset_next(1)
     with pytest.raises(TransportError) as first:
-        transport.post(url, body, {"Content-Type": "application/json"}, 5)
+        post(transport, url)
     assert first.value.stale_connection is False  # a fresh connection: a real failure, back off
-    assert transport.post(url, body, {"Content-Type": "application/json"}, 5).status == 200
+    assert post(transport, url) == 200
     collector.reset_next(1)
     with pytest.raises(TransportError) as second:
-        transport.post(url, body, {"Content-Type": "application/json"}, 5)
+        post(transport, url)
     assert second.value.stale_connection is True  # a pooled connection died: retry at once
     transport.close()
 
 
-def test_refused_connection_is_not_stale(collector) -> None:
-    transport = RequestsTransport()
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_refused_connection_is_not_stale_nor_a_timeout(collector, kind) -> None:
+    transport = kind()
     url = collector.url + "/v1/batch"
-    assert transport.post(url, b'{"batch":[]}', {}, 5).status in (200, 400)
+    assert post(transport, url) == 200
     collector.go_down()
     with pytest.raises(TransportError) as refused:
-        transport.post(url, b'{"batch":[]}', {}, 5)
+        post(transport, url)
     assert refused.value.stale_connection is False
     assert "timed out" not in str(refused.value)
+    assert "refused" in str(refused.value).lower()
 
 
-def test_netrc_credentials_never_replace_the_write_key(collector, make_client, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_read_timeout_is_reported_as_a_timeout(collector, kind) -> None:
+    transport = kind()
+    collector.delay_next(1, seconds=3)
+    with pytest.raises(TransportError, match=r"timed out after 0.2s"):
+        post(transport, collector.url + "/v1/batch", timeout=0.2)
+    transport.close()
+
+
+def test_connections_are_kept_alive(collector) -> None:
+    transport = Urllib3Transport()
+    url = collector.url + "/v1/batch"
+    for _ in range(5):
+        assert post(transport, url) == 200
+    assert collector.open_connections == 1
+    transport.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(collector) -> None:
+    transport = Urllib3Transport()
+    url = collector.url + "/v1/batch"
+    assert post(transport, url) == 200
+    collector.close_idle_connections()
+    for _ in range(200):  # until the close reaches this side of the connection
+        if transport._conn is None or not transport._conn.is_connected:
+            break
+        time.sleep(0.005)
+    assert post(transport, url) == 200  # no TransportError, not even a stale one
+    transport.close()
+
+
+def test_the_default_transport_is_urllib3_and_receives_the_clients_proxies(proxies) -> None:
+    factory = default_transport_factory(None, {"http": proxies[0].url})
+    transport = factory()
+    assert isinstance(transport, Urllib3Transport)
+    assert transport._proxies == {"http": proxies[0].url}
+    requests_transport = default_transport_factory(RequestsTransport, {"http": proxies[0].url})()
+    assert isinstance(requests_transport, RequestsTransport)
+    assert requests_transport._proxies == {"http": proxies[0].url}
+    custom = object()
+    assert default_transport_factory(lambda: custom, None)() is custom  # type: ignore[arg-type, return-value]
+
+
+# -- proxies --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_proxy_from_the_environment_is_used(collector, proxies, monkeypatch, kind) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxies[0].url)
+    transport = kind()
+    assert post(transport, collector.url + "/v1/batch") == 200
+    assert [(r.method, r.target) for r in proxies[0].seen] == [("POST", collector.url + "/v1/batch")]
+    assert collector.wait_for_messages(1)
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_explicit_proxies_win_over_the_environment(collector, proxies, monkeypatch, kind) -> None:
+    environment_proxy, explicit_proxy = proxies
+    monkeypatch.setenv("HTTP_PROXY", environment_proxy.url)
+    transport = kind(proxies={"http": explicit_proxy.url})
+    assert post(transport, collector.url + "/v1/batch") == 200
+    assert post(transport, collector.url + "/v1/batch") == 200
+    assert environment_proxy.seen == []
+    assert len(explicit_proxy.seen) == 2
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_no_proxy_sends_direct(collector, proxies, monkeypatch, kind) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxies[0].url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert post(kind(), collector.url + "/v1/batch") == 200
+    assert proxies[0].seen == []
+    assert collector.wait_for_messages(1)
+
+
+def test_proxy_for_follows_requests_rules(monkeypatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert proxy_for("https://api.segment.io/v1/batch") == "http://env-proxy:3128"
+    assert proxy_for("https://api.segment.io/v1/batch", {"https": "http://mine:1"}) == "http://mine:1"
+    assert proxy_for("https://internal.example/v1/batch") is None
+    assert proxy_for("http://api.segment.io/v1/batch") is None  # no HTTP_PROXY
+    assert proxy_for("http://api.segment.io/v1/batch", {"all": "http://any:2"}) == "http://any:2"
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_proxy_credentials_are_sent_to_the_proxy_and_never_shown(collector, proxies, kind) -> None:
+    transport = kind(proxies={"http": proxies[0].url.replace("http://", "http://alice:s3cret@")})
+    assert post(transport, collector.url + "/v1/batch") == 200
+    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert proxies[0].seen[0].proxy_authorization == expected
+    assert "Proxy-Authorization" not in collector.requests[0].headers
+
+
+def test_https_goes_through_a_connect_tunnel(tls_server, proxies, ca_file, monkeypatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxies[0].url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    transport = Urllib3Transport()
+    assert post(transport, f"https://localhost:{tls_server.port}/v1/batch") == 200
+    assert post(transport, f"https://localhost:{tls_server.port}/v1/batch") == 200
+    assert [(r.method, r.target) for r in proxies[0].seen] == [("CONNECT", f"localhost:{tls_server.port}")]
+    assert tls_server.posts == 2
+
+
+def test_an_https_proxy_is_spoken_to_over_verified_tls(collector, ca, ca_file, monkeypatch) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(context)
+    proxy = ProxyServer(context)
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        with pytest.raises(TransportError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            post(Urllib3Transport(), collector.url + "/v1/batch")  # the proxy's CA is not trusted
+        assert post(Urllib3Transport(verify=ca_file), collector.url + "/v1/batch") == 200
+        assert [r.method for r in proxy.seen] == ["POST"]
+    finally:
+        proxy.stop()
+
+
+def test_socks_proxies_are_refused_with_a_pointer_to_the_requests_transport(collector) -> None:
+    transport = Urllib3Transport(proxies={"http": "socks5://user:pw@127.0.0.1:1080"})
+    with pytest.raises(TransportError, match="RequestsTransport") as refused:
+        post(transport, collector.url + "/v1/batch")
+    assert "pw" not in str(refused.value)
+
+
+@pytest.mark.parametrize("transport_option", [None, RequestsTransport])
+def test_client_proxies_win_over_the_environment(
+    collector, proxies, monkeypatch, make_client, transport_option
+) -> None:
+    environment_proxy, explicit_proxy = proxies
+    monkeypatch.setenv("HTTP_PROXY", environment_proxy.url)
+    client = make_client(proxies={"http": explicit_proxy.url}, transport=transport_option, sync_mode=True)
+    client.track("u", "Proxied")
+    assert collector.wait_for_messages(1)
+    assert environment_proxy.seen == [] and len(explicit_proxy.seen) == 1
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_an_untrusted_certificate_fails_verification(tls_server, kind) -> None:
+    with pytest.raises(TransportError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        post(kind(), f"https://localhost:{tls_server.port}/v1/batch")
+    assert tls_server.posts == 0
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_requests_ca_bundle_is_honoured(tls_server, ca_file, monkeypatch, kind) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    assert post(kind(), f"https://localhost:{tls_server.port}/v1/batch") == 200
+
+
+def test_ssl_cert_file_is_honoured(tls_server, ca_file, monkeypatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+    assert ca_bundle() == ca_file
+    assert post(Urllib3Transport(), f"https://localhost:{tls_server.port}/v1/batch") == 200
+
+
+def test_certifi_is_the_default_bundle() -> None:
+    import certifi
+
+    assert ca_bundle() == certifi.where()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_verify_takes_a_bundle_path_or_false(tls_server, ca_file, kind) -> None:
+    assert post(kind(verify=ca_file), f"https://localhost:{tls_server.port}/v1/batch") == 200
+    assert post(kind(verify=False), f"https://localhost:{tls_server.port}/v1/batch") == 200
+
+
+def test_the_hostname_is_checked(ca, ca_file) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("collector.example").configure_cert(context)  # not 127.0.0.1 nor localhost
+    server = TLSServer(context)
+    try:
+        with pytest.raises(TransportError, match=r"match|mismatch"):
+            post(Urllib3Transport(verify=ca_file), f"https://127.0.0.1:{server.port}/v1/batch")
+        assert server.posts == 0
+    finally:
+        server.stop()
+
+
+def test_a_missing_ca_bundle_is_a_clear_transport_error(tls_server, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(TransportError, match="cannot load the TLS CA bundle"):
+        post(Urllib3Transport(), f"https://localhost:{tls_server.port}/v1/batch")
+
+
+# -- netrc ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport_option", [None, RequestsTransport])
+def test_netrc_credentials_never_replace_the_write_key(
+    collector, make_client, tmp_path, monkeypatch, transport_option
+) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone-else password hunter2\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    client = make_client(sync_mode=True)
+    client = make_client(sync_mode=True, transport=transport_option)
     client.track("u", "Authenticated")
     expected = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
     assert collector.requests[0].headers["Authorization"] == expected
+
+
+# -- abort --------------------------------------------------------------------------------
+
+
+def _post_in_thread(transport: Transport, url: str) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            post(transport, url, timeout=30)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_abort_ends_a_post_waiting_for_its_response(kind) -> None:
+    server = SilentServer()
+    try:
+        transport = kind()
+        thread, errors = _post_in_thread(transport, server.url + "/v1/batch")
+        assert server.received.wait(10)
+        transport.abort()
+        thread.join(10)  # the read timeout is 30 s
+        assert not thread.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], TransportError)
+        assert errors[0].aborted and not errors[0].stale_connection
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the TCP state (Linux TCP_INFO)")
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_abort_ends_a_post_stuck_connecting(kind) -> None:
+    syn_sent = 2  # tcpi_state
+    server = FullBacklogServer()
+    try:
+        transport = kind()
+        thread, errors = _post_in_thread(transport, server.url + "/v1/batch")
+        state: Optional[int] = None
+        for _ in range(1000):
+            sockets = list(transport._registry._sockets)
+            if sockets:
+                try:
+                    state = struct.unpack("B", sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[
+                        0
+                    ]
+                except OSError:
+                    state = None
+                if state == syn_sent:
+                    break
+            time.sleep(0.005)
+        assert state == syn_sent
+        transport.abort()
+        thread.join(10)  # the connect timeout is 30 s
+        assert not thread.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], TransportError) and errors[0].aborted
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_abort_without_a_post_in_flight_does_nothing(collector, kind) -> None:
+    transport = kind()
+    url = collector.url + "/v1/batch"
+    transport.abort()
+    assert post(transport, url) == 200
+    transport.abort()
+    assert post(transport, url) == 200
+
+
+def test_a_default_client_posts_with_the_urllib3_transport(collector, make_client) -> None:
+    client = make_client(sync_mode=True)
+    client.track("u", "Default transport")
+    assert isinstance(client._sync_sender()._transport, Urllib3Transport)
+    assert collector.requests[0].headers["User-Agent"].startswith("segment-lite/")
