@@ -422,5 +422,5 @@ def test_abort_without_a_post_in_flight_does_nothing(collector, kind) -> None:
 def test_a_default_client_posts_with_the_urllib3_transport(collector, make_client) -> None:
     client = make_client(sync_mode=True)
     client.track("u", "Default transport")
-    assert isinstance(client._sync_sender()._transport, Urllib3Transport)
+    assert isinstance(client._transport_factory(), Urllib3Transport)
     assert collector.requests[0].headers["User-Agent"].startswith("segment-lite/")
