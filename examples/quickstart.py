@@ -1,6 +1,8 @@
 """Quickstart: send a few events to a local collector and print what it stored.
 
-Run with:  python examples/quickstart.py
+    pip install .                     # from the repository root
+    python examples/quickstart.py
+
 (Against Segment, drop the collector and set analytics.write_key to your source's key.)
 """
 

@@ -1,11 +1,15 @@
 """A one-file Django site that tracks server-side pageviews with segment_lite.
 
-Run a local collector (``segment-lite serve``, at http://127.0.0.1:8787), then:
+    pip install ".[django]"                          # from the repository root
+    segment-lite serve                               # terminal 1: a local collector, http://127.0.0.1:8787
+    python examples/django_app/app.py runserver      # terminal 2: this site, http://127.0.0.1:8000/
 
-    python examples/django_app/app.py runserver
+Open http://127.0.0.1:8000/ in a browser and watch the "Home" page event arrive in the
+collector. curl counts as a bot and is not tracked: the site logs why it skipped each
+request (``"DEBUG": True``). To try with curl, send a browser-like User-Agent:
+``curl -A "Mozilla/5.0" http://127.0.0.1:8000/``.
 
-Open http://127.0.0.1:8000/ and watch the page event arrive. Set SEGMENT_WRITE_KEY and
-SEGMENT_HOST (unset for Segment itself) to send elsewhere.
+Set SEGMENT_WRITE_KEY and SEGMENT_HOST to send elsewhere.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import segment_lite
 segment_lite.write_key = os.environ.get("SEGMENT_WRITE_KEY", "local-dev-write-key")
 segment_lite.host = os.environ.get("SEGMENT_HOST", "http://127.0.0.1:8787")
 
+PAGE_NAMES = {"/": "Home"}
+
 if not settings.configured:
     settings.configure(
         DEBUG=True,
@@ -35,7 +41,9 @@ if not settings.configured:
         ],
         SEGMENT_LITE={
             "TRUSTED_PROXIES": [],  # e.g. ["10.0.0.0/8"] behind a load balancer
-            "TITLE": lambda info: "Home" if info.path == "/" else None,
+            "NAME": lambda info: PAGE_NAMES.get(info.path),
+            "TITLE": lambda info: PAGE_NAMES.get(info.path),
+            "DEBUG": True,  # log why a request was not tracked (bot, static file, not a page...)
         },
     )
     django.setup()

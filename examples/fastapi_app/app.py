@@ -1,18 +1,21 @@
 """A minimal FastAPI app that tracks server-side pageviews with segment_lite.
 
-Run a local collector (``segment-lite serve``, at http://127.0.0.1:8787), then:
+    pip install ".[fastapi]"                  # from the repository root: FastAPI and uvicorn too
+    segment-lite serve                        # terminal 1: a local collector, http://127.0.0.1:8787
+    python examples/fastapi_app/app.py        # terminal 2: this app, http://127.0.0.1:8000/
 
-    python examples/fastapi_app/app.py        (needs uvicorn)
+Open http://127.0.0.1:8000/ in a browser and watch the "Home" page event arrive in the
+collector. curl counts as a bot and is not tracked: the app logs why it skipped each
+request (``debug=True``). To try with curl, send a browser-like User-Agent:
+``curl -A "Mozilla/5.0" http://127.0.0.1:8000/``.
 
-Open http://127.0.0.1:8000/. Set SEGMENT_WRITE_KEY and SEGMENT_HOST to send elsewhere.
+Stopping the server (Ctrl-C, SIGTERM) flushes what is queued: the middleware does it at
+the ASGI lifespan shutdown. Set SEGMENT_WRITE_KEY and SEGMENT_HOST to send elsewhere.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -23,16 +26,15 @@ from segment_lite.integrations.asgi import SegmentPageviewMiddleware
 segment_lite.write_key = os.environ.get("SEGMENT_WRITE_KEY", "local-dev-write-key")
 segment_lite.host = os.environ.get("SEGMENT_HOST", "http://127.0.0.1:8787")
 
+PAGE_NAMES = {"/": "Home"}
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    # deliver what is still queued before the server exits, off the event loop
-    await asyncio.to_thread(segment_lite.shutdown, 5.0)
-
-
-app = FastAPI(lifespan=lifespan)
-app.add_middleware(SegmentPageviewMiddleware, title=lambda info: "Home" if info.path == "/" else None)
+app = FastAPI()
+app.add_middleware(
+    SegmentPageviewMiddleware,
+    name=lambda info: PAGE_NAMES.get(info.path),
+    title=lambda info: PAGE_NAMES.get(info.path),
+    debug=True,  # log why a request was not tracked (bot, static file, not a page...)
+)
 
 
 @app.get("/", response_class=HTMLResponse)

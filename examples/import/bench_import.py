@@ -2,6 +2,7 @@
 
 Run from the repository root::
 
+    pip install .
     python examples/import/bench_import.py --rows 100000
 
 Each measurement gets a fresh collector in its own process (so the server's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, MutableMapping
 from typing import Any, Callable, Optional
 from urllib.parse import quote
@@ -19,6 +21,11 @@ __all__ = ["ANONYMOUS_ID_SCOPE_KEY", "SegmentPageviewMiddleware", "request_info_
 
 #: The scope key under which the visitor's anonymous id is made available to the app.
 ANONYMOUS_ID_SCOPE_KEY = "segment_lite.anonymous_id"
+
+#: How long the lifespan shutdown waits for the client to deliver what is queued, by default.
+DEFAULT_SHUTDOWN_FLUSH_TIMEOUT_S = 5.0
+
+logger = logging.getLogger("segment_lite.integrations")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -76,11 +83,18 @@ def request_info_from_scope(scope: Scope) -> RequestInfo:
 class SegmentPageviewMiddleware:
     """ASGI middleware: ``app.add_middleware(SegmentPageviewMiddleware, trusted_proxies=[...])``.
 
-    Only ``http`` scopes are inspected; ``websocket`` and ``lifespan`` pass through
-    untouched. The page call is made when the app sends ``http.response.start``, where a
-    ``set-cookie`` header for a new anonymous id is added. Tracking only enqueues on the
-    client, so it never blocks the event loop on the network. The visitor's anonymous id is
-    put in ``scope["segment_lite.anonymous_id"]``.
+    ``http`` scopes are inspected: the page call is made when the app sends
+    ``http.response.start``, where a ``set-cookie`` header for a new anonymous id is added.
+    Tracking only enqueues on the client, so it never blocks the event loop on the network.
+    The visitor's anonymous id is put in ``scope["segment_lite.anonymous_id"]``.
+    ``websocket`` scopes pass through untouched.
+
+    At the ``lifespan`` shutdown the middleware flushes the client (see
+    :meth:`PageviewTracker.flush_client`), waiting at most ``shutdown_flush_timeout_s``
+    seconds, in a worker thread: servers such as uvicorn end the process by re-raising
+    SIGTERM, so ``atexit`` never runs. It flushes after the app's own shutdown handlers
+    (what they track is included), and answers the lifespan protocol itself for an app
+    that does not. ``flush_at_shutdown=False`` turns this off.
     """
 
     def __init__(
@@ -90,10 +104,14 @@ class SegmentPageviewMiddleware:
         *,
         client: Optional[PageClient] = None,
         tracker: Optional[PageviewTracker] = None,
+        flush_at_shutdown: bool = True,
+        shutdown_flush_timeout_s: float = DEFAULT_SHUTDOWN_FLUSH_TIMEOUT_S,
         **options: Any,
     ) -> None:
         self.app = app
         self.tracker = PageviewTracker.for_adapter(tracker, config, client, options)
+        self.flush_at_shutdown = flush_at_shutdown
+        self.shutdown_flush_timeout_s = shutdown_flush_timeout_s
 
     @property
     def errors(self) -> int:
@@ -101,7 +119,11 @@ class SegmentPageviewMiddleware:
         return self.tracker.errors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http":
+        scope_type = scope.get("type")
+        if scope_type == "lifespan" and self.flush_at_shutdown:
+            await self._lifespan(scope, receive, send)
+            return
+        if scope_type != "http":
             await self.app(scope, receive, send)
             return
         tracker = self.tracker
@@ -142,3 +164,60 @@ class SegmentPageviewMiddleware:
             await send(message)
 
         await self.app(scope, receive, tracking_send)
+
+    # -- lifespan
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app's lifespan, flushing before ``lifespan.shutdown.complete`` goes out."""
+        received: list[str] = []
+        answered: list[str] = []
+
+        async def watching_receive() -> Message:
+            message = await receive()
+            received.append(str(message.get("type")))
+            return message
+
+        async def flushing_send(message: Message) -> None:
+            message_type = str(message.get("type"))
+            if message_type in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self._flush_client()
+            answered.append(message_type)
+            await send(message)
+
+        try:
+            await self.app(scope, watching_receive, flushing_send)
+        except Exception as exc:
+            if answered:  # the app speaks lifespan and failed in it: the server reports that
+                raise
+            logger.debug("segment_lite: the app does not handle lifespan (%r); answering it here", exc)
+        if not answered:
+            await self._answer_lifespan(receive, send, startup_received="lifespan.startup" in received)
+
+    async def _answer_lifespan(self, receive: Receive, send: Send, *, startup_received: bool) -> None:
+        """Speak the lifespan protocol for an app that does not: confirm startup, flush at shutdown."""
+        if not startup_received:
+            await receive()
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()  # the protocol's only message after startup
+        if message.get("type") == "lifespan.shutdown":
+            await self._flush_client()
+            await send({"type": "lifespan.shutdown.complete"})
+
+    async def _flush_client(self) -> None:
+        """Flush the client without blocking the event loop; errors are logged, never raised."""
+        try:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # another async library (trio): flushing inline is fine at exit
+                delivered = self.tracker.flush_client(self.shutdown_flush_timeout_s)
+            else:
+                delivered = await loop.run_in_executor(
+                    None, self.tracker.flush_client, self.shutdown_flush_timeout_s
+                )
+            if delivered is False:
+                logger.warning(
+                    "segment_lite: events were still queued when the %gs flush at ASGI shutdown ended",
+                    self.shutdown_flush_timeout_s,
+                )
+        except Exception as exc:
+            self.tracker.record_error(exc, "flushing the client at ASGI lifespan shutdown")

@@ -200,7 +200,7 @@ class SegmentPageviewMiddleware:
 
     def _track(self, visit: Visit, response: Any, user_id: Optional[str]) -> None:
         name = self.tracker.config.anonymous_id_cookie
-        cookie = self.tracker.track(
+        cookie = self.tracker.send_page(
             visit, user_id=user_id, response_sets_anonymous_id=name in response.cookies
         )
         if cookie is None:

@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import uuid
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from re import Pattern
@@ -257,6 +258,9 @@ class PageviewConfig:
       ``Sec-Purpose``/``Purpose`` prefetch). Default True.
     - ``should_track``: ``f(request_info, status, content_type) -> bool``, consulted last;
       returning False skips the request.
+    - ``debug``: log each request's outcome (tracked, or skipped and why: which rule, the
+      User-Agent taken for a bot...) at DEBUG on the ``segment_lite.integrations`` logger,
+      which is set to DEBUG and given a stderr handler if logging has none. Default False.
 
     Message content:
 
@@ -295,6 +299,7 @@ class PageviewConfig:
     bot_user_agents: Optional[Union[str, Pattern[str], Collection[str]]] = DEFAULT_BOT_USER_AGENTS
     navigation_only: bool = True
     should_track: Optional[ShouldTrack] = None
+    debug: bool = False
     title: Optional[RequestCallable] = None
     name: Optional[RequestCallable] = None
     category: Optional[RequestCallable] = None
@@ -586,7 +591,7 @@ class PageviewTracker:
     """Decides which requests are pageviews and sends them; shared by every adapter.
 
     Adapters call :meth:`begin` when a request arrives, then :meth:`finish` (or
-    :meth:`should_track` and :meth:`track`) once the response status and content type are
+    :meth:`should_track` and :meth:`send_page`) once the response status and content type are
     known, adding the returned ``Set-Cookie`` value to the response. None of these raise:
     any error is logged on the ``segment_lite.integrations`` logger and counted in
     :attr:`errors`.
@@ -613,6 +618,8 @@ class PageviewTracker:
         self._skipped = _Counter()
         self._errors = _Counter()
         self._dropped = _Counter()
+        if cfg.debug:
+            _enable_debug_logging()
 
     @classmethod
     def for_adapter(
@@ -740,10 +747,43 @@ class PageviewTracker:
             visit.done = True
             if reason != "error":
                 self._skipped.add()
+                if logger.isEnabledFor(logging.DEBUG):
+                    info = visit.info
+                    detail = self.describe_skip(reason, info, status, content_type)
+                    logger.debug("pageview skipped: %s %r: %s", info.method, info.path, detail)
             return False
         return True
 
-    def track(
+    def describe_skip(self, reason: str, info: RequestInfo, status: int, content_type: Optional[str]) -> str:
+        """Say, for a person, why a request with skip ``reason`` was not tracked and which option rules it."""
+        cfg = self.config
+        if reason == "method":
+            return f"method {info.method} is not in methods {cfg.methods!r}"
+        if reason == "excluded_path":
+            return "the path is excluded (exclude_paths / exclude_patterns)"
+        if reason == "health_check":
+            return "the path is a health check (health_paths)"
+        if reason == "static":
+            return "the path ends in a static file extension (static_extensions)"
+        if reason == "bot":
+            user_agent = info.header("user-agent") or ""
+            if not user_agent.strip():
+                return "no User-Agent: counted as a bot (bot_user_agents=None tracks it)"
+            return (
+                f"User-Agent {user_agent!r} counts as a bot (bot_user_agents=None tracks it; "
+                "browsers are tracked, curl and HTTP libraries are not)"
+            )
+        if reason == "not_navigation":
+            return f"{_not_navigation_detail(info)}, not a page navigation (navigation_only=False tracks it)"
+        if reason == "status":
+            return f"status {status} is outside {cfg.min_status}..{cfg.max_status} (min_status / max_status)"
+        if reason == "content_type":
+            return f"content type {content_type!r} is not a page (content_types)"
+        if reason == "should_track":
+            return "should_track returned False"
+        return reason
+
+    def send_page(
         self,
         visit: Visit,
         *,
@@ -767,6 +807,8 @@ class PageviewTracker:
         self._tracked.add()
         if isinstance(result, tuple) and result and result[0] is False:
             self._dropped.add()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("pageview tracked: %s %r", visit.info.method, visit.info.path)
         cfg = self.config
         if visit.anonymous_id_is_new and cfg.set_anonymous_id_cookie and not response_sets_anonymous_id:
             return anonymous_id_cookie_header(visit.anonymous_id, cfg)
@@ -781,10 +823,40 @@ class PageviewTracker:
         user_id: Optional[str] = None,
         response_sets_anonymous_id: bool = False,
     ) -> Optional[str]:
-        """:meth:`should_track` then :meth:`track`; returns the ``Set-Cookie`` value or None."""
+        """:meth:`should_track` then :meth:`send_page`; returns the ``Set-Cookie`` value or None."""
         if not self.should_track(visit, status, content_type):
             return None
-        return self.track(visit, user_id=user_id, response_sets_anonymous_id=response_sets_anonymous_id)
+        return self.send_page(visit, user_id=user_id, response_sets_anonymous_id=response_sets_anonymous_id)
+
+    def track(
+        self,
+        visit: Visit,
+        *,
+        user_id: Optional[str] = None,
+        response_sets_anonymous_id: bool = False,
+    ) -> Optional[str]:
+        """Deprecated name of :meth:`send_page` (it sends a page call, not a track call)."""
+        warnings.warn(
+            "PageviewTracker.track() is deprecated; call send_page(), which it sends",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.send_page(visit, user_id=user_id, response_sets_anonymous_id=response_sets_anonymous_id)
+
+    def flush_client(self, timeout_s: Optional[float]) -> Optional[bool]:
+        """Flush the client pageviews go to; None when there is nothing to flush.
+
+        With the default ``client=None`` that is the ``segment_lite`` module's default
+        client, only if one was created (nothing was tracked through it otherwise).
+        Returns what the client's ``flush(timeout)`` returned.
+        """
+        client: Any = self.client
+        if client is None:
+            client = getattr(importlib.import_module("segment_lite"), "default_client", None)
+        flush = getattr(client, "flush", None)
+        if flush is None:
+            return None
+        return bool(flush(timeout_s))
 
     def page_kwargs(self, visit: Visit, *, user_id: Optional[str] = None) -> dict[str, Any]:
         """The keyword arguments of the page call for ``visit`` (may raise on bad callables)."""
@@ -845,6 +917,25 @@ def _bot_matcher(spec: Union[str, Pattern[str], Collection[str]]) -> Callable[[s
         return any(fragment in lowered for fragment in fragments)
 
     return matches_fragment
+
+
+def _enable_debug_logging() -> None:
+    """Make the integrations' DEBUG lines visible, as the client's ``debug`` does for its own."""
+    logger.setLevel(logging.DEBUG)
+    if not logger.hasHandlers():
+        logger.addHandler(logging.StreamHandler())
+
+
+def _not_navigation_detail(info: RequestInfo) -> str:
+    """Which header marked the request as not a navigation (mirrors :func:`_is_navigation`)."""
+    mode = info.header("sec-fetch-mode")
+    if mode and mode.lower() != "navigate":
+        return f"Sec-Fetch-Mode {mode!r}"
+    requested_with = info.header("x-requested-with")
+    if requested_with and requested_with.lower() == "xmlhttprequest":
+        return "X-Requested-With 'XMLHttpRequest'"
+    purpose = info.header("sec-purpose") or info.header("purpose") or info.header("x-purpose")
+    return f"a prefetch or preview (Purpose {purpose!r})"
 
 
 def _is_navigation(info: RequestInfo) -> bool:

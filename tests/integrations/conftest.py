@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -17,3 +18,13 @@ def recorder() -> Iterator[RecordingClient]:
         yield client
     finally:
         client.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _restore_integrations_logger() -> Iterator[None]:
+    """The ``debug`` option turns the integrations' logger up; no test leaves it so for the next."""
+    logger = logging.getLogger("segment_lite.integrations")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers

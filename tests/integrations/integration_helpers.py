@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from types import TracebackType
 from typing import Any, Optional
 
 from segment_lite.version import VERSION
@@ -99,3 +101,77 @@ class ExplodingClient:
     def page(self, **kwargs: Any) -> Any:
         self.calls += 1
         raise Boom("tracking exploded")
+
+
+class ASGITestClient:
+    """Drive an ASGI app as a server does, without a socket, from synchronous tests.
+
+    Entering runs the lifespan startup, requests go through httpx's ``ASGITransport``,
+    and leaving runs the lifespan shutdown. The peer address is ``testclient``.
+    ``lifespan_messages`` lists what the app sent on the lifespan scope.
+    """
+
+    def __init__(self, app: Any, base_url: str = "http://testserver") -> None:
+        self.app = app
+        self.base_url = base_url
+        self.lifespan_messages: list[dict[str, Any]] = []
+        self._loop = asyncio.new_event_loop()
+
+    def __enter__(self) -> ASGITestClient:
+        self._loop.run_until_complete(self._startup())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        try:
+            self._loop.run_until_complete(self._shutdown())
+        finally:
+            self._loop.close()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """Send one request; returns the ``httpx.Response``."""
+        return self._loop.run_until_complete(self._http.request(method, url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.request("GET", url, **kwargs)
+
+    async def _startup(self) -> None:
+        import httpx
+
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def receive() -> dict[str, Any]:
+            return await self._inbox.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            self.lifespan_messages.append(message)
+            await self._answers.put(message)
+
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self._task = asyncio.ensure_future(self.app(scope, receive, send))
+        await self._inbox.put({"type": "lifespan.startup"})
+        answer = await self._next_answer()
+        assert answer["type"] == "lifespan.startup.complete", answer
+        transport = httpx.ASGITransport(app=self.app, client=("testclient", 50000))
+        self._http = httpx.AsyncClient(transport=transport, base_url=self.base_url)
+
+    async def _shutdown(self) -> None:
+        await self._http.aclose()
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        answer = await self._next_answer()
+        assert answer["type"] == "lifespan.shutdown.complete", answer
+        await self._task
+
+    async def _next_answer(self) -> dict[str, Any]:
+        answer = asyncio.ensure_future(self._answers.get())
+        done, _ = await asyncio.wait({answer, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if answer in done:
+            return answer.result()
+        answer.cancel()
+        self._task.result()  # raises what the app raised
+        raise AssertionError("the app ended its lifespan without answering")

@@ -14,6 +14,7 @@ from integration_helpers import (
     BROWSER_UA,
     EXPECTED_COOKIE_ATTRS,
     UUID4_RE,
+    ASGITestClient,
     ExplodingClient,
     page_message,
     parse_set_cookie,
@@ -24,7 +25,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from segment_lite.integrations.asgi import SegmentPageviewMiddleware
@@ -95,7 +95,7 @@ def make_app(client: Any, lifespan_log: Optional[list[str]] = None, **options: A
 
 
 def test_tracks_html_page_and_sets_cookie(recorder: RecordingClient) -> None:
-    with TestClient(make_app(recorder)) as client:
+    with ASGITestClient(make_app(recorder)) as client:
         response = client.get("/?q=shoes", headers={**HEADERS, "Referer": "http://testserver/prev"})
     assert response.status_code == 200
     [message] = recorder.messages
@@ -117,7 +117,7 @@ def test_tracks_html_page_and_sets_cookie(recorder: RecordingClient) -> None:
     ],
 )
 def test_existing_cookie_both_formats(recorder: RecordingClient, cookie: str) -> None:
-    with TestClient(make_app(recorder)) as client:
+    with ASGITestClient(make_app(recorder)) as client:
         response = client.get("/", headers={**HEADERS, "Cookie": cookie})
     assert "set-cookie" not in response.headers
     assert [wire(m) for m in recorder.messages] == [
@@ -126,7 +126,7 @@ def test_existing_cookie_both_formats(recorder: RecordingClient, cookie: str) ->
 
 
 def test_streaming_html_is_tracked(recorder: RecordingClient) -> None:
-    with TestClient(make_app(recorder)) as client:
+    with ASGITestClient(make_app(recorder)) as client:
         response = client.get("/stream", headers=HEADERS)
     assert response.text == "<html></html>"
     assert [m["properties"]["path"] for m in recorder.messages] == ["/stream"]
@@ -134,7 +134,7 @@ def test_streaming_html_is_tracked(recorder: RecordingClient) -> None:
 
 
 def test_app_cookie_is_not_overridden(recorder: RecordingClient) -> None:
-    with TestClient(make_app(recorder)) as client:
+    with ASGITestClient(make_app(recorder)) as client:
         response = client.get("/own-cookie", headers=HEADERS)
     [set_cookie] = response.headers.get_list("set-cookie")
     assert set_cookie.startswith("ajs_anonymous_id=app-chosen;")
@@ -157,32 +157,56 @@ def test_app_cookie_is_not_overridden(recorder: RecordingClient) -> None:
     ],
 )
 def test_skipped_requests(recorder: RecordingClient, method: str, path: str, headers: dict[str, str]) -> None:
-    with TestClient(make_app(recorder)) as client:
+    with ASGITestClient(make_app(recorder)) as client:
         response = client.request(method, path, headers=headers)
     assert "set-cookie" not in response.headers
     assert recorder.messages == []
 
 
-def test_websocket_and_lifespan_pass_through_starlette(recorder: RecordingClient) -> None:
-    log: list[str] = []
-    with TestClient(make_app(recorder, lifespan_log=log)) as client:
-        assert log == ["startup"]
-        with client.websocket_connect("/ws") as ws:
-            ws.send_text("hi")
-            assert ws.receive_text() == "echo:hi"
-    assert log == ["startup", "shutdown"]
+def test_websocket_passes_through_starlette(recorder: RecordingClient) -> None:
+    incoming = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.receive", "text": "hi"},
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"user-agent", BROWSER_UA.encode())],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "subprotocols": [],
+    }
+    asyncio.run(make_app(recorder)(scope, receive, send))
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert sent[1]["text"] == "echo:hi"
     assert recorder.messages == []
 
 
-@pytest.mark.parametrize("scope_type", ["websocket", "lifespan"])
-def test_non_http_scopes_reach_the_app_untouched(scope_type: str) -> None:
+@pytest.mark.parametrize(
+    ("scope_type", "options"), [("websocket", {}), ("lifespan", {"flush_at_shutdown": False})]
+)
+def test_non_http_scopes_reach_the_app_untouched(scope_type: str, options: dict[str, Any]) -> None:
     seen: list[tuple[Any, Any, Any]] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
         seen.append((scope, receive, send))
 
     client = ExplodingClient()
-    middleware = SegmentPageviewMiddleware(inner, client=client)
+    middleware = SegmentPageviewMiddleware(inner, client=client, **options)
     scope = {"type": scope_type, "asgi": {"version": "3.0"}, "path": "/", "headers": []}
     snapshot = dict(scope)
 
@@ -271,7 +295,7 @@ def test_error_inside_tracking_leaves_response_intact_raw() -> None:
 
 def test_error_inside_tracking_leaves_starlette_response_intact() -> None:
     client = ExplodingClient()
-    with TestClient(make_app(client)) as test_client:
+    with ASGITestClient(make_app(client)) as test_client:
         response = test_client.get("/", headers=HEADERS)
     assert response.status_code == 200
     assert response.text.startswith("<html><body>hello ")
@@ -294,7 +318,7 @@ def test_fastapi_add_middleware(recorder: RecordingClient) -> None:
         return {"count": 1}
 
     app.add_middleware(SegmentPageviewMiddleware, client=recorder, title=lambda info: "Fast")
-    with TestClient(app) as client:
+    with ASGITestClient(app) as client:
         page = client.get("/", headers=HEADERS)
         data = client.get("/items", headers=HEADERS)
     assert page.text == "<h1>fast</h1>" and data.json() == {"count": 1}
@@ -309,3 +333,150 @@ def test_plain_text_is_not_a_page(recorder: RecordingClient) -> None:
     sent = run_asgi(SegmentPageviewMiddleware(app, client=recorder))
     assert not any(name == b"set-cookie" for name, _ in sent[0]["headers"])
     assert recorder.messages == []
+
+
+# --------------------------------------------------------------------------- lifespan: flush at shutdown
+
+
+def queueing_recorder() -> RecordingClient:
+    """A recorder that only sends when flushed: what it holds is lost unless someone flushes."""
+    return RecordingClient(sync_mode=False, upload_interval=3600)
+
+
+def test_lifespan_shutdown_flushes_after_the_apps_own_shutdown_handler() -> None:
+    recorder = queueing_recorder()
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        yield
+        recorder.track("server", "Server Stopped")  # tracked by the app while shutting down
+
+    app = Starlette(
+        routes=[Route("/", home)],
+        middleware=[Middleware(SegmentPageviewMiddleware, client=recorder)],
+        lifespan=lifespan,
+    )
+    try:
+        with ASGITestClient(app) as client:
+            assert client.get("/", headers=HEADERS).status_code == 200
+            assert recorder.messages == []  # queued, not sent
+        assert [m["type"] for m in client.lifespan_messages] == [
+            "lifespan.startup.complete",
+            "lifespan.shutdown.complete",
+        ]
+        assert [(m["type"], m.get("event")) for m in recorder.messages] == [
+            ("page", None),
+            ("track", "Server Stopped"),
+        ]
+    finally:
+        recorder.shutdown()
+
+
+async def ignores_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        await raw_html_app(scope, receive, send)
+
+
+async def refuses_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    assert scope["type"] == "http", "this app serves HTTP only"
+    await raw_html_app(scope, receive, send)
+
+
+async def reads_then_refuses_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("no lifespan here")
+    await raw_html_app(scope, receive, send)
+
+
+@pytest.mark.parametrize("inner", [ignores_lifespan, refuses_lifespan, reads_then_refuses_lifespan])
+def test_lifespan_is_answered_for_an_app_that_does_not_speak_it(inner: Any) -> None:
+    recorder = queueing_recorder()
+    middleware = SegmentPageviewMiddleware(inner, client=recorder)
+    try:
+        with ASGITestClient(middleware) as client:
+            assert client.get("/", headers=HEADERS).text == "<p>raw</p>"
+            assert recorder.messages == []
+        assert [m["type"] for m in client.lifespan_messages] == [
+            "lifespan.startup.complete",
+            "lifespan.shutdown.complete",
+        ]
+        assert [m["type"] for m in recorder.messages] == ["page"]
+        assert middleware.errors == 0
+    finally:
+        recorder.shutdown()
+
+
+def run_lifespan(middleware: SegmentPageviewMiddleware) -> list[dict[str, Any]]:
+    """Send startup then shutdown to ``middleware``; returns what it answered."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    return sent
+
+
+def test_a_startup_failure_of_the_app_is_not_hidden() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+        raise RuntimeError("database unreachable")
+
+    with pytest.raises(RuntimeError, match="database unreachable"):
+        run_lifespan(SegmentPageviewMiddleware(failing, client=RecordingClient()))
+
+
+class FlushFailingClient(RecordingClient):
+    def flush(self, timeout: Any = None) -> bool:
+        raise RuntimeError("flush exploded")
+
+
+def test_a_failing_flush_is_logged_and_shutdown_still_completes(caplog: pytest.LogCaptureFixture) -> None:
+    client = FlushFailingClient()
+    middleware = SegmentPageviewMiddleware(ignores_lifespan, client=client)
+    try:
+        sent = run_lifespan(middleware)
+    finally:
+        client.shutdown()
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert middleware.errors == 1
+    assert "flushing the client at ASGI lifespan shutdown failed" in caplog.text
+
+
+def test_an_unfinished_flush_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    class SlowClient(RecordingClient):
+        def flush(self, timeout: Any = None) -> bool:
+            self.flush_timeout = timeout
+            return False  # what a flush that ran out of time answers
+
+    client = SlowClient()
+    middleware = SegmentPageviewMiddleware(ignores_lifespan, client=client, shutdown_flush_timeout_s=0.25)
+    try:
+        run_lifespan(middleware)
+    finally:
+        client.shutdown()
+    assert client.flush_timeout == 0.25
+    assert "events were still queued when the 0.25s flush at ASGI shutdown ended" in caplog.text
+
+
+def test_the_module_default_client_is_flushed_but_never_created_at_shutdown() -> None:
+    import segment_lite
+    from segment_lite.testing import recording
+
+    middleware = SegmentPageviewMiddleware(ignores_lifespan)  # client=None: the module's default client
+    segment_lite.default_client = None
+    run_lifespan(middleware)
+    assert segment_lite.default_client is None  # nothing was tracked: no client made just to flush
+
+    with recording(sync_mode=False, upload_interval=3600) as recorder:
+        recorder.track("u", "Queued")
+        assert recorder.messages == []
+        run_lifespan(middleware)
+        assert [m["event"] for m in recorder.messages] == ["Queued"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from integration_helpers import BROWSER_UA, page_message, wire
+from integration_helpers import BROWSER_UA, ASGITestClient, page_message, wire
 
 from segment_lite.testing import recording
 
@@ -35,22 +36,25 @@ def test_flask_example_serves_and_tracks() -> None:
     assert response.status_code == 200
     [message] = recorder.messages
     assert response.get_data(as_text=True).endswith(f"Hello, {message['anonymousId']}</h1>")
-    assert wire(message) == page_message(anonymous_id=message["anonymousId"], host="localhost", title="Home")
+    assert wire(message) == page_message(
+        anonymous_id=message["anonymousId"], host="localhost", title="Home", name="Home"
+    )
 
 
 def test_fastapi_example_serves_and_tracks() -> None:
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")
-    from starlette.testclient import TestClient
 
     with recording() as recorder:
         module = load_example("fastapi_app")
-        with TestClient(module.app) as client:
+        with ASGITestClient(module.app) as client:
             response = client.get("/", headers={"User-Agent": BROWSER_UA})
     assert response.status_code == 200
     [message] = recorder.messages
     assert response.text.endswith(f"Hello, {message['anonymousId']}</h1>")
-    assert wire(message) == page_message(anonymous_id=message["anonymousId"], title="Home", ip="testclient")
+    assert wire(message) == page_message(
+        anonymous_id=message["anonymousId"], title="Home", name="Home", ip="testclient"
+    )
 
 
 def test_django_example_serves_and_tracks_to_the_collector() -> None:
@@ -90,6 +94,7 @@ def test_django_example_serves_and_tracks_to_the_collector() -> None:
         [message] = collector.messages()
     assert result.stdout.strip().endswith(f"Hello, {message['anonymousId']}</h1>")
     assert message["type"] == "page"
+    assert message["name"] == "Home"
     assert message["properties"] == {
         "host": "testserver",
         "path": "/",
@@ -99,3 +104,19 @@ def test_django_example_serves_and_tracks_to_the_collector() -> None:
         "title": "Home",
     }
     assert message["context"]["userAgent"] == BROWSER_UA
+
+
+@pytest.mark.parametrize("name", ["flask_app", "fastapi_app"])
+def test_examples_say_why_curl_is_not_tracked(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    # curl counts as a bot: the examples run with debug on, so the reason is logged.
+    pytest.importorskip("flask" if name == "flask_app" else "fastapi")
+    caplog.set_level(logging.DEBUG, logger="segment_lite.integrations")
+    with recording() as recorder:
+        module = load_example(name)
+        if name == "flask_app":
+            module.app.test_client().get("/", headers={"User-Agent": "curl/8.5.0"})
+        else:
+            with ASGITestClient(module.app) as client:
+                client.get("/", headers={"User-Agent": "curl/8.5.0"})
+    assert recorder.messages == []
+    assert "pageview skipped: GET '/': User-Agent 'curl/8.5.0' counts as a bot" in caplog.text

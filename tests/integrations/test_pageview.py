@@ -318,6 +318,138 @@ def test_skip_reasons(
     assert tracker.response_skip_reason(visit, status, content_type) == reason
 
 
+@pytest.mark.parametrize(
+    ("info_kwargs", "status", "content_type", "expected"),
+    [
+        (
+            {"headers": {"user-agent": "curl/8.5.0"}},
+            200,
+            "text/html",
+            "pageview skipped: GET '/': User-Agent 'curl/8.5.0' counts as a bot (bot_user_agents=None tracks it;"
+            " browsers are tracked, curl and HTTP libraries are not)",
+        ),
+        (
+            {"headers": {"user-agent": ""}},
+            200,
+            "text/html",
+            "pageview skipped: GET '/': no User-Agent: counted as a bot (bot_user_agents=None tracks it)",
+        ),
+        (
+            {"headers": {"sec-purpose": "prefetch;prerender"}},
+            200,
+            "text/html",
+            "pageview skipped: GET '/': a prefetch or preview (Purpose 'prefetch;prerender'), not a page"
+            " navigation (navigation_only=False tracks it)",
+        ),
+        (
+            {"headers": {"sec-fetch-mode": "cors"}},
+            200,
+            "text/html",
+            "pageview skipped: GET '/': Sec-Fetch-Mode 'cors', not a page navigation (navigation_only=False tracks it)",
+        ),
+        (
+            {"path": "/static/app.css"},
+            200,
+            "text/css",
+            "pageview skipped: GET '/static/app.css': the path is excluded (exclude_paths / exclude_patterns)",
+        ),
+        (
+            {"path": "/healthz"},
+            200,
+            "text/html",
+            "pageview skipped: GET '/healthz': the path is a health check (health_paths)",
+        ),
+        (
+            {"path": "/logo.png"},
+            200,
+            "image/png",
+            "pageview skipped: GET '/logo.png': the path ends in a static file extension (static_extensions)",
+        ),
+        (
+            {"method": "POST"},
+            200,
+            "text/html",
+            "pageview skipped: POST '/': method POST is not in methods ('GET',)",
+        ),
+        (
+            {},
+            404,
+            "text/html",
+            "pageview skipped: GET '/': status 404 is outside 200..299 (min_status / max_status)",
+        ),
+        (
+            {},
+            200,
+            "application/json",
+            "pageview skipped: GET '/': content type 'application/json' is not a page (content_types)",
+        ),
+        ({}, 200, "text/html", "pageview tracked: GET '/'"),
+    ],
+)
+def test_debug_logs_why_a_request_was_skipped(
+    caplog: pytest.LogCaptureFixture,
+    recorder: RecordingClient,
+    info_kwargs: dict[str, Any],
+    status: int,
+    content_type: Optional[str],
+    expected: str,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="segment_lite.integrations")
+    tracker = PageviewTracker(PageviewConfig(debug=True), client=recorder)
+    run(tracker, make_info(**info_kwargs), status=status, content_type=content_type)
+    assert [r.getMessage() for r in caplog.records if r.name == "segment_lite.integrations"] == [expected]
+
+
+def test_debug_log_escapes_what_the_request_sent(
+    caplog: pytest.LogCaptureFixture, recorder: RecordingClient
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="segment_lite.integrations")
+    tracker = PageviewTracker(PageviewConfig(debug=True), client=recorder)
+    run(tracker, make_info("/a%0A", headers={"user-agent": "curl/1\nFAKE LOG LINE\x1b[31m"}))
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "\n" not in line and "\x1b" not in line
+
+
+def test_debug_option_makes_skip_reasons_visible_without_logging_setup() -> None:
+    # A fresh interpreter with no logging configured: the debug option alone shows the reason on stderr.
+    script = textwrap.dedent(
+        """
+        from segment_lite.integrations import PageviewConfig, PageviewTracker, RequestInfo
+        from segment_lite.testing import RecordingClient
+
+        tracker = PageviewTracker(PageviewConfig(debug=True), client=RecordingClient())
+        info = RequestInfo("GET", "http", "localhost:8000", "/", headers={"user-agent": "curl/8.5.0"})
+        tracker.finish(tracker.begin(info), 200, "text/html")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "pageview skipped: GET '/': User-Agent 'curl/8.5.0' counts as a bot" in result.stderr
+
+
+def test_without_debug_skips_are_not_logged(
+    caplog: pytest.LogCaptureFixture, recorder: RecordingClient
+) -> None:
+    caplog.set_level(logging.INFO, logger="segment_lite.integrations")
+    run(PageviewTracker(client=recorder), make_info(headers={"user-agent": "curl/8.5.0"}))
+    assert caplog.records == []
+
+
+def test_send_page_sends_the_page_call_and_track_is_its_deprecated_alias(recorder: RecordingClient) -> None:
+    tracker = PageviewTracker(client=recorder)
+    visit = tracker.begin(make_info(cookies={"ajs_anonymous_id": "anon-1"}))
+    assert tracker.should_track(visit, 200, "text/html")
+    assert tracker.send_page(visit) is None
+    old = tracker.begin(make_info(cookies={"ajs_anonymous_id": "anon-2"}))
+    assert tracker.should_track(old, 200, "text/html")
+    with pytest.warns(DeprecationWarning, match=r"send_page\(\)"):
+        assert tracker.track(old) is None
+    assert [(m["type"], m["anonymousId"]) for m in recorder.messages] == [
+        ("page", "anon-1"),
+        ("page", "anon-2"),
+    ]
+
+
 def test_skipped_requests_send_nothing_and_count(recorder: RecordingClient) -> None:
     tracker = PageviewTracker(client=recorder)
     assert run(tracker, make_info(method="POST")) is None
