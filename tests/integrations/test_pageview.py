@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -565,3 +566,20 @@ def test_importing_integrations_imports_no_framework() -> None:
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_every_option_is_documented() -> None:
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from segment_lite.integrations.asgi import SegmentPageviewMiddleware
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "integrations.md").read_text(encoding="utf-8")
+    asgi_options = [
+        name
+        for name, parameter in inspect.signature(SegmentPageviewMiddleware).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    names = [f.name for f in dataclasses.fields(PageviewConfig)] + asgi_options
+    assert [name for name in names if not re.search(rf"`{name}\b", docs)] == []
