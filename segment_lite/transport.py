@@ -73,8 +73,13 @@ def batch_url(host: Optional[str], region: Optional[str] = None) -> str:
         base = base[: -len("/v1/batch")]
     if base.endswith("/v1"):
         base = base[: -len("/v1")]
-    if "://" not in base:
-        base = "https://" + base
+    scheme, _, rest = base.partition("://")
+    if not rest or scheme.lower() not in ("http", "https"):
+        # "localhost:8080" or "api.segment.io" would be taken as some other scheme,
+        # or as https to a port that speaks plain HTTP: every request would fail.
+        given = host.strip()
+        suggestion = f"; did you mean 'http://{given}' or 'https://{given}'?" if "://" not in given else ""
+        raise ValidationError(f"host must start with http:// or https://, got {host!r}{suggestion}", "host")
     return base + "/v1/batch"
 
 
@@ -96,12 +101,26 @@ class TransportError(SegmentLiteError):
     batch after all, it deduplicates the retry by messageId.
 
     ``aborted`` is True when ``Transport.abort()`` cut the request short.
+
+    ``connection_closed`` is True when the server closed or reset the connection
+    without a complete answer (on a fresh connection too): twice in a row for
+    one batch, the sender bisects it to find a message the server cannot take.
+
+    The message names the cause and the server, e.g. ``connection refused to
+    127.0.0.1:8080`` or ``TLS error with api.segment.io:443: certificate verify failed``.
     """
 
-    def __init__(self, message: str, stale_connection: bool = False, aborted: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        stale_connection: bool = False,
+        aborted: bool = False,
+        connection_closed: bool = False,
+    ) -> None:
         super().__init__(message)
         self.stale_connection = stale_connection
         self.aborted = aborted
+        self.connection_closed = connection_closed or stale_connection
 
 
 class Transport(Protocol):
@@ -167,6 +186,112 @@ def _describe(exc: BaseException) -> str:
     # URLs are shown without their user info).
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception nested in it (arguments, causes, contexts), outermost first."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _server(url: str) -> str:
+    """``host:port`` of ``url``, as failures name it."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    host = parts.hostname or url
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_NAME_RESOLUTION_ERRORS: tuple[type[BaseException], ...] = (
+    socket.gaierror,
+    getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror),  # urllib3 2 only
+)
+
+
+def failure_cause(exc: BaseException, url: str, timeout: float) -> str:
+    """A short, plain account of why a request to ``url`` got no answer, naming the server.
+
+    ``connection refused to 127.0.0.1:8080``, ``cannot resolve host example.invalid``,
+    ``TLS error with api.segment.io:443: certificate verify failed ...``, ``no
+    answer from ...``, ``... closed the connection without a response``; anything
+    else is the exception's own text.
+    """
+    server = _server(url)
+    chain = list(_causes(exc))
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or cause.reason or "certificate verify failed"
+            return f"TLS error with {server}: certificate verify failed: {reason}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error with {server}: {cause.reason or cause}"
+        if isinstance(cause, _NAME_RESOLUTION_ERRORS):
+            return f"cannot resolve host {urlsplit(url).hostname} ({_describe(cause)})"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused to {server}"
+        if isinstance(cause, (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError)):
+            return f"proxy error on the way to {server}: {_describe(cause)}"
+    if any(_is_timeout(cause) or isinstance(cause, requests.exceptions.Timeout) for cause in chain):
+        connecting = any(
+            isinstance(c, (urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout))
+            for c in chain
+        )
+        if connecting:
+            return f"connecting to {server} timed out after {timeout}s"
+        return f"no answer from {server}: timed out after {timeout}s"
+    for cause in chain:
+        # RemoteDisconnected is a ConnectionResetError: test it first.
+        if isinstance(cause, (http.client.RemoteDisconnected, http.client.IncompleteRead)):
+            return f"{server} closed the connection without a (complete) response"
+        if isinstance(cause, ConnectionResetError):
+            return f"connection reset by {server} before it answered"
+        if isinstance(cause, _STALE_CAUSES):
+            return f"{server} closed the connection without a (complete) response"
+        if isinstance(cause, http.client.BadStatusLine):
+            return f"{server} sent a malformed response: {_describe(cause)}"
+    return _describe(exc)
+
+
+def _failure(exc: BaseException, url: str, timeout: float, reused: bool, aborted: bool) -> TransportError:
+    """The ``TransportError`` for a request to ``url`` that failed with ``exc``."""
+    if aborted:
+        return TransportError(f"request to {_server(url)} aborted: {_describe(exc)}", aborted=True)
+    closed = not isinstance(exc, requests.exceptions.ProxyError) and (
+        _is_stale(exc) or any(isinstance(c, http.client.IncompleteRead) for c in _causes(exc))
+    )
+    return TransportError(
+        failure_cause(exc, url, timeout), stale_connection=reused and closed, connection_closed=closed
+    )
+
+
+def _answer(url: str, status: int, headers: Mapping[str, str], body: bytes) -> TransportResponse:
+    """The response, unless it was cut off before its end (then ``TransportError``).
+
+    A 2xx with neither ``Content-Length`` nor chunked encoding and no body is what a
+    response cut off after its status line looks like (the HTTP parser takes the
+    end of the stream for the end of the headers); counting it as delivered could
+    lose the batch, while sending it again costs at most a duplicate the server
+    drops by messageId.
+    """
+    if (
+        200 <= status < 300
+        and not body
+        and headers.get("Content-Length") is None
+        and "chunked" not in (headers.get("Transfer-Encoding") or "").lower()
+    ):
+        raise TransportError(
+            f"{_server(url)} answered {status} but the response was cut off (no Content-Length, "
+            "no body): not counted as delivered",
+            connection_closed=True,
+        )
+    return TransportResponse(status, headers, body)
 
 
 # -- proxies and TLS, as requests does them -------------------------------------
@@ -383,10 +508,10 @@ class Urllib3Transport:
                 data = response.data
             except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
                 self._drop_connection()
-                raise self._error(exc, timeout, reused) from None
+                raise _failure(exc, url, timeout, reused, self._registry.aborted) from None
             if conn.sock is None:  # the server closes it ("Connection: close")
                 self._drop_connection()
-        return TransportResponse(response.status, response.headers, data)
+        return _answer(url, response.status, response.headers, data)
 
     def abort(self) -> None:
         """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""
@@ -395,13 +520,6 @@ class Urllib3Transport:
     def close(self) -> None:
         """Close the connection."""
         self._drop_connection()
-
-    def _error(self, exc: BaseException, timeout: float, reused: bool) -> TransportError:
-        if self._registry.aborted:
-            return TransportError(f"request aborted: {_describe(exc)}", aborted=True)
-        if _is_timeout(exc):
-            return TransportError(f"timed out after {timeout}s: {type(exc).__name__}")
-        return TransportError(_describe(exc), stale_connection=reused and _is_stale(exc))
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -560,13 +678,8 @@ class RequestsTransport:
                     proxies=dict(self._proxies),  # requests adds the environment's to this dict
                 )
             except requests.exceptions.RequestException as exc:
-                if self._registry.aborted:
-                    raise TransportError(f"request aborted: {_describe(exc)}", aborted=True) from None
-                if isinstance(exc, requests.exceptions.Timeout):
-                    raise TransportError(f"timed out after {timeout}s: {type(exc).__name__}") from None
-                stale = reused and not isinstance(exc, requests.exceptions.ProxyError) and _is_stale(exc)
-                raise TransportError(_describe(exc), stale_connection=stale) from None
-        return TransportResponse(response.status_code, response.headers, response.content)
+                raise _failure(exc, url, timeout, reused, self._registry.aborted) from None
+        return _answer(url, response.status_code, response.headers, response.content)
 
     def abort(self) -> None:
         """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""

@@ -26,10 +26,11 @@ from segment_lite.transport import (
     _is_stale,
     ca_bundle,
     default_transport_factory,
+    failure_cause,
     proxy_for,
 )
 from tests.conftest import WRITE_KEY
-from tests.transport_servers import FullBacklogServer, ProxyServer, SilentServer, TLSServer
+from tests.transport_servers import CannedServer, FullBacklogServer, ProxyServer, SilentServer, TLSServer
 
 TRANSPORTS = [Urllib3Transport, RequestsTransport]
 BODY = b'{"batch":[{"type":"track","event":"E","userId":"u","messageId":"m-1"}]}'
@@ -281,8 +282,13 @@ def test_client_proxies_win_over_the_environment(
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
 def test_an_untrusted_certificate_fails_verification(tls_server, kind) -> None:
-    with pytest.raises(TransportError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+    with pytest.raises(
+        TransportError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"
+    ) as failed:
         post(kind(), f"https://localhost:{tls_server.port}/v1/batch")
+    assert str(failed.value).startswith(
+        f"TLS error with localhost:{tls_server.port}: certificate verify failed"
+    )
     assert tls_server.posts == 0
 
 
@@ -424,3 +430,60 @@ def test_a_default_client_posts_with_the_urllib3_transport(collector, make_clien
     client.track("u", "Default transport")
     assert isinstance(client._transport_factory(), Urllib3Transport)
     assert collector.requests[0].headers["User-Agent"].startswith("segment-lite/")
+
+
+# -- responses cut off, and failures described by their cause ---------------------------
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\n",  # cut off after the status line
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n",  # inside the headers
+        b"HTTP/1.1 200 OK\r\n\r\n",  # no length, no body
+        b'HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{"succ',  # inside the body
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",  # inside a chunk
+    ],
+    ids=["status-line", "headers", "no-length-no-body", "body", "chunk"],
+)
+def test_a_response_cut_off_is_not_an_answer(kind, answer) -> None:
+    server = CannedServer(answer)
+    try:
+        with pytest.raises(TransportError) as cut:
+            post(kind(), server.url + "/v1/batch")
+        assert cut.value.connection_closed, "counts as a connection closed without an answer"
+        assert f"127.0.0.1:{server.port}" in str(cut.value)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_complete_response_delimited_by_close_is_an_answer(kind) -> None:
+    server = CannedServer(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"success":true}')
+    try:
+        response = kind().post(server.url + "/v1/batch", BODY, HEADERS, 5)
+        assert (response.status, response.body) == (200, b'{"success":true}')
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_failures_name_their_cause_and_the_server(collector, kind) -> None:
+    port = collector.port
+    collector.go_down()
+    with pytest.raises(TransportError, match=rf"^connection refused to 127\.0\.0\.1:{port}$"):
+        post(kind(), collector.url + "/v1/batch")
+    closing = CannedServer(b"")
+    try:
+        with pytest.raises(TransportError, match="closed the connection without a") as closed:
+            post(kind(), closing.url + "/v1/batch")
+        assert closed.value.connection_closed and not closed.value.stale_connection
+    finally:
+        closing.stop()
+
+
+def test_a_name_that_does_not_resolve_is_named() -> None:
+    error = requests.exceptions.ConnectionError(socket.gaierror(-2, "Name or service not known"))
+    cause = failure_cause(error, "https://no-such-host.invalid/v1/batch", 15)
+    assert cause.startswith("cannot resolve host no-such-host.invalid (")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import segment_lite
+from segment_lite.errors import ValidationError
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, batch_url
 from tests.conftest import WRITE_KEY
 
@@ -150,11 +151,22 @@ def test_all_consumer_threads_are_tracked_and_stopped(collector, make_client) ->
         ("https://proxy.example/v1", None, "https://proxy.example/v1/batch"),
         ("https://proxy.example/v1/", None, "https://proxy.example/v1/batch"),
         ("https://proxy.example/base/v1/batch", None, "https://proxy.example/base/v1/batch"),
-        ("proxy.example", None, "https://proxy.example/v1/batch"),
     ],
 )
 def test_host_forms(host, region, url) -> None:
     assert batch_url(host, region) == url
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:8080", "api.segment.io", "127.0.0.1:28799/v1", "ftp://example.com"]
+)
+def test_a_host_without_an_http_scheme_is_refused_at_construction(host) -> None:
+    # Taken as https, a plain-HTTP local server would fail every request, silently.
+    with pytest.raises(ValidationError, match="host must start with http:// or https://") as refused:
+        segment_lite.Client("key", host=host)
+    assert refused.value.path == "host"
+    if "://" not in host:
+        assert f"did you mean 'http://{host}'" in str(refused.value)
 
 
 def test_unknown_region_is_refused() -> None:

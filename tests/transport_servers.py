@@ -195,3 +195,54 @@ class FullBacklogServer:
     def stop(self) -> None:
         for sock in (*self._fillers, self._listener):
             sock.close()
+
+
+class CannedServer:
+    """Answers every request with the same raw bytes, then closes: for responses cut off mid-way."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                self._read_request(conn)
+                conn.sendall(self.answer)
+
+    @staticmethod
+    def _read_request(conn: socket.socket) -> None:
+        # Read the whole request, so closing sends a FIN and not a reset.
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            body += chunk
+
+    def stop(self) -> None:
+        self._listener.close()
