@@ -118,8 +118,6 @@ class Client:
             raise ValidationError(
                 "write_key is required: pass Client(write_key) or set segment_lite.write_key"
             )
-        if oauth_client_id or oauth_client_key or oauth_key_id:
-            raise ValidationError("OAuth is not supported by segment_lite; authenticate with the write key")
         if on_full not in ("drop", "block"):
             raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}", "on_full")
         if thread < 1:
@@ -188,6 +186,23 @@ class Client:
         else:
             self._hooks = tuple(before_send)
         self._transport_factory = default_transport_factory(transport, proxies)
+        if oauth_client_id and oauth_client_key and oauth_key_id:
+            self._transport_factory = _with_oauth(
+                self._transport_factory,
+                oauth_client_id,
+                oauth_client_key,
+                oauth_key_id,
+                oauth_auth_server,
+                oauth_scope,
+                timeout,
+                proxies,
+                self.clock,
+            )
+        elif oauth_client_id or oauth_client_key or oauth_key_id:
+            log.warning(
+                "OAuth needs oauth_client_id, oauth_client_key and oauth_key_id together; "
+                "some are missing, so batches are authenticated with the write key"
+            )
         self._block = on_full == "block"
 
         if log_handler is not None and log_handler not in log.handlers:
@@ -490,3 +505,26 @@ class Client:
         ``queue_full``, ``after_shutdown``) are counted under ``dropped`` too.
         """
         return self._pipeline.stats()
+
+
+def _with_oauth(
+    base: TransportFactory,
+    client_id: str,
+    client_key: str,
+    key_id: str,
+    auth_server: str,
+    scope: str,
+    timeout: float,
+    proxies: Optional[Mapping[str, str]],
+    clock: Clock,
+) -> TransportFactory:
+    """Wrap ``base`` so every batch carries an OAuth Bearer token (one token source per client)."""
+    from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
+
+    config = OAuthConfig(client_id, client_key, key_id, auth_server, scope, timeout, proxies)
+    tokens = OAuthTokenSource(config, clock)
+
+    def factory() -> OAuthTransport:
+        return OAuthTransport(base(), tokens)
+
+    return factory

@@ -679,7 +679,8 @@ class RequestsTransport:
                 )
             except requests.exceptions.RequestException as exc:
                 raise _failure(exc, url, timeout, reused, self._registry.aborted) from None
-        return _answer(url, response.status_code, response.headers, response.content)
+        # getattr: a stand-in response (a test double of requests) may carry no body.
+        return _answer(url, response.status_code, response.headers, getattr(response, "content", b""))
 
     def abort(self) -> None:
         """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""

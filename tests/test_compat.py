@@ -117,11 +117,6 @@ def test_calls_return_success_and_message() -> None:
         assert ok is True and message["type"] == call
 
 
-def test_oauth_options_are_refused_clearly() -> None:
-    with pytest.raises(segment_lite.ValidationError, match="OAuth is not supported"):
-        segment_lite.Client("key", oauth_client_id="id", oauth_client_key="k", oauth_key_id="kid")
-
-
 def test_missing_write_key_is_a_clear_error() -> None:
     with pytest.raises(AssertionError, match="write_key is required"):
         segment_lite.Client(None)
