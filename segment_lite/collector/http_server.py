@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from segment_lite.collector.processing import RequestError
+from segment_lite.errors import SegmentLiteError
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -137,7 +138,7 @@ class Body:
         return len(self.data) == self.size
 
 
-class ClientGone(Exception):
+class ClientGone(SegmentLiteError):
     """The client went away while its request was being read."""
 
 

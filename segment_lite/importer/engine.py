@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from segment_lite.client import Client
-from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, ValidationError
+from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, SegmentLiteError, ValidationError
 from segment_lite.importer.convert import RowConverter
 from segment_lite.importer.errors import ImportConfigError, RowError
 from segment_lite.importer.ids import LineIdMaker
@@ -49,7 +49,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 FATAL_STATUSES = frozenset({401, 403, 404})
 
 
-class Stop(Exception):
+class Stop(SegmentLiteError):
     """Raised by :meth:`ImportEngine.run_source` to end an import early (max errors, delivery failed)."""
 
 
