@@ -53,13 +53,29 @@ class Stop(SegmentLiteError):
     """Raised by :meth:`ImportEngine.run_source` to end an import early (max errors, delivery failed)."""
 
 
+class _Chunk:
+    """Rows read together and confirmed together, with the rejects records they produced.
+
+    A chunk's records are written to the rejects file only when the chunk is
+    done, just before the checkpoint that covers it: the file then holds the
+    records of exactly the rows a checkpoint covers, in order, and a resume
+    can cut it back to that length.
+    """
+
+    __slots__ = ("rejects", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[Source, int, Any]] = {}  # messageId -> where the row came from
+        self.rejects: list[bytes] = []
+
+
 @dataclass
 class _Pending:
     target: int  # the client's accepted count when the chunk ended
     index: int  # file index
     line: int  # last line of the chunk
     complete: bool  # the chunk ends its file
-    chunk: dict[str, tuple[Source, int, Any]]
+    chunk: _Chunk
 
 
 #: Receives the chunks just confirmed, oldest first, as (file index, last line, ends the file).
@@ -112,8 +128,9 @@ class ImportEngine:
         self._lock = threading.Lock()
         self._closing = False
         self._pending: collections.deque[_Pending] = collections.deque()
-        self._chunk: dict[str, tuple[Source, int, Any]] = {}
-        self._chunks: collections.deque[dict[str, tuple[Source, int, Any]]] = collections.deque([self._chunk])
+        self._chunk = _Chunk()
+        self._chunks: collections.deque[_Chunk] = collections.deque([self._chunk])
+        self._rejects_done = False  # every chunk's records written: later ones go straight to the file
         self._rows_in_chunk = 0
         self._last: Optional[tuple[int, int]] = None
         self._bytes_done = 0
@@ -143,7 +160,7 @@ class ImportEngine:
                 mid = message.get("messageId") if isinstance(message, dict) else None
                 found = self._lookup(mid)
                 if found is None:
-                    self.rejects.write(
+                    record = self.rejects.encode(
                         file="",
                         line=None,
                         stage="server",
@@ -153,9 +170,10 @@ class ImportEngine:
                         status=exc.status,
                         messageId=mid,
                     )
+                    self._keep_reject(None, record)
                 else:
-                    source, line, raw = found
-                    self.rejects.write(
+                    chunk, (source, line, raw) = found
+                    record = self.rejects.encode(
                         file=source.path,
                         line=line,
                         stage="server",
@@ -165,6 +183,7 @@ class ImportEngine:
                         status=exc.status,
                         messageId=mid,
                     )
+                    self._keep_reject(chunk, record)
             with self._lock:
                 self.rejected_by_server += len(messages)
                 self._check_max_errors()
@@ -192,24 +211,32 @@ class ImportEngine:
                     self.fatal_error = f"{type(exc).__name__}: {exc}"
             self.stop_reason = self.stop_reason or "delivery_failed"
 
-    def _lookup(self, mid: Any) -> Optional[tuple[Source, int, Any]]:
+    def _lookup(self, mid: Any) -> Optional[tuple[_Chunk, tuple[Source, int, Any]]]:
         if mid is None:
             return None
         key = str(mid)
         with self._lock:
             chunks = list(self._chunks)
         for chunk in chunks:
-            found = chunk.get(key)
+            found = chunk.rows.get(key)
             if found is not None:
-                return found
+                return chunk, found
         return None
 
     def _position(self, mid: Any) -> tuple[int, int]:
         found = self._lookup(mid)
         if found is None:
             return (-1, -1)  # unknown: confirm nothing further
-        source, line, _ = found
+        source, line, _ = found[1]
         return (source.index, line)
+
+    def _keep_reject(self, chunk: Optional[_Chunk], record: bytes) -> None:
+        """Hold ``record`` until ``chunk`` (None: the one being read) is done; write it once all are."""
+        with self._lock:
+            if not self._rejects_done:
+                (chunk or self._chunk).rejects.append(record)
+                return
+        self.rejects.append([record])
 
     def _check_max_errors(self) -> None:
         if self.max_errors is not None and self.rejected + self.rejected_by_server > self.max_errors:
@@ -224,9 +251,10 @@ class ImportEngine:
             reason = str(exc)
             path = "message" if isinstance(exc, MessageTooLargeError) else getattr(exc, "path", None)
             stage = "validate"
-        self.rejects.write(
+        record = self.rejects.encode(
             file=source.path, line=line, stage=stage, reason=reason, field=path, row=source.original(raw)
         )
+        self._keep_reject(None, record)
         with self._lock:
             self.rejected += 1
             self._check_max_errors()
@@ -261,7 +289,7 @@ class ImportEngine:
                     if mid is None:
                         mid = kwargs["message_id"] = make_id(line, source.content(raw))
                     if sending:
-                        self._chunk[str(mid)] = (source, line, raw)
+                        self._chunk.rows[str(mid)] = (source, line, raw)
                     self._just_filtered = False
                     queued, _ = methods[method](**kwargs)
                 except (RowError, ValidationError, EncodeError) as exc:
@@ -305,7 +333,7 @@ class ImportEngine:
         target = self.client.mark() if self.sending else 0
         with self._lock:
             self._pending.append(_Pending(target, index, line, complete, self._chunk))
-            self._chunk = {}
+            self._chunk = _Chunk()
             self._chunks.append(self._chunk)
         self._rows_in_chunk = 0
         self._advance(block=False)
@@ -318,8 +346,14 @@ class ImportEngine:
         return self.client.wait_settled(target, timeout)
 
     def _advance(self, block: bool) -> None:
-        """Confirm the chunks whose messages are all settled, oldest first; checkpoint the newest."""
+        """Confirm the chunks whose messages are all settled, oldest first; checkpoint the newest.
+
+        Their rejects records are written first, so the checkpoint covers them;
+        records of chunks that cannot be confirmed (past a delivery failure)
+        are written after it.
+        """
         confirmed: list[tuple[int, int, bool]] = []
+        unconfirmed_rejects: list[bytes] = []
         while self._pending:
             pending = self._pending[0]
             if block:
@@ -334,12 +368,17 @@ class ImportEngine:
                     self._chunks.remove(pending.chunk)
                 except ValueError:
                     pass
+                records, pending.chunk.rejects = pending.chunk.rejects, []
                 fatal = self.fatal_pos
             if fatal is None or (pending.index, pending.line) < fatal:
                 confirmed.append((pending.index, pending.line, pending.complete))
+                self.rejects.append(records)
+            else:
+                unconfirmed_rejects.extend(records)
         if confirmed and self.on_settled is not None:
             self.rejects.flush()
             self.on_settled(confirmed)
+        self.rejects.append(unconfirmed_rejects)
 
     def _flush(self, timeout: Optional[float]) -> bool:
         """Wait (showing progress) until everything sent is settled; False if ``timeout`` passed."""
@@ -365,14 +404,14 @@ class ImportEngine:
             except KeyboardInterrupt:
                 settled = False
         if not settled:
-            self.close(0.0)
+            self._shutdown(0.0)
         self._advance(block=False)
 
     def _boundary_unblocked(self, index: int, line: int) -> None:
         target = self.client.mark() if self.sending else 0
         with self._lock:
             self._pending.append(_Pending(target, index, line, False, self._chunk))
-            self._chunk = {}
+            self._chunk = _Chunk()
             self._chunks.append(self._chunk)
         self._rows_in_chunk = 0
 
@@ -381,11 +420,21 @@ class ImportEngine:
         self._flush(None)
         self._advance(block=False)
 
-    def close(self, timeout: Optional[float]) -> None:
-        """Shut the client down; what is still undelivered after ``timeout`` is dropped (and counted)."""
+    def _shutdown(self, timeout: Optional[float]) -> None:
         self._closing = True
         if self.sending:
             self.client.shutdown(timeout)
+
+    def close(self, timeout: Optional[float]) -> None:
+        """Shut the client down (what is still undelivered after ``timeout`` is dropped, and counted),
+        then write the rejects records of chunks never confirmed."""
+        self._shutdown(timeout)
+        with self._lock:
+            self._rejects_done = True
+            leftovers = [record for chunk in self._chunks for record in chunk.rejects]
+            for chunk in self._chunks:
+                chunk.rejects = []
+        self.rejects.append(leftovers)
 
     # -- progress ---------------------------------------------------------------------
 

@@ -182,7 +182,11 @@ def run_import(
         progress = make_progress(opts.progress, sys.stderr, opts.progress_interval, total_bytes)
     else:
         progress = opts.progress
-    rejects_writer = RejectsWriter(rejects_path, append=previous is not None)
+    keep_bytes: Optional[int] = None
+    rejects_abspath = None if rejects_path is None else os.path.abspath(rejects_path)
+    if previous is not None and rejects_abspath is not None and previous.rejects == rejects_abspath:
+        keep_bytes = previous.rejects_bytes  # what follows belongs to rows this run reads again
+    rejects_writer = RejectsWriter(rejects_path, append=previous is not None, keep_bytes=keep_bytes)
     files = [FileProgress(p if p == "-" else os.path.abspath(p), "", 0, False) for p in paths]
     if previous is not None:
         for entry, done in zip(files, previous.files):
@@ -206,6 +210,8 @@ def run_import(
                 "rejected": engine.rejected,
                 "rejected_by_server": engine.rejected_by_server,
             },
+            rejects=rejects_abspath,
+            rejects_bytes=rejects_writer.size,
         )
         checkpoint.save()
         if opts.on_checkpoint is not None:

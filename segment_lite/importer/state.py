@@ -37,6 +37,9 @@ class Checkpoint:
 
     Written only after the messages of every row it covers were delivered or
     definitively rejected, atomically (a temporary file then ``os.replace``).
+    ``rejects`` is the rejects file and ``rejects_bytes`` its length then: the
+    records of exactly the rows covered (a resume cuts the file back to it,
+    because the rows after are read, and rejected, again).
     """
 
     path: str
@@ -44,6 +47,8 @@ class Checkpoint:
     shard: Optional[tuple[int, int]] = None
     id_salt: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    rejects: Optional[str] = None
+    rejects_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -55,6 +60,7 @@ class Checkpoint:
             "id_salt": self.id_salt,
             "files": [f.as_dict() for f in self.files],
             "counts": dict(self.counts),
+            "rejects": None if self.rejects is None else {"path": self.rejects, "bytes": self.rejects_bytes},
         }
 
     def save(self) -> None:
@@ -104,6 +110,17 @@ class Checkpoint:
         except (KeyError, TypeError, ValueError):
             raise ImportConfigError(f"checkpoint {path} is damaged (its files list is unreadable)") from None
         counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
+        rejects = data.get("rejects")
+        if isinstance(rejects, dict) and isinstance(rejects.get("bytes"), int):
+            return cls(
+                path,
+                files,
+                shard,
+                str(data.get("id_salt", "")),
+                counts,
+                str(rejects["path"]),
+                rejects["bytes"],
+            )
         return cls(path, files, shard, str(data.get("id_salt", "")), counts)
 
 
@@ -111,21 +128,32 @@ class RejectsWriter:
     """Appends one JSON line per rejected row: file, line, stage, reason, field, the original row.
 
     Thread-safe (the server's rejections arrive on the client's sender thread).
-    The file is created on the first rejection; ``append=False`` empties an
-    existing one when the import starts, so it holds this run's rejections only.
+    The file is created on the first rejection. ``append=False`` empties an
+    existing one when the import starts, so it holds this run's rejections
+    only; ``append=True`` keeps it, cut to its first ``keep_bytes`` bytes when
+    given (on resume: the records of the rows the checkpoint confirms). ``size``
+    is the file's length in bytes as written so far.
     """
 
-    def __init__(self, path: Optional[str], append: bool = False) -> None:
+    def __init__(self, path: Optional[str], append: bool = False, keep_bytes: Optional[int] = None) -> None:
         self.path = path
         self.count = 0
+        self.size = 0
         self._lock = threading.Lock()
-        self._handle: Optional[IO[str]] = None
-        if path is not None and not append and os.path.exists(path):
-            with open(path, "w", encoding="utf-8"):
+        self._handle: Optional[IO[bytes]] = None
+        if path is None or not os.path.exists(path):
+            return
+        if not append:
+            with open(path, "wb"):
                 pass
+            return
+        self.size = os.path.getsize(path)
+        if keep_bytes is not None and keep_bytes < self.size:
+            os.truncate(path, keep_bytes)
+            self.size = keep_bytes
 
-    def write(
-        self,
+    @staticmethod
+    def encode(
         *,
         file: str,
         line: Optional[int],
@@ -134,8 +162,8 @@ class RejectsWriter:
         field: Optional[str],
         row: Any,
         **extra: Any,
-    ) -> None:
-        """Record one rejected row."""
+    ) -> bytes:
+        """One record as its JSON line (for writing later, with :meth:`append`)."""
         record: dict[str, Any] = {
             "file": file,
             "line": line,
@@ -146,13 +174,25 @@ class RejectsWriter:
         record.update(extra)
         record["row"] = row
         text = json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+        return text.encode("utf-8", "surrogatepass")
+
+    def write(self, **fields: Any) -> None:
+        """Record one rejected row now (the fields of :meth:`encode`)."""
+        self.append([self.encode(**fields)])
+
+    def append(self, records: list[bytes]) -> None:
+        """Write records made by :meth:`encode`, in order."""
+        if not records:
+            return
         with self._lock:
-            self.count += 1
+            self.count += len(records)
             if self.path is None:
                 return
             if self._handle is None:
-                self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-            self._handle.write(text)
+                self._handle = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+            for record in records:
+                self._handle.write(record)
+                self.size += len(record)
 
     def flush(self) -> None:
         """Push written records to the OS (done before each checkpoint, so none is lost on a crash)."""

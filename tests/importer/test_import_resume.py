@@ -5,13 +5,25 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
-from import_helpers import WRITE_KEY, SlowTransport, by_n, expected_ids, run_cli, track_rows, write_jsonl
+import pytest
+from import_helpers import (
+    WRITE_KEY,
+    SlowTransport,
+    by_n,
+    expected_ids,
+    read_jsonl,
+    run_cli,
+    track_rows,
+    write_jsonl,
+)
 from stopping_import import stop_after
 
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
+from segment_lite.transport import TransportResponse
 
 ROWS = 3000
 CHUNK = 200
@@ -171,3 +183,78 @@ def test_checkpoint_save_fsyncs_the_directory_after_the_rename(tmp_path, monkeyp
     Checkpoint(str(tmp_path / "c.checkpoint.json")).save()
     assert events == ["fsync file", "replace", "fsync dir"]
     assert Checkpoint.load(str(tmp_path / "c.checkpoint.json")) is not None
+
+
+def test_after_a_crash_and_resume_each_rejected_line_is_in_the_rejects_file_once(
+    collector: Collector, workdir: Path
+) -> None:
+    rows: list[object] = list(track_rows(ROWS))
+    bad_lines = list(range(7, ROWS + 1, 30))  # 100 bad lines, spread over every chunk
+    for line in bad_lines:
+        # Long enough that each record reaches the disk at once, as buffered ones do in a long import.
+        rows[line - 1] = f"not json {line} " + "x" * 10_000
+    path = write_jsonl(workdir / "events.jsonl", rows)
+    crashed = run_cli(_args(path, collector), stop="exit-after-checkpoints=3", cwd=workdir)
+    assert crashed.returncode == 86, crashed.stderr
+    rejects = workdir / "events.jsonl.rejects.jsonl"
+    # The reader ran ahead of the last checkpoint: rows it rejected there are read again on resume.
+    resumed = run_cli([*_args(path, collector), "--resume"], cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    records = read_jsonl(rejects)
+    assert sorted(r["line"] for r in records) == bad_lines
+    assert [r["line"] for r in records] == bad_lines  # in file order
+    assert records[0]["row"].startswith("not json 7 x")
+    assert len(by_n(collector.messages())) == ROWS - len(bad_lines)
+
+
+class RejectRows:
+    """A transport that answers 400 to batches holding a row whose ``properties.n`` is in ``bad``."""
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad = bad
+        self.inner = SlowTransport()
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        if any(m["properties"]["n"] in self.bad for m in json.loads(body)["batch"]):
+            return TransportResponse(400, {}, b'{"code": "invalid", "message": "bad row"}')
+        return self.inner.post(url, body, headers, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Crash(BaseException):
+    """Stands for the process dying right after a checkpoint (no cleanup of ours runs after it)."""
+
+
+def test_server_rejections_after_an_abrupt_stop_and_resume_are_recorded_once(
+    collector: Collector, workdir: Path
+) -> None:
+    bad = set(range(5, 600, 25))  # rows the server refuses, in every chunk
+    path = write_jsonl(workdir / "events.jsonl", track_rows(600))
+    one_per_request = {
+        "transport": lambda: RejectRows(bad),
+        "upload_size": 1,
+        "max_batch_size": 1,
+        "max_queue_size": 100,
+    }
+    written = []
+
+    def crash_after_two(checkpoint: Checkpoint) -> None:
+        written.append(checkpoint)
+        if len(written) == 2:
+            raise Crash
+
+    common = {
+        "write_key": WRITE_KEY,
+        "host": collector.url,
+        "chunk_size": 50,
+        "client_options": one_per_request,
+    }
+    with pytest.raises(Crash):
+        run_import([str(path)], on_checkpoint=crash_after_two, **common)
+    summary = run_import([str(path)], resume=True, **common)
+    assert summary.status == "completed"
+    records = read_jsonl(workdir / "events.jsonl.rejects.jsonl")
+    assert sorted(r["row"]["properties"]["n"] for r in records) == sorted(bad)
+    assert {r["stage"] for r in records} == {"server"}
