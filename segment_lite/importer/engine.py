@@ -134,6 +134,8 @@ class ImportEngine:
         self._rows_in_chunk = 0
         self._last: Optional[tuple[int, int]] = None
         self._bytes_done = 0
+        self._skipped_bytes = 0
+        self._skipping_s = 0.0
         self._source: Optional[Source] = None
         self._started = time.monotonic()
         self._next_tick = self._started + progress.interval_s
@@ -274,12 +276,17 @@ class ImportEngine:
         chunk_size = self.chunk_size
         sending = self.sending
         last_line = 0
+        # A resume skips rows first (in this input or an earlier one): note where that ends.
+        after_skipped = not self._skipping_s and (skip_upto > 0 or self.skipped_resume > 0)
         for line, raw in source.records():
             self.rows_read += 1
             last_line = line
             if line <= skip_upto:
                 self.skipped_resume += 1
                 continue
+            if after_skipped:
+                self._end_of_skipping(source)
+                after_skipped = False
             if shard_n > 1 and (line - 1) % shard_n != shard_r:
                 self.skipped_shard += 1
             else:
@@ -314,6 +321,12 @@ class ImportEngine:
         if source.size is not None:
             self._bytes_done += source.size
         self._source = None
+
+    def _end_of_skipping(self, source: Source) -> None:
+        """This run's first row after those a resume skipped: progress from here on is this run's."""
+        self._skipping_s = max(1e-9, time.monotonic() - self._started)
+        if self.total_bytes is not None:
+            self._skipped_bytes = self._bytes_done + (source.position() or 0)
 
     def _note_filtered(self) -> None:
         """A ``before_send`` hook just dropped the message being sent (called on the reading thread)."""
@@ -455,6 +468,8 @@ class ImportEngine:
             position=position,
             total_bytes=self.total_bytes,
             dry_run=self.dry_run,
+            skipped_bytes=self._skipped_bytes,
+            skipping_s=self._skipping_s,
         )
 
     def _tick(self) -> None:

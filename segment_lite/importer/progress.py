@@ -34,6 +34,8 @@ class Snapshot:
     position: Optional[int] = None  # bytes of the inputs consumed, when their size is known
     total_bytes: Optional[int] = None
     dry_run: bool = False
+    skipped_bytes: int = 0  # bytes a resume skipped before this run's first row (part of position)
+    skipping_s: float = 0.0  # seconds spent skipping them (part of elapsed_s)
 
     @property
     def rate(self) -> float:
@@ -50,11 +52,18 @@ class Snapshot:
 
     @property
     def eta_s(self) -> Optional[float]:
-        """Seconds left at the pace so far, when the size is known."""
-        fraction = self.fraction
-        if not fraction or self.elapsed_s <= 0:
+        """Seconds left at this run's pace, when the size is known.
+
+        Rows a resume skipped count as neither done nor time spent: the pace is
+        the bytes this run processed over the time since it reached them.
+        """
+        if not self.total_bytes or self.position is None:
             return None
-        return self.elapsed_s * (1.0 - fraction) / fraction
+        done_bytes = self.position - self.skipped_bytes
+        working_s = self.elapsed_s - self.skipping_s
+        if done_bytes <= 0 or working_s <= 0:
+            return None
+        return working_s * max(0, self.total_bytes - self.position) / done_bytes
 
 
 class Progress(Protocol):

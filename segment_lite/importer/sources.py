@@ -186,13 +186,23 @@ class JsonLinesSource(_FileSource):
     """JSON Lines: one JSON object per line; blank lines are skipped (their numbers still count)."""
 
     format = "jsonl"
+    _before_line = 0  # (decompressed) bytes before the line being read
+
+    def position(self) -> Optional[int]:
+        """See :meth:`Source.position`; exact for an uncompressed file (the start of the current row)."""
+        if self.size is not None and not self.compressed:
+            return self._before_line
+        return super().position()
 
     def records(self) -> Iterator[tuple[int, Any]]:
         """See :meth:`Source.records`."""
         line_no = 0
+        consumed = 0
         try:
             for line in self._data:
                 line_no += 1
+                self._before_line = consumed
+                consumed += len(line)
                 row = line.strip()
                 if not row:
                     continue

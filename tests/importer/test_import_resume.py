@@ -23,6 +23,7 @@ from stopping_import import stop_after
 
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
+from segment_lite.importer.progress import Snapshot, describe
 from segment_lite.transport import TransportResponse
 
 ROWS = 3000
@@ -258,3 +259,57 @@ def test_server_rejections_after_an_abrupt_stop_and_resume_are_recorded_once(
     records = read_jsonl(workdir / "events.jsonl.rejects.jsonl")
     assert sorted(r["row"]["properties"]["n"] for r in records) == sorted(bad)
     assert {r["stage"] for r in records} == {"server"}
+
+
+class RecordingProgress:
+    """A progress reporter that keeps every snapshot (updates as often as the engine offers them)."""
+
+    interval_s = 0.0
+
+    def __init__(self) -> None:
+        self.snapshots: list[Snapshot] = []
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+    def close(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+
+def test_the_eta_on_resume_counts_only_this_runs_progress(collector: Collector, workdir: Path) -> None:
+    rows = track_rows(4000)
+    path = write_jsonl(workdir / "events.jsonl", rows[:3600])
+    run_import([str(path)], write_key=WRITE_KEY, host=collector.url)
+    write_jsonl(path, rows)  # 400 rows more to import on resume
+    skipped_bytes = sum(len(line) for line in path.read_bytes().splitlines(keepends=True)[:3600])
+    recorder = RecordingProgress()
+    summary = run_import([str(path)], write_key=WRITE_KEY, host=collector.url, resume=True, progress=recorder)
+    assert (summary.skipped_resume, summary.delivered) == (3600, 400)
+    during = [s for s in recorder.snapshots[:-1] if s.rows_read > 3600]
+    assert during, "no progress reported after the skipped rows"
+    for snap in during:
+        assert snap.skipped_bytes == skipped_bytes  # exactly the bytes of the 3,600 rows skipped
+        assert 0 < snap.skipping_s <= snap.elapsed_s
+        assert snap.position is not None and snap.total_bytes == path.stat().st_size
+        done, left = snap.position - skipped_bytes, snap.total_bytes - snap.position
+        # This run's pace, not the 90 % the skipped rows make the file look done.
+        assert snap.eta_s == pytest.approx((snap.elapsed_s - snap.skipping_s) * left / done)
+
+
+def test_eta_arithmetic_with_skipped_rows() -> None:
+    # 900 of 1,000 bytes were skipped in 2 s; 50 more took 10 s: 50 left take 10 s more, not 0.6 s.
+    snap = Snapshot(
+        elapsed_s=12.0,
+        rows_read=95,
+        sent=5,
+        delivered=5,
+        rejected=0,
+        skipped=90,
+        position=950,
+        total_bytes=1000,
+        skipped_bytes=900,
+        skipping_s=2.0,
+    )
+    assert snap.eta_s == pytest.approx(10.0)
+    assert snap.fraction == 0.95  # the bar still shows the whole file's progress
+    assert "95%, ETA 0:00:10" in describe(snap)
