@@ -230,3 +230,19 @@ def test_snapshot_rate_and_eta() -> None:
     line = progress_module.describe(snap)
     assert "800 delivered" in line and "25%" in line and "ETA 0:00:30" in line
     assert Snapshot(elapsed_s=1.0, rows_read=1, sent=1, delivered=0, rejected=0, skipped=0).eta_s is None
+
+
+def test_the_starting_over_note_is_on_its_own_line_before_the_bar(
+    collector: Collector, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tqdm")
+    path = write_jsonl(workdir / "e.jsonl", track_rows(20))
+    common = ["import", str(path), "--write-key", WRITE_KEY, "--host", collector.url]
+    assert cli.main([*common, "--progress", "none"]) == 0
+    capsys.readouterr()
+    assert cli.main([*common, "--progress", "bar"]) == 0
+    err = capsys.readouterr().err
+    note_at = err.index("segment-lite import: note: ")
+    assert note_at == 0 or err[note_at - 1] == "\n", repr(err[: note_at + 40])
+    assert "\r" not in err[:note_at]  # the bar starts after the note
+    assert "import:" in err[note_at:] and "\r" in err[note_at:]  # ...and is drawn
