@@ -112,6 +112,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-errors", type=int, metavar="N", help="stop once more than N rows were rejected"
     )
     safety.add_argument(
+        "--fail-on-rejects",
+        action="store_true",
+        help="exit with status 5 when the import completes but rejected rows (default: 0)",
+    )
+    safety.add_argument(
         "--shard", metavar="I/N", help="import only shard I of N: the rows on lines I, I+N, I+2N, ..."
     )
     safety.add_argument("--id-salt", default="", metavar="TEXT", help="mixed into derived messageIds")
@@ -175,6 +180,28 @@ def _error(message: str) -> int:
     return 2
 
 
+def _starting_over(checkpoint_path: str, options: ImportOptions) -> str:
+    """What starting over means when a checkpoint exists (whether re-sent rows are deduplicated)."""
+    from segment_lite.importer.errors import ImportConfigError
+    from segment_lite.importer.state import Checkpoint
+
+    try:
+        previous = Checkpoint.load(checkpoint_path)
+    except ImportConfigError:
+        previous = None
+    if previous is None:
+        return f"{checkpoint_path} exists but cannot be read; starting over"
+    if previous.id_salt != options.id_salt:
+        return (
+            f"{checkpoint_path} was written with another --id-salt; starting over with new messageIds:"
+            " rows sent before will arrive again as new events"
+        )
+    return (
+        f"{checkpoint_path} exists; starting over (pass --resume to continue from it;"
+        " rows already sent are deduplicated by their messageIds)"
+    )
+
+
 def options_from_args(args: argparse.Namespace) -> ImportOptions:
     """The :class:`ImportOptions` the parsed command line describes; ``ImportConfigError`` if unusable."""
     from segment_lite.importer.errors import ImportConfigError
@@ -218,6 +245,7 @@ def options_from_args(args: argparse.Namespace) -> ImportOptions:
         rejects=False if args.no_rejects else args.rejects,
         dry_run=args.dry_run,
         max_errors=args.max_errors,
+        fail_on_rejects=args.fail_on_rejects,
         shard=args.shard,
         id_salt=args.id_salt,
         chunk_size=args.chunk_size,
@@ -244,11 +272,7 @@ def handle(args: argparse.Namespace, *, on_checkpoint: Optional[Callable[[Checkp
         if not args.resume and not args.dry_run and not args.no_checkpoint:
             existing = args.checkpoint or default_checkpoint_path(args.files[0], options.shard_spec)
             if existing and os.path.exists(existing):
-                print(
-                    f"segment-lite import: note: {existing} exists; starting over (pass --resume to"
-                    " continue from it; rows already sent are deduplicated by their messageIds)",
-                    file=sys.stderr,
-                )
+                print(f"segment-lite import: note: {_starting_over(existing, options)}", file=sys.stderr)
     except ImportConfigError as exc:
         return _error(str(exc))
 

@@ -75,6 +75,8 @@ class ImportOptions:
         rejects: the rejects file; None for ``FILE.rejects.jsonl``, False to only count.
         dry_run: validate every row, send nothing.
         max_errors: stop once more than this many rows were rejected (None: never).
+        fail_on_rejects: a completed import that rejected any row ends with exit
+            status 5 instead of 0 (``ImportSummary.exit_code``).
         shard: ``"i/n"`` or ``(i, n)``: only the rows on lines i, i+n, i+2n, ...
         id_salt: mixed into derived messageIds (a new salt re-sends rows as new events).
         chunk_size: rows per confirmed chunk (the checkpoint advances by chunks).
@@ -116,6 +118,7 @@ class ImportOptions:
     rejects: Union[str, bool, None] = None
     dry_run: bool = False
     max_errors: Optional[int] = None
+    fail_on_rejects: bool = False
     shard: Union[str, tuple[int, int], None] = None
     id_salt: str = ""
     chunk_size: int = DEFAULT_CHUNK_SIZE

@@ -268,6 +268,7 @@ def run_import(
         engine.progress.close(engine.snapshot())
     summary = engine.summary([f.path for f in files], status)
     summary.checkpoint = None if opts.dry_run else checkpoint_path
+    summary.fail_on_rejects = opts.fail_on_rejects
     return summary
 
 
@@ -316,6 +317,7 @@ def import_rows(
         engine.close(interrupt_timeout if status == "completed" else 0.0)
         rejects_writer.close()
     summary = engine.summary([source_key], status)
+    summary.fail_on_rejects = opts.fail_on_rejects
     if raise_on_failure and status == "delivery_failed":
         raise ImportDeliveryError(
             f"{source_key}: {summary.error} ({summary.undelivered} message(s) undelivered)"

@@ -246,3 +246,38 @@ def test_the_starting_over_note_is_on_its_own_line_before_the_bar(
     assert note_at == 0 or err[note_at - 1] == "\n", repr(err[: note_at + 40])
     assert "\r" not in err[:note_at]  # the bar starts after the note
     assert "import:" in err[note_at:] and "\r" in err[note_at:]  # ...and is drawn
+
+
+def test_a_new_id_salt_is_not_said_to_be_deduplicated(
+    collector: Collector, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(workdir / "e.jsonl", track_rows(5))
+    common = ["import", str(path), "--write-key", WRITE_KEY, "--host", collector.url, "--progress", "none"]
+    assert cli.main([*common, "--id-salt", "first"]) == 0
+    capsys.readouterr()
+    assert cli.main([*common, "--id-salt", "first"]) == 0
+    same = capsys.readouterr().err
+    assert "starting over" in same and "deduplicated" in same
+    assert cli.main([*common, "--id-salt", "second"]) == 0
+    other = capsys.readouterr().err
+    assert "another --id-salt" in other and "arrive again as new events" in other
+    assert "deduplicated" not in other
+    assert collector.stats.messages_stored == 10  # indeed: the second salt sent new events
+
+
+def test_mostly_rejected_is_not_called_complete_and_can_fail(collector: Collector, workdir: Path) -> None:
+    rows: list[object] = [*track_rows(2), *["not json"] * 8]
+    path = write_jsonl(workdir / "e.jsonl", rows)
+    common = [str(path), "--write-key", WRITE_KEY, "--host", collector.url, "--progress", "none", "--json"]
+    lenient = run_cli(common, cwd=workdir)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "import complete, but 8 of 10 rows were rejected" in lenient.stderr
+    strict = run_cli([*common, "--fail-on-rejects"], cwd=workdir)
+    assert strict.returncode == 5, strict.stderr
+    assert json.loads(strict.stdout)["exit_code"] == 5
+    clean = write_jsonl(workdir / "clean.jsonl", track_rows(3))
+    ok = run_cli(
+        [str(clean), "--write-key", WRITE_KEY, "--host", collector.url, "--fail-on-rejects"], cwd=workdir
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "segment-lite import: import complete\n" in ok.stderr

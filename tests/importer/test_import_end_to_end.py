@@ -393,3 +393,23 @@ def test_oversize_rows_are_rejected_and_filtered_rows_counted(collector: Collect
     assert (reject["line"], reject["stage"], reject["field"]) == (2, "validate", "message")
     assert "32 KB" in reject["reason"]
     assert sorted(by_n(collector.messages())) == [0, 3]
+
+
+def test_undelivered_hint_without_a_checkpoint_does_not_say_resume(
+    collector: Collector, workdir: Path
+) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(40))
+    failing = {
+        "retry_policy": RetryPolicy(max_retries=0, base_delay_s=0.01, max_delay_s=0.01, jitter=_no_jitter),
+        "upload_size": 1,
+        "max_batch_size": 1,
+        "transport": lambda: FailFromRow(20),
+    }
+    common = {"write_key": WRITE_KEY, "host": collector.url, "chunk_size": 10, "client_options": failing}
+    kept = run_import([str(path)], **common)
+    assert kept.undelivered > 0 and "(resume to send them)" in kept.format()
+    none = run_import([str(path)], checkpoint=False, **common)
+    assert none.undelivered > 0 and none.checkpoint is None
+    report = none.format()
+    assert "resume" not in report
+    assert "no checkpoint was kept: run the import again" in report
