@@ -203,11 +203,12 @@ class JsonLinesSource(_FileSource):
                 line_no += 1
                 self._before_line = consumed
                 consumed += len(line)
-                row = line.strip()
-                if not row:
+                if not line.strip():
                     continue
+                # The line as written, less its ending: a rejects record shows it exactly.
+                row = line[:-2] if line.endswith(b"\r\n") else line[:-1] if line.endswith(b"\n") else line
                 if line_no == 1 and row.startswith(_BOM):
-                    row = row[3:].lstrip()
+                    row = row[3:]
                 yield line_no, row
         except (OSError, EOFError) as exc:
             raise ImportConfigError(f"cannot read {self.path} after line {line_no}: {exc}") from None
@@ -223,11 +224,11 @@ class JsonLinesSource(_FileSource):
         return value
 
     def content(self, raw: Any) -> bytes:
-        """See :meth:`Source.content`."""
-        return bytes(raw)
+        """See :meth:`Source.content`: the line without the blanks around it."""
+        return bytes(raw).strip()
 
     def original(self, raw: Any) -> Any:
-        """See :meth:`Source.original`."""
+        """See :meth:`Source.original`: the JSON value, or the line's exact text when it is not JSON."""
         try:
             return _loads(raw)
         except _JSON_ERRORS:

@@ -49,9 +49,9 @@ def expected_ids(path: Path, lines: Sequence[int]) -> list[str]:
     try:
         key = source.key
         raw = {line: row for line, row in source.records()}
+        return [derive_message_id(key, line, source.content(raw[line])) for line in lines]
     finally:
         source.close()
-    return [derive_message_id(key, line, bytes(raw[line])) for line in lines]
 
 
 def run_cli(

@@ -23,7 +23,7 @@ from import_helpers import (
 )
 
 from segment_lite.collector import Collector
-from segment_lite.importer import Checkpoint, open_source, run_import
+from segment_lite.importer import Checkpoint, derive_message_id, open_source, run_import
 from segment_lite.retry import RetryPolicy
 from segment_lite.transport import RequestsTransport, TransportResponse
 
@@ -413,3 +413,21 @@ def test_undelivered_hint_without_a_checkpoint_does_not_say_resume(
     report = none.format()
     assert "resume" not in report
     assert "no checkpoint was kept: run the import again" in report
+
+
+def test_a_rejected_line_keeps_its_exact_text_and_ids_ignore_surrounding_blanks(
+    collector: Collector, workdir: Path
+) -> None:
+    first, third = (json.dumps(row).encode() for row in track_rows(2))
+    path = workdir / "events.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + first + b"  \r\n" + b"  not json \t\r\n" + b"\t" + third + b"   \n")
+    summary = run_import([str(path)], write_key=WRITE_KEY, host=collector.url)
+    assert (summary.delivered, summary.rejected) == (2, 1)
+    [reject] = read_jsonl(workdir / "events.jsonl.rejects.jsonl")
+    assert (reject["line"], reject["row"]) == (2, "  not json \t")  # only the line ending is gone
+    key = open_source(str(path)).key
+    # Ids are derived from the row without the blanks around it (and the BOM), as they always were.
+    assert collector.message_ids() == {
+        derive_message_id(key, 1, first),
+        derive_message_id(key, 3, third),
+    }
