@@ -1,7 +1,7 @@
 """Historical import: send JSON Lines, Segment archives and CSV files to Segment, resumably.
 
 From the command line, ``segment-lite import FILE... --write-key KEY`` (see
-docs/import.md); from Python::
+``segment-lite import --help``); from Python::
 
     from segment_lite.importer import run_import
 

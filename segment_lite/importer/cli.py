@@ -28,10 +28,25 @@ Progress is checkpointed after delivery is confirmed; --resume continues.
 """
 
 EPILOG = """\
-exit status: 0 done (rejected rows, if any, are in the rejects file),
-2 unusable options or inputs, 3 stopped by --max-errors, 4 delivery failed
-(resume later), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
-See docs/import.md.
+exit status: 0 done (rejected rows, if any, are in the rejects file; 5 instead
+with --fail-on-rejects), 2 unusable options or inputs, 3 stopped by
+--max-errors, 4 delivery failed (resume later), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
+
+files: FILE.checkpoint.json holds the confirmed progress (--resume continues
+from it); FILE.rejects.jsonl holds one JSON line per rejected row, with its
+file, line, stage, reason, field and the row itself.
+
+examples:
+  segment-lite import events.jsonl.gz --write-key KEY
+  segment-lite import events.jsonl.gz --write-key KEY --resume
+  segment-lite import signups.csv --type track --set event="Signed Up" \\
+      --map userId=user_id,timestamp=created_at,properties.plan=plan \\
+      --timezone Europe/Paris --write-key KEY
+  segment-lite import export.jsonl --from-archive --dry-run
+
+From Python: run_import, import_rows and ImportOptions in segment_lite.importer;
+their docstrings say more (python -m pydoc segment_lite.importer).
 """
 
 
@@ -51,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where = dest.add_mutually_exclusive_group()
     where.add_argument("--host", help="API host, e.g. http://127.0.0.1:8787 for a local collector")
-    where.add_argument("--region", choices=("us", "eu"), help="Segment region (default us)")
+    where.add_argument("--region", choices=("us", "eu"), help="Segment region (default: us)")
     dest.add_argument(
         "--integrations",
         metavar="JSON",
@@ -86,8 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rows are Segment archive events: drop sentAt, messageId and projectId",
     )
-    rows.add_argument("--delimiter", help="CSV delimiter (default , or tab for .tsv)")
-    rows.add_argument("--encoding", default="utf-8", help="CSV text encoding (default utf-8)")
+    rows.add_argument("--delimiter", help="CSV delimiter (default: , or tab for .tsv)")
+    rows.add_argument("--encoding", default="utf-8", help="CSV text encoding (default: utf-8)")
 
     times = parser.add_argument_group("timestamps")
     times.add_argument(
@@ -95,53 +110,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send rows without a timestamp with the import time (default: reject them)",
     )
-    times.add_argument("--timezone", metavar="TZ", help="zone of timestamps without an offset (default UTC)")
+    times.add_argument("--timezone", metavar="TZ", help="zone of timestamps without an offset (default: UTC)")
 
     safety = parser.add_argument_group("progress, resume and errors")
     cp = safety.add_mutually_exclusive_group()
-    cp.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default FILE.checkpoint.json)")
+    cp.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: FILE.checkpoint.json)")
     cp.add_argument("--no-checkpoint", action="store_true", help="keep no checkpoint")
     safety.add_argument("--resume", action="store_true", help="skip the rows the checkpoint confirms")
     rj = safety.add_mutually_exclusive_group()
     rj.add_argument(
-        "--rejects", metavar="PATH", help="rejected rows, as JSON Lines (default FILE.rejects.jsonl)"
+        "--rejects", metavar="PATH", help="rejected rows, as JSON Lines (default: FILE.rejects.jsonl)"
     )
     rj.add_argument("--no-rejects", action="store_true", help="only count rejected rows")
     safety.add_argument("--dry-run", action="store_true", help="validate every row, send nothing")
     safety.add_argument(
-        "--max-errors", type=int, metavar="N", help="stop once more than N rows were rejected"
+        "--max-errors",
+        type=int,
+        metavar="N",
+        help="stop once more than N rows were rejected (default: no limit)",
     )
     safety.add_argument(
         "--fail-on-rejects",
         action="store_true",
-        help="exit with status 5 when the import completes but rejected rows (default: 0)",
+        help="exit with status 5, not 0, when a completed import rejected rows",
     )
     safety.add_argument(
         "--shard", metavar="I/N", help="import only shard I of N: the rows on lines I, I+N, I+2N, ..."
     )
-    safety.add_argument("--id-salt", default="", metavar="TEXT", help="mixed into derived messageIds")
+    safety.add_argument(
+        "--id-salt", default="", metavar="TEXT", help="mixed into derived messageIds (default: none)"
+    )
     safety.add_argument(
         "--chunk-size",
         type=int,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
-        help=f"rows per confirmed chunk (default {DEFAULT_CHUNK_SIZE})",
+        help=f"rows per confirmed chunk (default: {DEFAULT_CHUNK_SIZE})",
     )
 
     perf = parser.add_argument_group("sending")
-    perf.add_argument("--gzip", action="store_true", help="gzip request bodies (off by default)")
-    perf.add_argument("--threads", type=int, default=1, metavar="N", help="sender threads (default 1)")
-    perf.add_argument("--max-retries", type=int, metavar="N", help="retries per batch (default 10)")
+    perf.add_argument("--gzip", action="store_true", help="gzip request bodies (default: off)")
+    perf.add_argument("--threads", type=int, default=1, metavar="N", help="sender threads (default: 1)")
+    perf.add_argument("--max-retries", type=int, metavar="N", help="retries per batch (default: 10)")
 
     out = parser.add_argument_group("output")
     out.add_argument(
         "--progress",
         choices=("auto", "bar", "plain", "none"),
         default="auto",
-        help="auto: a bar on a terminal (needs segment-lite[cli]), plain lines otherwise",
+        help="auto: a bar on a terminal (needs segment-lite[cli]), plain lines otherwise (default: auto)",
     )
     out.add_argument(
-        "--progress-interval", type=float, default=10.0, metavar="SECONDS", help="seconds between plain lines"
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between plain progress lines (default: 10)",
     )
     out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 

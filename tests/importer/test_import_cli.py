@@ -281,3 +281,16 @@ def test_mostly_rejected_is_not_called_complete_and_can_fail(collector: Collecto
     )
     assert ok.returncode == 0, ok.stderr
     assert "segment-lite import: import complete\n" in ok.stderr
+
+
+def test_help_says_its_defaults_one_way_and_needs_no_source_checkout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["import", "--help"])
+    text = capsys.readouterr().out
+    assert "docs/" not in text  # pip users have no docs folder: the help explains itself
+    flat = " ".join(text.split())
+    assert "seconds between plain progress lines (default: 10)" in flat
+    assert flat.count("(default") == flat.count("(default: ") >= 10
+    assert "exit status: 0 done" in flat and "5 instead with --fail-on-rejects" in flat
