@@ -139,6 +139,7 @@ class RejectsWriter:
         self.path = path
         self.count = 0
         self.size = 0
+        self._synced = 0
         self._lock = threading.Lock()
         self._handle: Optional[IO[bytes]] = None
         if path is None or not os.path.exists(path):
@@ -195,10 +196,12 @@ class RejectsWriter:
                 self.size += len(record)
 
     def flush(self) -> None:
-        """Push written records to the OS (done before each checkpoint, so none is lost on a crash)."""
+        """Put written records on disk (done before each checkpoint, so none is lost on a crash)."""
         with self._lock:
-            if self._handle is not None:
+            if self._handle is not None and self._synced != self.size:
                 self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._synced = self.size
 
     def close(self) -> None:
         """Flush and close the file."""
