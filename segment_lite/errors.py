@@ -8,6 +8,8 @@ Raised at the call site (programmer errors; nothing was queued):
 * ``MessageTooLargeError`` -- the encoded message is over 32 KB.
 * ``EncodeError`` -- a value cannot be encoded to JSON; ``path`` names it
   (``properties.cart.owner``). Subclasses ``TypeError``.
+* ``PlanViolationError`` -- the message breaks the tracking plan and the client
+  was told to raise (``on_violation="raise"``). A ``ValidationError``.
 
 Raised at import time:
 
@@ -37,7 +39,8 @@ raises derives from ``SegmentLiteError``.
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Sequence
+from typing import Any, Optional
 
 
 class SegmentLiteError(Exception):
@@ -66,6 +69,21 @@ class MessageTooLargeError(ValidationError):
         )
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
+
+
+class PlanViolationError(ValidationError):
+    """A message breaks the tracking plan.
+
+    ``violations`` lists every problem found (``segment_lite.plan.Violation``, each
+    with its ``path``, ``rule``, ``keyword`` and offending ``value``); ``path`` is
+    the first one's.
+    """
+
+    def __init__(self, violations: Sequence[Any]) -> None:
+        first = violations[0] if violations else None
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        super().__init__(f"tracking plan violation: {first}{more}", getattr(first, "path", None))
+        self.violations = list(violations)
 
 
 class EncodeError(SegmentLiteError, TypeError):
