@@ -16,6 +16,7 @@ from segment_lite.version import VERSION
 SUBCOMMAND_MODULES = (
     "segment_lite.collector.cli",
     "segment_lite.importer.cli",
+    "segment_lite.plan.cli",
 )
 
 

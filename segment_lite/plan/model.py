@@ -1,0 +1,131 @@
+"""A tracking plan in memory: its rules, each a JSON Schema (draft-07) of the whole message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+__all__ = ["DRAFT_07", "MESSAGE_TYPES_BY_RULE", "RULE_TYPES", "PlanError", "Rule", "TrackingPlan"]
+
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+
+#: The rule types of Segment's Public API, in the order plans list them.
+RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
+
+#: The Spec message type each rule type checks (COMMON checks every message).
+MESSAGE_TYPES_BY_RULE = {
+    "TRACK": "track",
+    "IDENTIFY": "identify",
+    "GROUP": "group",
+    "PAGE": "page",
+    "SCREEN": "screen",
+}
+
+
+class PlanError(ValueError):
+    """A tracking plan file or mapping that cannot be used.
+
+    ``path`` names the place at fault inside the plan (``events.Order Completed.properties.total``
+    or ``rules[3].jsonSchema``); ``source`` is the file it came from, when there is one.
+    """
+
+    def __init__(self, message: str, path: Optional[str] = None, source: Optional[str] = None) -> None:
+        where = ": ".join(part for part in (source, path) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.reason = message
+        self.path = path
+        self.source = source
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a plan: which messages it covers and the JSON Schema they must match.
+
+    ``key`` is the event name of a TRACK rule and the page or screen name of a
+    PAGE/SCREEN rule that covers one name only; it is None for the rules that
+    cover every message of their type (IDENTIFY, GROUP, COMMON, an unnamed PAGE).
+    """
+
+    type: str
+    key: Optional[str]
+    json_schema: Mapping[str, Any]
+    version: int = 1
+
+    @property
+    def label(self) -> str:
+        """How violations name the rule, e.g. ``TRACK "Order Completed" v1`` or ``IDENTIFY v1``."""
+        key = f' "{self.key}"' if self.key is not None else ""
+        return f"{self.type}{key} v{self.version}"
+
+    @property
+    def description(self) -> Optional[str]:
+        """The rule's description (the schema's own ``description``), if any."""
+        text = self.json_schema.get("description")
+        return text if isinstance(text, str) and text else None
+
+    @property
+    def payload_field(self) -> Optional[str]:
+        """The message field that holds what this rule is mostly about: ``properties`` or ``traits``."""
+        if self.type in ("TRACK", "PAGE", "SCREEN"):
+            return "properties"
+        if self.type in ("IDENTIFY", "GROUP"):
+            return "traits"
+        return None
+
+    def payload_schema(self) -> Optional[Mapping[str, Any]]:
+        """The schema of ``properties`` (or ``traits``) inside the message schema, if the rule has one."""
+        name = self.payload_field
+        fields = self.json_schema.get("properties")
+        if name is None or not isinstance(fields, Mapping):
+            return None
+        schema = fields.get(name)
+        return schema if isinstance(schema, Mapping) else None
+
+    def to_segment(self) -> dict[str, Any]:
+        """This rule in the shape of Segment's Public API."""
+        rule: dict[str, Any] = {"type": self.type}
+        if self.key is not None:
+            rule["key"] = self.key
+        rule["version"] = self.version
+        rule["jsonSchema"] = _plain(self.json_schema)
+        return rule
+
+
+@dataclass(frozen=True)
+class TrackingPlan:
+    """A named list of rules. Build one with :func:`segment_lite.plan.load_plan`."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    description: Optional[str] = None
+    source: Optional[str] = field(default=None, compare=False)
+
+    def rules_of(self, rule_type: str) -> list[Rule]:
+        """The rules of one type (``"TRACK"``, ``"COMMON"``, ...), in plan order."""
+        return [rule for rule in self.rules if rule.type == rule_type]
+
+    def event_names(self) -> list[str]:
+        """The names of the planned track events, each once, in plan order."""
+        names: dict[str, None] = {}
+        for rule in self.rules:
+            if rule.type == "TRACK" and rule.key is not None:
+                names.setdefault(rule.key, None)
+        return list(names)
+
+    def to_segment(self) -> dict[str, Any]:
+        """The plan in the shape of Segment's Public API: ``{"name", "rules": [...]}``."""
+        plan: dict[str, Any] = {"name": self.name}
+        if self.description:
+            plan["description"] = self.description
+        plan["rules"] = [rule.to_segment() for rule in self.rules]
+        return plan
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy of a schema made of plain dicts and lists (ready for JSON or YAML)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

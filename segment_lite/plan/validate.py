@@ -1,0 +1,373 @@
+"""Check messages against a plan: a compiled validator per rule, and precise errors when one fails.
+
+The hot path is one call of code that fastjsonschema generated from the rule's
+schema. Only a message that fails it pays for the rest: its JSON form is checked
+again (a ``datetime`` in the message is a string on the wire) and, if it still
+fails, jsonschema walks it to name every problem with its path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from segment_lite.encoding import encode
+from segment_lite.errors import EncodeError
+from segment_lite.plan.files import PlanSource, load_plan
+from segment_lite.plan.model import Rule, TrackingPlan
+
+__all__ = ["FORMAT_CHECKS", "PlanValidator", "Verdict", "Violation", "format_path"]
+
+MAX_MESSAGE_CHARS = 200
+
+
+# -- formats ------------------------------------------------------------------
+#
+# Both validators get the same format checks, so the fast one and the precise
+# one agree on what a date-time or an email is.
+
+_DATE_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))\Z"
+)
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+\Z")
+
+
+def _is_date_time(value: str) -> bool:
+    match = _DATE_TIME.match(value)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    offset_hours, offset_minutes = match.group(7), match.group(8)
+    if offset_hours is not None and (int(offset_hours) > 23 or int(offset_minutes) > 59):
+        return False
+    try:
+        datetime.datetime(year, month, day, hour, minute, min(second, 59))  # RFC 3339 allows a leap second
+    except ValueError:
+        return False
+    return second <= 60
+
+
+def _is_date(value: str) -> bool:
+    match = _DATE.match(value)
+    if match is None:
+        return False
+    try:
+        datetime.date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_email(value: str) -> bool:
+    return _EMAIL.match(value) is not None
+
+
+#: The formats checked the same way by both validators (others use each validator's own check).
+FORMAT_CHECKS: dict[str, Callable[[str], bool]] = {
+    "date-time": _is_date_time,
+    "date": _is_date,
+    "email": _is_email,
+}
+
+
+# -- results --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a message breaks its rule.
+
+    ``path`` is the field in the message (``properties.products[0].price``; empty
+    for the message itself), ``rule`` the rule's label, ``keyword`` the schema
+    keyword that failed (``type``, ``required``, ``enum``, ``format``, ...),
+    ``value`` the offending value (None when ``missing``).
+    """
+
+    rule: str
+    path: str
+    keyword: str
+    message: str
+    value: Any = None
+    missing: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.path or '(message)'}: {self.message} [{self.rule}]"
+
+    def to_dict(self, max_value_chars: Optional[int] = None) -> dict[str, Any]:
+        """A JSON-ready dict; with ``max_value_chars`` only a scalar value is kept, shortened."""
+        out: dict[str, Any] = {
+            "rule": self.rule,
+            "path": self.path,
+            "keyword": self.keyword,
+            "message": self.message,
+        }
+        if self.missing:
+            out["missing"] = True
+            return out
+        value = self.value
+        if max_value_chars is not None:
+            if isinstance(value, (dict, list)):
+                return out
+            if isinstance(value, str) and len(value) > max_value_chars:
+                value = value[: max_value_chars - 1] + "…"
+        out["value"] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the plan says about one message.
+
+    ``rule`` is the rule that covers it (None when no rule does), ``unplanned``
+    is True for a track event the plan does not list, and ``violations`` are
+    the problems found (also those of COMMON rules).
+    """
+
+    rule: Optional[Rule]
+    unplanned: bool = False
+    violations: tuple[Violation, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Planned and without violations."""
+        return not self.unplanned and not self.violations
+
+
+_UNCOVERED = Verdict(None)
+_UNPLANNED = Verdict(None, unplanned=True)
+
+
+def format_path(parts: Iterable[Any]) -> str:
+    """A message path from its parts: ``("properties", "items", 0)`` -> ``properties.items[0]``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text = f"{text}.{part}" if text else str(part)
+    return text
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+# -- compiled rules ---------------------------------------------------------------
+
+
+class _CompiledRule:
+    """One rule's fast validator, its precise validator (built on first use) and its clean verdict."""
+
+    __slots__ = ("_precise", "fast", "ok", "rule")
+
+    def __init__(self, rule: Rule) -> None:
+        import fastjsonschema
+
+        self.rule = rule
+        try:
+            self.fast: Callable[[Any], Any] = fastjsonschema.compile(
+                dict(rule.json_schema), formats=FORMAT_CHECKS, use_default=False
+            )
+        except fastjsonschema.JsonSchemaDefinitionException as exc:
+            from segment_lite.plan.model import PlanError
+
+            raise PlanError(f"{rule.label}: cannot compile its jsonSchema: {exc}") from None
+        self.ok = Verdict(rule)
+        self._precise: Any = None
+
+    def explain(self, instance: Any, fast_error: Optional[BaseException]) -> list[Violation]:
+        """Every problem of ``instance``, each with its path."""
+        if self._precise is None:
+            from jsonschema import Draft7Validator, FormatChecker
+
+            checker = FormatChecker()
+            for name, check in FORMAT_CHECKS.items():
+                checker.checks(name)(_strings_only(check))
+            self._precise = Draft7Validator(self.rule.json_schema, format_checker=checker)
+        label = self.rule.label
+        found: list[Violation] = []
+        seen: set[tuple[str, str]] = set()
+        try:
+            errors = sorted(
+                self._precise.iter_errors(instance),
+                key=lambda e: (format_path(e.absolute_path), str(e.validator)),
+            )
+        except Exception as exc:  # a value jsonschema cannot walk: report what the fast check saw
+            errors = []
+            fast_error = fast_error or exc
+        for error in errors:
+            base = list(error.absolute_path)
+            target = error.instance
+            if error.validator == "required" and isinstance(target, Mapping):
+                for name in error.validator_value:
+                    path = format_path([*base, name])
+                    if name not in target and (path, "required") not in seen:
+                        seen.add((path, "required"))
+                        found.append(
+                            Violation(label, path, "required", f"{name!r} is required", None, missing=True)
+                        )
+            elif (
+                error.validator == "additionalProperties"
+                and error.validator_value is False
+                and isinstance(target, Mapping)
+            ):
+                declared = error.schema.get("properties", {})
+                patterns = list(error.schema.get("patternProperties", {}))
+                for name in target:
+                    if name in declared or any(re.search(p, str(name)) for p in patterns):
+                        continue
+                    found.append(
+                        Violation(
+                            label,
+                            format_path([*base, name]),
+                            "additionalProperties",
+                            f"{str(name)!r} is not in the plan",
+                            target[name],
+                        )
+                    )
+            else:
+                found.append(
+                    Violation(label, format_path(base), str(error.validator), _shorten(error.message), target)
+                )
+        if not found and fast_error is not None:
+            found.append(_from_fast_error(label, fast_error))
+        found.sort(key=lambda violation: violation.path)
+        return found
+
+
+def _strings_only(check: Callable[[str], bool]) -> Callable[[Any], bool]:
+    def checker(value: Any) -> bool:
+        return not isinstance(value, str) or check(value)
+
+    return checker
+
+
+def _from_fast_error(label: str, error: BaseException) -> Violation:
+    name = str(getattr(error, "name", "data"))
+    path = name[5:] if name.startswith("data.") else "" if name == "data" else name
+    message = str(getattr(error, "message", error))
+    if message.startswith(name + " "):
+        message = message[len(name) + 1 :]
+    return Violation(
+        label,
+        path,
+        str(getattr(error, "rule", "") or "schema"),
+        _shorten(message),
+        getattr(error, "value", None),
+    )
+
+
+# -- the validator -----------------------------------------------------------------
+
+
+class PlanValidator:
+    """Checks messages against a plan; build one per plan and reuse it (it compiles every rule).
+
+    Thread-safe: checking keeps no state between messages.
+    """
+
+    def __init__(self, plan: PlanSource) -> None:
+        self.plan: TrackingPlan = load_plan(plan)
+        self._events: dict[str, list[_CompiledRule]] = {}
+        self._views: dict[str, dict[Optional[str], list[_CompiledRule]]] = {"page": {}, "screen": {}}
+        self._singles: dict[str, list[_CompiledRule]] = {}
+        self._common: list[_CompiledRule] = []
+        for rule in self.plan.rules:
+            compiled = _CompiledRule(rule)
+            if rule.type == "TRACK":
+                self._events.setdefault(str(rule.key), []).append(compiled)
+            elif rule.type in ("PAGE", "SCREEN"):
+                self._views[rule.type.lower()].setdefault(rule.key, []).append(compiled)
+            elif rule.type == "COMMON":
+                self._common.append(compiled)
+            else:
+                self._singles.setdefault(rule.type.lower(), []).append(compiled)
+        tables: list[dict[Any, list[_CompiledRule]]] = [self._events, self._singles, *self._views.values()]
+        for table in tables:
+            for versions in table.values():
+                versions.sort(key=lambda c: -c.rule.version)
+
+    def rule_for(self, message: Mapping[str, Any]) -> Optional[Rule]:
+        """The rule (not COMMON) that covers ``message``, or None."""
+        entry, _ = self._select(message)
+        return None if entry is None else entry.rule
+
+    def _select(self, message: Mapping[str, Any]) -> tuple[Optional[_CompiledRule], bool]:
+        """The rule for ``message`` and whether it is an unplanned track event."""
+        kind = message.get("type")
+        if kind == "track":
+            event = message.get("event")
+            versions = self._events.get(event) if type(event) is str else None
+            if versions is None:
+                return None, True
+        elif kind == "page" or kind == "screen":
+            named = self._views[kind]
+            if not named:
+                return None, False
+            name = message.get("name")
+            versions = (named.get(name) if type(name) is str else None) or named.get(None)
+            if versions is None:
+                return None, False
+        else:
+            versions = self._singles.get(kind) if type(kind) is str else None
+            if versions is None:
+                return None, False
+        if len(versions) == 1:
+            return versions[0], False
+        return _pick_version(versions, message), False
+
+    def check(self, message: Mapping[str, Any]) -> Verdict:
+        """The verdict on one message (as built by the client or as stored by the collector)."""
+        entry, unplanned = self._select(message)
+        violations: list[Violation] = []
+        if entry is not None:
+            try:
+                entry.fast(message)
+            except Exception as exc:
+                violations.extend(self._explain(entry, message, exc))
+            else:
+                if not self._common:
+                    return entry.ok
+        for common in self._common:
+            try:
+                common.fast(message)
+            except Exception as exc:
+                violations.extend(self._explain(common, message, exc))
+        if not violations:
+            if entry is not None:
+                return entry.ok
+            return _UNPLANNED if unplanned else _UNCOVERED
+        return Verdict(None if entry is None else entry.rule, unplanned, tuple(violations))
+
+    @staticmethod
+    def _explain(entry: _CompiledRule, message: Mapping[str, Any], error: BaseException) -> list[Violation]:
+        # The message as it will be sent: datetimes, UUIDs, Decimals and the like
+        # become JSON strings and numbers. Only a failure that survives is real.
+        try:
+            instance: Any = json.loads(encode(message))
+        except (EncodeError, ValueError):
+            instance = message
+        else:
+            try:
+                entry.fast(instance)
+            except Exception as exc:
+                error = exc
+            else:
+                return []
+        return entry.explain(instance, error)
+
+
+def _pick_version(versions: Sequence[_CompiledRule], message: Mapping[str, Any]) -> _CompiledRule:
+    """The version the message asks for in ``context.protocols.event_version``, else the newest."""
+    context = message.get("context")
+    protocols = context.get("protocols") if isinstance(context, Mapping) else None
+    wanted = protocols.get("event_version") if isinstance(protocols, Mapping) else None
+    for entry in versions:
+        if entry.rule.version == wanted:
+            return entry
+    return versions[0]

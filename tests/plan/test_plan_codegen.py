@@ -1,0 +1,213 @@
+"""The generated module: mypy --strict clean, deterministic, and its functions send valid events."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from plan_helpers import shop_plan
+
+import segment_lite
+from segment_lite.collector import Collector
+from segment_lite.plan import PlanValidator, generate_module, parse_plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def odd_plan() -> dict[str, Any]:
+    """The shop plan plus names that are not Python identifiers, keywords and collisions."""
+    document = shop_plan()
+    document["events"]["404 Page Seen"] = {"properties": {"class": "string", "user_id": "string"}}
+    document["events"]["Identify"] = {"description": 'Says """hello""" \\ and goodbye.'}
+    document["events"]["Order  Completed!"] = {"properties": {"Coupon Code": {"type": ["string", "null"]}}}
+    document["events"]["Level Reached"] = {
+        "properties": {
+            "level": {"type": "integer", "enum": [1, 2, 3], "required": True},
+            "flags": {"type": "array", "items": {"type": "array", "items": "boolean"}},
+            "meta": "object",
+            "anything": "any",
+            "when": {"type": "string", "format": "date"},
+        }
+    }
+    document["page"] = {"properties": {"path": "string", "name": "string"}}
+    document["pages"] = {"Cart": {"properties": {"items": {"type": "integer", "required": True}}}}
+    document["screens"] = {"Order Details": {}}
+    return document
+
+
+def write_module(directory: Path, name: str, document: dict[str, Any]) -> Path:
+    path = directory / f"{name}.py"
+    path.write_text(generate_module(parse_plan(document), "shop.yaml"))
+    return path
+
+
+def import_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GOOD_USE = """\
+import datetime
+
+import segment_lite
+import shop_events
+
+client = segment_lite.Client("key", send=False)
+ok, message = shop_events.order_completed(
+    "user-1",
+    order_id="ord-1",
+    total=27.5,
+    currency="EUR",
+    placed_at=datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc),
+    products=[{"sku": "NB-A5", "price": 12.5, "quantity": 1}, {"sku": "PEN"}],
+    client=client,
+)
+shop_events.identify("user-1", traits={"email": "ada@example.com", "name": "Ada"})
+shop_events.group("user-1", group_id="acme", traits={"name": "Acme"})
+shop_events.product_viewed(anonymous_id="anon-1", product_id="p-1")
+shop_events.event_404_page_seen("u", class_="x", user_id_="y")
+shop_events.level_reached("u", level=2, flags=[[True]], when=datetime.date(2024, 1, 1))
+shop_events.cart_page("u", items=3)
+shop_events.page("u", name="Home", name_="not the page name")
+shop_events.order_details_screen("u")
+shop_events.configure(client, validate=True)
+traits: shop_events.IdentifyTraits = {"email": "a@b.co"}
+"""
+
+BAD_USE = """\
+import shop_events
+
+shop_events.order_completed("user-1", total=1.0)  # line 3: order_id missing
+shop_events.order_completed("user-1", order_id="o", total=1.0, currency="GBP")  # line 4: not in the enum
+shop_events.identify("user-1", traits={"name": "Ada"})  # line 5: email missing
+shop_events.level_reached("u", level=4)  # line 6: not a planned level
+shop_events.order_completed("user-1", order_id="o", total="1")  # line 7: a str total
+"""
+
+
+def test_generated_module_is_mypy_strict_clean_and_catches_mistakes(tmp_path: Path) -> None:
+    write_module(tmp_path, "shop_events", odd_plan())
+    (tmp_path / "good_use.py").write_text(GOOD_USE)
+    (tmp_path / "bad_use.py").write_text(BAD_USE)
+    env = dict(os.environ, PYTHONPATH=str(REPO), MYPYPATH=str(REPO))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            str(tmp_path / ".mypy_cache"),
+            "shop_events.py",
+            "good_use.py",
+            "bad_use.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert not [e for e in errors if not e.startswith("bad_use.py")], result.stdout
+    flagged = {int(e.split(":")[1]) for e in errors}
+    assert flagged == {3, 4, 5, 6, 7}, result.stdout
+
+
+def test_generation_is_deterministic(tmp_path: Path) -> None:
+    plan = parse_plan(odd_plan())
+    first = generate_module(plan, "shop.yaml")
+    assert generate_module(parse_plan(odd_plan()), "shop.yaml") == first
+    compile(first, "shop_events.py", "exec")
+    assert "Generated by ``segment-lite plan codegen`` from shop.yaml" in first
+    assert str(tmp_path) not in first and "20" + "24-" not in first.split("PLAN")[0], "no paths or dates"
+
+
+@pytest.fixture
+def shop_events(tmp_path: Path) -> Iterator[ModuleType]:
+    module = import_module(write_module(tmp_path, "shop_events_runtime", odd_plan()))
+    yield module
+    module.configure(None)
+
+
+def test_functions_send_valid_events_to_the_collector(shop_events: Any) -> None:
+    with Collector() as collector:
+        client = segment_lite.Client("key", host=collector.url)
+        try:
+            shop_events.configure(client)
+            shop_events.order_completed(
+                "user-1", order_id="ord-1", total=27.5, currency="EUR", products=[{"sku": "A", "quantity": 2}]
+            )
+            shop_events.identify("user-1", traits={"email": "ada@example.com"})
+            shop_events.group("user-1", group_id="acme", traits={"name": "Acme"})
+            shop_events.product_viewed(anonymous_id="anon-1", product_id="p-1")
+            shop_events.cart_page("user-1", items=2)
+            shop_events.order_details_screen("user-1", category="Orders")
+            shop_events.event_404_page_seen("user-1", class_="x")
+            assert client.flush(timeout=10)
+        finally:
+            client.shutdown(timeout=5)
+        assert collector.wait_for_messages(7, timeout=5)
+        messages = collector.store.messages()
+    by_name = {m.get("event") or m.get("name") or m["type"]: m for m in messages}
+    order = by_name["Order Completed"]
+    assert order["userId"] == "user-1"
+    assert order["properties"] == {
+        "order_id": "ord-1",
+        "total": 27.5,
+        "currency": "EUR",
+        "products": [{"sku": "A", "quantity": 2}],
+    }, "optional properties left out are not sent"
+    assert by_name["404 Page Seen"]["properties"] == {"class": "x"}, "sent under the plan's own name"
+    assert by_name["Cart"]["type"] == "page" and by_name["Order Details"]["category"] == "Orders"
+    assert by_name["group"]["groupId"] == "acme"
+    validator = PlanValidator(shop_events.PLAN)
+    assert [m["type"] for m in messages if not validator.check(m).ok] == []
+
+
+def test_module_level_client_is_used_by_default(shop_events: Any) -> None:
+    with Collector() as collector:
+        segment_lite.write_key = "key"
+        segment_lite.host = collector.url
+        shop_events.product_viewed("user-9", product_id="p-9")
+        assert segment_lite.flush(timeout=10)
+        assert collector.wait_for_messages(1, timeout=5)
+        (message,) = collector.store.messages()
+    assert (message["event"], message["userId"]) == ("Product Viewed", "user-9")
+
+
+def test_runtime_validation_raises_before_sending(shop_events: Any) -> None:
+    client = segment_lite.Client("key", send=False)
+    sent: list[Any] = []
+    shop_events.configure(client, validate=True)
+    with pytest.raises(segment_lite.PlanViolationError) as caught:
+        shop_events.order_completed("user-1", order_id="o", total="27.5")  # a type error mypy would catch
+    (violation,) = caught.value.violations
+    assert (violation.path, violation.value) == ("properties.total", "27.5")
+    assert caught.value.path == "properties.total"
+    assert client.stats()["accepted"] == 0, "nothing was sent"
+    ok, message = shop_events.order_completed("user-1", order_id="o", total=1.5, client=client)
+    assert ok and message["properties"] == {"order_id": "o", "total": 1.5}
+    shop_events.configure(client)  # validation off again
+    assert shop_events.order_completed("user-1", order_id="o", total="bad")[0]
+    del sent
+
+
+def test_docstrings_come_from_the_plan(shop_events: Any) -> None:
+    doc = textwrap.dedent(shop_events.order_completed.__doc__)
+    assert doc.startswith("A customer completed an order.")
+    assert "order_id: The order's id." in doc
+    assert shop_events.identify_2.__doc__.startswith('Says """hello""" \\ and goodbye.')
+    assert "class_: Optional. (sent as 'class')" in shop_events.event_404_page_seen.__doc__
+    assert "NB" not in shop_events.__doc__ and "Shop" in shop_events.__doc__
