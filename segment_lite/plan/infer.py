@@ -93,6 +93,7 @@ class _Shape:
         values = self.values
         if (
             values is not None
+            and set(self.types) <= {"string", "null"}  # an enum holds every value, of any type
             and len(values) >= 2
             and not _ID_NAME.search(name)
             and self.strings >= max(options.enum_min_samples, 2 * len(values))
