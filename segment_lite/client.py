@@ -420,6 +420,8 @@ class Client:
         if accepted is Accepted.CLOSED:
             ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
             return False, message
+        if accepted is Accepted.FAILED:  # counted and reported by the pipeline
+            return False, message
         queue = self._pipeline.queue
         full = QueueFullError(
             f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes "

@@ -25,6 +25,15 @@ Reported through ``on_error(exc, messages)`` (and counted in ``stats()``):
 * ``QueueFullError`` -- the queue had no room (count or bytes).
 * ``ShutdownError`` -- the message was still undelivered when ``shutdown()``'s
   deadline passed, or was tracked after shutdown.
+* ``SpoolWriteError`` -- the disk spool could not store the message (disk full,
+  I/O error); it was not accepted.
+* ``SpoolCorruptError`` -- records of the disk spool could not be read back (torn
+  by a crash or power loss, or corrupted) and were skipped.
+
+Raised by ``Client(spool_dir=...)``:
+
+* ``SpoolError`` -- the spool directory cannot be used (not a directory, no
+  permission); also the base of the two spool errors above.
 
 Raised by a transport to the sender, which retries or reports it (never to the caller):
 
@@ -126,6 +135,39 @@ class QueueFullError(SegmentLiteError):
 
 class ShutdownError(SegmentLiteError):
     """The client was shut down before the message could be delivered."""
+
+
+class SpoolError(SegmentLiteError):
+    """The disk spool cannot be used, or lost a message; the message names the path."""
+
+
+class SpoolWriteError(SpoolError):
+    """The disk spool could not write a message (disk full, I/O error): it was not accepted.
+
+    ``errno`` is the operating system's error number (``errno.ENOSPC`` for a full disk).
+    """
+
+    def __init__(self, message: str, errno: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class SpoolCorruptError(SpoolError):
+    """Records of the disk spool could not be read back and were skipped.
+
+    ``records`` is how many were lost (a torn tail is one record), ``path`` the
+    segment file and ``offset`` where the unreadable bytes start.
+    """
+
+    def __init__(self, records: int, path: str, offset: int, nbytes: int) -> None:
+        super().__init__(
+            f"{records} unreadable record(s) ({nbytes} bytes) skipped in {path} at offset {offset}: "
+            "torn by a crash or power loss, or corrupted on disk"
+        )
+        self.records = records
+        self.path = path
+        self.offset = offset
+        self.nbytes = nbytes
 
 
 class FrameworkNotInstalledError(SegmentLiteError, ImportError):

@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from segment_lite.errors import SegmentLiteError, ShutdownError
+from segment_lite.errors import SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause
@@ -42,6 +42,7 @@ class Accepted(enum.Enum):
     QUEUED = "queued"
     FULL = "full"  # no room in the queue (after waiting, when blocking)
     CLOSED = "closed"  # the pipeline was shut down
+    FAILED = "failed"  # the queue could not store it (a spool's disk is full); counted and reported
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class Pipeline:
         self._pid = os.getpid()
         self._reset()
         _LIVE.add(self)
+        self._deliver_recovered()
 
     def _reset(self) -> None:
         """(Re)build everything a process owns: locks, queue, counters, threads (none yet)."""
@@ -169,6 +171,7 @@ class Pipeline:
         self._lock_type = type(threading.Lock())
         self.ledger = Ledger(self._on_error, self._log, self.delivery.write_key)
         self.queue: MessageQueue = self._queue_factory()
+        self.queue.report_losses_to(self.ledger)
         self._pause = PipelinePause()
         self._abort = threading.Event()
         self._start_lock = threading.Lock()
@@ -184,6 +187,13 @@ class Pipeline:
         # threads: start over, lazily, on first use.
         self._pid = os.getpid()
         self._reset()
+        self._deliver_recovered()
+
+    def _deliver_recovered(self) -> None:
+        # A durable queue may open with messages an earlier process left behind:
+        # deliver them now rather than on this process's first call.
+        if self.queue.recovered_count() and not self._closed:
+            self._start()
 
     @property
     def closed(self) -> bool:
@@ -201,8 +211,12 @@ class Pipeline:
         """Queue one encoded message, starting the workers on first use."""
         if not self._running and (self._closed or not self._start()):
             return Accepted.CLOSED
-        if self.queue.put(data, block, block_timeout_s):
-            return Accepted.QUEUED
+        try:
+            if self.queue.put(data, block, block_timeout_s):
+                return Accepted.QUEUED
+        except SpoolWriteError as exc:
+            self.ledger.drop("spool_write_failed", exc, [data])
+            return Accepted.FAILED
         return Accepted.FULL
 
     def send_now(self, data: bytes) -> bool:
@@ -279,7 +293,10 @@ class Pipeline:
         """Send what is queued on the calling thread (when no worker thread could start)."""
         sender = self._thread_sender()
         batching = self.batching
+        clock = self.delivery.clock
         while True:
+            if deadline is not None and clock.monotonic() >= deadline:
+                return  # (a durable queue hands back what the deadline cut short)
             batch = self.queue.take(batching.max_batch_size, batching.max_batch_bytes)
             if batch is None:
                 return
@@ -366,9 +383,17 @@ class Pipeline:
         return self.queue.pending_count()
 
     def stats(self) -> dict[str, Any]:
-        """The ledger's counters plus the queue's current size (see ``Client.stats``)."""
+        """The ledger's counters plus the queue's current size (see ``Client.stats``).
+
+        ``recovered`` counts messages an earlier process left in a durable queue
+        (delivered by this one); ``left_in_spool`` those this process leaves there.
+        """
         queue = self.queue
-        return self.ledger.snapshot(queue.accepted_count(), queue.qsize(), queue.nbytes())
+        recovered = queue.recovered_count()
+        snapshot = self.ledger.snapshot(queue.accepted_count() - recovered, queue.qsize(), queue.nbytes())
+        snapshot["recovered"] = recovered
+        snapshot["left_in_spool"] = queue.kept_count()
+        return snapshot
 
     def _shutdown_at_exit(self) -> None:
         if self._pid != os.getpid() or self._closed:
@@ -376,6 +401,7 @@ class Pipeline:
         pending = self.queue.pending_count()
         if not pending:
             self._closed = True
+            self.queue.close()
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):

@@ -7,7 +7,10 @@ import collections
 import threading
 import time
 import zlib
-from typing import Optional, Protocol, Union
+from typing import TYPE_CHECKING, Optional, Protocol, Union
+
+if TYPE_CHECKING:
+    from segment_lite.stats import Ledger
 
 __all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue"]
 
@@ -44,6 +47,9 @@ class MessageQueue(Protocol):
     #: Set when a worker should look at the queue now (a batch is full, a flush
     #: or blocked producers are waiting); workers clear it before taking.
     wake: threading.Event
+    #: True when the queue keeps undelivered messages for a later process (the
+    #: disk spool): what shutdown cuts short is then kept, not dropped.
+    durable: bool
 
     def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool:
         """Append an encoded message; False when there is no room (after waiting up to ``timeout``)."""
@@ -53,8 +59,13 @@ class MessageQueue(Protocol):
         """The next batch (at least one message when any is queued), or None when empty."""
         ...
 
-    def done(self, batch: Batch) -> None:
-        """Mark a taken batch settled: delivered or dropped, either way no longer pending."""
+    def done(self, batch: Batch, keep: bool = False) -> None:
+        """Mark a taken batch settled: delivered or dropped, either way no longer pending.
+
+        ``keep``: the batch was cut short undelivered (by shutdown or a deadline)
+        and not counted as dropped, because the queue is ``durable``: it is taken
+        again later, or left for the next process once the queue is draining.
+        """
         ...
 
     def request_flush(self, target: int) -> None:
@@ -91,6 +102,21 @@ class MessageQueue(Protocol):
 
     def wait_settled(self, target: int, timeout: Optional[float]) -> bool:
         """Wait until every message with a sequence number below ``target`` is settled."""
+        ...
+
+    def recovered_count(self) -> int:
+        """Messages an earlier process left in the queue, found when it was opened.
+
+        They are numbered first: ``accepted_count()`` includes them.
+        """
+        ...
+
+    def kept_count(self) -> int:
+        """Messages left undelivered in the queue for a later process, once it is draining or closed."""
+        ...
+
+    def report_losses_to(self, ledger: Ledger) -> None:
+        """Count and report in ``ledger`` the messages the queue itself loses (unreadable records)."""
         ...
 
     def close(self) -> None:
@@ -138,6 +164,8 @@ class MemoryQueue:
     as they arrive, so an outage holds a fraction of the memory. A healthy pipeline
     never pays for it. Counts and byte budgets are always of the encoded messages.
     """
+
+    durable = False
 
     def __init__(self, max_count: int, max_bytes: int, wake_at: int) -> None:
         self.max_count = max(1, int(max_count))
@@ -251,8 +279,8 @@ class MemoryQueue:
         """
         return self._count >= batch_size or self._taken < self._flush_target or self._blocked > 0
 
-    def done(self, batch: Batch) -> None:
-        """Mark ``batch`` settled: delivered or dropped, either way no longer pending."""
+    def done(self, batch: Batch, keep: bool = False) -> None:
+        """Mark ``batch`` settled: delivered or dropped (never kept: this queue is not durable)."""
         with self._lock:
             self._in_flight.pop(batch.seq, None)
             self._settled.notify_all()
@@ -291,6 +319,17 @@ class MemoryQueue:
         """Items accepted but not yet settled (queued or in flight)."""
         with self._lock:
             return self._count + sum(size for size, _ in self._in_flight.values())
+
+    def recovered_count(self) -> int:
+        """Always 0: nothing outlives a process in memory."""
+        return 0
+
+    def kept_count(self) -> int:
+        """Always 0: what shutdown cannot deliver is dropped and counted, not kept."""
+        return 0
+
+    def report_losses_to(self, ledger: Ledger) -> None:
+        """Nothing to report: the memory queue never loses a message on its own."""
 
     def close(self) -> None:
         """Nothing to release: the queue lives in memory."""

@@ -70,6 +70,8 @@ class BatchSender:
         self.log = log
         self._transport_factory = transport_factory
         self._transport: Optional[Transport] = None
+        self._keep_cut_short = False  # the batch being sent comes from a durable queue
+        self._cut_short = False  # part of it was cut short by shutdown or a deadline, and kept
         credentials = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._headers = {
             "Content-Type": "application/json",
@@ -129,16 +131,26 @@ class BatchSender:
     def send_batch(
         self, queue: MessageQueue, batch: Batch, abort: threading.Event, deadline: Optional[float] = None
     ) -> None:
-        """Send a batch taken from ``queue`` and mark it settled there, whatever happens."""
+        """Send a batch taken from ``queue`` and mark it settled there, whatever happens.
+
+        A durable queue keeps a batch that shutdown or ``deadline`` cut short
+        (for a later attempt or the next process) instead of it being dropped.
+        """
+        self._keep_cut_short = queue.durable
+        self._cut_short = False
         try:
             self.send(batch.items, abort, deadline)
         except Exception as exc:  # a bug must not lose the batch silently
             self.log.exception("unexpected error while sending a batch")
             self.ledger.drop("retries_exhausted", exc, batch.items)
         finally:
-            queue.done(batch)
+            self._keep_cut_short = False
+            queue.done(batch, keep=self._cut_short)
 
     def _drop_for_shutdown(self, part: list[bytes]) -> None:
+        if self._keep_cut_short:
+            self._cut_short = True  # still in the durable queue: not lost, so not dropped
+            return
         self.ledger.drop("shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), part)
 
     def _wait(self, seconds: float, abort: threading.Event, deadline: Optional[float]) -> bool:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Union
 
 __all__ = ["DROP_REASONS", "Ledger", "OnError"]
 
-#: Why a message was not delivered. The first five refuse a message at the call
+#: Why a message was not delivered. The first six refuse a message at the call
 #: (it was never accepted); the rest drop one that was accepted.
 DROP_REASONS = (
     "invalid",  # a required field missing or of the wrong type
@@ -20,9 +20,11 @@ DROP_REASONS = (
     "oversize",  # over 32 KB encoded
     "queue_full",  # no room in the queue (count or bytes)
     "after_shutdown",  # tracked after shutdown()
+    "spool_write_failed",  # the disk spool could not write it (disk full, I/O error)
     "rejected",  # the server answered a status that is not retried (see rejected_by_status)
     "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
     "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed
+    "spool_corrupt",  # unreadable in the disk spool (torn by a crash or power loss, or corrupted)
 )
 
 OnError = Callable[[BaseException, list[Any]], Any]
@@ -50,6 +52,8 @@ class Ledger:
         self._by_status: dict[int, int] = {}
         self._queue_full_unwarned = 0
         self._queue_full_warned_at = -QUEUE_FULL_WARNING_INTERVAL_S
+        self._write_failed_unwarned = 0
+        self._write_failed_warned_at = -QUEUE_FULL_WARNING_INTERVAL_S
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name``."""
@@ -84,13 +88,30 @@ class Ledger:
                     warn, n = True, self._queue_full_unwarned
                     self._queue_full_unwarned = 0
                     self._queue_full_warned_at = now
+            elif reason == "spool_write_failed":
+                # A full disk refuses every call: log the first and then one line per interval.
+                self._write_failed_unwarned += n
+                now = time.monotonic()
+                if now - self._write_failed_warned_at >= QUEUE_FULL_WARNING_INTERVAL_S:
+                    warn, n = True, self._write_failed_unwarned
+                    self._write_failed_unwarned = 0
+                    self._write_failed_warned_at = now
         text = self.redact(str(exc))
         if reason == "queue_full":
             if warn:
                 self._log.warning(
                     "queue is full: dropped %d message(s) (raise max_queue_size/max_queue_bytes, "
-                    "or use on_full='block'); warnings are limited to one per %ds",
+                    "or spool_max_bytes with a spool, or use on_full='block'); warnings are limited "
+                    "to one per %ds",
                     n,
+                    int(QUEUE_FULL_WARNING_INTERVAL_S),
+                )
+        elif reason == "spool_write_failed":
+            if warn:
+                self._log.error(
+                    "dropped %d message(s) (spool_write_failed): %s; errors are logged at most once per %ds",
+                    n,
+                    text,
                     int(QUEUE_FULL_WARNING_INTERVAL_S),
                 )
         elif reason in ("invalid", "encode_error", "oversize"):
