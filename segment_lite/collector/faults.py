@@ -98,6 +98,7 @@ class FaultPlan:
         self._failures: deque[Failure] = deque()
         self._delays: deque[float] = deque()
         self._resets = 0
+        self._reset_markers: tuple[bytes, ...] = ()
         self._rate_failure = rate_failure
         self._fail_rate = fail_rate
         self._random = random.Random(seed)
@@ -118,12 +119,23 @@ class FaultPlan:
         with self._lock:
             self._resets += int(n)
 
+    def reset_when(self, marker: bytes) -> None:
+        """Reset the connection of every request whose (decoded) body contains ``marker``."""
+        with self._lock:
+            self._reset_markers += (marker,)
+
+    def resets_body(self, body: bytes) -> bool:
+        """Whether a request with this (decoded) body is to be reset (see :meth:`reset_when`)."""
+        markers = self._reset_markers
+        return bool(markers) and any(marker in body for marker in markers)
+
     def clear(self) -> None:
         """Drop every pending or ongoing fault, the rate and the delay for all requests included."""
         with self._lock:
             self._failures.clear()
             self._delays.clear()
             self._resets = 0
+            self._reset_markers = ()
             self._fail_rate = 0.0
             self._delay_all_s = 0.0
 

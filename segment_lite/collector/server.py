@@ -332,6 +332,15 @@ class Collector:
         """
         self._faults.reset_next(n)
 
+    def reset_when(self, marker: str) -> None:
+        """Reset the connection (RST, no answer) of every Tracking API request whose body contains ``marker``.
+
+        Like a server that crashes on one message: a batch holding it never gets
+        an answer, whatever else it holds. Nothing from such requests is stored.
+        Markers add up; :meth:`clear_faults` removes them.
+        """
+        self._faults.reset_when(marker.encode("utf-8"))
+
     def clear_faults(self) -> None:
         """Drop every pending or ongoing fault (queued ones and the constructor's rate and delay)."""
         self._faults.clear()

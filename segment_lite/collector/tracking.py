@@ -159,7 +159,8 @@ class TrackingEndpoint:
             except RequestError as exc:
                 error = exc
 
-        if fault.reset:
+        if fault.reset or self._faults.resets_body(record.body or record.raw_body):
+            record.fault = "reset"
             self._log.record(record)
             return Response.reset()
 

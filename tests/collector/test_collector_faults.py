@@ -188,6 +188,23 @@ def test_reset_next_is_a_connection_error_for_requests_and_then_recovers(collect
         assert post(c, "/v1/track", track(1)).status_code == 200
 
 
+def test_reset_when_resets_every_request_holding_the_marker(collector: Collector) -> None:
+    collector.reset_when("poison-pill")
+    for _ in range(2):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            post(collector, "/v1/batch", {"batch": [track(1), track(2, properties={"x": "poison-pill"})]})
+    assert post(collector, "/v1/batch", {"batch": [track(1), track(3)]}).status_code == 200
+    with pytest.raises(requests.exceptions.ConnectionError):  # the decoded body is searched
+        post(collector, "/v1/batch", {"batch": [track(4, event="poison-pill")]}, gzipped=True)
+    assert collector.message_ids() == {"msg-1", "msg-3"}
+    assert [r.fault for r in collector.requests] == ["reset", "reset", None, "reset"]
+    collector.clear_faults()
+    assert (
+        post(collector, "/v1/batch", {"batch": [track(2, properties={"x": "poison-pill"})]}).status_code
+        == 200
+    )
+
+
 # -- refusing connections -----------------------------------------------------------------
 
 
