@@ -33,6 +33,12 @@ def register(subparsers: Any) -> None:
             "segment_lite.Client, and print what the collector stored."
         ),
     )
+    demo.add_argument(
+        "--db",
+        default=None,
+        metavar="FILE",
+        help="keep the session's events in this SQLite file (default: a temporary database, deleted)",
+    )
     demo.set_defaults(handler=_run_demo)
 
 
@@ -404,4 +410,4 @@ def _tail(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from segment_lite.collector.demo import run
 
-    return int(run())
+    return int(run(db=args.db))

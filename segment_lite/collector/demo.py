@@ -85,8 +85,12 @@ def _send_session(client: Any, user_id: str, anonymous_id: str) -> None:
     )
 
 
-def run(out: Optional[TextIO] = None) -> int:
-    """Run the demo, printing to ``out`` (stdout by default); returns the exit code."""
+def run(out: Optional[TextIO] = None, db: Optional[str] = None) -> int:
+    """Run the demo, printing to ``out`` (stdout by default); returns the exit code.
+
+    ``db`` keeps the events in that SQLite file (added to what it holds already)
+    instead of a temporary database.
+    """
     import segment_lite
     from segment_lite.collector.cli import format_table
     from segment_lite.collector.server import Collector
@@ -94,7 +98,8 @@ def run(out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     user_id = "user-1042"
     anonymous_id = f"anon-{uuid.uuid4().hex[:12]}"
-    with Collector() as collector:
+    with Collector(db=db) as collector:
+        before = collector.store.last_id()
         out.write(f"segment-lite demo: a collector is listening on {collector.url}\n")
         out.write(
             "Sending identify, page, track, group, alias and screen through segment_lite.Client ...\n\n"
@@ -107,7 +112,7 @@ def run(out: Optional[TextIO] = None) -> int:
         finally:
             client.shutdown()
         complete = collector.wait_for_messages(EXPECTED_MESSAGES, timeout=5.0)
-        events = collector.store.query(limit=None, newest_first=False)
+        events = collector.store.query(after_id=before, limit=None, newest_first=False)
         stats = collector.stats
 
     out.write(f"The collector stored {len(events)} message(s) in {stats.requests} request(s):\n\n")
@@ -118,6 +123,8 @@ def run(out: Optional[TextIO] = None) -> int:
             f"The {example.type} call as stored (receivedAt and timestamp were set by the collector):\n"
         )
         out.write(json.dumps(example.message, indent=2, sort_keys=True, ensure_ascii=False) + "\n\n")
+    if db is not None:
+        out.write(f"The events are kept in {db}: list them with `segment-lite events --db {db}`.\n\n")
     out.write(
         "Next: run your own collector with `segment-lite serve`\n"
         "  (it listens on http://127.0.0.1:8787 and stores events in events.db),\n"

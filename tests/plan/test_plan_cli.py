@@ -189,3 +189,17 @@ def test_importing_segment_lite_loads_no_plan_code() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_demo_keeps_its_events_with_db_for_infer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "events.db")
+    assert main(["demo", "--db", db]) == 0
+    assert main(["demo", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert out.count("The collector stored 6 message(s)") == 2, "each run shows its own session only"
+    assert f"segment-lite events --db {db}" in out
+    with EventStore(db) as store:
+        assert store.count() == 12
+    plan = tmp_path / "plan.yaml"
+    assert main(["plan", "infer", "--db", db, "-o", str(plan)]) == 0
+    assert main(["plan", "check", str(plan), "--db", db]) == 0
