@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from segment_lite.errors import ValidationError
+
 __all__ = ["DRAFT_07", "MESSAGE_TYPES_BY_RULE", "RULE_TYPES", "PlanError", "Rule", "TrackingPlan"]
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -23,8 +25,8 @@ MESSAGE_TYPES_BY_RULE = {
 }
 
 
-class PlanError(ValueError):
-    """A tracking plan file or mapping that cannot be used.
+class PlanError(ValidationError):
+    """A tracking plan file or mapping that cannot be used (a ``ValidationError``, so a ``ValueError``).
 
     ``path`` names the place at fault inside the plan (``events.Order Completed.properties.total``
     or ``rules[3].jsonSchema``); ``source`` is the file it came from, when there is one.
@@ -32,9 +34,8 @@ class PlanError(ValueError):
 
     def __init__(self, message: str, path: Optional[str] = None, source: Optional[str] = None) -> None:
         where = ": ".join(part for part in (source, path) if part)
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(f"{where}: {message}" if where else message, path)
         self.reason = message
-        self.path = path
         self.source = source
 
 
