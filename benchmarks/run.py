@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from benchmarks.report import format_table, summarize
 from benchmarks.sink import DEFAULT_WRITE_KEY
-from benchmarks.worker import MAX_QUEUED, SCENARIOS, WorkerSpec
+from benchmarks.worker import DEFAULT_SCENARIOS, MAX_QUEUED, SCENARIOS, WorkerSpec
 from benchmarks.workload import CLIENTS, EXPERIMENTS, available_clients
 
 __all__ = ["BenchmarkError", "main", "run_benchmark"]
@@ -101,6 +101,11 @@ def check_delivery(result: dict[str, Any]) -> None:
         raise BenchmarkError(
             f"{where}: {result['sent']} sent but {result['delivered_unique']} unique messageIds delivered"
         )
+    cap = SCENARIOS[result["scenario"]].batch_cap
+    if cap is not None and result["max_msgs_per_request"] > cap:
+        raise BenchmarkError(
+            f"{where}: {result['max_msgs_per_request']} messages in a request, above the cap of {cap}"
+        )
     if result["delivered_total"] != result["delivered_unique"] or result["bad_requests"]:
         raise BenchmarkError(
             f"{where}: {result['delivered_total'] - result['delivered_unique']} duplicates, "
@@ -139,7 +144,7 @@ def run_benchmark(
     reps: int = FULL["reps"],
     warmup: int = FULL["warmup"],
     clients: tuple[str, ...] = CLIENTS,
-    scenarios: tuple[str, ...] = tuple(SCENARIOS),
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS,
     progress: Optional[Callable[[str], None]] = None,
 ) -> dict[str, Any]:
     """Run the whole benchmark and return the report (runs, medians, ratios, targets, meta).
@@ -243,7 +248,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--clients", default=",".join(CLIENTS), help=f"comma-separated, of {CLIENTS + EXPERIMENTS}"
     )
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {tuple(SCENARIOS)}"
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated, of {tuple(SCENARIOS)}",
     )
     parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the full report")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -8,7 +8,8 @@ counts the messages by ``messageId``; it answers ``{"success": true}``.
 Control endpoints, for the benchmark driver and workers:
 
 * ``GET /stats``  - counters as JSON (``unique``, ``messages``, ``batches``,
-  ``body_bytes``, ``bad_requests``, ``cpu_s`` = this process's CPU time);
+  ``body_bytes``, ``bad_requests``, ``max_batch`` = most messages in one request,
+  ``cpu_s`` = this process's CPU time);
 * ``POST /reset`` - forget every messageId and zero the counters.
 
 Run it with ``python -m benchmarks.sink [--port P] [--write-key K]``; it prints
@@ -73,6 +74,7 @@ class Sink:
         self.batches = 0
         self.body_bytes = 0
         self.bad_requests = 0
+        self.max_batch = 0
 
     def stats(self) -> dict[str, Any]:
         """The counters, plus this process's CPU time so a caller can compute the sink's load."""
@@ -82,6 +84,7 @@ class Sink:
             "batches": self.batches,
             "body_bytes": self.body_bytes,
             "bad_requests": self.bad_requests,
+            "max_batch": self.max_batch,
             "cpu_s": time.process_time(),
         }
 
@@ -122,6 +125,7 @@ class Sink:
             ids.add(message_id)
         self.messages += len(batch)
         self.batches += 1
+        self.max_batch = max(self.max_batch, len(batch))
 
 
 def _response(status: int, body: bytes, keep_alive: bool) -> bytes:

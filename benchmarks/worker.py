@@ -5,21 +5,26 @@ leftover threads, a clean heap for ``tracemalloc``) and makes ``time.process_tim
 the CPU of exactly one client: the process holds nothing else, and the sink runs
 in another process. The result is printed as one ``RESULT {json}`` line.
 
-Timed scenarios (``single``, ``gzip``, ``threads4``):
+Timed scenarios (``capped100``, ``single``, ``gzip``, ``threads4``):
 
 1. build the client with default settings (``host`` = the sink; ``gzip=True`` for
-   ``gzip``), send a warm-up of ``warmup`` tracks and flush, so the connection is
-   open and every code path has run once;
+   ``gzip``; at most 100 messages per request for ``capped100``: the reference's
+   ``upload_size=100``, which is its default, and segment_lite's
+   ``max_batch_size=100``), send a warm-up of ``warmup`` tracks and flush, so the
+   connection is open and every code path has run once;
 2. read the sink's counters, then start the clocks (wall and process CPU);
 3. call ``track()`` ``n`` times (from 4 threads for ``threads4``), timing each call
    with ``perf_counter_ns`` while the client's own thread is delivering;
 4. ``flush()``, stop the clocks, read the sink's counters again.
 
-The ``memory`` scenarios aim the client at a closed port, so nothing can be
+The memory scenarios aim the client at a closed port, so nothing can be
 delivered, and measure with ``tracemalloc`` how many bytes ``n`` more queued
 tracks hold, once the server has been down for ``OUTAGE_S`` (after a warm-up of
-200 queued tracks that starts the client's thread and its connection attempts): ``memory`` with arguments built anew for each
-call, as in an app, ``memory-shared`` with the same argument objects every call.
+200 queued tracks that starts the client's thread and its connection attempts).
+``memory``: arguments built anew for each call, as in an app, and segment_lite's
+backlog compression off (its figure for any backlog younger than ``STALL_S``);
+``memory-packed``: the same with compression on (the outage is past ``STALL_S``);
+``memory-shared``: compression on, the same argument objects every call.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from urllib.parse import urlsplit
 
 from benchmarks.workload import CONTEXT, EVENT, PROPERTIES, USER_IDS, fresh_call_args, make_client, preload
 
-__all__ = ["SCENARIOS", "Scenario", "WorkerSpec", "percentile", "run_spec"]
+__all__ = ["DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "WorkerSpec", "percentile", "run_spec"]
 
 #: Queued before the memory baseline is taken, so lazy one-time allocations are not counted.
 MEMORY_WARMUP = 200
@@ -61,22 +66,44 @@ class Scenario:
     threads: int = 1
     gzip: bool = False
     memory: bool = False
+    #: Most messages per request, for both clients (None: each client's default).
+    batch_cap: Optional[int] = None
+    #: Memory scenarios: whether segment_lite may pack (compress) its backlog.
+    packing: bool = True
+    #: Memory scenarios: each call gets newly built arguments, as in an app.
+    fresh_arguments: bool = True
 
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("single", "1 producer thread, no compression"),
+        Scenario(
+            "capped100", "1 producer thread, both clients capped at 100 messages per request", batch_cap=100
+        ),
+        Scenario("single", "1 producer thread, default settings"),
         Scenario("gzip", "1 producer thread, gzip=True", gzip=True),
-        Scenario("threads4", "4 producer threads, no compression", threads=4),
-        Scenario("memory", "server down: bytes held per queued message, fresh arguments", memory=True),
+        Scenario("threads4", "4 producer threads, default settings", threads=4),
+        Scenario(
+            "memory",
+            "server down: bytes held per queued message, fresh arguments, before backlog compression",
+            memory=True,
+            packing=False,
+        ),
+        Scenario(
+            "memory-packed",
+            "server down past queue.STALL_S: bytes held per queued message, fresh arguments, backlog compressed",
+            memory=True,
+        ),
         Scenario(
             "memory-shared",
-            "server down: bytes held per queued message, the same argument objects every call",
+            "server down past queue.STALL_S: bytes per queued message, the same argument objects every call",
             memory=True,
+            fresh_arguments=False,
         ),
     )
 }
+#: What a full run measures (``memory-shared`` flatters the reference; run it by name).
+DEFAULT_SCENARIOS = ("capped100", "single", "gzip", "threads4", "memory", "memory-packed")
 
 
 @dataclasses.dataclass
@@ -186,7 +213,7 @@ def run_timed(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
         raise ValueError(f"n + warmup must be at most {MAX_QUEUED} (the reference's default queue size)")
     sink = SinkControl(spec.sink_url)
     sink.reset()
-    client, track = make_client(spec.client, spec.sink_url, spec.write_key, scenario.gzip)
+    client, track = make_client(spec.client, spec.sink_url, spec.write_key, scenario.gzip, scenario.batch_cap)
     warm_accepted = _produce(track, 0, spec.warmup, None)
     client.flush()
     before = sink.stats()
@@ -223,6 +250,7 @@ def run_timed(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
         "cpu_s": cpu,
         "requests": requests,
         "msgs_per_request": spec.n / requests if requests else math.nan,
+        "max_msgs_per_request": after["max_batch"],
         "sink_cpu_pct": (after["cpu_s"] - before["cpu_s"]) / wall * 100.0,
     }
 
@@ -243,14 +271,22 @@ def _produce_fresh(track: Callable[..., Any], start: int, count: int) -> int:
     return accepted
 
 
-def run_memory(spec: WorkerSpec, fresh: bool) -> dict[str, Any]:
+def run_memory(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
     """Bytes held per queued message (``tracemalloc``), with the server unreachable.
 
-    With ``fresh``, each call gets newly built arguments (see
-    ``workload.fresh_call_args``), else the same objects every call.
+    With ``scenario.fresh_arguments``, each call gets newly built arguments (see
+    ``workload.fresh_call_args``), else the same objects every call. Without
+    ``scenario.packing``, segment_lite's queue never counts delivery as stalled, so
+    its backlog stays as encoded (what it holds in the first ``STALL_S`` of an
+    outage, or in any backlog of a healthy pipeline).
     """
+    fresh = scenario.fresh_arguments
     n = min(spec.n, MAX_QUEUED - MEMORY_WARMUP - 100)  # the reference's consumer holds up to 100 more
     preload(spec.client)
+    if not scenario.packing and spec.client != "reference":
+        import segment_lite.queue
+
+        segment_lite.queue.STALL_S = math.inf  # read at each put
     tracemalloc.start()
     client, track = make_client(spec.client, f"http://127.0.0.1:{closed_port()}", spec.write_key, False)
     warm_accepted = _produce(track, 0, MEMORY_WARMUP, None)
@@ -273,10 +309,7 @@ def run_memory(spec: WorkerSpec, fresh: bool) -> dict[str, Any]:
 def run_spec(spec: WorkerSpec) -> dict[str, Any]:
     """Run ``spec`` in this process and return its measurements."""
     scenario = SCENARIOS[spec.scenario]
-    if scenario.memory:
-        result = run_memory(spec, fresh=scenario.name == "memory")
-    else:
-        result = run_timed(spec, scenario)
+    result = run_memory(spec, scenario) if scenario.memory else run_timed(spec, scenario)
     result.update(client=spec.client, scenario=spec.scenario, n=spec.n, pid=os.getpid())
     return result
 

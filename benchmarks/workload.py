@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 __all__ = [
     "CLIENTS",
@@ -140,10 +140,14 @@ def preload(kind: ClientKind) -> None:
         import segment_lite  # noqa: F401
 
 
-def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple[Any, Callable[..., Any]]:
+def make_client(
+    kind: ClientKind, url: str, write_key: str, gzip: bool, batch_cap: Optional[int] = None
+) -> tuple[Any, Callable[..., Any]]:
     """Build client ``kind`` with default settings aimed at ``url``; returns it and its bound ``track``.
 
     Only ``host`` (and ``gzip`` for the gzip variant) differ from the defaults.
+    ``batch_cap`` caps the messages per request: the reference's ``upload_size``
+    (100 by default: it never sends more) and segment_lite's ``max_batch_size``.
     ``lite-json`` forces segment_lite's standard-library encoder even when orjson
     is importable, so both encoders are measured on one machine. A kind with
     ``+change`` suffixes (``EXPERIMENTS``) applies prototypes of proposed changes.
@@ -151,7 +155,8 @@ def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple
     if kind == "reference":
         from segment.analytics import Client as ReferenceClient
 
-        client: Any = ReferenceClient(write_key, host=url, gzip=gzip)
+        capped = {} if batch_cap is None else {"upload_size": batch_cap}
+        client: Any = ReferenceClient(write_key, host=url, gzip=gzip, **capped)
         return client, client.track
     import segment_lite
     import segment_lite.encoding
@@ -161,7 +166,7 @@ def make_client(kind: ClientKind, url: str, write_key: str, gzip: bool) -> tuple
         segment_lite.encoding.HAVE_ORJSON = False
     elif not segment_lite.encoding.HAVE_ORJSON:
         raise RuntimeError("orjson is not importable")
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {} if batch_cap is None else {"max_batch_size": batch_cap}
     if changes:
         from benchmarks.experiments import apply_changes
 

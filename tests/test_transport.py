@@ -30,7 +30,14 @@ from segment_lite.transport import (
     proxy_for,
 )
 from tests.conftest import WRITE_KEY
-from tests.transport_servers import CannedServer, FullBacklogServer, ProxyServer, SilentServer, TLSServer
+from tests.transport_servers import (
+    CannedServer,
+    FullBacklogServer,
+    ProxyServer,
+    ScriptedServer,
+    SilentServer,
+    TLSServer,
+)
 
 TRANSPORTS = [Urllib3Transport, RequestsTransport]
 BODY = b'{"batch":[{"type":"track","event":"E","userId":"u","messageId":"m-1"}]}'
@@ -181,6 +188,88 @@ def test_the_default_transport_is_urllib3_and_receives_the_clients_proxies(proxi
     assert requests_transport._proxies == {"http": proxies[0].url}
     custom = object()
     assert default_transport_factory(lambda: custom, None)() is custom  # type: ignore[arg-type, return-value]
+
+
+# -- reading answers (the default transport reads them itself) -------------------------
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"success":true}'
+
+
+@pytest.fixture
+def scripted() -> Iterator[Any]:
+    servers: list[ScriptedServer] = []
+
+    def start(answers: list[bytes], close_after: tuple[int, ...] = ()) -> ScriptedServer:
+        servers.append(ScriptedServer(answers, close_after))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        b"HTTP/1.1 200 OK\r\n",  # the status line, then nothing
+        b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n",  # headers never ended
+        b'HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{"succ',  # body shorter than announced
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",  # no last chunk
+        b"",  # closed without a word
+    ],
+)
+def test_an_answer_cut_off_is_an_error_not_a_delivery(scripted, cut) -> None:
+    server = scripted([cut], close_after=(0,))
+    with pytest.raises(TransportError):
+        post(Urllib3Transport(), server.url)
+
+
+def test_chunked_interim_and_close_delimited_answers_are_read(scripted) -> None:
+    server = scripted(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\nno length: read to the close",
+            OK,
+        ],
+        close_after=(1,),
+    )
+    transport = Urllib3Transport()
+    first = transport.post(server.url, BODY, HEADERS, 5)
+    assert (first.status, first.body) == (200, b"hello world")
+    second = transport.post(server.url, BODY, HEADERS, 5)
+    assert (second.status, second.body) == (400, b"no length: read to the close")
+    assert second.headers["content-type"] == "text/plain"  # names are case-insensitive
+    assert post(transport, server.url) == 200
+    assert server.connections == 2  # the close-delimited answer ended the first connection
+
+
+def test_connection_close_opens_a_new_connection_and_keep_alive_reuses_one(scripted) -> None:
+    server = scripted(
+        [OK, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1), OK], close_after=(1,)
+    )
+    transport = Urllib3Transport()
+    assert [post(transport, server.url) for _ in range(3)] == [200, 200, 200]
+    assert server.connections == 2
+    first_request = server.requests[0]
+    assert first_request.startswith(b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Content-Length: %d\r\n" % len(BODY) in first_request and first_request.endswith(BODY)
+
+
+def test_a_huge_answer_is_cut_and_its_connection_closed(scripted) -> None:
+    size = 3 * 1024 * 1024
+    server = scripted([b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size, OK])
+    transport = Urllib3Transport()
+    answer = transport.post(server.url, BODY, HEADERS, 5)
+    assert answer.status == 503 and len(answer.body) == 1024 * 1024
+    assert transport._conn is None  # the rest was never read: that connection cannot be reused
+
+
+def test_header_injection_is_refused(scripted) -> None:
+    server = scripted([OK])
+    with pytest.raises(TransportError, match="line break"):
+        Urllib3Transport().post(server.url, BODY, {"X-Evil": "a\r\nX-Injected: 1"}, 5)
+    assert server.requests == []
 
 
 # -- proxies --------------------------------------------------------------------------

@@ -246,3 +246,57 @@ class CannedServer:
 
     def stop(self) -> None:
         self._listener.close()
+
+
+class ScriptedServer:
+    """Answers each request with the next of ``answers`` (raw bytes), closing the connection after
+    the answers listed in ``close_after`` (indexes) or when they run out."""
+
+    def __init__(self, answers: list[bytes], close_after: tuple[int, ...] = ()) -> None:
+        self._answers = list(answers)
+        self._close_after = set(close_after)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1/batch"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                self._answer(conn)
+            except OSError:  # the client went away
+                pass
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            while self._answers:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        break
+                    head += line
+                if not head:
+                    break
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                self.requests.append(head + reader.read(length))
+                index = len(self.requests) - 1
+                conn.sendall(self._answers.pop(0))
+                if index in self._close_after:
+                    break
+            conn.shutdown(socket.SHUT_RDWR)  # the reader holds the socket open otherwise
+
+    def stop(self) -> None:
+        self._listener.close()
