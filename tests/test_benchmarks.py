@@ -21,7 +21,7 @@ import pytest
 from benchmarks import run as bench_run
 from benchmarks.report import METRICS, TIMED_METRICS, format_table
 from benchmarks.sink import Sink, serve
-from benchmarks.worker import SCENARIOS
+from benchmarks.worker import DEFAULT_SCENARIOS, SCENARIOS
 from benchmarks.workload import CLIENTS, unavailable_reason
 
 pytestmark = pytest.mark.timeout(300)
@@ -38,7 +38,7 @@ def test_benchmark_completes_and_every_run_delivered_what_it_sent(report: dict[s
     clients = report["meta"]["clients"]
     assert "lite-json" in clients
     assert {(run["scenario"], run["client"]) for run in runs} == {
-        (scenario, client) for scenario in SCENARIOS for client in clients
+        (scenario, client) for scenario in DEFAULT_SCENARIOS for client in clients
     }
     for run in runs:
         assert run["accepted"] == run["sent"], run
@@ -49,7 +49,8 @@ def test_benchmark_completes_and_every_run_delivered_what_it_sent(report: dict[s
 
 def test_report_has_every_metric(report: dict[str, Any]) -> None:
     medians = report["medians"]
-    for scenario, spec in SCENARIOS.items():
+    for scenario in DEFAULT_SCENARIOS:
+        spec = SCENARIOS[scenario]
         for client in report["meta"]["clients"]:
             values = medians[scenario][client]
             keys = ["bytes_per_msg"] if spec.memory else [*TIMED_METRICS, "caller_cpu_us_per_msg"]
@@ -70,7 +71,8 @@ def test_report_has_ratios_against_the_reference(report: dict[str, Any]) -> None
     if reason:
         pytest.skip(f"reference side skipped: {reason}")
     assert "reference" in report["meta"]["clients"]
-    for scenario, spec in SCENARIOS.items():
+    for scenario in DEFAULT_SCENARIOS:
+        spec = SCENARIOS[scenario]
         for client in report["meta"]["clients"]:
             if client == "reference":
                 continue
@@ -78,7 +80,23 @@ def test_report_has_ratios_against_the_reference(report: dict[str, Any]) -> None
             for key in keys:
                 verdict = report["targets"][scenario][client][key]
                 assert verdict["factor"] > 0 and isinstance(verdict["met"], bool)
-    assert "vs ref" in format_table(report, report["meta"]["clients"], list(SCENARIOS))
+    assert "vs ref" in format_table(report, report["meta"]["clients"], list(DEFAULT_SCENARIOS))
+
+
+def test_the_capped_scenario_sends_at_most_100_messages_per_request(report: dict[str, Any]) -> None:
+    capped = [run for run in report["runs"] if run["scenario"] == "capped100"]
+    assert capped and all(0 < run["max_msgs_per_request"] <= 100 for run in capped)
+
+
+def test_this_rounds_targets_apply_to_their_cells(report: dict[str, Any]) -> None:
+    targets = report["targets"]
+    if "capped100" not in targets:
+        pytest.skip("reference side skipped")
+    assert targets["capped100"]["lite-json"]["cpu_us_per_msg"]["target"] == 6.0
+    assert targets["capped100"]["lite-json"]["msgs_per_s"]["target"] == 5.0
+    assert targets["memory"]["lite-json"]["bytes_per_msg"]["target"] == 3.0
+    if "lite-orjson" in targets["single"]:
+        assert targets["single"]["lite-orjson"]["p99_us"]["target"] == 2.0
 
 
 def test_quick_mode_is_small() -> None:
