@@ -11,6 +11,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
+from segment_lite.collector.processing import replace_non_finite
+from segment_lite.collector.text import printable, printable_json
+
 if TYPE_CHECKING:
     from segment_lite.collector.store import EventStore, StoredEvent
 
@@ -266,9 +269,11 @@ def _clip(text: str, width: int) -> str:
 
 
 def format_row(event: StoredEvent) -> str:
-    """One stored event as a fixed-width table row."""
+    """One stored event as a fixed-width table row; control characters in the data are shown escaped."""
     m = event.message
-    cells = (event.received_at, event.type, _user(m), _detail(m), event.message_id)
+    cells = tuple(
+        printable(cell) for cell in (event.received_at, event.type, _user(m), _detail(m), event.message_id)
+    )
     return "  ".join(_clip(c, w).ljust(w) for c, (_, w) in zip(cells, _COLUMNS)).rstrip()
 
 
@@ -284,7 +289,8 @@ def format_table(events: list[StoredEvent]) -> str:
 def _print_events(events: list[StoredEvent], as_json: bool, out: TextIO) -> None:
     for e in events:
         if as_json:
-            out.write(json.dumps(e.message, ensure_ascii=False, sort_keys=True) + "\n")
+            line = json.dumps(replace_non_finite(e.message), ensure_ascii=False, sort_keys=True)
+            out.write(printable_json(line) + "\n")
         else:
             out.write(format_row(e) + "\n")
     out.flush()

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
-from segment_lite.collector.http_server import Request, Response
+from segment_lite.collector.http_server import LocalNames, Request, Response
+from segment_lite.collector.processing import MESSAGE_TYPES, RequestError
 from segment_lite.collector.recording import CollectorStats
 from segment_lite.collector.store import EventStore
 
-__all__ = ["CONTENT_SECURITY_POLICY", "DebuggerRoutes", "is_loopback_host"]
+__all__ = ["CONTENT_SECURITY_POLICY", "MAX_PAGE_EVENTS", "DebuggerRoutes"]
 
-CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:"
+# The page loads nothing from elsewhere and may not be framed (clickjacking).
+CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+# Every debugger answer, the JSON API's included.
+_SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Frame-Options", "DENY"),
+)
+
+# Row ids are SQLite integers.
+_MAX_ROW_ID = 2**63 - 1
+MAX_PAGE_EVENTS = 1000
 
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -23,34 +36,42 @@ _STATIC_TYPES = {
 }
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` names a loopback address (what the collector binds to by default)."""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 class DebuggerRoutes:
     """Answers ``GET /``, ``/static/...`` and ``/api/...`` from the store and the counters.
 
-    ``bound_host`` is the address the collector listens on; ``stats`` returns
-    the current counters.
+    ``local`` says which ``Host`` values are this machine's (others get 403:
+    see :class:`~segment_lite.collector.http_server.LocalNames`); ``stats``
+    returns the current counters.
     """
 
-    def __init__(self, store: EventStore, stats: Callable[[], CollectorStats], bound_host: str) -> None:
+    def __init__(self, store: EventStore, stats: Callable[[], CollectorStats], local: LocalNames) -> None:
         self._store = store
         self._stats = stats
-        self._bound_host = bound_host
+        self._local = local
 
     def handle(self, request: Request) -> Response:
         """Answer one request to a debugger path."""
-        if not self._host_allowed(request.headers.get("Host")):
-            return Response.error(403, "forbidden", "the debugger answers only to a loopback Host")
+        response = self._route(request)
+        return replace(response, headers=response.headers + _SECURITY_HEADERS)
+
+    def _route(self, request: Request) -> Response:
+        host = request.headers.get("Host")
+        if host is not None and not self._local.allows_host(host):
+            return Response.error(
+                403,
+                "forbidden_host",
+                "the debugger answers only to localhost, a loopback address or the address it is bound to",
+            )
         path = request.path
         if path in ("/", "/index.html"):
             return self._static("index.html")
         if path.startswith("/static/"):
             return self._static(path[len("/static/") :])
         if path == "/api/events":
-            return self._events(request.query)
+            try:
+                return self._events(request.query)
+            except RequestError as exc:
+                return Response.json(exc.status, exc.body())
         if path.startswith("/api/events/"):
             message_id = unquote(path[len("/api/events/") :])
             found = self._store.get(message_id) if not self._store.closed else None
@@ -63,21 +84,6 @@ class DebuggerRoutes:
             return Response.json(200, stats)
         return Response.error(404, "not_found", f"nothing at {path}")
 
-    def _host_allowed(self, host_header: Optional[str]) -> bool:
-        """On a loopback bind, the page and API answer only to loopback Host names.
-
-        A web page elsewhere could otherwise point its own host name at 127.0.0.1
-        (DNS rebinding) and read the stored events through the visitor's browser.
-        """
-        if not is_loopback_host(self._bound_host) or not host_header:
-            return True
-        host = host_header.strip().lower()
-        if host.startswith("["):
-            host = host[1 : host.find("]")] if "]" in host else host
-        elif host.count(":") == 1:
-            host = host.split(":", 1)[0]
-        return is_loopback_host(host)
-
     def _static(self, name: str) -> Response:
         suffix = name[name.rfind(".") :] if "." in name else ""
         if not name or name.startswith(".") or "/" in name or "\\" in name or suffix not in _STATIC_TYPES:
@@ -87,34 +93,45 @@ class DebuggerRoutes:
             data = resource.read_bytes()
         except OSError:
             return Response.error(404, "not_found", "no such file")
-        headers = (
-            ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-            ("X-Content-Type-Options", "nosniff"),
-        )
-        return Response(200, data, _STATIC_TYPES[suffix], headers)
+        return Response(200, data, _STATIC_TYPES[suffix])
 
     def _events(self, query: dict[str, list[str]]) -> Response:
-        def one(name: str) -> Optional[str]:
+        def text(name: str) -> Optional[str]:
             values = query.get(name)
             return (values[0].strip() or None) if values else None
 
-        def number(name: str) -> Optional[int]:
-            value = one(name)
-            try:
-                return None if value is None else int(value)
-            except ValueError:
+        def number(name: str, low: int, high: int) -> Optional[int]:
+            value = text(name)
+            if value is None:
                 return None
+            if not (value.isascii() and value.isdigit() and low <= int(value) <= high):
+                raise RequestError(
+                    400,
+                    "invalid_query",
+                    f"{name} must be a whole number from {low} to {high} (got {value[:30]!r})",
+                    {"field": name},
+                )
+            return int(value)
 
-        limit = min(max(number("limit") or 100, 1), 1000)
+        kind = text("type")
+        if kind is not None and kind not in MESSAGE_TYPES:
+            raise RequestError(
+                400,
+                "invalid_query",
+                f"type must be one of {', '.join(MESSAGE_TYPES)} (got {kind[:30]!r})",
+                {"field": "type"},
+            )
+        limit = number("limit", 1, MAX_PAGE_EVENTS) or 100
+        after = number("after", 0, _MAX_ROW_ID)
+        before = number("before", 0, _MAX_ROW_ID)
         # Read the high-water mark first and bound the query by it, so an event
         # stored meanwhile is neither skipped by the next ``after`` nor shown twice.
         upto = self._store.last_id()
-        before = number("before")
         events = self._store.query(
-            type=one("type"),
-            user_id=one("user"),
-            event=one("event"),
-            after_id=number("after"),
+            type=kind,
+            user_id=text("user"),
+            event=text("event"),
+            after_id=after,
             before_id=upto + 1 if before is None else min(before, upto + 1),
             limit=limit,
             newest_first=True,

@@ -54,10 +54,10 @@ class Failure:
         raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         return cls(status, when, raw, "text/plain; charset=utf-8", extra)
 
-    def response_headers(self) -> list[tuple[str, str]]:
+    def response_headers(self) -> tuple[tuple[str, str], ...]:
         """``Retry-After`` (when set) followed by the extra headers."""
-        out = [] if self.retry_after is None else [("Retry-After", self.retry_after)]
-        return out + list(self.headers)
+        retry_after = () if self.retry_after is None else (("Retry-After", self.retry_after),)
+        return retry_after + self.headers
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import uuid
 import zlib
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
 from segment_lite.errors import SegmentLiteError
+from segment_lite.limits import MAX_NESTING_DEPTH
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -20,9 +22,12 @@ __all__ = [
     "RequestError",
     "decode_body",
     "format_timestamp",
+    "json_bytes",
+    "nesting_error",
     "parse_json",
     "parse_timestamp",
     "prepare_messages",
+    "replace_non_finite",
     "write_key_from_auth",
 ]
 
@@ -112,12 +117,79 @@ def _too_large(size: int, limit: int, decompressed: bool = False) -> RequestErro
     )
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or infinities)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:40]} is too large for a double (it would be read as infinity)")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
-    """Parse a UTF-8 JSON body, or raise a 400 ``invalid_json`` error."""
+    """Parse a UTF-8 JSON body strictly, or raise a 400 error.
+
+    ``NaN``, ``Infinity`` and numbers too large for a double are refused
+    (``invalid_json``), as is nesting too deep to parse (``nesting_too_deep``).
+    """
     try:
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise RequestError(
+            400,
+            "nesting_too_deep",
+            f"the body is nested too deeply to parse; the limit is {MAX_NESTING_DEPTH} levels per message",
+            {"limit": MAX_NESTING_DEPTH},
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON that is always valid: NaN and infinities (JSON has none) become null."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(
+            replace_non_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+    return text.encode("utf-8")
+
+
+def replace_non_finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (which JSON cannot carry) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: replace_non_finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [replace_non_finite(v) for v in value]
+    return value
+
+
+def nesting_error(value: Any, where: str, limit: int = MAX_NESTING_DEPTH) -> Optional[str]:
+    """The path of the first object or array nested deeper than ``limit`` in ``value``, or None.
+
+    ``value`` itself is level 1 (when it is an object or array); ``where`` names it in the path.
+    """
+    # Iterative, so a value nested deeper than Python's recursion limit is measured too.
+    stack: list[tuple[Any, int, str]] = [(value, 1, where)]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > limit:
+            return path
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(child, (dict, list)):
+                    stack.append((child, depth + 1, f"{path}.{key}"))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                if isinstance(child, (dict, list)):
+                    stack.append((child, depth + 1, f"{path}[{index}]"))
+    return None
 
 
 # -- write keys ---------------------------------------------------------------
@@ -226,6 +298,21 @@ def _timestamp_field(value: Any, where: str) -> Optional[datetime]:
         raise RequestError(
             400, "invalid_timestamp", f"{where} is not an ISO 8601 timestamp: {value[:64]!r}"
         ) from None
+
+
+def _check_nesting(value: Any, where: str, index: Optional[int], limit: int = MAX_NESTING_DEPTH) -> None:
+    too_deep = nesting_error(value, where, limit)
+    if too_deep is not None:
+        details: dict[str, Any] = {"limit": MAX_NESTING_DEPTH, "path": too_deep}
+        if index is not None:
+            details["index"] = index
+        raise RequestError(
+            400,
+            "nesting_too_deep",
+            f"{too_deep} is nested too deeply: a message may nest objects and arrays "
+            f"at most {MAX_NESTING_DEPTH} levels deep, counting the message itself",
+            details,
+        )
 
 
 def _validate(message: dict[str, Any], where: str, index: Optional[int]) -> None:
@@ -346,6 +433,7 @@ def prepare_messages(
         message = dict(payload)
         message.pop("writeKey", None)
         message["type"] = kind
+        _check_nesting(payload, "body", None)
         size = _encoded_size(payload)
         if size > limits.max_message_bytes:
             raise RequestError(
@@ -376,6 +464,9 @@ def prepare_messages(
         raise RequestError(
             400, "invalid_batch", "body.integrations must be an object", {"field": "integrations"}
         )
+    for name, shared in (("context", context), ("integrations", integrations)):
+        # Merged into every message, one level below the message object.
+        _check_nesting(shared, f"body.{name}", None, MAX_NESTING_DEPTH - 1)
     batch_sent_at = payload.get("sentAt")
     _timestamp_field(batch_sent_at, "body.sentAt")
 
@@ -384,6 +475,7 @@ def prepare_messages(
         where = f"batch[{index}]"
         if not isinstance(item, dict):
             raise RequestError(400, "invalid_message", f"{where} must be a JSON object", {"index": index})
+        _check_nesting(item, where, index)
         size = _encoded_size(item)
         if size > limits.max_message_bytes:
             raise RequestError(

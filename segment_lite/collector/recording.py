@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 from segment_lite.collector.http_server import Headers
 from segment_lite.collector.processing import RequestError, parse_json
+from segment_lite.collector.text import printable
 
 __all__ = ["CollectorStats", "RecordedRequest", "RequestLog"]
 
@@ -19,6 +20,8 @@ class RecordedRequest:
 
     ``raw_body`` is the body as received and ``body`` the body after gunzip
     (None when it could not be decoded); ``json`` parses ``body`` on access.
+    A refused request keeps only the first 1 KiB of its body;
+    ``raw_body_size`` is always the full size received.
     ``status`` is None when the connection was reset without an answer
     (``reset_next``) and 499 when the client hung up during an injected delay.
     ``fault`` names the injected fault that shaped the answer: ``"fail"``,
@@ -35,11 +38,17 @@ class RecordedRequest:
     fault: Optional[str] = None
     target: str = ""
     received_at: float = 0.0
+    raw_body_size: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only a prefix of the body was kept."""
+        return len(self.raw_body) < self.raw_body_size
 
     @property
     def json(self) -> Any:
-        """The parsed body, or None when it is not (valid) JSON or was not kept."""
-        if self.body is None:
+        """The parsed body, or None when it is not (valid) JSON or was not kept whole."""
+        if self.body is None or self.truncated:
             return None
         try:
             return parse_json(self.body)
@@ -138,15 +147,22 @@ class _Counts:
 class RequestLog:
     """The recorded requests and counters, with waits that wake when they change (thread-safe).
 
-    ``keep_requests`` bounds how many records are kept (the oldest are dropped;
-    None keeps all). ``log`` receives one line per recorded request.
+    ``keep_requests`` bounds how many records are kept and ``keep_body_bytes``
+    the body bytes they hold in total (the oldest are dropped first; None: no
+    bound). ``log`` receives one line per recorded request.
     """
 
     def __init__(
-        self, keep_requests: Optional[int] = None, log: Optional[Callable[[str], None]] = None
+        self,
+        keep_requests: Optional[int] = None,
+        log: Optional[Callable[[str], None]] = None,
+        keep_body_bytes: Optional[int] = None,
     ) -> None:
         self._changed = threading.Condition(threading.Lock())
-        self._requests: deque[RecordedRequest] = deque(maxlen=keep_requests)
+        self._requests: deque[RecordedRequest] = deque()
+        self._keep_requests = keep_requests
+        self._keep_body_bytes = keep_body_bytes
+        self._body_bytes = 0
         self._total = 0
         self._counts = _Counts()
         self._unique = 0
@@ -164,7 +180,7 @@ class RequestLog:
     ) -> None:
         """Keep ``record`` and count what came of it; log one line."""
         with self._changed:
-            self._requests.append(record)
+            self._keep(record)
             self._total += 1
             counts = self._counts
             counts.requests += 1
@@ -182,12 +198,30 @@ class RequestLog:
             self._changed.notify_all()
         if self._log is not None:
             status = "reset" if record.status is None else str(record.status)
-            line = f"{record.method} {record.path} {status}"
+            line = f"{printable(record.method)} {printable(record.path)} {status}"
             if received:
                 line += f" {received} message(s): {stored} stored, {duplicates} duplicate(s)"
             if record.fault:
                 line += f" [fault: {record.fault}]"
             self._log(line)
+
+    def _keep(self, record: RecordedRequest) -> None:
+        self._requests.append(record)
+        self._body_bytes += record.retained_bytes
+        # The newest record is always kept, whatever its size.
+        while len(self._requests) > 1 and (
+            (self._keep_requests is not None and len(self._requests) > self._keep_requests)
+            or (self._keep_body_bytes is not None and self._body_bytes > self._keep_body_bytes)
+        ):
+            self._body_bytes -= self._requests.popleft().retained_bytes
+        if self._keep_requests == 0:
+            self._body_bytes -= self._requests.pop().retained_bytes
+
+    @property
+    def body_bytes(self) -> int:
+        """How many body bytes the kept records hold."""
+        with self._changed:
+            return self._body_bytes
 
     def connection_opened(self) -> None:
         """Count one accepted TCP connection."""
@@ -224,6 +258,7 @@ class RequestLog:
         """Forget every record, counter and the unique message count."""
         with self._changed:
             self._requests.clear()
+            self._body_bytes = 0
             self._total = 0
             self._counts = _Counts()
             self._unique = 0

@@ -13,9 +13,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
-from segment_lite.collector.debugger import DebuggerRoutes, is_loopback_host
+from segment_lite.collector.debugger import DebuggerRoutes
 from segment_lite.collector.faults import Failure, FaultBody, FaultPlan, RetryAfter
-from segment_lite.collector.http_server import ConnectionTracker, Headers, HttpServer, Request, Response
+from segment_lite.collector.http_server import (
+    ConnectionLimits,
+    ConnectionTracker,
+    Headers,
+    HttpServer,
+    LocalNames,
+    Request,
+    Response,
+    is_loopback_host,
+)
 from segment_lite.collector.processing import Limits
 from segment_lite.collector.recording import CollectorStats, RecordedRequest, RequestLog
 from segment_lite.collector.store import EventStore
@@ -27,7 +36,19 @@ from segment_lite.collector.tracking import (
     WriteKeyCheck,
 )
 
-__all__ = ["TRACKING_PATHS", "Collector", "CollectorStats", "Headers", "RecordedRequest", "is_loopback_host"]
+__all__ = [
+    "TRACKING_PATHS",
+    "Collector",
+    "CollectorStats",
+    "ConnectionLimits",
+    "Headers",
+    "RecordedRequest",
+    "is_loopback_host",
+]
+
+
+# Bodies kept in ``Collector.requests`` by default, in total.
+DEFAULT_KEEP_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 class _Routes:
@@ -89,7 +110,10 @@ class Collector:
     ``limits`` overrides Segment's size limits; ``clock`` supplies the receive
     time (a callable returning an aware datetime), for exact tests; ``log``
     receives one line per Tracking API request; ``keep_requests`` bounds how many
-    recorded requests :attr:`requests` keeps (the oldest are dropped; None keeps all).
+    recorded requests :attr:`requests` keeps and ``keep_request_bytes`` the body
+    bytes they hold (64 MiB by default; the oldest are dropped; None: no bound).
+    ``connection_limits`` sets timeouts and the connection bound
+    (:class:`~segment_lite.collector.http_server.ConnectionLimits`).
     """
 
     def __init__(
@@ -112,6 +136,8 @@ class Collector:
         clock: Optional[Callable[[], datetime]] = None,
         log: Optional[Callable[[str], None]] = None,
         keep_requests: Optional[int] = None,
+        keep_request_bytes: Optional[int] = DEFAULT_KEEP_REQUEST_BYTES,
+        connection_limits: Optional[ConnectionLimits] = None,
         credential_check: Optional[CredentialCheck] = None,
         annotators: Sequence[Annotator] = (),
     ) -> None:
@@ -130,7 +156,8 @@ class Collector:
         self._up = threading.Condition(threading.Lock())
         self._stopping = threading.Event()
 
-        self._log = RequestLog(keep_requests, log)
+        self.connection_limits = connection_limits or ConnectionLimits()
+        self._log = RequestLog(keep_requests, log, keep_request_bytes)
         self._tracker = ConnectionTracker(on_open=self._log.connection_opened)
         self._faults = FaultPlan(
             Failure.make(fail_status, retry_after, fail_body),
@@ -163,6 +190,7 @@ class Collector:
             self._started = True
             store = self._store = EventStore(self.db)
             self._log.set_unique(store.count())
+            local = LocalNames(self.host)
             tracking = TrackingEndpoint(
                 store=store,
                 log=self._log,
@@ -170,10 +198,11 @@ class Collector:
                 limits=self.limits,
                 credential_check=self._credential_check,
                 annotators=self._annotators,
+                local=local,
                 clock=self._clock,
                 sleep=self._stopping.wait,
             )
-            self._routes = _Routes(tracking, DebuggerRoutes(store, self._log.stats, self.host))
+            self._routes = _Routes(tracking, DebuggerRoutes(store, self._log.stats, local))
             try:
                 self._bind(self._requested_port)
             except BaseException:
@@ -208,7 +237,7 @@ class Collector:
 
     def _bind(self, port: int) -> None:
         assert self._routes is not None
-        server = HttpServer(self.host, port, self._routes, self._tracker)
+        server = HttpServer(self.host, port, self._routes, self._tracker, self.connection_limits)
         with self._up:
             self._server = server
             self._port = server.port

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from segment_lite.collector.faults import FaultPlan
-from segment_lite.collector.http_server import Request, Response, error_body, json_bytes
+from segment_lite.collector.http_server import LocalNames, Request, Response, error_body
 from segment_lite.collector.processing import (
     MESSAGE_TYPES,
     Limits,
@@ -31,8 +31,10 @@ from segment_lite.collector.processing import (
 )
 from segment_lite.collector.recording import RecordedRequest, RequestLog
 from segment_lite.collector.store import EventStore
+from segment_lite.collector.text import printable
 
 __all__ = [
+    "REJECTED_BODY_PREFIX_BYTES",
     "TRACKING_PATHS",
     "Annotator",
     "CredentialCheck",
@@ -44,6 +46,14 @@ __all__ = [
 # Paths of the Tracking API, mapped to the kind of body they take.
 TRACKING_PATHS = {"/v1/batch": "batch", "/v1/import": "batch"}
 TRACKING_PATHS.update({f"/v1/{kind}": kind for kind in MESSAGE_TYPES})
+
+# A refused request keeps only this much of its body in ``Collector.requests``.
+REJECTED_BODY_PREFIX_BYTES = 1024
+
+# Deflate grows incompressible data by 5 bytes per 64 KiB block, and gzip adds an
+# 18-byte frame, so a gzip body this much over the batch limit cannot inflate to
+# within it: it is refused (413) without being held in memory.
+_GZIP_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -101,8 +111,10 @@ class WriteKeyCheck:
 class TrackingEndpoint:
     """Answers requests to the Tracking API paths and records each one in ``log``.
 
-    ``credential_check`` None accepts any request; ``clock`` gives the receive
-    time; ``sleep`` serves injected delays (it may return early on stop).
+    ``credential_check`` None accepts any request (then writes from a web page
+    on another origin are refused, see :meth:`handle`); ``local`` says which
+    ``Origin`` values are this machine's; ``clock`` gives the receive time;
+    ``sleep`` serves injected delays (it may return early on stop).
     """
 
     def __init__(
@@ -114,6 +126,7 @@ class TrackingEndpoint:
         limits: Limits,
         credential_check: Optional[CredentialCheck],
         annotators: Sequence[Annotator],
+        local: LocalNames,
         clock: Callable[[], datetime],
         sleep: Callable[[float], object],
     ) -> None:
@@ -123,33 +136,41 @@ class TrackingEndpoint:
         self._limits = limits
         self._credential_check = credential_check
         self._annotators = tuple(annotators)
+        self._local = local
         self._clock = clock
         self._sleep = sleep
 
     def handle(self, request: Request, kind: str) -> Response:
-        """Answer one request to a Tracking API path; ``kind`` is ``"batch"`` or a message type."""
-        arrived = time.time()
-        fault = self._faults.take()
+        """Answer one request to a Tracking API path; ``kind`` is ``"batch"`` or a message type.
+
+        Before anything else, writes a browser could send from another site are
+        refused: a body that is not ``Content-Type: application/json`` (415),
+        and, when no credential check is configured, a foreign ``Origin`` (403).
+        """
         record = RecordedRequest(
             method=request.method,
             path=request.path,
             headers=request.headers,
             raw_body=b"",
-            fault=fault.name(),
             target=request.target,
-            received_at=arrived,
+            received_at=time.time(),
         )
-        status = 200
-        answer: Any = {"success": True}
-        messages: list[dict[str, Any]] = []
-        rejected = 0
         error: Optional[RequestError] = None
-        payload: Any = None
-
         try:
-            record.raw_body = request.read_body()
+            body = request.read_body(keep_bytes=self._limits.max_batch_bytes + _GZIP_OVERHEAD_BYTES)
+            record.raw_body, record.raw_body_size = body.data, body.size
+            if not body.complete:
+                error = _batch_too_large(body.size, self._limits.max_batch_bytes)
         except RequestError as exc:
             error = exc
+        try:
+            self._refuse_cross_site(request)
+        except RequestError as exc:
+            return self._answer(record, exc.status, exc.body())
+
+        fault = self._faults.take()
+        record.fault = fault.name()
+        payload: Any = None
         if error is None:
             try:
                 record.body = decode_body(
@@ -164,11 +185,11 @@ class TrackingEndpoint:
             self._log.record(record)
             return Response.reset()
 
-        extra: list[tuple[str, str]] = []
-        if fault.failure is not None:
-            status = fault.failure.status
-            extra = fault.failure.response_headers()
-        else:
+        status = 200
+        answer: Any = {"success": True}
+        messages: list[dict[str, Any]] = []
+        rejected = 0
+        if fault.failure is None:
             try:
                 self._check_credentials(request, payload, error)
                 if error is not None:
@@ -182,6 +203,7 @@ class TrackingEndpoint:
                     rejected = len(batch) if isinstance(batch, list) else 0
             except Exception as exc:  # a bug of ours: answer 500 rather than drop the connection
                 status, answer = 500, error_body("internal_error", f"{type(exc).__name__}: {exc}")
+                messages = []
 
         if fault.delay_s > 0:
             self._sleep(fault.delay_s)
@@ -201,41 +223,69 @@ class TrackingEndpoint:
                 messages = []
 
         if fault.failure is not None:
-            response = Response(status, fault.failure.body, fault.failure.content_type, tuple(extra))
-        else:
-            response = Response.json(status, answer, extra)
-        record.status = status
-        record.response_body = response.body
-        self._log.record(
+            failure = fault.failure
+            response = Response(
+                failure.status, failure.body, failure.content_type, failure.response_headers()
+            )
+            record.status, record.response_body = response.status, response.body
+            self._log.record(record)
+            return response
+        return self._answer(
             record,
+            status,
+            answer,
             received=len(messages) if status == 200 else 0,
             stored=stored,
             duplicates=duplicates,
             rejected=rejected,
         )
-        return response
 
     def unroutable(self, request: Request, status: int, code: str, message: str) -> Response:
         """Answer (and record) a request under ``/v1/`` that no endpoint takes."""
-        raw = b""
-        try:
-            raw = request.read_body()
-        except RequestError:
-            pass
-        body = json_bytes(error_body(code, message))
         record = RecordedRequest(
             method=request.method,
             path=request.path,
             headers=request.headers,
-            raw_body=raw,
-            body=raw,
-            status=status,
-            response_body=body,
+            raw_body=b"",
             target=request.target,
             received_at=time.time(),
         )
-        self._log.record(record)
-        return Response(status, body)
+        try:
+            body = request.read_body(keep_bytes=REJECTED_BODY_PREFIX_BYTES)
+            record.raw_body, record.raw_body_size = body.data, body.size
+        except RequestError:
+            pass
+        return self._answer(record, status, error_body(code, message))
+
+    def _answer(self, record: RecordedRequest, status: int, answer: Any, **counts: Any) -> Response:
+        """Record the request with its answer and return that answer as JSON."""
+        if status >= 400:
+            # A refused body is kept only as a prefix: enough to see what it was.
+            record.raw_body = record.raw_body[:REJECTED_BODY_PREFIX_BYTES]
+            if record.body is not None:
+                record.body = record.body[:REJECTED_BODY_PREFIX_BYTES]
+        response = Response.json(status, answer)
+        record.status, record.response_body = status, response.body
+        self._log.record(record, **counts)
+        return response
+
+    def _refuse_cross_site(self, request: Request) -> None:
+        media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            shown = printable(media_type[:60]) if media_type else "missing"
+            raise RequestError(
+                415,
+                "unsupported_media_type",
+                f"the Content-Type must be application/json (it was {shown})",
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and self._credential_check is None and not self._local.allows_origin(origin):
+            raise RequestError(
+                403,
+                "forbidden_origin",
+                f"writes from a web page on {printable(origin[:100])} are refused; "
+                "configure a write key to accept writes from browsers",
+            )
 
     def _check_credentials(self, request: Request, payload: Any, body_error: Optional[RequestError]) -> None:
         if self._credential_check is None:
@@ -258,3 +308,12 @@ class TrackingEndpoint:
                 message = annotate(message, index)
             out.append(message)
         return out
+
+
+def _batch_too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        413,
+        "batch_too_large",
+        f"the body is {size} bytes; the limit is {limit} bytes per request, send smaller batches",
+        {"size": size, "limit": limit},
+    )

@@ -8,6 +8,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -359,3 +360,50 @@ def test_serve_delay_and_reset_flags(served: Any) -> None:
     assert time.monotonic() - started >= 0.2
     _, err = stop(proc)
     assert "POST" not in err  # --quiet
+
+
+# -- untrusted data in the terminal ---------------------------------------------------------
+
+
+HOSTILE = {
+    "userId": "u\x1b]0;x\x07",
+    "event": "\x1b[2J\x1b[31mRed Alert\u202e",
+    "properties": {"note": "C1 \x9b31m and DEL \x7f"},
+}
+
+
+def test_events_and_tail_escape_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = stored_db(tmp_path / "hostile.db", [stored_message(1, **HOSTILE)])
+    for argv in (["events", "--db", db], ["tail", "--db", db, "--timeout", "0.1", "--interval", "0.05"]):
+        code, out, _ = run_cli(argv, capsys)
+        assert code == 0
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out), repr(out)
+        assert "\\x1b[2J\\x1b[31mRed Alert\\u202e" in out
+        assert "u\\x1b]0;x\\x07" in out
+    code, out, _ = run_cli(["events", "--db", db, "--json"], capsys)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out), repr(out)
+    message = json.loads(out)  # escaped the JSON way, so the data is unchanged
+    assert message["event"] == HOSTILE["event"]
+    assert message["properties"]["note"] == HOSTILE["properties"]["note"]
+
+
+def test_events_json_output_stays_valid_json_for_rows_with_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = stored_db(tmp_path / "nan.db", [stored_message(1, properties={"x": float("nan")})])
+    code, out, _ = run_cli(["events", "--db", db, "--json"], capsys)
+    assert code == 0
+    assert json.loads(out, parse_constant=lambda name: pytest.fail(name))["properties"] == {"x": None}
+
+
+def test_serve_log_escapes_control_characters_in_the_path(served: Any) -> None:
+    url, proc, _ = served()
+    host, port = url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /v1/\x1b[31mnope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 404")
+    _, err = stop(proc)
+    assert "\x1b" not in err
+    assert "/v1/\\x1b[31mnope 404" in err

@@ -14,6 +14,8 @@ from collector_helpers import post, track
 
 from segment_lite.collector import Collector
 
+JSON = {"Content-Type": "application/json"}
+
 
 def raw_request(port: int, body: bytes) -> socket.socket:
     """Open a connection and send one complete POST /v1/batch; returns the socket."""
@@ -235,11 +237,11 @@ def test_refuse_for_comes_back_by_itself(collector: Collector) -> None:
 def test_go_down_drops_kept_alive_connections(collector: Collector) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=5)
     try:
-        conn.request("POST", "/v1/track", body=json.dumps(track(1)))
+        conn.request("POST", "/v1/track", body=json.dumps(track(1)), headers=JSON)
         conn.getresponse().read()
         collector.go_down()
         with pytest.raises((ConnectionError, http.client.HTTPException)):
-            conn.request("POST", "/v1/track", body=json.dumps(track(2)))
+            conn.request("POST", "/v1/track", body=json.dumps(track(2)), headers=JSON)
             conn.getresponse().read()
     finally:
         conn.close()
@@ -252,12 +254,12 @@ def test_go_down_drops_kept_alive_connections(collector: Collector) -> None:
 def test_close_idle_connections_breaks_a_pooled_connection(collector: Collector) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=5)
     try:
-        conn.request("POST", "/v1/track", body=json.dumps(track(1)))
+        conn.request("POST", "/v1/track", body=json.dumps(track(1)), headers=JSON)
         assert conn.getresponse().read() == b'{"success":true}'
         assert collector.close_idle_connections() == 1
         # The client still thinks the connection is open; using it fails.
         with pytest.raises(ConnectionError):
-            conn.request("POST", "/v1/track", body=json.dumps(track(2)))
+            conn.request("POST", "/v1/track", body=json.dumps(track(2)), headers=JSON)
             conn.getresponse().read()
     finally:
         conn.close()

@@ -95,7 +95,9 @@ def test_keep_alive_serves_several_requests_on_one_connection(collector: Collect
 def test_chunked_request_body_is_accepted(collector: Collector) -> None:
     body = json.dumps({"batch": [track(1)]}).encode()
     chunks = iter([body[:10], body[10:]])
-    r = requests.post(collector.url + "/v1/batch", data=chunks, timeout=5)
+    r = requests.post(
+        collector.url + "/v1/batch", data=chunks, headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert r.status_code == 200, r.text
     assert collector.message_ids() == {"msg-1"}
 
@@ -191,7 +193,12 @@ def test_gzip_bomb_is_refused_with_413_without_inflating_it(collector: Collector
 
 
 def test_corrupt_gzip_is_400_and_unknown_encoding_is_415(collector: Collector) -> None:
-    r = post(collector, "/v1/batch", b"\x1f\x8bnot really gzip", headers={"Content-Encoding": "gzip"})
+    r = post(
+        collector,
+        "/v1/batch",
+        b"\x1f\x8bnot really gzip",
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
     assert r.status_code == 400
     assert r.json()["code"] == "invalid_gzip"
     r = post(collector, "/v1/batch", b"{}", headers={"Content-Encoding": "br"})
@@ -530,7 +537,12 @@ def test_gzip_roundtrip_through_http_client_with_content_length(collector: Colle
     body = gzip.compress(json.dumps({"batch": [track(5)]}).encode())
     conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=5)
     try:
-        conn.request("POST", "/v1/batch", body=body, headers={"Content-Encoding": "gzip"})
+        conn.request(
+            "POST",
+            "/v1/batch",
+            body=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         assert response.status == 200
         assert json.loads(response.read()) == {"success": True}
