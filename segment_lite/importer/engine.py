@@ -14,7 +14,6 @@ from segment_lite.client import Client
 from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, SegmentLiteError, ValidationError
 from segment_lite.importer.convert import RowConverter
 from segment_lite.importer.errors import ImportConfigError, RowError
-from segment_lite.importer.ids import LineIdMaker
 from segment_lite.importer.options import ImportOptions
 from segment_lite.importer.progress import Progress, Snapshot
 from segment_lite.importer.sources import Source
@@ -270,7 +269,7 @@ class ImportEngine:
         methods = self._methods
         convert = (converter or self.converter).convert
         decode = source.decode
-        make_id = LineIdMaker(source.key, self.id_salt)
+        make_id = source.id_maker(self.id_salt)
         shard_n = self.shard[1] if self.shard else 1
         shard_r = self.shard[0] - 1 if self.shard else 0
         chunk_size = self.chunk_size

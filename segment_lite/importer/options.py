@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
@@ -79,6 +79,8 @@ class ImportOptions:
             status 5 instead of 0 (``ImportSummary.exit_code``).
         shard: ``"i/n"`` or ``(i, n)``: only the rows on lines i, i+n, i+2n, ...
         id_salt: mixed into derived messageIds (a new salt re-sends rows as new events).
+        id_columns: in-memory rows only (``import_rows``, Spark): derive messageIds
+            from these columns instead of the whole row.
         chunk_size: rows per confirmed chunk (the checkpoint advances by chunks).
         on_checkpoint: called with each :class:`Checkpoint` just written
             (monitoring, copying it elsewhere; tests use it to stop at a known point).
@@ -97,7 +99,7 @@ class ImportOptions:
     """
 
     # destination
-    write_key: Optional[str] = None
+    write_key: Optional[str] = field(default=None, repr=False)
     host: Optional[str] = None
     region: Optional[str] = None
     integrations: Optional[dict[str, Any]] = None
@@ -121,6 +123,7 @@ class ImportOptions:
     fail_on_rejects: bool = False
     shard: Union[str, tuple[int, int], None] = None
     id_salt: str = ""
+    id_columns: Optional[tuple[str, ...]] = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     on_checkpoint: Optional[Callable[[Checkpoint], None]] = None
     # sending
@@ -147,6 +150,10 @@ class ImportOptions:
         if self.progress_interval < 0:
             raise ImportConfigError(f"--progress-interval must be 0 or more, got {self.progress_interval}")
         parse_shard(self.shard)
+        if self.id_columns is not None:
+            if isinstance(self.id_columns, str) or not all(isinstance(c, str) for c in self.id_columns):
+                raise ImportConfigError(f"id_columns must be a list of column names, got {self.id_columns!r}")
+            object.__setattr__(self, "id_columns", tuple(self.id_columns))  # frozen: normalise once
 
     @classmethod
     def build(cls, base: Optional[ImportOptions], overrides: Mapping[str, Any], caller: str) -> ImportOptions:

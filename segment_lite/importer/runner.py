@@ -34,6 +34,7 @@ __all__ = [
     "import_rows",
     "parse_shard",
     "run_import",
+    "send_records",
     "total_input_bytes",
 ]
 
@@ -145,6 +146,7 @@ def run_import(
     for an unknown option name.
     """
     opts = ImportOptions.build(options, overrides, "run_import")
+    opts.refuse(("id_columns",), "run_import", "rows of a file get ids from the file and their line")
     paths = list(paths)
     if not paths:
         raise ImportConfigError("no input files")
@@ -276,7 +278,7 @@ def import_rows(
     rows: Iterable[Any],
     options: Optional[ImportOptions] = None,
     *,
-    source_key: str,
+    source_key: Optional[str] = None,
     start: int = 0,
     raise_on_failure: bool = True,
     **overrides: Any,
@@ -286,22 +288,37 @@ def import_rows(
     Takes the row and sending options of :func:`run_import` (an
     :class:`ImportOptions` and/or keywords); those about files (``format``,
     ``checkpoint``, ``resume``, ``shard``, ...) do not apply and are refused.
-    Each row is a Spec message, or a flat record with ``mapping``; rows without
-    a messageId get ``derive_message_id(source_key, start + position, row
-    JSON)``. Choose ``source_key`` stable for the same data, so a retried run
-    sends the same ids and Segment deduplicates them. No checkpoint is kept.
+    Each row is a Spec message, or a flat record with ``mapping``. Rows with a
+    messageId keep it. Without ``source_key`` (the default), the others get one
+    derived from their content alone (:func:`~segment_lite.importer.ids.derive_row_id`,
+    of the ``id_columns`` when given): a re-run, a retried task, or the same
+    row in another partition sends the same id, and Segment deduplicates it;
+    two identical rows are one event. With ``source_key``, a row's id is
+    ``derive_message_id(source_key, start + position, row JSON)`` instead.
+    No checkpoint is kept: a failed run is simply run again.
 
     Rejected rows are counted and, when ``rejects`` names a file, appended to
     it. With ``raise_on_failure`` a delivery failure raises
     ``ImportDeliveryError`` (so Spark retries the task).
     """
     opts = ImportOptions.build(options, overrides, "import_rows")
+    source = RecordSource(rows, source_key, start, id_columns=opts.id_columns)
+    return send_records(source, opts, raise_on_failure=raise_on_failure)
+
+
+def send_records(
+    source: RecordSource, options: ImportOptions, *, raise_on_failure: bool = True
+) -> ImportSummary:
+    """Send the rows of ``source`` with one client made from ``options``, flushing at the end.
+
+    The engine of :func:`import_rows` and of each Spark partition; see there.
+    """
+    opts = options
     opts.refuse(FILE_ONLY_OPTIONS, "import_rows", "they concern files; rows in memory are sent in one go")
     if opts.rejects is True:
         raise ImportConfigError("import_rows: rejects must be a file path (or None/False to only count)")
     rejects_writer = RejectsWriter(opts.rejects or None, append=True)
     engine = ImportEngine(opts, RowConverter(opts.row_options()), rejects_writer, progress=NullProgress())
-    source = RecordSource(rows, source_key, start)
     interrupt_timeout = opts.interrupt_timeout
     status = "completed"
     try:
@@ -316,10 +333,9 @@ def import_rows(
     finally:
         engine.close(interrupt_timeout if status == "completed" else 0.0)
         rejects_writer.close()
-    summary = engine.summary([source_key], status)
+    summary = engine.summary([source.path] if source.path else [], status)
     summary.fail_on_rejects = opts.fail_on_rejects
     if raise_on_failure and status == "delivery_failed":
-        raise ImportDeliveryError(
-            f"{source_key}: {summary.error} ({summary.undelivered} message(s) undelivered)"
-        )
+        name = source.path or "rows"
+        raise ImportDeliveryError(f"{name}: {summary.error} ({summary.undelivered} message(s) undelivered)")
     return summary

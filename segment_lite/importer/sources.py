@@ -11,10 +11,11 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, Optional
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Optional
 
 from segment_lite.importer.errors import ImportConfigError, RowError
+from segment_lite.importer.ids import LineIdMaker, RowIdMaker
 
 __all__ = [
     "FILE_KEY_BYTES",
@@ -118,6 +119,10 @@ class Source:
     def content(self, raw: Any) -> bytes:
         """The row's bytes, for deriving its messageId."""
         raise NotImplementedError
+
+    def id_maker(self, salt: str) -> Callable[[int, bytes], str]:
+        """Derives the messageId of a row from its line and :meth:`content`."""
+        return LineIdMaker(self.key, salt)
 
     def original(self, raw: Any) -> Any:
         """The row as written to the rejects file (a JSON value)."""
@@ -324,17 +329,34 @@ class CsvSource(_FileSource):
 class RecordSource(Source):
     """Rows already in memory (a Spark partition, a list of dicts): no file, no parsing.
 
-    ``key`` names the collection for derived messageIds (e.g. ``"orders-2024/part-7"``);
-    the line number of a row is ``start + its position`` (1-based).
+    With a ``key`` (e.g. ``"orders-2024/part-7"``), a row's derived messageId
+    is that of line ``start + its position`` (1-based) of an input with that
+    key. Without one, it comes from the row's content alone (see
+    :func:`~segment_lite.importer.ids.derive_row_id`): the same row gets the
+    same id wherever and whenever it is sent. ``id_columns`` restricts that
+    content to the named columns.
     """
 
     format = "records"
 
-    def __init__(self, rows: Iterable[Any], key: str, start: int = 0, path: str = "") -> None:
+    def __init__(
+        self,
+        rows: Iterable[Any],
+        key: Optional[str] = None,
+        start: int = 0,
+        path: str = "",
+        id_columns: Optional[Sequence[str]] = None,
+    ) -> None:
         self._rows = rows
-        self.key = key
-        self.path = path or key
+        self.key = key or ""
+        self.path = path or self.key
         self._start = start
+        self._by_content = key is None
+        self._id_columns = tuple(id_columns) if id_columns else None
+
+    def id_maker(self, salt: str) -> Callable[[int, bytes], str]:
+        """See :meth:`Source.id_maker`: by content when the source has no key."""
+        return RowIdMaker(salt) if self._by_content else LineIdMaker(self.key, salt)
 
     def records(self) -> Iterator[tuple[int, Any]]:
         """See :meth:`Source.records`."""
@@ -355,9 +377,11 @@ class RecordSource(Source):
             raise RowError(f"a record must be a mapping, got {type(raw).__name__}") from None
 
     def content(self, raw: Any) -> bytes:
-        """See :meth:`Source.content`."""
+        """See :meth:`Source.content`: the row (or its ``id_columns``) as sorted, compact JSON."""
         try:
             row = self.decode(raw)
+            if self._id_columns is not None:
+                row = {name: row.get(name) for name in self._id_columns}
             text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
         except (RowError, TypeError, ValueError, RecursionError):  # unsortable keys, cycles, ...
             text = repr(raw)

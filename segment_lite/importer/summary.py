@@ -25,6 +25,7 @@ class ImportSummary:
     rows a ``before_send`` hook dropped. ``status`` is ``completed``,
     ``max_errors``, ``delivery_failed`` or ``interrupted``; ``fail_on_rejects``
     makes a completed import that rejected rows exit with :data:`EXIT_REJECTED`.
+    ``partitions`` counts the DataFrame partitions sent (Spark; 0 otherwise).
     """
 
     files: list[str] = field(default_factory=list)
@@ -45,6 +46,7 @@ class ImportSummary:
     rejects: Optional[str] = None
     shard: Optional[tuple[int, int]] = None
     fail_on_rejects: bool = False
+    partitions: int = 0
 
     @property
     def messages_per_second(self) -> float:
@@ -80,6 +82,7 @@ class ImportSummary:
             "skipped_resume": self.skipped_resume,
             "skipped_shard": self.skipped_shard,
             "filtered": self.filtered,
+            "partitions": self.partitions,
             "elapsed_s": round(self.elapsed_s, 3),
             "messages_per_second": round(self.messages_per_second, 1),
             "dry_run": self.dry_run,
@@ -103,6 +106,8 @@ class ImportSummary:
         return title
 
     def _undelivered_hint(self) -> str:
+        if self.partitions:
+            return "from partitions stopped by max_errors: send the DataFrame again"
         if self.checkpoint is not None:
             return "resume to send them"
         return "no checkpoint was kept: run the import again; what was delivered is deduplicated"
@@ -112,6 +117,8 @@ class ImportSummary:
         lines = [f"segment-lite import: {self._title()}"]
         if self.error:
             lines.append(f"  error:             {self.error}")
+        if self.partitions:
+            lines.append(f"  partitions:        {self.partitions:,}")
         lines.append(f"  rows read:         {self.rows_read:,}")
         if self.dry_run:
             lines.append(f"  valid:             {self.sent:,}")
