@@ -19,6 +19,7 @@ from segment_lite.client import MAX_MESSAGE_BYTES, Client
 from segment_lite.errors import (
     APIError,
     EncodeError,
+    FilteredError,
     MessageTooLargeError,
     PlanViolationError,
     QueueFullError,
@@ -27,8 +28,8 @@ from segment_lite.errors import (
     ShutdownError,
     ValidationError,
 )
+from segment_lite.ledger import OnDrop, OnError
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.stats import OnError
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
 
@@ -43,7 +44,9 @@ __all__ = [
     "Client",
     "Clock",
     "EncodeError",
+    "FilteredError",
     "MessageTooLargeError",
+    "OnDrop",
     "OnError",
     "PlanViolationError",
     "QueueFullError",
@@ -86,6 +89,7 @@ oauth_auth_server: str = Client.DefaultConfig.oauth_auth_server
 oauth_scope: str = Client.DefaultConfig.oauth_scope
 # segment_lite's own module settings.
 region: Optional[str] = None
+on_drop: Optional[OnDrop] = None
 
 default_client: Optional[Client] = None
 
@@ -111,6 +115,7 @@ def _default() -> Client:
             oauth_auth_server=oauth_auth_server,
             oauth_scope=oauth_scope,
             region=region,
+            on_drop=on_drop,
         )
     return default_client
 

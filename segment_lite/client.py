@@ -9,11 +9,13 @@ from typing import Any, Callable, Optional, Union
 from segment_lite.encoding import encode
 from segment_lite.errors import (
     EncodeError,
+    FilteredError,
     MessageTooLargeError,
     QueueFullError,
     ShutdownError,
     ValidationError,
 )
+from segment_lite.ledger import OnDrop, OnError
 from segment_lite.message import (
     Message,
     build_alias,
@@ -26,7 +28,6 @@ from segment_lite.pipeline import Accepted, BatchingConfig, DeliveryConfig, Pipe
 from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender
-from segment_lite.stats import OnError
 from segment_lite.transport import TransportFactory, batch_url, default_transport_factory
 
 __all__ = ["MAX_MESSAGE_BYTES", "Client"]
@@ -102,6 +103,7 @@ class Client:
         max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
         max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
         *,
+        on_drop: Optional[OnDrop] = None,
         region: Optional[str] = None,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         on_full: str = "drop",
@@ -169,6 +171,7 @@ class Client:
         self.max_queue_bytes = max_queue_bytes
         self.max_batch_size = max_batch_size
         self.on_error = on_error
+        self.on_drop = on_drop
         self.on_full = on_full
         self.block_timeout = block_timeout
         self.shutdown_timeout = shutdown_timeout
@@ -237,6 +240,7 @@ class Client:
                 max_batch_bytes=max_batch_bytes,
             ),
             on_error=on_error,
+            on_drop=on_drop,
             log=log,
             shutdown_timeout_s=shutdown_timeout,
         )
@@ -439,7 +443,10 @@ class Client:
                 log.exception("before_send hook %r raised; the message is sent as it was", hook)
                 continue
             if result is None:
-                self._pipeline.ledger.count("filtered")
+                ledger = self._pipeline.ledger
+                ledger.count("filtered")
+                filtered = FilteredError(f"before_send hook {hook!r} returned None")
+                ledger.report("filtered", filtered, [message])
                 return None
             if not isinstance(result, dict):
                 raise ValidationError(
@@ -457,6 +464,7 @@ class Client:
         if ``timeout`` seconds passed first. ``None`` waits as long as it takes.
         """
         if not self.send or self.sync_mode:
+            self._pipeline.ledger.flush_reports()
             return True
         return self._pipeline.flush(timeout)
 
@@ -472,7 +480,7 @@ class Client:
         """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.
 
         Settled means delivered or dropped; a dropped message has been counted and
-        reported to ``on_error`` before it counts as settled. Unlike ``flush`` this
+        reported before it counts as settled. Unlike ``flush`` this
         does not make consumers send early. Returns False if ``timeout`` passed first.
         """
         if not self.send or self.sync_mode:
@@ -491,7 +499,7 @@ class Client:
 
         Returns True when everything accepted was delivered or definitively
         rejected, False if ``timeout`` passed first: what was still undelivered
-        is then dropped, counted as ``shutdown_timeout`` and reported to ``on_error``.
+        is then dropped, counted as ``shutdown_timeout`` and reported to ``on_drop``.
         """
         if not self.send or self.sync_mode:
             self._pipeline.close()

@@ -17,11 +17,16 @@ Raised at import time:
   without its framework; the message names the extra to install. Subclasses
   ``ImportError``.
 
-Reported through ``on_error(exc, messages)`` (and counted in ``stats()``):
+Reported through ``on_error(exc, messages)``, delivery failures only (and counted
+in ``stats()``):
 
 * ``APIError`` -- the server answered with a status that is not retried.
 * ``RetriesExhaustedError`` -- retryable failures outlasted ``max_retries`` or the
   retry time budget.
+
+Reported through ``on_drop(reason, exc, messages)`` (and counted in ``stats()``),
+besides the refusals above, which also raise at the call:
+
 * ``QueueFullError`` -- the queue had no room (count or bytes).
 * ``ShutdownError`` -- the message was still undelivered when ``shutdown()``'s
   deadline passed, or was tracked after shutdown.
@@ -29,6 +34,8 @@ Reported through ``on_error(exc, messages)`` (and counted in ``stats()``):
   I/O error); it was not accepted.
 * ``SpoolCorruptError`` -- records of the disk spool could not be read back (torn
   by a crash or power loss, or corrupted) and were skipped.
+* ``FilteredError`` -- a ``before_send`` hook returned ``None`` (a choice, counted
+  as ``filtered``; never raised).
 
 Raised by ``Client(spool_dir=...)``:
 
@@ -40,8 +47,7 @@ Raised by a transport to the sender, which retries or reports it (never to the c
 * ``segment_lite.transport.TransportError`` -- the request got no response
   (connection refused, reset, timeout).
 
-A ``before_send`` hook that returns ``None`` is a choice, counted as ``filtered``,
-not an error. Configuration mistakes (a bad ``region``, ``on_full``, ``thread``)
+Configuration mistakes (a bad ``region``, ``on_full``, ``thread``)
 raise ``ValidationError`` when the client is made. Every exception the library
 raises derives from ``SegmentLiteError``.
 """
@@ -168,6 +174,10 @@ class SpoolCorruptError(SpoolError):
         self.path = path
         self.offset = offset
         self.nbytes = nbytes
+
+
+class FilteredError(SegmentLiteError):
+    """A ``before_send`` hook returned ``None`` for the message (reported to ``on_drop``, never raised)."""
 
 
 class FrameworkNotInstalledError(SegmentLiteError, ImportError):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from segment_lite.errors import SegmentLiteError, ShutdownError, SpoolWriteError
+from segment_lite.ledger import Ledger, OnDrop, OnError
 from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause
-from segment_lite.stats import Ledger, OnError
 from segment_lite.transport import TransportFactory
 
 __all__ = ["Accepted", "BatchingConfig", "DeliveryConfig", "Pipeline", "QueueFactory", "Worker"]
@@ -119,6 +119,7 @@ class Worker(threading.Thread):
                     due = False
                     continue
                 self.sender.send_batch(queue, batch, self.abort)
+                self.sender.ledger.deliver_due_reports()
                 # Send again at once only if that is worth a request: messages that
                 # trickled in during the send wait to fill a batch, as they would have.
                 due = self.stopping or queue.send_due(self.upload_size)
@@ -150,12 +151,14 @@ class Pipeline:
         on_error: Optional[OnError],
         log: logging.Logger,
         shutdown_timeout_s: Optional[float],
+        on_drop: Optional[OnDrop] = None,
     ) -> None:
         self._queue_factory = queue_factory
         self.delivery = delivery
         self.batching = batching
         self.shutdown_timeout_s = shutdown_timeout_s
         self._on_error = on_error
+        self._on_drop = on_drop
         self._log = log
         self._closed = False
         self._pid = os.getpid()
@@ -169,7 +172,13 @@ class Pipeline:
         # monkey-patches threading after this, our real-thread locks and their
         # green threads would deadlock or strand messages (see _start).
         self._lock_type = type(threading.Lock())
-        self.ledger = Ledger(self._on_error, self._log, self.delivery.write_key)
+        self.ledger = Ledger(
+            self._on_error,
+            self._log,
+            self.delivery.write_key,
+            on_drop=self._on_drop,
+            monotonic=self.delivery.clock.monotonic,
+        )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)
         self._pause = PipelinePause()
@@ -315,6 +324,7 @@ class Pipeline:
             clock = self.delivery.clock
             self._deliver_inline(None if timeout is None else clock.monotonic() + timeout)
         settled = queue.wait_settled(target, timeout)
+        self.ledger.flush_reports()
         self._log.debug(
             "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()
         )
@@ -362,6 +372,7 @@ class Pipeline:
                     "shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), leftover
                 )
         self.join(None if settled else WORKER_STOP_GRACE_S)
+        self.ledger.flush_reports()
         self._close_thread_senders()
         self.queue.close()
         return settled
@@ -369,6 +380,7 @@ class Pipeline:
     def close(self) -> None:
         """Stop without delivering (for clients that never send): refuse messages, release resources."""
         self._closed = True
+        self.ledger.flush_reports()
         self._close_thread_senders()
         self.queue.close()
 
@@ -402,6 +414,7 @@ class Pipeline:
         if not pending:
             self._closed = True
             self.queue.close()
+            self.ledger.flush_reports()
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
@@ -416,7 +429,7 @@ def _shutdown_all_at_exit() -> None:
         try:
             pipeline._shutdown_at_exit()
         except Exception:  # pragma: no cover - never let one pipeline stop the others
-            logging.getLogger("segment_lite").exception("error while shutting down a client at exit")
+            pipeline._log.exception("error while shutting down a client at exit")
 
 
 def _reset_all_after_fork() -> None:

@@ -10,7 +10,7 @@ import zlib
 from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 if TYPE_CHECKING:
-    from segment_lite.stats import Ledger
+    from segment_lite.ledger import Ledger
 
 __all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue"]
 

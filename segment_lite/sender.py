@@ -10,10 +10,10 @@ import threading
 from typing import Optional
 
 from segment_lite.errors import APIError, RetriesExhaustedError, ShutdownError
+from segment_lite.ledger import Ledger
 from segment_lite.message import iso_from_epoch
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
-from segment_lite.stats import Ledger
 from segment_lite.transport import Transport, TransportError, TransportFactory
 from segment_lite.version import VERSION
 

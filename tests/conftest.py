@@ -62,5 +62,6 @@ _MODULE_SETTINGS = (
     "timeout",
     "max_retries",
     "region",
+    "on_drop",
     "default_client",
 )

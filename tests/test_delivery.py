@@ -253,7 +253,8 @@ def test_shutdown_interrupts_a_long_backoff(collector, make_client) -> None:
     errors = []
     client = make_client(
         retry_policy=RetryPolicy(base_delay_s=30, jitter=no_jitter),
-        on_error=lambda exc, msgs: errors.append((exc, msgs)),
+        on_error=lambda exc, msgs: errors.append(("on_error", exc, msgs)),
+        on_drop=lambda reason, exc, msgs: errors.append((reason, exc, msgs)),
     )
     collector.fail_next(100, 503)
     client.track("u", "Stuck")
@@ -263,7 +264,9 @@ def test_shutdown_interrupts_a_long_backoff(collector, make_client) -> None:
     assert client.shutdown(timeout=0.2) is False
     assert time.monotonic() - started < 5  # not the 30 s backoff
     assert client.stats()["dropped"]["shutdown_timeout"] == 1
-    assert isinstance(errors[0][0], ShutdownError) and errors[0][1][0]["event"] == "Stuck"
+    [(reason, error, messages)] = errors  # reported to on_drop (not a delivery failure), once
+    assert reason == "shutdown_timeout" and isinstance(error, ShutdownError)
+    assert messages[0]["event"] == "Stuck"
 
 
 def test_shutdown_interrupts_retry_after(collector, make_client) -> None:
@@ -286,19 +289,30 @@ def idle_client(make_client, **kwargs):
 
 
 def test_full_queue_refuses_counts_reports_and_warns(collector, make_client, caplog) -> None:
+    reports = []
     errors = []
-    client = idle_client(make_client, max_queue_size=5, on_error=lambda exc, msgs: errors.append((exc, msgs)))
+    client = idle_client(
+        make_client,
+        max_queue_size=5,
+        on_drop=lambda reason, exc, msgs: reports.append((reason, exc, msgs)),
+        on_error=lambda exc, msgs: errors.append(exc),
+    )
     caplog.set_level(logging.WARNING, logger="segment_lite")
     results = [client.track("u", "Burst", {"i": i}) for i in range(8)]
     assert [ok for ok, _ in results] == [True] * 5 + [False] * 3
     assert client.stats()["dropped"]["queue_full"] == 3
-    assert [type(exc) for exc, _ in errors] == [QueueFullError] * 3
-    assert str(errors[0][0]).startswith("queue is full: 5 messages, ")
-    assert str(errors[0][0]).endswith(f"(max_queue_size=5, max_queue_bytes={64 * 1024 * 1024})")
-    assert [msgs[0]["properties"]["i"] for _, msgs in errors] == [5, 6, 7]
-    warnings = [r for r in caplog.records if "queue is full" in r.getMessage()]
-    assert len(warnings) == 1  # rate-limited
+    # The first drop is reported at once; the rest of the burst is held, not reported per message.
+    [(reason, error, messages)] = reports
+    assert reason == "queue_full" and isinstance(error, QueueFullError)
+    assert str(error).startswith("queue is full: 5 messages, ")
+    assert str(error).endswith(f"(max_queue_size=5, max_queue_bytes={64 * 1024 * 1024})")
+    assert [m["properties"]["i"] for m in messages] == [5]
+    warnings = [r for r in caplog.records if "queue_full" in r.getMessage()]
+    assert len(warnings) == 1
     assert client.flush(timeout=10)
+    # One call for the rest of the burst.
+    assert [[m["properties"]["i"] for m in msgs] for _, _, msgs in reports] == [[5], [6, 7]]
+    assert errors == []  # on_error is for delivery failures only
     assert len(collector.message_ids()) == 5
 
 
@@ -334,7 +348,7 @@ def test_block_policy_timeout_refuses(collector, make_client) -> None:
 
 def test_track_after_shutdown_is_refused_and_counted(collector, make_client) -> None:
     errors = []
-    client = make_client(on_error=lambda exc, msgs: errors.append(exc))
+    client = make_client(on_drop=lambda reason, exc, msgs: errors.append(exc))
     client.track("u", "Before")
     assert client.shutdown(timeout=10)
     ok, _ = client.track("u", "After")

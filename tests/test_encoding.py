@@ -123,7 +123,7 @@ def test_circular_reference_is_reported() -> None:
 
 def test_unencodable_property_never_reaches_the_queue() -> None:
     errors = []
-    client = RecordingClient(on_error=lambda exc, msgs: errors.append(exc))
+    client = RecordingClient(on_drop=lambda reason, exc, msgs: errors.append(exc))
     with pytest.raises(TypeError, match=r"properties\.cart\.owner"):
         client.track("u", "Checkout", {"cart": {"owner": Owner()}})
     client.track("u", "Fine", {"cart": {"owner": "bob"}})

@@ -201,7 +201,7 @@ def test_timestamps_are_normalised_to_utc_milliseconds(recorder: RecordingClient
 
 def test_message_over_32kb_is_refused_at_the_call(recorder: RecordingClient) -> None:
     errors = []
-    client = RecordingClient(on_error=lambda exc, msgs: errors.append((exc, msgs)))
+    client = RecordingClient(on_drop=lambda reason, exc, msgs: errors.append((exc, msgs)))
     with pytest.raises(MessageTooLargeError) as caught:
         client.track("u", "Big", {"blob": "x" * 33000})
     assert str(caught.value).startswith("track message is 33")

@@ -19,6 +19,7 @@ from segment_lite.importer.progress import Progress, Snapshot
 from segment_lite.importer.sources import Source
 from segment_lite.importer.state import RejectsWriter
 from segment_lite.importer.summary import ImportSummary
+from segment_lite.ledger import WARNING_REASONS
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -510,8 +511,8 @@ def make_client(
 ) -> Client:
     """The client of an import: ``CLIENT_DEFAULTS``, then the options, then ``options.client_options``.
 
-    ``on_error`` receives every drop. Each ``before_send`` hook of
-    ``client_options`` is wrapped to call ``on_filtered`` when it drops a
+    ``on_error`` receives every drop (those not at delivery through ``on_drop``).
+    Each ``before_send`` hook of ``client_options`` is wrapped to call ``on_filtered`` when it drops a
     message; hooks run on the calling thread, inside the ``track``-style call.
     """
     settings: dict[str, Any] = dict(CLIENT_DEFAULTS)
@@ -522,6 +523,7 @@ def make_client(
         settings.update(options.client_options)
     settings["send"] = not options.dry_run
     settings["on_error"] = on_error
+    settings["on_drop"] = functools.partial(_undelivered_to, on_error)
     hooks = settings.get("before_send")
     if hooks is not None:
         settings["before_send"] = [_reporting_hook(hook, on_filtered) for hook in _as_list(hooks)]
@@ -531,6 +533,14 @@ def make_client(
         return Client(options.write_key or "dry-run", host=options.host, region=options.region, **settings)
     except ValueError as exc:
         raise ImportConfigError(str(exc)) from None
+
+
+def _undelivered_to(
+    on_error: Callable[[BaseException, list[Any]], None], reason: str, exc: BaseException, messages: list[Any]
+) -> None:
+    """Hand the client's drops (not its filtered messages or warnings) to the engine's ``on_error``."""
+    if reason != "filtered" and reason not in WARNING_REASONS:
+        on_error(exc, messages)
 
 
 def _as_list(hooks: Any) -> list[Any]:

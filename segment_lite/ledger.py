@@ -1,0 +1,291 @@
+"""Counters of what happened to every message, and the one place a drop or a warning is reported.
+
+Two hooks receive reports, as the client's options:
+
+* ``on_error(error, messages)`` -- delivery failures only (``rejected``,
+  ``retries_exhausted``), as segment-analytics-python reports them: called on the
+  delivery thread once per failed batch, with an error carrying ``status``,
+  ``code`` and ``message``.
+* ``on_drop(reason, error, messages)`` -- everything else: messages refused at the
+  call (``invalid``, ``encode_error``, ``oversize``, ``queue_full``,
+  ``after_shutdown``, ``spool_write_failed``), lost from the disk spool
+  (``spool_corrupt``), filtered by a ``before_send`` hook, dropped when
+  ``shutdown()``'s deadline passed, and the warnings about accepted messages
+  (``coerced``, ``value_dropped``). Reports of one reason are delivered at most
+  once per ``REPORT_INTERVAL_S``: the first at once, the ones after it together in
+  one later call (at the next report after the interval, after a batch is sent, or
+  at ``flush()``/``shutdown()``). So an overloaded client never calls user code
+  once per message on the caller's thread.
+
+``stats()`` counts everything, whether or not a hook is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
+
+__all__ = [
+    "DELIVERY_FAILURES",
+    "DROP_REASONS",
+    "MAX_MESSAGES_PER_REPORT",
+    "REPORT_INTERVAL_S",
+    "WARNING_REASONS",
+    "Ledger",
+    "OnDrop",
+    "OnError",
+]
+
+#: Why a message was not delivered. The first six refuse a message at the call
+#: (it was never accepted); the rest drop one that was accepted.
+DROP_REASONS = (
+    "invalid",  # a required field missing or of the wrong type
+    "encode_error",  # a value that cannot be encoded to JSON (strict mode)
+    "oversize",  # over 32 KB encoded
+    "queue_full",  # no room in the queue (count or bytes)
+    "after_shutdown",  # tracked after shutdown()
+    "spool_write_failed",  # the disk spool could not write it (disk full, I/O error)
+    "rejected",  # the server answered a status that is not retried (see rejected_by_status)
+    "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
+    "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed
+    "spool_corrupt",  # unreadable in the disk spool (torn by a crash or power loss, or corrupted)
+)
+#: Drops reported to ``on_error`` (delivery failures, as the reference reports them);
+#: every other report goes to ``on_drop``.
+DELIVERY_FAILURES = frozenset({"rejected", "retries_exhausted"})
+#: Messages accepted and sent, but not as given (``strict=False``).
+WARNING_REASONS = (
+    "coerced",  # an input strict mode refuses, accepted as segment-analytics-python accepts it
+    "value_dropped",  # a value that cannot be encoded was left out; the rest was sent
+)
+#: The shortest time between two ``on_drop`` calls for one reason.
+REPORT_INTERVAL_S = 1.0
+#: The most messages one ``on_drop`` call carries; the rest of a burst is only counted.
+MAX_MESSAGES_PER_REPORT = 1000
+
+OnError = Callable[[BaseException, list[Any]], Any]
+OnDrop = Callable[[str, BaseException, list[Any]], Any]
+Reported = Union[bytes, dict[str, Any]]
+_Report = tuple[str, BaseException, list["Reported"], int]  # reason, error, messages, count
+
+# How loudly each reason is logged when its report is delivered. Refusals at the
+# call raise to the caller already; a filtered message is the user's choice.
+_LOG_LEVELS = {
+    "invalid": logging.DEBUG,
+    "encode_error": logging.DEBUG,
+    "oversize": logging.DEBUG,
+    "filtered": logging.DEBUG,
+    "shutdown_timeout": logging.ERROR,
+    "spool_write_failed": logging.ERROR,
+    "spool_corrupt": logging.ERROR,
+}
+
+
+class _Pending:
+    """Reports of one reason waiting for their interval to pass."""
+
+    __slots__ = ("count", "error", "messages")
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.messages: list[Reported] = []
+        self.count = 0
+
+
+class Ledger:
+    """Thread-safe counters plus the reporting of drops and warnings to the hooks and the log."""
+
+    def __init__(
+        self,
+        on_error: Optional[OnError],
+        log: logging.Logger,
+        secret: str = "",
+        *,
+        on_drop: Optional[OnDrop] = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on_error = on_error
+        self._on_drop = on_drop
+        self._log = log
+        self._monotonic = monotonic
+        self._secret = secret
+        self._secret_pattern = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(secret)}(?![A-Za-z0-9_-])")
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {
+            "accepted_sync": 0,
+            "delivered": 0,
+            "retried": 0,
+            "batches": 0,
+            "filtered": 0,
+            "hook_errors": 0,
+        }
+        self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self._warnings: dict[str, int] = dict.fromkeys(WARNING_REASONS, 0)
+        self._by_status: dict[int, int] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._last_report: dict[str, float] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``name``."""
+        with self._lock:
+            self._counts[name] += n
+
+    def delivered(self, n: int) -> None:
+        """Record a batch of ``n`` messages the server accepted."""
+        with self._lock:
+            self._counts["delivered"] += n
+            self._counts["batches"] += 1
+
+    def drop(
+        self,
+        reason: str,
+        exc: BaseException,
+        messages: Sequence[Reported],
+        status: Optional[int] = None,
+        count: Optional[int] = None,
+        report: bool = True,
+    ) -> None:
+        """Count ``messages`` (or ``count`` of them) as dropped for ``reason`` and report them.
+
+        Delivery failures go to the log and ``on_error`` at once; any other reason
+        is reported as :meth:`report` does. ``report=False`` only counts (for a
+        failure raised to the caller instead, as in sync mode).
+        """
+        n = len(messages) if count is None else count
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+            if status is not None:
+                self._by_status[status] = self._by_status.get(status, 0) + n
+        if not report:
+            return
+        if reason in DELIVERY_FAILURES:
+            self._log.error("dropped %d message(s) (%s): %s", n, reason, self.redact(str(exc)))
+            if self._on_error:
+                try:
+                    self._on_error(exc, [_as_dict(m) for m in messages])
+                except Exception:
+                    self._log.exception("on_error callback raised")
+            return
+        self.report(reason, exc, messages, count=n)
+
+    def warn(self, reason: str, exc: BaseException, messages: Sequence[Reported]) -> None:
+        """Count accepted ``messages`` that were changed or are suspect (``reason``), and report them."""
+        with self._lock:
+            self._warnings[reason] = self._warnings.get(reason, 0) + len(messages)
+        self.report(reason, exc, messages)
+
+    def report(
+        self, reason: str, exc: BaseException, messages: Sequence[Reported], count: Optional[int] = None
+    ) -> None:
+        """Log ``reason`` and hand it to ``on_drop``, at most once per ``REPORT_INTERVAL_S`` per reason.
+
+        The first report of a reason is delivered at once; later ones within the
+        interval are held (up to ``MAX_MESSAGES_PER_REPORT`` messages) and
+        delivered together once it has passed. Counting is the caller's job.
+        """
+        n = len(messages) if count is None else count
+        now = self._monotonic()
+        with self._lock:
+            pending = self._pending.get(reason)
+            due = now - self._last_report.get(reason, -REPORT_INTERVAL_S) >= REPORT_INTERVAL_S
+            if pending is None and due:
+                self._last_report[reason] = now
+                deliver: list[_Report] = [(reason, exc, list(messages), n)]
+            else:
+                if pending is None:
+                    pending = self._pending[reason] = _Pending(exc)
+                pending.error = exc
+                room = MAX_MESSAGES_PER_REPORT - len(pending.messages)
+                if room > 0:
+                    pending.messages.extend(messages[:room])
+                pending.count += n
+                deliver = self._take_due(now) if due else []
+        for item in deliver:
+            self._deliver(*item)
+
+    def deliver_due_reports(self) -> None:
+        """Deliver held reports whose interval has passed (called after each batch is sent)."""
+        if not self._pending:  # read without the lock: a hint, checked again under it
+            return
+        now = self._monotonic()
+        with self._lock:
+            deliver = self._take_due(now)
+        for item in deliver:
+            self._deliver(*item)
+
+    def flush_reports(self) -> None:
+        """Deliver every held report now (at ``flush()`` and ``shutdown()``)."""
+        if not self._pending:
+            return
+        now = self._monotonic()
+        with self._lock:
+            deliver = self._take_due(now, every=True)
+        for item in deliver:
+            self._deliver(*item)
+
+    def _take_due(self, now: float, every: bool = False) -> list[_Report]:
+        due: list[_Report] = []
+        for reason, pending in list(self._pending.items()):
+            if every or now - self._last_report.get(reason, -REPORT_INTERVAL_S) >= REPORT_INTERVAL_S:
+                del self._pending[reason]
+                self._last_report[reason] = now
+                due.append((reason, pending.error, pending.messages, pending.count))
+        return due
+
+    def _deliver(self, reason: str, exc: BaseException, messages: list[Reported], n: int) -> None:
+        level = _LOG_LEVELS.get(reason, logging.WARNING)
+        if self._log.isEnabledFor(level):
+            what = "message(s) changed" if reason in WARNING_REASONS else "message(s) dropped"
+            self._log.log(level, "%d %s (%s): %s", n, what, reason, self.redact(str(exc)))
+        if self._on_drop:
+            try:
+                self._on_drop(reason, exc, [_as_dict(m) for m in messages])
+            except Exception:
+                self._log.exception("on_drop callback raised")
+
+    def redact(self, text: str) -> str:
+        """``text`` with the write key masked, for anything that reaches a log or an error.
+
+        Only whole occurrences are masked (not inside a longer word), so a short
+        key cannot garble unrelated words.
+        """
+        if self._secret and self._secret in text:
+            return self._secret_pattern.sub("***", text)
+        return text
+
+    def snapshot(self, accepted_async: int, queued: int, queued_bytes: int) -> dict[str, Any]:
+        """The counters as a plain dict (see ``Client.stats``)."""
+        with self._lock:
+            counts = dict(self._counts)
+            dropped = dict(self._dropped)
+            warnings = dict(self._warnings)
+            by_status = dict(self._by_status)
+        accepted_sync = counts.pop("accepted_sync")
+        return {
+            "accepted": accepted_async + accepted_sync,
+            "delivered": counts["delivered"],
+            "queued": queued,
+            "queued_bytes": queued_bytes,
+            "retried": counts["retried"],
+            "batches": counts["batches"],
+            "filtered": counts["filtered"],
+            "hook_errors": counts["hook_errors"],
+            "dropped": dropped,
+            "dropped_total": sum(dropped.values()),
+            "warnings": warnings,
+            "rejected_by_status": by_status,
+        }
+
+
+def _as_dict(message: Reported) -> Any:
+    if isinstance(message, bytes):
+        try:
+            return json.loads(message)
+        except ValueError:
+            return {"raw": message.decode("utf-8", "replace")}
+    return message
