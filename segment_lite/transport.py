@@ -17,6 +17,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -471,6 +472,10 @@ class _AbortableHTTPSConnection(HTTPSConnection):
 
 # -- HTTP/1.1 on an open connection -------------------------------------------------
 
+#: A connection idle for longer is checked before reuse (a server may have closed it);
+#: one busier is used at once (if it was closed all the same, the stale-connection
+#: retry sends the batch again).
+IDLE_CHECK_S = 1.0
 MAX_LINE_BYTES = 65536
 MAX_HEADERS = 100
 #: Most response body kept; a server sending more has the connection closed on it.
@@ -591,6 +596,17 @@ def _read_chunked(reader: BinaryIO) -> tuple[bytes, bool]:
         _read_line(reader, "chunk end")
 
 
+def _send_all(sock: socket.socket, head: bytes, body: bytes) -> None:
+    """Send ``head`` and ``body`` in one system call when the kernel takes them at once
+    (each blocking call hands the GIL to the caller's threads and back)."""
+    sent = sock.sendmsg((head, body))
+    if sent < len(head):
+        sock.sendall(head[sent:])
+        sock.sendall(body)
+    elif sent < len(head) + len(body):
+        sock.sendall(memoryview(body)[sent - len(head) :])
+
+
 # -- the default transport ------------------------------------------------------
 
 
@@ -616,6 +632,7 @@ class Urllib3Transport:
         self._url = ""  # the URL the connection serves
         self._head = b""  # request line, Host and proxy headers for that URL
         self._registry = _SocketRegistry()
+        self._last_answer = 0.0  # monotonic time of the last complete answer
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
         """Send ``body`` and return the response, or raise ``TransportError``."""
@@ -623,7 +640,8 @@ class Urllib3Transport:
         with self._registry.posting():
             conn = self._conn
             reused = conn is not None and conn.sock is not None and bool(head)
-            if conn is not None and reused and not conn.is_connected:
+            idle_s = time.monotonic() - self._last_answer
+            if reused and idle_s > IDLE_CHECK_S and not conn.is_connected:  # type: ignore[union-attr]
                 reused = False  # closed by the server while idle: open a new one, no error
             if not reused:
                 self._drop_connection()
@@ -638,9 +656,14 @@ class Urllib3Transport:
                 sock, reader = conn.sock, self._reader
                 assert sock is not None and reader is not None
                 sock.settimeout(timeout)
-                sock.sendall(head + _header_lines(headers, len(body)))
-                sock.sendall(body)
+                head += _header_lines(headers, len(body))
+                if type(sock) is socket.socket:
+                    _send_all(sock, head, body)
+                else:  # TLS
+                    sock.sendall(head)
+                    sock.sendall(body)
                 status, response_headers, data, will_close = _read_response(reader)
+                self._last_answer = time.monotonic()
             except (OSError, ValueError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
                 self._drop_connection()
                 raise _failure(exc, url, timeout, reused, self._registry.aborted) from None

@@ -18,6 +18,7 @@ import requests
 import trustme
 import urllib3
 
+import segment_lite.transport
 from segment_lite.transport import (
     RequestsTransport,
     Transport,
@@ -135,7 +136,8 @@ def test_only_a_reused_connection_can_be_stale(collector, kind) -> None:
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
-def test_refused_connection_is_not_stale_nor_a_timeout(collector, kind) -> None:
+def test_refused_connection_is_not_stale_nor_a_timeout(collector, kind, monkeypatch) -> None:
+    monkeypatch.setattr(segment_lite.transport, "IDLE_CHECK_S", 0.0)  # notice the closed connection first
     transport = kind()
     url = collector.url + "/v1/batch"
     assert post(transport, url) == 200
@@ -156,6 +158,19 @@ def test_read_timeout_is_reported_as_a_timeout(collector, kind) -> None:
     transport.close()
 
 
+def test_a_busy_connection_is_reused_without_a_check_and_a_closed_one_is_stale(collector) -> None:
+    transport = Urllib3Transport()
+    url = collector.url + "/v1/batch"
+    assert post(transport, url) == 200  # just answered: the next post does not poll the socket first
+    collector.go_down()
+    with pytest.raises(TransportError) as closed:
+        post(transport, url)
+    assert closed.value.stale_connection is True  # the sender retries such a batch at once
+    with pytest.raises(TransportError) as refused:
+        post(transport, url)
+    assert refused.value.stale_connection is False and "refused" in str(refused.value)
+
+
 def test_connections_are_kept_alive(collector) -> None:
     transport = Urllib3Transport()
     url = collector.url + "/v1/batch"
@@ -165,7 +180,10 @@ def test_connections_are_kept_alive(collector) -> None:
     transport.close()
 
 
-def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(collector) -> None:
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
+    collector, monkeypatch
+) -> None:
+    monkeypatch.setattr(segment_lite.transport, "IDLE_CHECK_S", 0.0)  # check before every reuse
     transport = Urllib3Transport()
     url = collector.url + "/v1/batch"
     assert post(transport, url) == 200
