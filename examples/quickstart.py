@@ -3,6 +3,10 @@
     pip install .                     # from the repository root
     python examples/quickstart.py
 
+The script starts its own collector (``segment_lite.collector.Collector``) on a
+free loopback port and stops it when it ends, so these events do not show up in
+a ``segment-lite serve`` you may have running. To send there instead, set
+``analytics.host = "http://127.0.0.1:8787"`` and drop the ``with Collector()``.
 (Against Segment, drop the collector and set analytics.write_key to your source's key.)
 """
 
@@ -39,6 +43,10 @@ def main() -> None:
             {k: v for k, v in analytics.stats().items() if k in ("accepted", "delivered", "dropped_total")},
         )
         analytics.shutdown()
+        print(
+            f"(sent to a collector this script started on {collector.url}; it stops with the script, "
+            "so these events are not in a running `segment-lite serve`)"
+        )
 
 
 if __name__ == "__main__":

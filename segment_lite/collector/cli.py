@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -12,7 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from segment_lite.collector.processing import replace_non_finite
-from segment_lite.collector.text import printable, printable_json
+from segment_lite.collector.table import format_row, format_table, header
+from segment_lite.collector.text import printable_json
 
 if TYPE_CHECKING:
     from segment_lite.collector.store import EventStore, StoredEvent
@@ -64,28 +66,37 @@ def _add_serve(subparsers: Any) -> None:
         default=DEFAULT_PORT,
         help=f"port to bind; 0 picks a free one (default: {DEFAULT_PORT})",
     )
-    p.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file to store events in (default: {DEFAULT_DB})")
+    p.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH",
+        help=f"SQLite file to store events in (default: {DEFAULT_DB})",
+    )
     p.add_argument(
         "--ephemeral",
         action="store_true",
-        help="store events in a private temporary database deleted on exit (ignores --db)",
+        help="store events in a private temporary database deleted on exit, ignoring --db (default: off)",
     )
     p.add_argument(
         "--write-key",
         action="append",
         dest="write_keys",
         metavar="KEY",
-        help="accept only this write key (repeat for several); without it any key is accepted",
+        help="accept only this write key; repeat for several (default: any key, or none, is accepted)",
     )
-    p.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
+    p.add_argument(
+        "--quiet", action="store_true", help="do not log each request to stderr (default: log them)"
+    )
     faults = p.add_argument_group("fault injection")
-    faults.add_argument("--fail-count", type=int, default=0, metavar="N", help="fail the first N requests")
+    faults.add_argument(
+        "--fail-count", type=int, default=0, metavar="N", help="fail the first N requests (default: 0)"
+    )
     faults.add_argument(
         "--fail-rate",
         type=float,
         default=0.0,
         metavar="P",
-        help="after those, fail each request with probability P (0 to 1)",
+        help="after those, fail each request with probability P, 0 to 1 (default: 0)",
     )
     faults.add_argument(
         "--fail-status",
@@ -98,11 +109,21 @@ def _add_serve(subparsers: Any) -> None:
         "--retry-after",
         default=None,
         metavar="VALUE",
-        help="Retry-After header on failed requests: seconds, or an HTTP-date",
+        help="Retry-After header on failed requests: seconds, or an HTTP-date (default: none)",
     )
-    faults.add_argument("--seed", type=int, default=None, help="random seed for --fail-rate")
     faults.add_argument(
-        "--delay", type=float, default=0.0, metavar="SECONDS", help="delay answers by SECONDS"
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random seed for --fail-rate, for repeatable runs (default: random)",
+    )
+    faults.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay answers by SECONDS (default: 0)",
     )
     faults.add_argument(
         "--delay-count",
@@ -116,7 +137,7 @@ def _add_serve(subparsers: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="reset the connection (TCP RST, no answer) on the first N requests",
+        help="reset the connection (TCP RST, no answer) on the first N requests (default: 0)",
     )
     p.set_defaults(handler=_serve)
 
@@ -166,7 +187,17 @@ def _serve(args: argparse.Namespace) -> int:
             keep_requests=1000,  # a long-running server must not keep every body in memory
         )
         collector.start()
-    except (OSError, ValueError, sqlite3.Error) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"error: cannot start the collector: port {args.port} on {args.host} is already in use "
+                "(another `segment-lite serve`?); choose another with --port, or --port 0 for a free one",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: cannot start the collector on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, sqlite3.Error) as exc:
         print(f"error: cannot start the collector: {exc}", file=sys.stderr)
         return 1
 
@@ -198,13 +229,27 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file written by serve (default: {DEFAULT_DB})")
     p.add_argument(
-        "--type", choices=["identify", "track", "page", "screen", "group", "alias"], help="only this type"
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH",
+        help=f"SQLite file written by serve (default: {DEFAULT_DB})",
     )
-    p.add_argument("--user-id", help="only events whose userId or anonymousId is this")
-    p.add_argument("--event", help="only track events with this event name")
-    p.add_argument("--json", action="store_true", help="print each full message as one JSON line")
+    p.add_argument(
+        "--type",
+        choices=["identify", "track", "page", "screen", "group", "alias"],
+        metavar="TYPE",
+        help="only this type: identify, track, page, screen, group or alias (default: all)",
+    )
+    p.add_argument(
+        "--user-id", metavar="ID", help="only events whose userId or anonymousId is ID (default: all)"
+    )
+    p.add_argument("--event", metavar="NAME", help="only track events named NAME (default: all)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print each full message as one JSON line (default: a table)",
+    )
 
 
 def _add_events(subparsers: Any) -> None:
@@ -231,59 +276,21 @@ def _add_tail(subparsers: Any) -> None:
     p.add_argument(
         "--interval", type=float, default=0.5, metavar="SECONDS", help="poll interval (default: 0.5)"
     )
-    p.add_argument("--max-events", type=int, default=None, metavar="N", help="exit after printing N events")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="exit after SECONDS")
-    p.set_defaults(handler=_reading_db(_tail))
-
-
-def _detail(message: dict[str, Any]) -> str:
-    kind = message.get("type")
-    if kind == "track":
-        return str(message.get("event", ""))
-    if kind in ("page", "screen"):
-        parts = [str(message[k]) for k in ("category", "name") if message.get(k)]
-        return " / ".join(parts)
-    if kind == "group":
-        return f"groupId={message.get('groupId')}"
-    if kind == "alias":
-        return f"previousId={message.get('previousId')}"
-    traits = message.get("traits")
-    if isinstance(traits, dict) and traits:
-        return "traits: " + ", ".join(sorted(str(k) for k in traits))
-    return ""
-
-
-def _user(message: dict[str, Any]) -> str:
-    if message.get("userId") not in (None, ""):
-        return str(message["userId"])
-    if message.get("anonymousId") not in (None, ""):
-        return f"anon:{message['anonymousId']}"
-    return ""
-
-
-_COLUMNS = (("RECEIVED AT", 24), ("TYPE", 8), ("USER", 18), ("EVENT / DETAIL", 30), ("MESSAGE ID", 36))
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def format_row(event: StoredEvent) -> str:
-    """One stored event as a fixed-width table row; control characters in the data are shown escaped."""
-    m = event.message
-    cells = tuple(
-        printable(cell) for cell in (event.received_at, event.type, _user(m), _detail(m), event.message_id)
+    p.add_argument(
+        "--max-events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exit after printing N events (default: no limit)",
     )
-    return "  ".join(_clip(c, w).ljust(w) for c, (_, w) in zip(cells, _COLUMNS)).rstrip()
-
-
-def _header() -> str:
-    return "  ".join(name.ljust(w) for name, w in _COLUMNS).rstrip()
-
-
-def format_table(events: list[StoredEvent]) -> str:
-    """Stored events as a readable table with a header line."""
-    return "\n".join([_header(), *(format_row(e) for e in events)])
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit after SECONDS (default: follow until Ctrl-C)",
+    )
+    p.set_defaults(handler=_reading_db(_tail))
 
 
 def _print_events(events: list[StoredEvent], as_json: bool, out: TextIO) -> None:
@@ -382,7 +389,7 @@ def _tail(args: argparse.Namespace) -> int:
                 history = store.query(before_id=after + 1, limit=count, newest_first=True, **filters)
                 history.reverse()
             if not args.json:
-                out.write(_header() + "\n")
+                out.write(header() + "\n")
             _print_events(history, args.json, out)
             printed += len(history)
             print(f"following {args.db} (Ctrl-C to stop)", file=sys.stderr, flush=True)

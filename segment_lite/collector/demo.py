@@ -92,15 +92,18 @@ def run(out: Optional[TextIO] = None, db: Optional[str] = None) -> int:
     instead of a temporary database.
     """
     import segment_lite
-    from segment_lite.collector.cli import format_table
     from segment_lite.collector.server import Collector
+    from segment_lite.collector.table import format_table
 
     out = out or sys.stdout
     user_id = "user-1042"
     anonymous_id = f"anon-{uuid.uuid4().hex[:12]}"
     with Collector(db=db) as collector:
         before = collector.store.last_id()
-        out.write(f"segment-lite demo: a collector is listening on {collector.url}\n")
+        out.write(
+            f"segment-lite demo: started a collector for this demo on {collector.url}\n"
+            "  (it stops when the demo ends; `segment-lite serve` runs one that stays up)\n"
+        )
         out.write(
             "Sending identify, page, track, group, alias and screen through segment_lite.Client ...\n\n"
         )

@@ -58,6 +58,7 @@ class StoredEvent:
             "anonymousId": self.anonymous_id,
             "event": self.event,
             "name": self.message.get("name"),
+            "path": _page_path(self.message),
             "groupId": self.message.get("groupId"),
             "previousId": self.message.get("previousId"),
             "receivedAt": self.received_at,
@@ -70,6 +71,18 @@ class InsertResult:
 
     stored: int
     duplicates: int
+
+
+def _page_path(message: dict[str, Any]) -> Optional[str]:
+    """The path of a page call: ``properties.path``, else ``context.page.path``; None if neither."""
+    properties = message.get("properties")
+    if isinstance(properties, dict) and isinstance(properties.get("path"), str):
+        return str(properties["path"])
+    context = message.get("context")
+    page = context.get("page") if isinstance(context, dict) else None
+    if isinstance(page, dict) and isinstance(page.get("path"), str):
+        return str(page["path"])
+    return None
 
 
 def _text(value: Any) -> Optional[str]:

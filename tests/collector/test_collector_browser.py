@@ -41,7 +41,7 @@ def page() -> Iterator[Any]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page()
+            yield browser.new_page(locale="en-US")
         finally:
             browser.close()
 
@@ -119,3 +119,53 @@ def test_debugger_page_lists_filters_shows_json_and_follows_live(page: Any) -> N
         assert console_errors == []
         # Debugger traffic is not recorded as Tracking API requests.
         assert [r.path for r in collector.requests] == ["/v1/batch", "/v1/track"]
+
+
+def test_debugger_page_says_loading_then_no_events_yet(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    with Collector() as collector:
+        # Hold the first listing request, to see the page before any answer arrives.
+        page.route("**/api/events?*", lambda route: route.continue_() if held else held.append(route))
+        page.goto(collector.url + "/")
+        empty = page.locator("#empty")
+        expect(empty).to_be_visible()
+        expect(empty).to_have_text("Loading events…")
+        for _ in range(200):  # let the route handler see the page's first request (up to 10 s)
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page did not ask for events"
+        expect(empty).to_have_text("Loading events…")  # still, while the answer is held
+        held[0].continue_()
+        expect(empty).to_contain_text("No events yet")
+
+
+def test_debugger_page_counts_with_separators_and_names_pages_by_path(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    with Collector() as collector:
+        filler = [
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "E",
+                "messageId": f"m{n}",
+                "receivedAt": "2024-01-01T00:00:00.000Z",
+            }
+            for n in range(1233)
+        ]
+        collector.store.insert_many(filler)
+        page_call = {
+            "type": "page",
+            "anonymousId": "a",
+            "messageId": "p-1",
+            "properties": {"path": "/pricing"},
+        }
+        assert post(collector, "/v1/batch", {"batch": [page_call]}).status_code == 200
+        page.goto(collector.url + "/")
+        expect(page.locator("#counts")).to_have_text("1,234 stored")
+        first = page.locator("#events .event-row").first
+        expect(first).to_have_attribute("data-message-id", "p-1")
+        expect(first.locator(".title")).to_have_text("/pricing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -347,7 +348,11 @@ def test_serve_refuses_a_port_in_use(served: Any, tmp_path: Path) -> None:
         timeout=20,
     )
     assert done.returncode == 1
-    assert b"cannot start the collector" in done.stderr
+    err = done.stderr.decode()
+    assert "cannot start the collector" in err
+    assert f"port {port} on 127.0.0.1 is already in use" in err
+    assert "--port" in err
+    assert "Traceback" not in err
 
 
 def test_serve_delay_and_reset_flags(served: Any) -> None:
@@ -407,3 +412,41 @@ def test_serve_log_escapes_control_characters_in_the_path(served: Any) -> None:
     _, err = stop(proc)
     assert "\x1b" not in err
     assert "/v1/\\x1b[31mnope 404" in err
+
+
+# -- help and docs agree ---------------------------------------------------------------------
+
+COLLECTOR_COMMANDS = ("serve", "events", "tail", "demo")
+DOCS = (REPO / "docs" / "collector.md").read_text(encoding="utf-8")
+
+
+def subcommand(name: str) -> argparse.ArgumentParser:
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser: argparse.ArgumentParser = action.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("command", COLLECTOR_COMMANDS)
+def test_help_states_each_default_the_same_way(command: str) -> None:
+    parser = subcommand(command)
+    text = " ".join(parser.format_help().split())
+    assert re.findall(r"\(default\b(.)", text) == [":"] * text.count("(default"), text
+    for action in parser._actions:
+        if action.option_strings and action.option_strings != ["-h", "--help"]:
+            assert "(default: " in (action.help or ""), f"{command} {action.option_strings} names no default"
+
+
+@pytest.mark.parametrize("command", COLLECTOR_COMMANDS)
+def test_the_docs_write_each_option_as_help_does(command: str) -> None:
+    # e.g. help says `--seed N`: the docs may not say `--seed SEED`.
+    section = DOCS.split(f"### `segment-lite {command}`", 1)[1].split("\n#", 1)[0]
+    # The first cell of each row of the section's option tables.
+    section = "\n".join(line.split("|")[1] for line in section.splitlines() if line.startswith("| `"))
+    assert section, f"no option table under segment-lite {command}"
+    for action in subcommand(command)._actions:
+        if not action.option_strings or action.nargs == 0:
+            continue
+        metavar = action.metavar or action.dest.upper()
+        for option in action.option_strings:
+            for written in re.findall(rf"`{re.escape(option)} ([^`]+)`", section):
+                assert written == metavar, f"docs write `{option} {written}`, help `{option} {metavar}`"

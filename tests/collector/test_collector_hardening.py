@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ import requests
 from collector_helpers import post, track
 
 from segment_lite.collector import Collector
+from segment_lite.collector.debugger import CONTENT_SECURITY_POLICY
 from segment_lite.collector.http_server import ConnectionLimits, LocalNames
 from segment_lite.limits import MAX_NESTING_DEPTH
 
@@ -454,6 +456,11 @@ def test_the_debugger_may_not_be_framed(collector: Collector) -> None:
         r = requests.get(collector.url + path, timeout=5)
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"], path
         assert r.headers["X-Frame-Options"] == "DENY"
+    # The policy documented is the policy sent.
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "collector.md").read_text(encoding="utf-8")
+    sent = requests.get(collector.url + "/", timeout=5).headers["Content-Security-Policy"]
+    assert sent == CONTENT_SECURITY_POLICY
+    assert f"Content-Security-Policy: {sent}\n" in docs
 
 
 # -- the collector keeps working after all of the above -------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import requests
 from collector_helpers import post, track
 
-from segment_lite.collector import Collector, Headers
+from segment_lite.collector import Collector, Credentials, Headers, RequestError
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 FIXED_NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -528,11 +528,6 @@ def test_persistent_db_survives_restart(tmp_path: Any) -> None:
         assert c.stats.duplicates == 1
 
 
-def test_binds_to_loopback_by_default(collector: Collector) -> None:
-    assert collector.url == f"http://127.0.0.1:{collector.port}"
-    assert collector.host == "127.0.0.1"
-
-
 def test_gzip_roundtrip_through_http_client_with_content_length(collector: Collector) -> None:
     body = gzip.compress(json.dumps({"batch": [track(5)]}).encode())
     conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=5)
@@ -603,3 +598,52 @@ def test_debugger_api_returns_events_details_and_stats(collector: Collector) -> 
     assert requests.get(collector.url + "/static/../server.py", timeout=5).status_code == 404
     assert requests.get(collector.url + "/static/server.py", timeout=5).status_code == 404
     assert collector.stats.requests == 2  # debugger traffic is not counted
+
+
+# -- the seams: credential check and annotators ----------------------------------------------
+
+
+def test_annotators_see_each_message_and_may_change_or_refuse_the_request() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def no_test_events(message: dict[str, Any], index: int) -> dict[str, Any]:
+        seen.append((message["messageId"], index))
+        if str(message.get("event", "")).startswith("test:"):
+            raise RequestError(400, "test_event", f"batch[{index}].event is a test event", {"index": index})
+        message.setdefault("context", {})["checked"] = True
+        return message
+
+    with Collector(annotators=[no_test_events]) as c:
+        assert post(c, "/v1/batch", {"batch": [track(1), track(2)]}).status_code == 200
+        refused = post(c, "/v1/batch", {"batch": [track(3), track(4, event="test:x")]})
+        assert (refused.status_code, refused.json()["code"], refused.json()["index"]) == (
+            400,
+            "test_event",
+            1,
+        )
+        assert [m["context"]["checked"] for m in c.messages()] == [True, True]
+        assert c.message_ids() == {"msg-1", "msg-2"}  # the refused request stored nothing
+        assert seen == [("msg-1", 0), ("msg-2", 1), ("msg-3", 0), ("msg-4", 1)]
+        assert c.stats.messages_rejected == 2
+
+
+def test_a_credential_check_replaces_the_write_key_check() -> None:
+    def bearer(credentials: Credentials) -> None:
+        if credentials.authorization != "Bearer good-token":
+            raise RequestError(401, "unauthorized", "a valid bearer token is required")
+
+    with Collector(credential_check=bearer) as c:
+        ok = requests.post(
+            c.url + "/v1/track", json=track(1), headers={"Authorization": "Bearer good-token"}, timeout=5
+        )
+        assert ok.status_code == 200
+        assert post(c, "/v1/track", track(2), key="any-write-key").status_code == 401
+        # With a check configured, a browser on another origin is left to that check.
+        r = requests.post(
+            c.url + "/v1/track",
+            json=track(3),
+            headers={"Authorization": "Bearer good-token", "Origin": "https://app.example"},
+            timeout=5,
+        )
+        assert r.status_code == 200
+        assert c.message_ids() == {"msg-1", "msg-3"}

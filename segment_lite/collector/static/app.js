@@ -72,8 +72,9 @@
       case "track":
         return e.event || "(no event)";
       case "page":
+        return e.name || e.path || "(unnamed page)";
       case "screen":
-        return e.name || "(unnamed " + e.type + ")";
+        return e.name || "(unnamed screen)";
       case "group":
         return "Group " + (e.groupId || "");
       case "alias":
@@ -136,9 +137,13 @@
       : "No events yet. Send some to POST " + window.location.origin + "/v1/batch.";
   }
 
+  // Counts in the reader's locale, with thousands separators (1,234).
+  var COUNT = new Intl.NumberFormat();
+
   function updateCounts() {
     var shown = $("events").children.length;
-    $("counts").textContent = state.total + " stored" + (hasFilters() ? " \u00b7 " + shown + " shown" : "");
+    $("counts").textContent =
+      COUNT.format(state.total) + " stored" + (hasFilters() ? " \u00b7 " + COUNT.format(shown) + " shown" : "");
   }
 
   function reload() {
@@ -159,6 +164,10 @@
       })
       .catch(function () {
         setStatus("error");
+        if (!$("events").children.length) {
+          $("empty").hidden = false;
+          $("empty").textContent = "Cannot reach the collector; retrying\u2026";
+        }
       });
   }
 
