@@ -657,9 +657,9 @@ class Urllib3Transport:
                 assert sock is not None and reader is not None
                 sock.settimeout(timeout)
                 head += _header_lines(headers, len(body))
-                if type(sock) is socket.socket:
+                if type(sock).__module__ == "socket":  # the standard library's, not TLS nor green
                     _send_all(sock, head, body)
-                else:  # TLS
+                else:
                     sock.sendall(head)
                     sock.sendall(body)
                 status, response_headers, data, will_close = _read_response(reader)
