@@ -1,6 +1,6 @@
 """Profile a client on the benchmark's workload, to see where its time goes.
 
-Three ways to use it:
+Four ways to use it:
 
 * ``python -m benchmarks.profile --client lite-json --cprofile`` runs rounds of
   10,000 tracks + flush against a sink (started here, in its own process) under
@@ -10,7 +10,13 @@ Three ways to use it:
   --client lite-json`` samples every thread, the client's delivery thread too, with
   little overhead; then
 * ``python -m benchmarks.profile --summarize /tmp/prof.txt`` prints the hottest
-  functions of that sample file (self and inclusive share), per thread.
+  functions of that sample file (self and inclusive share), per thread;
+* ``python -m benchmarks.profile --client lite-json --per-request [--cap 100]
+  [--transport requests]`` measures segment_lite's delivery thread alone, per
+  request: the tracks are queued while delivery is held back, then the thread
+  sends them with the caller idle, and its CPU time (``time.thread_time``) is
+  split into taking the batch from the queue, building the body, the transport's
+  ``post`` and the rest (settling, the worker loop).
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from __future__ import annotations
 import argparse
 import collections
 import cProfile
+import functools
 import pstats
 import subprocess
 import sys
+import threading
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from benchmarks.sink import DEFAULT_WRITE_KEY
 from benchmarks.workload import CLIENTS, CONTEXT, EVENT, PROPERTIES, USER_IDS, make_client
@@ -57,6 +65,67 @@ def workload(client_kind: str, url: str, seconds: float, gzip: bool) -> int:
         client.flush()
         sent += 10_000
     return sent
+
+
+def per_request(client_kind: str, url: str, n: int, cap: Optional[int], transport: Optional[str]) -> str:
+    """CPU of segment_lite's delivery thread per request, by stage (see the module docstring)."""
+    import segment_lite.queue
+    import segment_lite.sender
+    import segment_lite.transport
+
+    spent: collections.Counter[str] = collections.Counter()
+    gate = threading.Event()
+    marks: dict[str, float] = {}
+
+    def timed(owner: Any, name: str, stage: str) -> None:
+        original: Callable[..., Any] = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if gate.is_set():
+                    spent[stage] += time.thread_time() - started
+
+        setattr(owner, name, wrapper)
+
+    original_send_batch = segment_lite.sender.BatchSender.send_batch
+
+    def send_batch(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not gate.is_set():  # the first batch waits until every track is queued
+            gate.wait()
+            marks["start"] = time.thread_time()
+        original_send_batch(self, *args, **kwargs)
+        marks["end"] = time.thread_time()
+        spent["requests"] += 1
+
+    segment_lite.sender.BatchSender.send_batch = send_batch  # type: ignore[method-assign]
+    timed(segment_lite.queue.MemoryQueue, "take", "queue take")
+    timed(segment_lite.sender.BatchSender, "_body", "body")
+    timed(segment_lite.transport.Urllib3Transport, "post", "transport post")
+    timed(segment_lite.transport.RequestsTransport, "post", "transport post")
+    options: dict[str, Any] = {}
+    if transport == "requests":
+        options["transport"] = segment_lite.transport.RequestsTransport
+    client, track = make_client(client_kind, url, DEFAULT_WRITE_KEY, False, cap, **options)
+    user_ids = USER_IDS
+    for index in range(n):
+        track(user_ids[index % 1000], EVENT, PROPERTIES, CONTEXT)
+    time.sleep(0.2)  # the worker has taken its first batch and waits at the gate
+    gate.set()
+    client.flush()
+    client.shutdown()
+    requests = spent.pop("requests") - 1  # the first batch was taken before the gate opened
+    total = marks["end"] - marks["start"]
+    lines = [f"{requests} requests, {n / (requests + 1):.0f} messages each: delivery thread CPU per request"]
+    for stage in ("queue take", "body", "transport post"):
+        lines.append(f"  {stage:<15} {spent[stage] / requests * 1e6:7.1f} us")
+    rest = total - sum(spent.values())
+    lines.append(f"  {'the rest':<15} {rest / requests * 1e6:7.1f} us")
+    lines.append(f"  {'total':<15} {total / requests * 1e6:7.1f} us ({total / n * 1e6:.2f} us per message)")
+    return "\n".join(lines)
 
 
 def summarize(path: str, top: int = 25) -> str:
@@ -103,13 +172,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--cprofile", action="store_true", help="profile the calling thread with cProfile")
     parser.add_argument("--summarize", metavar="RAW_FILE", help="summarize a py-spy raw file and exit")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--per-request", action="store_true", help="the delivery thread's CPU per request")
+    parser.add_argument("--cap", type=int, help="with --per-request: most messages per request")
+    parser.add_argument("--transport", choices=("urllib3", "requests"), default="urllib3")
+    parser.add_argument("-n", type=int, default=9_500, help="with --per-request: tracks queued")
     args = parser.parse_args(argv)
     if args.summarize:
         print(summarize(args.summarize, args.top))
         return
     sink, url = start_sink()
     try:
-        if args.cprofile:
+        if args.per_request:
+            if args.client == "reference":
+                parser.error("--per-request measures segment_lite's delivery thread")
+            print(per_request(args.client, url, args.n, args.cap, args.transport))
+        elif args.cprofile:
             profiler = cProfile.Profile()
             profiler.enable()
             sent = workload(args.client, url, args.seconds, args.gzip)

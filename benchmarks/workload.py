@@ -141,13 +141,19 @@ def preload(kind: ClientKind) -> None:
 
 
 def make_client(
-    kind: ClientKind, url: str, write_key: str, gzip: bool, batch_cap: Optional[int] = None
+    kind: ClientKind,
+    url: str,
+    write_key: str,
+    gzip: bool,
+    batch_cap: Optional[int] = None,
+    **lite_options: Any,
 ) -> tuple[Any, Callable[..., Any]]:
     """Build client ``kind`` with default settings aimed at ``url``; returns it and its bound ``track``.
 
     Only ``host`` (and ``gzip`` for the gzip variant) differ from the defaults.
     ``batch_cap`` caps the messages per request: the reference's ``upload_size``
     (100 by default: it never sends more) and segment_lite's ``max_batch_size``.
+    ``lite_options`` are more ``segment_lite.Client`` arguments (for profiling).
     ``lite-json`` forces segment_lite's standard-library encoder even when orjson
     is importable, so both encoders are measured on one machine. A kind with
     ``+change`` suffixes (``EXPERIMENTS``) applies one change of benchmarks/experiments.py.
@@ -167,6 +173,7 @@ def make_client(
     elif not segment_lite.encoding.HAVE_ORJSON:
         raise RuntimeError("orjson is not importable")
     options: dict[str, Any] = {} if batch_cap is None else {"max_batch_size": batch_cap}
+    options.update(lite_options)
     if changes:
         from benchmarks.experiments import apply_changes
 
