@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
+from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
 from segment_lite.client import MAX_MESSAGE_BYTES, Client
 from segment_lite.errors import (
     APIError,
@@ -26,6 +27,9 @@ from segment_lite.errors import (
     RetriesExhaustedError,
     SegmentLiteError,
     ShutdownError,
+    SpoolCorruptError,
+    SpoolError,
+    SpoolWriteError,
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
@@ -54,6 +58,9 @@ __all__ = [
     "RetryPolicy",
     "SegmentLiteError",
     "ShutdownError",
+    "SpoolCorruptError",
+    "SpoolError",
+    "SpoolWriteError",
     "Transport",
     "TransportError",
     "TransportResponse",
@@ -90,6 +97,9 @@ oauth_scope: str = Client.DefaultConfig.oauth_scope
 # segment_lite's own module settings.
 region: Optional[str] = None
 on_drop: Optional[OnDrop] = None
+spool_dir: Optional[str] = None
+spool_max_bytes: int = _DEFAULT_SPOOL_MAX_BYTES
+spool_fsync: str = "batch"
 
 default_client: Optional[Client] = None
 
@@ -116,6 +126,9 @@ def _default() -> Client:
             oauth_scope=oauth_scope,
             region=region,
             on_drop=on_drop,
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
+            spool_fsync=spool_fsync,
         )
     return default_client
 

@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "segment_lite.collector.cli",
     "segment_lite.importer.cli",
     "segment_lite.plan.cli",
+    "segment_lite.spool.cli",
 )
 
 

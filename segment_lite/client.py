@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Union
 
@@ -35,6 +36,10 @@ __all__ = ["MAX_MESSAGE_BYTES", "Client"]
 #: Segment's limit for one message, encoded.
 MAX_MESSAGE_BYTES = 32 * 1024
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+#: With a spool and max_retries left at its default, the retry count is not
+#: limited: an outage is bounded by max_total_backoff_duration and the disk.
+SPOOL_MAX_RETRIES = 1 << 62
 
 BeforeSend = Callable[[Message], Optional[Message]]
 Result = tuple[bool, Optional[Message]]
@@ -115,6 +120,9 @@ class Client:
         retry_policy: Optional[RetryPolicy] = None,
         clock: Optional[Clock] = None,
         queue_factory: Optional[QueueFactory] = None,
+        spool_dir: Union[str, os.PathLike[str], None] = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_fsync: str = "batch",
     ) -> None:
         if send and (not isinstance(write_key, str) or not write_key):
             raise ValidationError(
@@ -175,6 +183,8 @@ class Client:
         self.on_full = on_full
         self.block_timeout = block_timeout
         self.shutdown_timeout = shutdown_timeout
+        if spool_dir is not None and send and max_retries == Client.DefaultConfig.max_retries:
+            max_retries = SPOOL_MAX_RETRIES
         self.retry_policy = retry_policy or RetryPolicy(
             max_retries=max_retries,
             max_total_backoff_s=max_total_backoff_duration,
@@ -216,6 +226,19 @@ class Client:
                 log.addHandler(logging.StreamHandler())
 
         max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
+        self.spool_dir = None if spool_dir is None else os.fspath(spool_dir)
+        self.spool_max_bytes = spool_max_bytes
+        self.spool_fsync = spool_fsync
+        if queue_factory is None and self.spool_dir is not None and send:
+            from segment_lite.spool import spool_factory
+
+            queue_factory = spool_factory(
+                self.spool_dir,
+                max_bytes=spool_max_bytes,
+                fsync=spool_fsync,
+                wake_at=upload_size,
+                write_key=self._write_key,
+            )
         if queue_factory is None:
 
             def queue_factory() -> MessageQueue:
@@ -427,10 +450,12 @@ class Client:
         if accepted is Accepted.FAILED:  # counted and reported by the pipeline
             return False, message
         queue = self._pipeline.queue
-        full = QueueFullError(
-            f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes "
-            f"(max_queue_size={self.max_queue_size}, max_queue_bytes={self.max_queue_bytes})"
+        limits = (
+            f"spool_max_bytes={self.spool_max_bytes}"
+            if queue.durable
+            else f"max_queue_size={self.max_queue_size}, max_queue_bytes={self.max_queue_bytes}"
         )
+        full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
         ledger.drop("queue_full", full, [message])
         return False, message
 
@@ -509,10 +534,13 @@ class Client:
     def stats(self) -> dict[str, Any]:
         """Counters of what happened to the messages of this client (in this process).
 
-        ``accepted`` = ``delivered`` + ``queued`` (+ in flight) + drops of accepted
-        messages (``rejected``, ``retries_exhausted``, ``shutdown_timeout``).
-        Refusals at the call (``invalid``, ``encode_error``, ``oversize``,
-        ``queue_full``, ``after_shutdown``) are counted under ``dropped`` too.
+        ``accepted`` + ``recovered`` = ``delivered`` + ``queued`` (+ in flight) +
+        drops of accepted messages (``rejected``, ``retries_exhausted``,
+        ``shutdown_timeout``, ``spool_corrupt``) + ``left_in_spool``. Refusals at
+        the call (``invalid``, ``encode_error``, ``oversize``, ``queue_full``,
+        ``after_shutdown``, ``spool_write_failed``) are counted under ``dropped``
+        too. ``recovered`` and ``left_in_spool`` are for a disk spool: messages an
+        earlier process left there, and messages this one leaves for the next.
         """
         return self._pipeline.stats()
 

@@ -63,5 +63,8 @@ _MODULE_SETTINGS = (
     "max_retries",
     "region",
     "on_drop",
+    "spool_dir",
+    "spool_max_bytes",
+    "spool_fsync",
     "default_client",
 )

@@ -116,15 +116,21 @@ class NullProgress:
 
 
 class PlainProgress:
-    """One line every ``interval_s`` seconds on ``stream`` (stderr), for logs and pipes."""
+    """One line every ``interval_s`` seconds on ``stream`` (stderr), for logs and pipes.
 
-    def __init__(self, stream: Optional[IO[str]] = None, interval_s: float = 10.0) -> None:
+    ``label`` names the command in each line (``segment-lite import: ...``).
+    """
+
+    def __init__(
+        self, stream: Optional[IO[str]] = None, interval_s: float = 10.0, label: str = "import"
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.interval_s = interval_s
+        self.label = label
 
     def update(self, snapshot: Snapshot) -> None:
         """Print a progress line."""
-        print(f"segment-lite import: {describe(snapshot)}", file=self.stream, flush=True)
+        print(f"segment-lite {self.label}: {describe(snapshot)}", file=self.stream, flush=True)
 
     def close(self, snapshot: Snapshot) -> None:
         """Nothing to tear down (the summary is printed separately)."""
@@ -136,7 +142,11 @@ class TqdmProgress:
     interval_s = 0.25
 
     def __init__(
-        self, tqdm_class: Any, stream: Optional[IO[str]] = None, total_bytes: Optional[int] = None
+        self,
+        tqdm_class: Any,
+        stream: Optional[IO[str]] = None,
+        total_bytes: Optional[int] = None,
+        label: str = "import",
     ) -> None:
         self._by_bytes = bool(total_bytes)
         self._bar = tqdm_class(
@@ -145,7 +155,7 @@ class TqdmProgress:
             unit_scale=True,
             unit_divisor=1024 if self._by_bytes else 1000,
             file=stream if stream is not None else sys.stderr,
-            desc="import",
+            desc=label,
             dynamic_ncols=True,
             leave=True,
         )
@@ -170,23 +180,25 @@ def make_progress(
     stream: Optional[IO[str]] = None,
     interval_s: float = 10.0,
     total_bytes: Optional[int] = None,
+    label: str = "import",
 ) -> Progress:
     """Pick the reporter: ``bar`` (tqdm), ``plain`` lines, ``none``, or ``auto``.
 
     ``auto`` draws a bar when ``stream`` is a terminal and tqdm is installed, says
     once how to install it when it is not, and prints plain lines elsewhere.
+    ``label`` names the command (``import``, ``spool drain``) in lines and on the bar.
     """
     out = stream if stream is not None else sys.stderr
     if mode == "none":
         return NullProgress()
     if mode == "plain":
-        return PlainProgress(out, interval_s)
+        return PlainProgress(out, interval_s, label)
     is_tty = bool(getattr(out, "isatty", lambda: False)())
     if mode == "bar" or (mode == "auto" and is_tty):
         try:
             from tqdm import tqdm
         except ImportError:
-            print(f"segment-lite import: {INSTALL_HINT}", file=out, flush=True)
-            return PlainProgress(out, interval_s)
-        return TqdmProgress(tqdm, out, total_bytes)
-    return PlainProgress(out, interval_s)
+            print(f"segment-lite {label}: {INSTALL_HINT}", file=out, flush=True)
+            return PlainProgress(out, interval_s, label)
+        return TqdmProgress(tqdm, out, total_bytes, label)
+    return PlainProgress(out, interval_s, label)
