@@ -332,6 +332,25 @@ class SpoolDirectory:
         self.write_end += written
         self.written[self.write_number] += 1
 
+    def reclaim(self) -> bool:
+        """Delete the segment being written when every record in it is settled; False if none can go.
+
+        On a full disk this frees the space of delivered records that would
+        otherwise stay until the segment filled up.
+        """
+        if self.write_fd < 0 or self.write_end <= SEGMENT_HEADER_BYTES or self.unacked or self.in_flight:
+            return False
+        try:
+            # Truncated, not just unlinked: readers and the syncer may still hold it open.
+            os.ftruncate(self.write_fd, 0)
+            os.unlink(self._segment_path(self.write_number))
+        except OSError:
+            pass
+        self.segment_end[self.write_number] = self.write_end
+        self.retired_fds.append(self.write_fd)
+        self.write_fd = -1  # the next append starts a new segment
+        return True
+
     def _truncate_to_last_record(self) -> None:
         try:
             os.ftruncate(self.write_fd, self.write_end)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import threading
@@ -43,6 +44,7 @@ SYNC_INTERVAL_S = 0.02
 #: delivered records are deleted a segment at a time.
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 MIN_SEGMENT_BYTES = 4096
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 log = logging.getLogger("segment_lite")
 
@@ -216,7 +218,13 @@ class DiskSpool:
                 if not block or not self._wait_for_room(size, timeout):
                     return False
             try:
-                home.append(record)
+                try:
+                    home.append(record)
+                except OSError as exc:
+                    # A full disk may be full of our own delivered records: free them and retry once.
+                    if exc.errno not in _DISK_FULL or not home.reclaim():
+                        raise
+                    home.append(record)
             except OSError as exc:
                 raise self._write_error(exc, home.path) from None
             home.unacked += 1

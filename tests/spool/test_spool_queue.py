@@ -1,0 +1,235 @@
+"""The disk spool as a MessageQueue: order, acknowledgement, segment deletion, limits, memory, fsync."""
+
+from __future__ import annotations
+
+import os
+import threading
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spool_helpers import owner_names, segment_files
+
+from segment_lite.queue import MemoryQueue
+from segment_lite.spool import disk as disk_module
+from segment_lite.spool.disk import MIN_SEGMENT_BYTES, DiskSpool
+from segment_lite.spool.records import RECORD_HEADER_BYTES
+
+FINGERPRINT = "0123456789abcdef"
+
+
+def _spool(root: Path, **options: Any) -> DiskSpool:
+    options.setdefault("max_bytes", 1 << 30)
+    options.setdefault("wake_at", 100)
+    return DiskSpool(str(root), fingerprint=FINGERPRINT, **options)
+
+
+def _messages(count: int, start: int = 0) -> list[bytes]:
+    return [b'{"type":"track","i":%d,"pad":"%s"}' % (i, b"p" * 300) for i in range(start, start + count)]
+
+
+def _take_all(spool: DiskSpool, per_batch: int = 50) -> list[bytes]:
+    taken = []
+    while (batch := spool.take(per_batch, 1 << 20)) is not None:
+        taken.extend(batch.items)
+        spool.done(batch)
+    return taken
+
+
+def _crash(spool: DiskSpool) -> None:
+    """What a kill leaves: descriptors closed by the kernel, nothing synced, acknowledged or deleted."""
+    spool._forget_after_fork()
+
+
+def test_messages_come_back_in_order_across_segments_which_are_deleted_once_delivered(
+    spool_dir: Path,
+) -> None:
+    spool = _spool(spool_dir, segment_bytes=MIN_SEGMENT_BYTES)
+    sent = _messages(200)
+    for item in sent:
+        assert spool.put(item)
+    home = Path(spool.directory or "")
+    assert len(segment_files(home)) > 10
+    assert spool.qsize() == 200 and spool.nbytes() == sum(map(len, sent))
+    assert spool.disk_bytes() == sum(len(item) + RECORD_HEADER_BYTES for item in sent)
+    assert _take_all(spool) == sent
+    assert len(segment_files(home)) == 1, "only the segment being written is left"
+    assert spool.pending_count() == 0 and spool.disk_bytes() == 0
+    assert spool.wait_settled(spool.accepted_count(), 0)
+    spool.close()
+    assert owner_names(spool_dir) == [], "an emptied spool leaves nothing behind"
+
+
+def test_take_respects_count_and_bytes(spool_dir: Path) -> None:
+    spool = _spool(spool_dir)
+    sent = _messages(30)
+    for item in sent:
+        spool.put(item)
+    batch = spool.take(10, 1 << 20)
+    assert batch is not None and batch.items == sent[:10] and batch.seq == 0
+    three = sum(len(item) + 1 for item in sent[10:13])  # each item plus the comma that joins them
+    batch2 = spool.take(100, three)
+    assert batch2 is not None and batch2.items == sent[10:13] and batch2.seq == 10
+    assert batch2.nbytes == three
+    spool.close()
+
+
+def test_acknowledged_records_are_not_given_again_the_rest_are(spool_dir: Path) -> None:
+    spool = _spool(spool_dir, segment_bytes=MIN_SEGMENT_BYTES)
+    sent = _messages(100)
+    for item in sent:
+        spool.put(item)
+    first = spool.take(30, 1 << 20)
+    second = spool.take(30, 1 << 20)
+    assert first is not None and second is not None
+    spool.done(second)  # out of order: the cursor cannot pass the first batch yet
+    _crash(spool)
+
+    successor = _spool(spool_dir)
+    assert successor.recovered_count() == 100, "both batches were unacknowledged in order"
+    successor.close()
+    assert owner_names(spool_dir), "kept for the next one"
+
+    spool = _spool(spool_dir)
+    again = _take_all(spool)
+    assert again == sent
+    spool.close()
+
+    spool = _spool(spool_dir)
+    for item in sent:
+        spool.put(item)
+    first = spool.take(30, 1 << 20)
+    assert first is not None
+    spool.done(first)
+    _crash(spool)
+    successor = _spool(spool_dir)
+    assert successor.recovered_count() == 70
+    assert _take_all(successor) == sent[30:]
+    successor.close()
+
+
+def test_a_full_spool_refuses_then_makes_room_as_batches_are_delivered(spool_dir: Path) -> None:
+    item = _messages(1)[0]
+    record = len(item) + RECORD_HEADER_BYTES
+    spool = _spool(spool_dir, max_bytes=10 * record)
+    for _ in range(10):
+        assert spool.put(item)
+    assert not spool.put(item), "full: refused"
+    assert not spool.put(item, block=True, timeout=0.05), "still full after waiting"
+
+    batch = spool.take(4, 1 << 20)
+    assert batch is not None
+    assert not spool.put(item), "taken is not delivered: the records are still on disk"
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(spool.put(item, block=True, timeout=10)))
+    waiter.start()
+    spool.done(batch)
+    waiter.join(10)
+    assert results == [True]
+    spool.close()
+
+
+def test_a_batch_cut_short_is_taken_again_and_kept_once_draining(spool_dir: Path) -> None:
+    spool = _spool(spool_dir)
+    sent = _messages(20)
+    for item in sent:
+        spool.put(item)
+    batch = spool.take(5, 1 << 20)
+    assert batch is not None
+    spool.done(batch, keep=True)  # a deadline cut it short: not delivered, not dropped
+    assert spool.pending_count() == 20 and spool.send_due(100)
+    again = spool.take(100, 1 << 20)
+    assert again is batch
+    other = spool.take(100, 1 << 20)
+    assert other is not None and len(other) == 15
+    spool.done(other)
+    assert spool.drain() == [], "a durable queue loses nothing at shutdown"
+    spool.done(again, keep=True)
+    assert spool.kept_count() == 5
+    assert spool.wait_settled(spool.accepted_count(), 0)
+    spool.close()
+    assert spool.kept_count() == 5
+    successor = _spool(spool_dir)
+    # The cursor cannot pass the kept batch, so the one delivered after it comes again
+    # (a duplicate, deduplicated by messageId), in order.
+    assert _take_all(successor) == sent
+    successor.close()
+
+
+def test_close_counts_what_it_leaves(spool_dir: Path) -> None:
+    spool = _spool(spool_dir)
+    for item in _messages(50):
+        spool.put(item)
+    out = spool.take(10, 1 << 20)
+    assert out is not None
+    spool.close()
+    assert spool.kept_count() == 50, "40 waiting and 10 in flight stay on disk"
+    assert spool.qsize() == 0
+    spool.done(out)  # delivered after all, after close: no longer left (sent again next time, though)
+    assert spool.kept_count() == 40
+
+
+def test_memory_per_queued_message_is_near_zero(spool_dir: Path) -> None:
+    def held(make_queue: Any) -> int:
+        queue = make_queue()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for i in range(20_000):  # about 6.6 MB of messages, each made as an app makes it
+                assert queue.put(b'{"type":"track","i":%d,"pad":"%s"}' % (i, b"p" * 300))
+            return int(tracemalloc.get_traced_memory()[0] - base)
+        finally:
+            tracemalloc.stop()
+            queue.close()
+
+    in_memory = held(lambda: MemoryQueue(100_000, 1 << 30, wake_at=100))
+    on_disk = held(lambda: _spool(spool_dir))
+    print(f"memory held for 20,000 queued messages: memory queue {in_memory:,} B, spool {on_disk:,} B")
+    assert in_memory > 5_000_000
+    assert on_disk < 64 * 1024, on_disk
+
+
+@pytest.mark.parametrize(("fsync", "expected"), [("always", 200), ("never", 0)])
+def test_fsync_policies_sync_each_write_or_never(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch, fsync: str, expected: int
+) -> None:
+    calls = _count_syncs(monkeypatch)
+    spool = _spool(spool_dir, fsync=fsync)
+    for item in _messages(200):
+        spool.put(item)
+    assert calls["data"] == expected
+    spool.close()
+
+
+def test_batch_fsync_groups_writes_off_the_callers_thread(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_syncs(monkeypatch)
+    monkeypatch.setattr(disk_module, "SYNC_INTERVAL_S", 3600.0)  # the first sync, then none for an hour
+    spool = _spool(spool_dir, fsync="batch")
+    for item in _messages(200):
+        spool.put(item)
+    assert disk_module.DiskSpool.pending_count(spool) == 200
+    assert threading.get_ident() not in calls["threads"], "the caller never waits for an fsync"
+    assert calls["data"] <= 1, calls
+    spool.close()
+    assert calls["data"] >= 1, "close syncs what is left"
+
+
+def _count_syncs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from segment_lite.spool import directory
+
+    calls: dict[str, Any] = {"data": 0, "threads": set()}
+    real = getattr(os, "fdatasync", os.fsync)
+
+    def counting(fd: int) -> None:
+        # Only segment data: the cursor file is synced at close.
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".seg"):
+            calls["data"] += 1
+            calls["threads"].add(threading.get_ident())
+        real(fd)
+
+    monkeypatch.setattr(directory, "fdatasync", counting)
+    monkeypatch.setattr(disk_module, "fdatasync", counting)
+    return calls
