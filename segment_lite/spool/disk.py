@@ -26,7 +26,7 @@ from segment_lite.spool.directory import (
 from segment_lite.spool.records import RECORD_HEADER_BYTES, encode_record
 
 if TYPE_CHECKING:
-    from segment_lite.stats import Ledger
+    from segment_lite.ledger import Ledger
 
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",

@@ -90,7 +90,7 @@ def test_a_full_spool_refuses_and_says_which_limit(collector: Collector, spool_d
         spool_dir=spool_dir,
         spool_max_bytes=64 * 1024,
         max_queue_size=1,  # the memory queue's limits do not apply to a spool
-        on_error=lambda exc, messages: errors.append(exc),
+        on_drop=lambda reason, exc, messages: errors.append(exc),
     )
     results = [client.track("u", "Big", {"pad": "x" * 1_000})[0] for _ in range(100)]
     accepted = sum(results)

@@ -134,7 +134,12 @@ def test_shutdown_timeout_keeps_undelivered_messages_and_counts_them(
 ) -> None:
     collector.go_down()
     errors: list[BaseException] = []
-    client = _next_process(collector, spool_dir, on_error=lambda exc, messages: errors.append(exc))
+    client = _next_process(
+        collector,
+        spool_dir,
+        on_error=lambda exc, messages: errors.append(exc),
+        on_drop=lambda reason, exc, messages: errors.append(exc),
+    )
     for i in range(300):
         assert client.track("u", "Kept", {"i": i})[0]
     assert not client.shutdown(timeout=0.5)

@@ -47,12 +47,12 @@ def test_enospc_is_a_counted_drop_and_delivery_goes_on(
     monkeypatch: pytest.MonkeyPatch, collector: Collector, spool_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = DiskFull(monkeypatch, spool_dir)
-    errors: list[tuple[BaseException, list[Any]]] = []
+    reports: list[tuple[str, BaseException, list[Any]]] = []
     client = segment_lite.Client(
         WRITE_KEY,
         host=collector.url,
         spool_dir=spool_dir,
-        on_error=lambda exc, messages: errors.append((exc, messages)),
+        on_drop=lambda reason, exc, messages: reports.append((reason, exc, messages)),
     )
     for i in range(10):
         assert client.track("u", "Before", {"i": i})[0]
@@ -65,18 +65,20 @@ def test_enospc_is_a_counted_drop_and_delivery_goes_on(
     assert stats["dropped"]["spool_write_failed"] == 25
     assert stats["dropped"]["queue_full"] == 0, "not counted twice"
     assert stats["accepted"] == 10
-    assert len(errors) == 25
-    exc, messages = errors[0]
+    (reason, exc, messages), *_ = reports
+    assert reason == "spool_write_failed"
     assert isinstance(exc, SpoolWriteError) and exc.errno == errno.ENOSPC
     assert "No space left on device" in str(exc) and str(spool_dir) in str(exc)
     assert messages[0]["event"] == "Refused" and messages[0]["messageId"] == results[0][1]["messageId"]
     failures = [r for r in caplog.records if "spool_write_failed" in r.getMessage()]
-    assert len(failures) == 1, "a full disk is logged once, then at most once per interval"
+    assert len(failures) == 1, "a full disk is reported once, then at most once per interval"
 
     disk.full = False  # space is back
     for i in range(10):
         assert client.track("u", "After", {"i": i})[0]
     assert client.flush(timeout=30)
+    refused = [m["messageId"] for reason, _, batch in reports for m in batch]
+    assert refused == [message["messageId"] for _, message in results], "every refusal is reported"
     events = sorted(m["event"] for m in collector.messages())
     assert events == ["After"] * 10 + ["Before"] * 10
     assert client.shutdown(timeout=10)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from spool_helpers import segment_files
 
 from segment_lite.errors import SpoolCorruptError
+from segment_lite.ledger import Ledger
 from segment_lite.spool.directory import ACK_NAME
 from segment_lite.spool.disk import MIN_SEGMENT_BYTES, DiskSpool
 from segment_lite.spool.records import (
@@ -24,7 +25,6 @@ from segment_lite.spool.records import (
     SegmentReader,
     encode_record,
 )
-from segment_lite.stats import Ledger
 
 FINGERPRINT = "0123456789abcdef"
 SETTINGS = settings(
@@ -44,11 +44,13 @@ def _messages(count: int, size: int = 120) -> list[bytes]:
 
 
 class Losses:
-    """A ledger that remembers what was reported to on_error."""
+    """A ledger that remembers what was reported to on_drop."""
 
     def __init__(self) -> None:
         self.errors: list[BaseException] = []
-        self.ledger = Ledger(lambda exc, messages: self.errors.append(exc), logging.getLogger("test"))
+        self.ledger = Ledger(
+            None, logging.getLogger("test"), on_drop=lambda reason, exc, messages: self.errors.append(exc)
+        )
 
     @property
     def corrupt(self) -> int:
