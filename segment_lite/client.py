@@ -25,7 +25,15 @@ from segment_lite.message import (
     build_track,
     build_view,
 )
-from segment_lite.pipeline import Accepted, BatchingConfig, DeliveryConfig, Pipeline, QueueFactory, Worker
+from segment_lite.pipeline import (
+    Accepted,
+    BatchingConfig,
+    DeliveryConfig,
+    FlushResult,
+    Pipeline,
+    QueueFactory,
+    Worker,
+)
 from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender
@@ -487,11 +495,23 @@ class Client:
 
         Returns True when all messages accepted before the call are settled, False
         if ``timeout`` seconds passed first. ``None`` waits as long as it takes.
+        Settled includes dropped: ``last_flush`` tells how many were delivered
+        and how many dropped, and a WARNING is logged when any were dropped.
         """
         if not self.send or self.sync_mode:
             self._pipeline.ledger.flush_reports()
             return True
         return self._pipeline.flush(timeout)
+
+    @property
+    def last_flush(self) -> Optional[FlushResult]:
+        """What the last ``flush()`` or ``shutdown()`` settled (None before the first).
+
+        ``FlushResult(settled, delivered, dropped, pending, last_error)``: messages
+        delivered and dropped (by reason) while it waited, and the latest error.
+        ``all_delivered`` is True when it settled with nothing dropped.
+        """
+        return self._pipeline.last_flush
 
     def mark(self) -> int:
         """A marker covering every message accepted so far, to pass to ``wait_settled``.

@@ -116,23 +116,33 @@ class EncodeError(SegmentLiteError, TypeError):
 class APIError(SegmentLiteError):
     """The server rejected a batch with a status that is not retried.
 
-    ``status``, ``code`` and ``message`` mirror segment-analytics-python's APIError.
+    ``status``, ``code`` and ``message`` mirror segment-analytics-python's APIError;
+    ``host`` is the server that answered (``host:port``), and the text names it:
+    ``[127.0.0.1:8080] unauthorized: unknown write key (401)``.
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"[Segment] {code}: {message} ({status})")
+    def __init__(self, status: int, code: str, message: str, host: Optional[str] = None) -> None:
+        super().__init__(f"[{host or 'Segment'}] {code}: {message} ({status})")
         self.status = status
         self.code = code
         self.message = message
+        self.host = host
 
 
 class RetriesExhaustedError(SegmentLiteError):
-    """Retryable failures outlasted the retry count or the retry time budget."""
+    """Retryable failures outlasted the retry count or the retry time budget.
 
-    def __init__(self, attempts: int, last_error: str) -> None:
-        super().__init__(f"gave up after {attempts} attempts; last error: {last_error}")
+    ``last_error`` names the cause of the last failure (``connection refused to
+    127.0.0.1:8080``, ``503 ... from api.segment.io``); ``failing_s`` is how long
+    the batch had been failing.
+    """
+
+    def __init__(self, attempts: int, last_error: str, failing_s: Optional[float] = None) -> None:
+        over = f" over {failing_s:.1f}s" if failing_s else ""
+        super().__init__(f"gave up after {attempts} attempts{over}; last error: {last_error}")
         self.attempts = attempts
         self.last_error = last_error
+        self.failing_s = failing_s
 
 
 class QueueFullError(SegmentLiteError):

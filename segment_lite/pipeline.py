@@ -17,23 +17,37 @@ import enum
 import logging
 import os
 import threading
+import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from segment_lite.errors import SegmentLiteError, ShutdownError, SpoolWriteError
+from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger, OnDrop, OnError
-from segment_lite.queue import MessageQueue
+from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause
+from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
 from segment_lite.transport import TransportFactory
 
-__all__ = ["Accepted", "BatchingConfig", "DeliveryConfig", "Pipeline", "QueueFactory", "Worker"]
+__all__ = [
+    "Accepted",
+    "BatchingConfig",
+    "DeliveryConfig",
+    "FlushResult",
+    "InFlight",
+    "Pipeline",
+    "QueueFactory",
+    "Worker",
+]
 
 #: Makes the queue for a pipeline; called again in a forked child.
 QueueFactory = Callable[[], MessageQueue]
-#: How long ``shutdown`` waits for workers to stop once delivery has given up.
-WORKER_STOP_GRACE_S = 2.0
+#: How long ``shutdown`` waits for workers to stop once it has given up on delivery. Their
+#: requests are aborted and their messages already counted, so this is only for tidiness.
+WORKER_STOP_GRACE_S = 0.25
+#: Drops of accepted messages, as ``stats()["dropped"]`` names them.
+_ACCEPTED_DROPS = ("rejected", "retries_exhausted", "shutdown_timeout")
 
 
 class Accepted(enum.Enum):
@@ -69,6 +83,96 @@ class BatchingConfig:
     max_batch_bytes: int
 
 
+@dataclass(frozen=True)
+class FlushResult:
+    """What the last ``flush()`` (or ``shutdown()``) settled, read with ``Client.last_flush``.
+
+    Counts are of messages settled while the call waited: ``delivered``, and
+    ``dropped`` by reason (``rejected``, ``retries_exhausted``, ``shutdown_timeout``).
+    ``settled`` is what the call returned; ``pending`` is how many messages were
+    still queued or in flight when it returned. ``last_error`` names the latest
+    failure or refusal, if any.
+    """
+
+    settled: bool
+    delivered: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    pending: int = 0
+    last_error: Optional[str] = None
+
+    @property
+    def all_delivered(self) -> bool:
+        """True when the flush settled and nothing was dropped while it waited."""
+        return self.settled and not any(self.dropped.values())
+
+
+class _Taken:
+    """A batch taken from the queue, with the settlement of its messages."""
+
+    __slots__ = ("batch", "settlement")
+
+    def __init__(self, batch: Batch, settlement: Settlement) -> None:
+        self.batch = batch
+        self.settlement = settlement
+
+
+class InFlight:
+    """Batches taken from the queue and not yet settled, so a shutdown that gives up can settle them.
+
+    Workers (and inline delivery) take batches through it; each is ``finish``-ed
+    once, by its sender or by ``abandon``, and only then marked done in the queue,
+    after its messages were counted.
+    """
+
+    def __init__(self, queue: MessageQueue, ledger: Ledger) -> None:
+        self._queue = queue
+        self._ledger = ledger
+        self._lock = threading.Lock()
+        self._taken: dict[_Taken, None] = {}  # insertion-ordered set
+        self._closed = False
+
+    def take(self, max_count: int, max_bytes: int) -> Optional[_Taken]:
+        """The next batch from the queue, registered; None when empty or abandoned."""
+        with self._lock:
+            if self._closed:
+                return None
+            batch = self._queue.take(max_count, max_bytes)
+            if batch is None:
+                return None
+            taken = _Taken(batch, Settlement(batch.items, self._ledger, self._queue.durable))
+            self._taken[taken] = None
+            return taken
+
+    def held(self) -> list[_Taken]:
+        """Batches taken and not finished (inline delivery resumes them)."""
+        with self._lock:
+            return list(self._taken)
+
+    def finish(self, taken: _Taken) -> None:
+        """Mark ``taken`` done in the queue, unless ``abandon`` did already."""
+        with self._lock:
+            present = taken in self._taken
+            if present:
+                del self._taken[taken]
+        if present:
+            self._queue.done(taken.batch, keep=taken.settlement.kept)
+
+    def abandon(self, error: BaseException) -> int:
+        """Stop handing out batches; cut short what every batch in flight has not settled.
+
+        Its messages are dropped as ``shutdown_timeout`` (or kept, in a durable
+        queue). Returns how many were dropped.
+        """
+        with self._lock:
+            self._closed = True
+            taken, self._taken = list(self._taken), {}
+        dropped = 0
+        for entry in taken:
+            dropped += entry.settlement.cut_short(error)
+            self._queue.done(entry.batch, keep=entry.settlement.kept)
+        return dropped
+
+
 class Worker(threading.Thread):
     """A worker thread: takes batches from the queue and hands them to its sender.
 
@@ -80,6 +184,7 @@ class Worker(threading.Thread):
     def __init__(
         self,
         queue: MessageQueue,
+        in_flight: InFlight,
         sender: BatchSender,
         batching: BatchingConfig,
         abort: threading.Event,
@@ -87,6 +192,7 @@ class Worker(threading.Thread):
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.queue = queue
+        self.in_flight = in_flight
         self.sender = sender
         self.upload_size = max(1, min(batching.upload_size, MAX_BATCH_COUNT))
         self.max_batch_size = max(self.upload_size, min(batching.max_batch_size, MAX_BATCH_COUNT))
@@ -111,14 +217,17 @@ class Worker(threading.Thread):
                 queue.wake.clear()
                 backlog = queue.qsize()
                 count = self.upload_size if backlog <= self.upload_size else min(backlog, self.max_batch_size)
-                batch = queue.take(count, self.max_batch_bytes)
-                if batch is None:
+                taken = self.in_flight.take(count, self.max_batch_bytes)
+                if taken is None:
                     if self.stopping:
                         queue.wake.set()  # siblings share this event: pass the wake-up on
                         return
                     due = False
                     continue
-                self.sender.send_batch(queue, batch, self.abort)
+                try:
+                    self.sender.deliver(taken.settlement, self.abort)
+                finally:
+                    self.in_flight.finish(taken)
                 self.sender.ledger.deliver_due_reports()
                 # Send again at once only if that is worth a request: messages that
                 # trickled in during the send wait to fill a batch, as they would have.
@@ -161,6 +270,7 @@ class Pipeline:
         self._on_drop = on_drop
         self._log = log
         self._closed = False
+        self._dropped_at_shutdown = 0
         self._pid = os.getpid()
         self._reset()
         _LIVE.add(self)
@@ -181,7 +291,11 @@ class Pipeline:
         )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)
+        self.in_flight = InFlight(self.queue, self.ledger)
+        self.health = DeliveryHealth(self._log, self.delivery.clock)
+        self.last_flush: Optional[FlushResult] = None
         self._pause = PipelinePause()
+        self._inline_lock = threading.Lock()  # one thread at a time delivers inline
         self._abort = threading.Event()
         self._start_lock = threading.Lock()
         self._workers: list[Worker] = []
@@ -245,6 +359,7 @@ class Pipeline:
             transport_factory=delivery.transport_factory,
             ledger=self.ledger,
             pause=self._pause,
+            health=self.health,
             log=self._log,
         )
 
@@ -276,6 +391,7 @@ class Pipeline:
             self._workers = [
                 Worker(
                     self.queue,
+                    self.in_flight,
                     self._new_sender(),
                     self.batching,
                     self._abort,
@@ -299,22 +415,48 @@ class Pipeline:
             return True
 
     def _deliver_inline(self, deadline: Optional[float]) -> None:
-        """Send what is queued on the calling thread (when no worker thread could start)."""
-        sender = self._thread_sender()
-        batching = self.batching
+        """Send what is queued on the calling thread (when no worker thread could start).
+
+        At ``deadline`` the batch being sent stays unsettled, kept for the next
+        flush (or dropped by a shutdown that gives up), never dropped by a flush.
+        """
         clock = self.delivery.clock
-        while True:
-            if deadline is not None and clock.monotonic() >= deadline:
-                return  # (a durable queue hands back what the deadline cut short)
-            batch = self.queue.take(batching.max_batch_size, batching.max_batch_bytes)
-            if batch is None:
-                return
-            sender.send_batch(self.queue, batch, self._abort, deadline)
+        wait_s = -1.0 if deadline is None else max(0.0, deadline - clock.monotonic())
+        if not self._inline_lock.acquire(timeout=wait_s):
+            return
+        try:
+            sender = self._thread_sender()
+            batching = self.batching
+            held = iter(self.in_flight.held())  # left unsettled by an earlier flush's deadline
+            while True:
+                taken = next(held, None) or self.in_flight.take(
+                    batching.max_batch_size, batching.max_batch_bytes
+                )
+                if taken is None:
+                    return
+                sender.deliver(taken.settlement, self._abort, deadline)
+                if not taken.settlement.complete:
+                    return  # the deadline came first
+                self.in_flight.finish(taken)
+        finally:
+            self._inline_lock.release()
 
     # -- lifecycle --------------------------------------------------------------
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Send everything queued now and wait until it is delivered or definitively dropped."""
+        """Send everything queued now and wait until it is delivered or definitively dropped.
+
+        Returns within ``timeout`` (plus the time to stop a request on the calling
+        thread, when no worker thread could start). Records a ``FlushResult`` in
+        ``last_flush`` and logs a WARNING when messages were dropped meanwhile.
+        """
+        started = time.monotonic()
+        before = self.ledger.snapshot(0, 0, 0)
+        settled = self._flush(timeout, started)
+        self._record_flush(settled, before)
+        return settled
+
+    def _flush(self, timeout: Optional[float], started: float) -> bool:
         queue = self.queue
         target = queue.accepted_count()
         if queue.qsize() and not self._running and not self._start(draining=True):
@@ -323,12 +465,38 @@ class Pipeline:
         if self._inline:
             clock = self.delivery.clock
             self._deliver_inline(None if timeout is None else clock.monotonic() + timeout)
-        settled = queue.wait_settled(target, timeout)
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        settled = queue.wait_settled(target, remaining)
         self.ledger.flush_reports()
         self._log.debug(
             "flush %s; %d message(s) still queued", "complete" if settled else "timed out", queue.qsize()
         )
         return settled
+
+    def _record_flush(self, settled: bool, before: dict[str, Any]) -> None:
+        after = self.ledger.snapshot(0, 0, 0)
+        dropped = {
+            reason: after["dropped"][reason] - before["dropped"][reason]
+            for reason in _ACCEPTED_DROPS
+            if after["dropped"][reason] > before["dropped"][reason]
+        }
+        health = self.health
+        result = FlushResult(
+            settled=settled,
+            delivered=after["delivered"] - before["delivered"],
+            dropped=dropped,
+            pending=self.queue.pending_count(),
+            last_error=health.last_rejection if dropped.get("rejected") else health.last_error,
+        )
+        self.last_flush = result
+        if dropped:
+            self._log.warning(
+                "flush %s with %s dropped and %d delivered; last error: %s (see last_flush and stats())",
+                "settled" if settled else "timed out",
+                ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
+                result.delivered,
+                result.last_error,
+            )
 
     def mark(self) -> int:
         """A marker covering every message accepted so far, for ``wait_settled``."""
@@ -359,23 +527,45 @@ class Pipeline:
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; later messages are refused.
 
-        Returns True when everything accepted was settled in time. Otherwise what
-        is still undelivered is dropped as ``shutdown_timeout`` and reported.
+        Returns True when everything accepted was settled in time. Otherwise, at
+        the deadline, requests still in flight are aborted (their connections
+        closed) and everything undelivered, in flight or queued, is dropped as
+        ``shutdown_timeout`` and reported with the last error. Either way it
+        returns within ``timeout`` plus a fraction of a second.
         """
         self._closed = True
-        settled = self.flush(timeout)
+        started = time.monotonic()
+        before = self.ledger.snapshot(0, 0, 0)
+        settled = self._flush(timeout, started)
         if not settled:
-            self._abort.set()  # interrupts backoff and Retry-After waits
-            leftover = self.queue.drain()
-            if leftover:
-                self.ledger.drop(
-                    "shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), leftover
-                )
+            self._give_up(timeout)
+        self._record_flush(settled, before)
         self.join(None if settled else WORKER_STOP_GRACE_S)
         self.ledger.flush_reports()
         self._close_thread_senders()
         self.queue.close()
         return settled
+
+    def _give_up(self, timeout: Optional[float]) -> int:
+        """Shutdown's deadline passed: stop waiting, abort requests, drop what is undelivered."""
+        self._abort.set()  # interrupts backoff and Retry-After waits, and stops the workers
+        cause = self.health.last_error
+        last = f"; last error: {cause}" if cause else ""
+        error = ShutdownError(f"shutdown deadline ({timeout}s) passed before delivery{last}")
+        # Count what is in flight first (and stop workers taking more), then abort
+        # the requests: a sender that sees its request fail finds it counted.
+        dropped = self.in_flight.abandon(error)
+        with self._start_lock:
+            senders = [worker.sender for worker in self._workers] + list(self._thread_senders)
+        for sender in senders:
+            sender.abort()
+        leftover = self.queue.drain()
+        if leftover is not None:
+            self.ledger.drop("shutdown_timeout", error, leftover.items)
+            self.queue.done(leftover)  # only now may a waiting flush wake: the drop is counted
+            dropped += len(leftover)
+        self._dropped_at_shutdown = dropped
+        return dropped
 
     def close(self) -> None:
         """Stop without delivering (for clients that never send): refuse messages, release resources."""
@@ -419,8 +609,10 @@ class Pipeline:
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
             self._log.warning(
-                "exit: shutdown_timeout (%ss) passed; undelivered messages were dropped (see stats())",
+                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s); last error: %s",
                 self.shutdown_timeout_s,
+                self._dropped_at_shutdown,
+                self.health.last_error or "none (delivery was still in progress)",
             )
 
 

@@ -76,11 +76,13 @@ class MessageQueue(Protocol):
         """Whether a worker should take a batch now rather than wait for one to fill."""
         ...
 
-    def drain(self) -> list[bytes]:
-        """Remove what is still queued and return the messages that are thereby lost.
+    def drain(self) -> Optional[Batch]:
+        """Take what is still queued as one batch, or None when nothing is lost.
 
-        Used when shutdown gives up; a durable queue keeps its records for the
-        next process and returns only what it cannot keep.
+        Used when shutdown gives up: the caller counts the batch's messages as
+        dropped, then calls ``done``, so a flush waiting on them wakes only once
+        they are counted. A durable queue keeps its records for the next process
+        and returns only what it cannot keep.
         """
         ...
 
@@ -285,8 +287,12 @@ class MemoryQueue:
             self._in_flight.pop(batch.seq, None)
             self._settled.notify_all()
 
-    def drain(self) -> list[bytes]:
-        """Remove and return everything still queued (used when giving up at shutdown)."""
+    def drain(self) -> Optional[Batch]:
+        """Take everything still queued as one batch in flight (used when giving up at shutdown).
+
+        The messages stay pending until ``done(batch)``: a flush waiting on them
+        must not wake before the caller has counted them as dropped.
+        """
         with self._lock:
             drained: list[bytes] = []
             for entry in self._items:
@@ -294,14 +300,17 @@ class MemoryQueue:
                     drained.extend(entry.unpack())
                 else:
                     drained.append(entry)  # type: ignore[arg-type]
+            if not drained:
+                return None
             self._items.clear()
+            batch = Batch(self._taken, drained, self._bytes + len(drained))
             self._count = 0
             self._bytes = 0
             self._taken += len(drained)
-            self._settled.notify_all()
+            self._in_flight[batch.seq] = (len(drained), time.monotonic())
             if self._blocked:
                 self._not_full.notify_all()
-            return drained
+            return batch
 
     def qsize(self) -> int:
         """Items waiting to be taken."""

@@ -20,6 +20,7 @@ __all__ = [
     "Outcome",
     "RetryPolicy",
     "classify",
+    "full_jitter",
     "parse_retry_after",
 ]
 
@@ -97,37 +98,50 @@ class Clock:
         return not interrupt.is_set()
 
 
-def _default_jitter(delay: float) -> float:
-    # Spread retries from many clients over [delay, 1.5 * delay) so they do not
-    # arrive in lockstep, while never retrying sooner than the schedule says.
-    return delay * (1.0 + 0.5 * random.random())
+def full_jitter(delay: float) -> float:
+    """A delay drawn uniformly from [0, ``delay``): clients that failed together retry apart."""
+    return delay * random.random()
 
 
 @dataclass
 class RetryPolicy:
     """How many times and how long to retry a batch.
 
+    Delays grow from ``base_delay_s`` by ``multiplier`` per retry up to
+    ``max_delay_s``, and each is drawn by ``jitter`` below its step (full jitter):
+    with the defaults the steps are 20 ms, 60 ms, 180 ms, 540 ms, 1.6 s, 4.9 s,
+    15 s, 44 s, then 60 s, so a short burst of errors costs well under 3 s while
+    a sustained outage is retried about once a minute. No delay runs past the
+    ``max_total_backoff_s`` budget.
+
     Attributes:
         max_retries: retries after the first attempt for network errors and
             retryable statuses (Retry-After waits and the immediate retry of a
             stale keep-alive connection do not count).
-        base_delay_s: the first backoff delay.
+        base_delay_s: the first backoff step.
+        multiplier: how much each step grows over the previous one.
         max_delay_s: the longest single backoff delay.
         max_total_backoff_s: give up on a batch once it has been failing this long.
         max_rate_limit_s: give up once Retry-After waits for one batch add up past this.
-        jitter: maps a scheduled delay to the delay actually waited.
+        jitter: maps a step to the delay actually waited (``full_jitter``: uniform below it).
     """
 
     max_retries: int = 10
-    base_delay_s: float = 0.5
+    base_delay_s: float = 0.02
+    multiplier: float = 3.0
     max_delay_s: float = 60.0
     max_total_backoff_s: float = 43200.0
     max_rate_limit_s: float = 1800.0
-    jitter: Callable[[float], float] = field(default=_default_jitter)
+    jitter: Callable[[float], float] = field(default=full_jitter)
+
+    def steps(self) -> Iterator[float]:
+        """The backoff steps for one batch, before jitter: 0.02, 0.06, 0.18, ... capped at ``max_delay_s``."""
+        schedule = backoff.expo(base=self.multiplier, factor=self.base_delay_s, max_value=self.max_delay_s)
+        next(schedule)  # backoff's generators yield None first
+        for step in schedule:
+            yield float(step)
 
     def delays(self) -> Iterator[float]:
-        """The backoff delays for one batch: 0.5, 1, 2, 4, ... capped at ``max_delay_s``, jittered."""
-        schedule = backoff.expo(base=2, factor=self.base_delay_s, max_value=self.max_delay_s)
-        next(schedule)  # backoff's generators yield None first
-        for delay in schedule:
-            yield min(self.jitter(float(delay)), self.max_delay_s)
+        """The delays to wait for one batch: each step, jittered, never over ``max_delay_s``."""
+        for step in self.steps():
+            yield min(max(0.0, self.jitter(step)), self.max_delay_s)

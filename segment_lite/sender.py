@@ -1,28 +1,35 @@
-"""Send one batch: build the body, classify the answer, retry, split, and account for every message."""
+"""Send one batch: build the body, classify the answer, retry, split, isolate refused messages, and
+account for every message."""
 
 from __future__ import annotations
 
 import base64
+import collections
+import enum
 import gzip as gzip_module
 import json
 import logging
 import threading
 from typing import Optional
+from urllib.parse import urlsplit
 
 from segment_lite.errors import APIError, RetriesExhaustedError, ShutdownError
+from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
 from segment_lite.message import iso_from_epoch
-from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
 from segment_lite.transport import Transport, TransportError, TransportFactory
 from segment_lite.version import VERSION
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "BatchSender", "PipelinePause"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "BatchSender", "PipelinePause", "Settlement"]
 
 #: Segment's limits for one batch request.
 MAX_BATCH_BYTES = 500 * 1024
 MAX_BATCH_COUNT = 2500
 GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its CPU
+
+#: Refusals about the messages in a batch, not about the client: they say nothing of an outage.
+_MESSAGE_STATUSES = frozenset({400, 413, 422})
 
 
 class PipelinePause:
@@ -39,11 +46,149 @@ class PipelinePause:
                 self.until = until
 
 
+class Settlement:
+    """The messages of one taken batch, each settled exactly once: delivered, or dropped with a reason.
+
+    The sender settles parts of it as answers come. A shutdown that gives up
+    settles the rest from another thread (``cut_short``). Whichever comes second
+    finds those messages settled and counts nothing, so no message is counted
+    twice or missed, whatever the interleaving.
+
+    ``durable``: the batch comes from a queue that keeps undelivered messages
+    for a later process (the disk spool); what shutdown cuts short is then
+    ``kept`` there, not dropped.
+    """
+
+    __slots__ = ("_ledger", "_lock", "_open", "_settled", "delivered_count", "durable", "items", "kept")
+
+    def __init__(self, items: list[bytes], ledger: Ledger, durable: bool = False) -> None:
+        self.items = items
+        self.durable = durable
+        self._ledger = ledger
+        self._settled = bytearray(len(items))
+        self._open = len(items)
+        self._lock = threading.Lock()
+        self.delivered_count = 0
+        self.kept = False  # some messages were cut short and left in the durable queue
+
+    @property
+    def complete(self) -> bool:
+        """True once every message is settled."""
+        return self._open == 0
+
+    def _claim(self, start: int, stop: int) -> int:
+        """Mark ``items[start:stop]`` settled; how many of them were not already."""
+        with self._lock:
+            fresh = self._settled.count(0, start, stop)
+            if fresh:
+                self._settled[start:stop] = b"\x01" * (stop - start)
+                self._open -= fresh
+            return fresh
+
+    def delivered(self, start: int, stop: int) -> None:
+        """Count ``items[start:stop]`` delivered (those not settled already)."""
+        fresh = self._claim(start, stop)
+        if fresh:
+            self.delivered_count += fresh
+            self._ledger.delivered(fresh)
+
+    def drop(
+        self, reason: str, exc: BaseException, start: int, stop: int, status: Optional[int] = None
+    ) -> int:
+        """Count ``items[start:stop]`` dropped for ``reason`` and report them (those not settled already).
+
+        Returns how many were dropped.
+        """
+        with self._lock:
+            lost = [item for item, done in zip(self.items[start:stop], self._settled[start:stop]) if not done]
+            if lost:
+                self._settled[start:stop] = b"\x01" * (stop - start)
+                self._open -= len(lost)
+        if lost:
+            self._ledger.drop(reason, exc, lost, status=status)
+        return len(lost)
+
+    def drop_rest(self, reason: str, exc: BaseException) -> int:
+        """Drop every message not settled yet; returns how many."""
+        return self.drop(reason, exc, 0, len(self.items))
+
+    def cut_short(self, exc: BaseException, start: int = 0, stop: Optional[int] = None) -> int:
+        """Shutdown gave up on ``items[start:stop]`` (all by default): drop them, or keep them if durable.
+
+        Returns how many were dropped.
+        """
+        stop = len(self.items) if stop is None else stop
+        if not self.durable:
+            return self.drop("shutdown_timeout", exc, start, stop)
+        if self._claim(start, stop):
+            self.kept = True  # still in the durable queue: not lost, so not dropped
+        return 0
+
+    def unsettled_parts(self) -> list[tuple[int, int]]:
+        """The runs of messages not settled yet, as ``(start, stop)`` pairs."""
+        with self._lock:
+            settled = bytes(self._settled)
+        parts: list[tuple[int, int]] = []
+        start = settled.find(0)
+        while start != -1:
+            stop = settled.find(1, start)
+            stop = len(settled) if stop == -1 else stop
+            parts.append((start, stop))
+            start = settled.find(0, stop)
+        return parts
+
+
+class _Part:
+    """A contiguous run of a settlement's messages, sent as one request."""
+
+    __slots__ = ("closes", "deferred", "stale_retry_used", "start", "stop")
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start = start
+        self.stop = stop
+        self.closes = 0  # connections closed without an answer while sending this part
+        self.deferred = False  # put back behind the other parts, to learn whether the server is alive
+        self.stale_retry_used = False
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def halves(self) -> tuple[_Part, _Part]:
+        middle = self.start + len(self) // 2
+        return _Part(self.start, middle), _Part(middle, self.stop)
+
+
+class _Step(enum.Enum):
+    """What to do with a part after trying to send it."""
+
+    SETTLED = "settled"  # delivered or dropped
+    SPLIT = "split"  # send its halves instead
+    DEFER = "defer"  # try the other parts first
+    STOP = "stop"  # the caller's deadline: leave it unsettled for a later flush
+
+
+class _Bisection:
+    """What one delivery of a settlement has learnt about connections closed without an answer."""
+
+    __slots__ = ("alive_before", "answers_at_first_close", "split_on_trust")
+
+    def __init__(self, alive_before: bool) -> None:
+        self.alive_before = alive_before  # the request before this batch was answered
+        self.answers_at_first_close: Optional[int] = None
+        self.split_on_trust = False  # the one split allowed without proof the server is alive
+
+
 class BatchSender:
     """Posts batches of encoded messages and owns the whole retry policy.
 
-    Every batch ends settled: delivered, or dropped through the ledger (which
+    Every message ends settled: delivered, or dropped through the ledger (which
     counts it and calls ``on_error``). Nothing else in the library retries.
+
+    A batch the server refuses with 400, or that makes it close the connection
+    without an answer twice, is bisected: the halves are sent on their own, and
+    so on, until the message(s) it refuses are alone. Only those are dropped (as
+    ``rejected``, with the server's message); the rest are delivered. Each bad
+    message costs about 2·log2(batch size) extra requests.
     """
 
     def __init__(
@@ -58,20 +203,23 @@ class BatchSender:
         transport_factory: TransportFactory,
         ledger: Ledger,
         pause: PipelinePause,
+        health: DeliveryHealth,
         log: logging.Logger,
     ) -> None:
         self.url = url
+        self.server = urlsplit(url).netloc or url
         self.gzip = gzip
         self.timeout = timeout
         self.policy = policy
         self.clock = clock
         self.ledger = ledger
         self.pause = pause
+        self.health = health
         self.log = log
         self._transport_factory = transport_factory
         self._transport: Optional[Transport] = None
-        self._keep_cut_short = False  # the batch being sent comes from a durable queue
-        self._cut_short = False  # part of it was cut short by shutdown or a deadline, and kept
+        self._answers = 0  # requests the server answered (any status)
+        self._answered_last = True  # whether the latest request got an answer
         credentials = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
         self._headers = {
             "Content-Type": "application/json",
@@ -106,60 +254,77 @@ class BatchSender:
             self._transport.close()
             self._transport = None
 
-    def send(self, items: list[bytes], abort: threading.Event, deadline: Optional[float] = None) -> bool:
-        """Deliver ``items``, retrying as the policy says; True if all were delivered.
+    def abort(self) -> None:
+        """Close the connection of a request in flight, from another thread (shutdown gave up).
 
-        Waits are cut short by ``abort`` (shutdown) or by ``deadline`` (monotonic
-        seconds): what is then undelivered is dropped as ``shutdown_timeout``.
+        Transports written before ``Transport.abort`` existed are left to finish.
         """
-        parts = [items]
-        all_delivered = True
-        while parts:
-            part = parts.pop(0)
-            if abort.is_set():
-                self._drop_for_shutdown(part)
-                all_delivered = False
-                continue
-            outcome = self._send_part(part, abort, deadline)
-            if outcome is Outcome.SPLIT:
-                middle = len(part) // 2
-                parts[:0] = [part[:middle], part[middle:]]
-            elif outcome is not Outcome.DELIVERED:
-                all_delivered = False
-        return all_delivered
+        transport = self._transport
+        abort = getattr(transport, "abort", None)
+        if abort is not None:
+            abort()
 
-    def send_batch(
-        self, queue: MessageQueue, batch: Batch, abort: threading.Event, deadline: Optional[float] = None
+    def send(self, items: list[bytes], abort: threading.Event) -> bool:
+        """Deliver ``items`` on the calling thread (sync mode); True if all were delivered."""
+        settlement = Settlement(items, self.ledger)
+        self.deliver(settlement, abort)
+        return settlement.delivered_count == len(items)
+
+    def deliver(
+        self, settlement: Settlement, abort: threading.Event, deadline: Optional[float] = None
     ) -> None:
-        """Send a batch taken from ``queue`` and mark it settled there, whatever happens.
+        """Send the unsettled messages of ``settlement``, retrying as the policy says.
 
-        A durable queue keeps a batch that shutdown or ``deadline`` cut short
-        (for a later attempt or the next process) instead of it being dropped.
+        Every message ends settled, except when ``deadline`` (monotonic seconds)
+        comes first: those not yet settled are then left so, for a later call.
+        Once ``abort`` is set (shutdown gave up) they are dropped as ``shutdown_timeout``.
         """
-        self._keep_cut_short = queue.durable
-        self._cut_short = False
         try:
-            self.send(batch.items, abort, deadline)
-        except Exception as exc:  # a bug must not lose the batch silently
+            self._deliver(settlement, abort, deadline)
+        except Exception as exc:  # a bug must not lose messages silently, nor count any twice
             self.log.exception("unexpected error while sending a batch")
-            self.ledger.drop("retries_exhausted", exc, batch.items)
-        finally:
-            self._keep_cut_short = False
-            queue.done(batch, keep=self._cut_short)
+            settlement.drop_rest("retries_exhausted", exc)
 
-    def _drop_for_shutdown(self, part: list[bytes]) -> None:
-        if self._keep_cut_short:
-            self._cut_short = True  # still in the durable queue: not lost, so not dropped
-            return
-        self.ledger.drop("shutdown_timeout", ShutdownError("shutdown deadline passed before delivery"), part)
+    def _deliver(self, settlement: Settlement, abort: threading.Event, deadline: Optional[float]) -> None:
+        work = collections.deque(_Part(start, stop) for start, stop in settlement.unsettled_parts())
+        bisection = _Bisection(self._answered_last)
+        while work:
+            part = work.popleft()
+            if abort.is_set():
+                self._drop_for_shutdown(settlement, part)
+                continue
+            can_defer = any(not other.deferred for other in work)
+            step = self._send_part(settlement, part, bisection, abort, deadline, can_defer)
+            if step is _Step.SPLIT:
+                work.extendleft(reversed(part.halves()))
+            elif step is _Step.DEFER:
+                part.deferred = True
+                work.append(part)
+            elif step is _Step.STOP:
+                return
 
-    def _wait(self, seconds: float, abort: threading.Event, deadline: Optional[float]) -> bool:
-        """Wait before the next attempt; False if shutdown or ``deadline`` comes first."""
+    def _drop_for_shutdown(self, settlement: Settlement, part: _Part) -> None:
+        cause = self.health.last_error
+        text = "shutdown deadline passed before delivery" + (f"; last error: {cause}" if cause else "")
+        settlement.cut_short(ShutdownError(text), part.start, part.stop)
+
+    def _sleep(self, seconds: float, abort: threading.Event, deadline: Optional[float]) -> Optional[_Step]:
+        """Wait before the next attempt; STOP if ``deadline`` comes first, SETTLED if aborted."""
         if deadline is not None and self.clock.monotonic() + seconds > deadline:
-            return False
-        return self.clock.wait(seconds, abort)
+            return _Step.STOP
+        if not self.clock.wait(seconds, abort):
+            return _Step.SETTLED
+        return None
 
-    def _send_part(self, part: list[bytes], abort: threading.Event, deadline: Optional[float]) -> Outcome:
+    def _send_part(
+        self,
+        settlement: Settlement,
+        part: _Part,
+        bisection: _Bisection,
+        abort: threading.Event,
+        deadline: Optional[float],
+        can_defer: bool,
+    ) -> _Step:
         clock = self.clock
         policy = self.policy
         delays = policy.delays()
@@ -167,48 +332,84 @@ class BatchSender:
         counted = 0  # retries that count against max_retries
         first_failure: Optional[float] = None
         rate_limited_s = 0.0
-        stale_retry_used = False
+        items = settlement.items[part.start : part.stop]
         while True:
             wait = self.pause.until - clock.monotonic()
-            if wait > 0 and not self._wait(wait, abort, deadline):
-                self._drop_for_shutdown(part)
-                return Outcome.REJECTED
+            if wait > 0:
+                interrupted = self._sleep(wait, abort, deadline)
+                if interrupted is not None:
+                    return self._interrupted(interrupted, settlement, part)
+            timeout = self.timeout
+            if deadline is not None:
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0:
+                    return _Step.STOP
+                timeout = min(timeout, remaining)  # a flush's deadline bounds the request too
             headers = self._headers
             if attempt:
                 headers = {**headers, "X-Retry-Count": str(attempt)}
-            body = self._body(part)
+            body = self._body(items)
             if self.gzip:
                 body = gzip_module.compress(body, compresslevel=GZIP_LEVEL)
             attempt += 1
             retry_after: Optional[float] = None
-            if self._transport is None:
-                self._transport = self._transport_factory()
             try:
-                response = self._transport.post(self.url, body, headers, self.timeout)
+                if self._transport is None:
+                    self._transport = self._transport_factory()
+                response = self._transport.post(self.url, body, headers, timeout)
             except TransportError as exc:
-                if exc.stale_connection and not stale_retry_used:
-                    # A reused keep-alive connection the server had closed: almost
-                    # always while idle, before our request; try again at once
-                    # (the server deduplicates by messageId if it did get it).
-                    stale_retry_used = True
-                    self.ledger.count("retried")
-                    self.log.debug("kept-alive connection was closed by the server; retrying at once")
-                    continue
+                self._answered_last = False
+                if exc.aborted or abort.is_set():
+                    self._drop_for_shutdown(settlement, part)
+                    return _Step.SETTLED
                 last_error = self.ledger.redact(str(exc))
+                if exc.connection_closed:
+                    part.closes += 1
+                    if bisection.answers_at_first_close is None:
+                        bisection.answers_at_first_close = self._answers
+                    if exc.stale_connection and not part.stale_retry_used:
+                        # A reused keep-alive connection the server had closed: almost
+                        # always while idle, before our request; try again at once
+                        # (the server deduplicates by messageId if it did get it).
+                        part.stale_retry_used = True
+                        self.ledger.count("retried")
+                        self.log.debug("kept-alive connection was closed by the server; retrying at once")
+                        continue
+                    if part.closes >= 2:
+                        step = self._after_repeated_close(settlement, part, bisection, can_defer, last_error)
+                        if step is not None:
+                            return step
+                self.health.failed(last_error)
             else:
+                self._answered_last = True
+                self._answers += 1
                 status = response.status
                 outcome = classify(status)
                 if outcome is Outcome.DELIVERED:
-                    self.ledger.delivered(len(part))
-                    return outcome
+                    settlement.delivered(part.start, part.stop)
+                    self.health.succeeded()
+                    return _Step.SETTLED
                 if outcome is Outcome.SPLIT and len(part) > 1:
                     self.log.info("server answered 413 for %d messages; splitting the batch", len(part))
-                    return outcome
+                    return _Step.SPLIT
+                error = self._api_error(status, response.body, response.headers.get("Location"))
+                if status == 400 and len(part) > 1:
+                    self.log.info(
+                        "%s refused %d messages (%s); bisecting the batch to find the message(s) it refuses",
+                        self.server,
+                        len(part),
+                        error.message,
+                    )
+                    return _Step.SPLIT
+                cause = f"{status} {error.message} from {self.server}"
                 if outcome is not Outcome.RETRY:
-                    error = self._api_error(status, response.body, response.headers.get("Location"))
-                    self.ledger.drop("rejected", error, part, status=status)
-                    return Outcome.REJECTED
-                last_error = f"HTTP {status}"
+                    if status not in _MESSAGE_STATUSES:
+                        self.health.failed(cause)  # a refusal of the client (key, path): an outage
+                    self.health.rejected(str(error))
+                    settlement.drop("rejected", error, part.start, part.stop, status=status)
+                    return _Step.SETTLED
+                last_error = cause
+                self.health.failed(cause)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time)
             self.ledger.count("retried")
             now = clock.monotonic()
@@ -218,25 +419,77 @@ class BatchSender:
                 # max_rate_limit_s instead.
                 rate_limited_s += retry_after
                 if rate_limited_s > policy.max_rate_limit_s:
-                    self._exhausted(part, attempt, f"{last_error}; Retry-After waits exceeded the budget")
-                    return Outcome.REJECTED
+                    self._exhausted(
+                        settlement, part, attempt, f"{last_error}; Retry-After waits exceeded the budget"
+                    )
+                    return _Step.SETTLED
                 self.log.warning("%s with Retry-After %.1fs; pausing uploads", last_error, retry_after)
                 self.pause.extend(now + retry_after)
                 continue
             if first_failure is None:
                 first_failure = now
             counted += 1
-            if counted > policy.max_retries or now - first_failure >= policy.max_total_backoff_s:
-                self._exhausted(part, attempt, last_error)
-                return Outcome.REJECTED
-            delay = next(delays)
-            self.log.debug("attempt %d failed (%s); retrying in %.2fs", attempt, last_error, delay)
-            if not self._wait(delay, abort, deadline):
-                self._drop_for_shutdown(part)
-                return Outcome.REJECTED
+            failing_s = now - first_failure
+            if counted > policy.max_retries or failing_s >= policy.max_total_backoff_s:
+                self._exhausted(settlement, part, attempt, last_error, failing_s)
+                return _Step.SETTLED
+            # Never wait past the time budget: the last attempt comes as it ends.
+            delay = min(next(delays), policy.max_total_backoff_s - failing_s)
+            self.log.debug("attempt %d failed (%s); retrying in %.3fs", attempt, last_error, delay)
+            interrupted = self._sleep(delay, abort, deadline)
+            if interrupted is not None:
+                return self._interrupted(interrupted, settlement, part)
 
-    def _exhausted(self, part: list[bytes], attempts: int, last_error: str) -> None:
-        self.ledger.drop("retries_exhausted", RetriesExhaustedError(attempts, last_error), part)
+    def _interrupted(self, step: _Step, settlement: Settlement, part: _Part) -> _Step:
+        if step is _Step.SETTLED:  # aborted: shutdown gave up
+            self._drop_for_shutdown(settlement, part)
+        return step
+
+    def _after_repeated_close(
+        self,
+        settlement: Settlement,
+        part: _Part,
+        bisection: _Bisection,
+        can_defer: bool,
+        last_error: str,
+    ) -> Optional[_Step]:
+        """A part made the server close the connection twice: bisect, drop, defer, or retry as usual.
+
+        A message is dropped as refused only on proof that the server is alive:
+        it answered another part of this batch after the first close. Until then,
+        closes may be the network's doing, so a part is split at most once on
+        trust, put behind the others to learn more, or retried with backoff.
+        """
+        first = bisection.answers_at_first_close
+        alive = first is not None and self._answers > first
+        if len(part) > 1:
+            trusted = bisection.alive_before and not bisection.split_on_trust
+            if alive or trusted:
+                bisection.split_on_trust = bisection.split_on_trust or not alive
+                self.log.info(
+                    "%s closed the connection without an answer twice for %d messages; bisecting the batch",
+                    self.server,
+                    len(part),
+                )
+                return _Step.SPLIT
+        elif alive:
+            error = TransportError(
+                f"{last_error}, each time this message was sent, while the server answered the rest of "
+                "its batch: dropped as refused",
+                connection_closed=True,
+            )
+            self.health.rejected(str(error))
+            settlement.drop("rejected", error, part.start, part.stop)
+            return _Step.SETTLED
+        if can_defer:
+            return _Step.DEFER
+        return None
+
+    def _exhausted(
+        self, settlement: Settlement, part: _Part, attempts: int, last_error: str, failing_s: float = 0.0
+    ) -> None:
+        error = RetriesExhaustedError(attempts, last_error, failing_s)
+        settlement.drop("retries_exhausted", error, part.start, part.stop)
 
     def _api_error(self, status: int, body: bytes, location: Optional[str] = None) -> APIError:
         if 300 <= status < 400:
@@ -245,13 +498,14 @@ class BatchSender:
                 "redirect",
                 f"the server redirected to {location or '(no Location)'}; set host to the final URL "
                 "(redirects are not followed, so a batch is never silently re-sent as a GET)",
+                host=self.server,
             )
         code, message = "unknown", body.decode("utf-8", "replace")[:500]
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = None
         if isinstance(payload, dict):
             code = str(payload.get("code", code))
             message = str(payload.get("message", message))
-        return APIError(status, code, self.ledger.redact(message))
+        return APIError(status, code, self.ledger.redact(message), host=self.server)

@@ -68,8 +68,25 @@ def test_drain_unpacks_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     for item in sent:
         q.put(item)
     assert any(isinstance(entry, _Packed) for entry in q._items)
-    assert q.drain() == sent
+    drained = q.drain()
+    assert drained is not None and drained.items == sent
     assert q.qsize() == 0 and q.nbytes() == 0
+    assert q.drain() is None
+
+
+def test_drained_messages_stay_pending_until_done() -> None:
+    # Shutdown counts drained messages as dropped before it calls done(): a flush
+    # waiting on them must not wake (and read stats()) in between.
+    q = MemoryQueue(100, 10**6, wake_at=100)
+    for item in _messages(5):
+        q.put(item)
+    target = q.accepted_count()
+    drained = q.drain()
+    assert drained is not None and len(drained) == 5
+    assert q.pending_count() == 5
+    assert not q.wait_settled(target, 0)
+    q.done(drained)
+    assert q.wait_settled(target, 0) and q.pending_count() == 0
 
 
 def test_packed_backlog_holds_a_fraction_of_the_memory(monkeypatch: pytest.MonkeyPatch) -> None:

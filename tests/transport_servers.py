@@ -140,11 +140,15 @@ class TLSServer(http.server.ThreadingHTTPServer):
 
 
 class SilentServer:
-    """Accepts connections and reads requests but never answers; ``received`` is set on the first bytes."""
+    """Accepts connections and reads requests but never answers; ``received`` is set on the first bytes.
+
+    ``hung_up`` is set when a client closes a connection (as an aborted request does).
+    """
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.received = threading.Event()
+        self.hung_up = threading.Event()
         self._connections: list[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -167,6 +171,7 @@ class SilentServer:
                 self.received.set()
         except OSError:
             pass
+        self.hung_up.set()
 
     def stop(self) -> None:
         self._listener.close()
