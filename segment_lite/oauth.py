@@ -59,6 +59,8 @@ REFRESH_AT_FRACTION = 0.5
 DEFAULT_TOKEN_LIFETIME_S = 120.0
 #: Statuses of the batch endpoint after which the cached token is not trusted again.
 TOKEN_INVALIDATING_STATUSES = frozenset({400, 401, 403, 511})
+#: Statuses after which a batch is re-sent once at once with a new token.
+RETRY_WITH_NEW_TOKEN_STATUSES = frozenset({401, 403})
 _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # The auth server reports clock skew with these descriptions; retry once with a corrected clock.
 _SKEW_DESCRIPTIONS = frozenset({"Token is expired", "Token used before issued"})
@@ -161,10 +163,15 @@ class OAuthTokenSource:
         self._lock = threading.Lock()
         self._session = None  # the parent's connections are not ours
 
-    def invalidate(self) -> None:
-        """Forget the cached token (the batch endpoint refused it)."""
+    def invalidate(self, authorization: Optional[str] = None) -> None:
+        """Forget the cached token (the batch endpoint refused it).
+
+        With ``authorization``, only if that is still the cached token's header:
+        another thread may already have replaced it.
+        """
         with self._lock:
-            self._token = None
+            if authorization is None or authorization == f"Bearer {self._token}":
+                self._token = None
 
     def authorization(self, interrupt: threading.Event) -> str:
         """The ``Authorization`` header value, fetching a token if none is cached.
@@ -351,8 +358,22 @@ class OAuthTransport:
             reason = json.dumps({"code": exc.code, "message": exc.message}).encode()
             return TransportResponse(401, {"Content-Type": "application/json"}, reason)
         response = self._inner.post(url, body, {**headers, "Authorization": authorization}, timeout)
+        if response.status not in TOKEN_INVALIDATING_STATUSES:
+            return response
+        self._tokens.invalidate(authorization)
+        if response.status not in RETRY_WITH_NEW_TOKEN_STATUSES:
+            return response
+        # The server no longer takes this token (expired early, keys rotated): try once
+        # more with a new one rather than drop the batch as the reference client does.
+        try:
+            renewed = self._tokens.authorization(self._interrupt)
+        except (OAuthError, TransportError):
+            return response
+        if renewed == authorization:
+            return response
+        response = self._inner.post(url, body, {**headers, "Authorization": renewed}, timeout)
         if response.status in TOKEN_INVALIDATING_STATUSES:
-            self._tokens.invalidate()
+            self._tokens.invalidate(renewed)
         return response
 
     def abort(self) -> None:

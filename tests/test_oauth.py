@@ -7,8 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 import segment_lite
+from segment_lite.collector import Collector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,3 +87,117 @@ def test_importing_segment_lite_does_not_import_jwt() -> None:
         env=dict(os.environ, PYTHONPATH=ROOT),
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+# -- end to end, against the collector's OAuth mode ------------------------------------
+
+
+def _rsa_pair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[str, str]:
+    return _rsa_pair()
+
+
+@pytest.fixture
+def oauth_collector(keys: tuple[str, str]) -> Iterator[Collector]:
+    with Collector(oauth_public_key=keys[1]) as server:
+        yield server
+
+
+def _oauth_client(collector: Collector, private_key: str, **kwargs: Any) -> segment_lite.Client:
+    return segment_lite.Client(
+        "oauth-write-key",
+        host=collector.url,
+        oauth_client_id="client-1",
+        oauth_client_key=private_key,
+        oauth_key_id="key-1",
+        oauth_auth_server=collector.url,
+        **kwargs,
+    )
+
+
+def test_batches_carry_a_bearer_token_fetched_once_and_shared(oauth_collector, keys) -> None:
+    client = _oauth_client(oauth_collector, keys[0], thread=2, upload_size=20, max_batch_size=20)
+    try:
+        for i in range(200):
+            client.track("u", "Paid", {"i": i})
+        assert client.flush(timeout=20)
+    finally:
+        client.shutdown(timeout=5)
+    assert len(oauth_collector.message_ids()) == 200
+    assert oauth_collector.oauth is not None and oauth_collector.oauth.issued == 1
+    requests = oauth_collector.requests
+    assert len(requests) >= 10
+    assert all(r.headers.get("Authorization", "").startswith("Bearer ") for r in requests)
+    assert client.stats()["delivered"] == 200
+
+
+def test_a_token_the_server_stopped_accepting_is_replaced_without_losing_the_batch(
+    oauth_collector, keys
+) -> None:
+    client = _oauth_client(oauth_collector, keys[0])
+    try:
+        client.track("u", "First")
+        assert client.flush(timeout=10)
+        assert oauth_collector.oauth is not None
+        assert oauth_collector.oauth.expire_all() == 1
+        client.track("u", "Second")
+        assert client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+    assert len(oauth_collector.message_ids()) == 2
+    assert oauth_collector.oauth.issued == 2
+    assert client.stats()["dropped_total"] == 0
+
+
+def test_an_assertion_signed_with_the_wrong_key_is_reported_not_raised(oauth_collector) -> None:
+    wrong_private, _ = _rsa_pair()
+    errors: list[BaseException] = []
+    client = _oauth_client(oauth_collector, wrong_private, on_error=lambda exc, msgs: errors.append(exc))
+    try:
+        assert client.track("u", "Refused")[0]
+        assert client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+    [error] = errors
+    assert getattr(error, "code", None) == "invalid_client"
+    assert "client assertion refused" in str(getattr(error, "message", ""))
+    assert oauth_collector.message_ids() == set()
+    assert client.stats()["dropped"]["rejected"] == 1
+
+
+def test_oauth_mode_refuses_basic_auth(oauth_collector) -> None:
+    errors: list[BaseException] = []
+    client = segment_lite.Client(
+        "plain-key", host=oauth_collector.url, on_error=lambda exc, msgs: errors.append(exc)
+    )
+    try:
+        client.track("u", "Basic")
+        assert client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+    assert [getattr(e, "status", None) for e in errors] == [401]
+    assert oauth_collector.message_ids() == set()
+
+
+def test_serve_with_an_unreadable_public_key_exits_with_a_clear_error(tmp_path, capsys) -> None:
+    from segment_lite.cli import main
+
+    code = main(["serve", "--port", "0", "--oauth-public-key", str(tmp_path / "missing.pem")])
+    assert code == 1
+    assert "cannot read --oauth-public-key" in capsys.readouterr().err

@@ -87,6 +87,20 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument(
         "--quiet", action="store_true", help="do not log each request to stderr (default: log them)"
     )
+    oauth = p.add_argument_group("OAuth mode (needs the [oauth] extra)")
+    oauth.add_argument(
+        "--oauth-public-key",
+        metavar="PEM_FILE",
+        help="issue access tokens at /token for client assertions signed with the matching private key, "
+        "and require them as Bearer tokens (default: off)",
+    )
+    oauth.add_argument(
+        "--oauth-token-lifetime",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="lifetime of issued access tokens (default: 3600)",
+    )
     faults = p.add_argument_group("fault injection")
     faults.add_argument(
         "--fail-count", type=int, default=0, metavar="N", help="fail the first N requests (default: 0)"
@@ -169,6 +183,14 @@ def _serve(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    public_key = None
+    if args.oauth_public_key:
+        try:
+            with open(args.oauth_public_key, encoding="utf-8") as handle:
+                public_key = handle.read()
+        except OSError as exc:
+            print(f"error: cannot read --oauth-public-key: {exc}", file=sys.stderr)
+            return 1
     try:
         collector = Collector(
             host=args.host,
@@ -185,6 +207,8 @@ def _serve(args: argparse.Namespace) -> int:
             reset_count=args.reset_count,
             log=None if args.quiet else log,
             keep_requests=1000,  # a long-running server must not keep every body in memory
+            oauth_public_key=public_key,
+            oauth_token_lifetime_s=args.oauth_token_lifetime,
         )
         collector.start()
     except OSError as exc:
@@ -212,6 +236,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  storing events in {where}", flush=True)
         if args.write_keys:
             print(f"  accepting {len(args.write_keys)} configured write key(s)", flush=True)
+        if public_key is not None:
+            print(f"  OAuth mode: tokens at {collector.url}/token, required as Bearer", flush=True)
         print("  press Ctrl-C to stop", flush=True)
         while not stop.wait(0.5):
             pass

@@ -25,6 +25,7 @@ from segment_lite.collector.http_server import (
     Response,
     is_loopback_host,
 )
+from segment_lite.collector.oauth import TOKEN_PATH, TokenIssuer
 from segment_lite.collector.processing import Limits
 from segment_lite.collector.recording import CollectorStats, RecordedRequest, RequestLog
 from segment_lite.collector.store import EventStore
@@ -54,9 +55,15 @@ DEFAULT_KEEP_REQUEST_BYTES = 64 * 1024 * 1024
 class _Routes:
     """Sends each request to the tracking endpoint or the debugger routes, by method and path."""
 
-    def __init__(self, tracking: TrackingEndpoint, debugger: DebuggerRoutes) -> None:
+    def __init__(
+        self,
+        tracking: TrackingEndpoint,
+        debugger: DebuggerRoutes,
+        token_endpoint: Optional[Callable[[Request], Response]] = None,
+    ) -> None:
         self._tracking = tracking
         self._debugger = debugger
+        self._token_endpoint = token_endpoint
 
     def __call__(self, request: Request) -> Response:
         path, method = request.path, request.method
@@ -64,6 +71,8 @@ class _Routes:
         if method == "POST":
             if kind is not None:
                 return self._tracking.handle(request, kind)
+            if path == TOKEN_PATH and self._token_endpoint is not None:
+                return self._token_endpoint(request)
             if path.startswith("/api/") or path == "/" or path.startswith("/static/"):
                 return Response.error(405, "method_not_allowed", f"POST is not allowed on {path}")
             return self._tracking.unroutable(request, 404, "not_found", f"no endpoint at {path}")
@@ -107,6 +116,12 @@ class Collector:
       ``delay_count`` requests or, with ``delay_count=None``, for all of them;
     * ``reset_count`` requests are read and then answered with a TCP reset.
 
+    ``oauth_public_key`` (PEM text) turns on OAuth mode: ``POST /token`` issues
+    access tokens for client assertions signed with the matching private key,
+    valid ``oauth_token_lifetime_s`` seconds, and Tracking API requests must
+    carry one as ``Authorization: Bearer`` (or, when write keys are set, a
+    write key); see :class:`~segment_lite.collector.oauth.TokenIssuer`.
+
     ``limits`` overrides Segment's size limits; ``clock`` supplies the receive
     time (a callable returning an aware datetime), for exact tests; ``log``
     receives one line per Tracking API request; ``keep_requests`` bounds how many
@@ -140,6 +155,8 @@ class Collector:
         connection_limits: Optional[ConnectionLimits] = None,
         credential_check: Optional[CredentialCheck] = None,
         annotators: Sequence[Annotator] = (),
+        oauth_public_key: Optional[str] = None,
+        oauth_token_lifetime_s: int = 3600,
     ) -> None:
         self.host = host
         self._requested_port = int(port)
@@ -147,6 +164,15 @@ class Collector:
         self.write_keys: Optional[frozenset[str]] = None if write_keys is None else frozenset(write_keys)
         if credential_check is None and self.write_keys is not None:
             credential_check = WriteKeyCheck(self.write_keys)
+        self.oauth: Optional[TokenIssuer] = None
+        if oauth_public_key is not None:
+            self.oauth = TokenIssuer(
+                oauth_public_key,
+                lambda: self.url,
+                token_lifetime_s=oauth_token_lifetime_s,
+                fallback=credential_check,
+            )
+            credential_check = self.oauth
         self._credential_check = credential_check
         self._annotators = tuple(annotators)
         self.limits = limits or Limits()
@@ -202,7 +228,11 @@ class Collector:
                 clock=self._clock,
                 sleep=self._stopping.wait,
             )
-            self._routes = _Routes(tracking, DebuggerRoutes(store, self._log.stats, local))
+            self._routes = _Routes(
+                tracking,
+                DebuggerRoutes(store, self._log.stats, local),
+                None if self.oauth is None else self.oauth.handle_token,
+            )
             try:
                 self._bind(self._requested_port)
             except BaseException:
