@@ -86,11 +86,12 @@ class TokenIssuer:
     def handle_token(self, request: Request) -> Response:
         """Answer ``POST /token``."""
         try:
-            raw = request.read_body()
+            body = request.read_body(keep_bytes=MAX_FORM_BYTES)
         except RequestError as exc:
             return _oauth_error(exc.status, "invalid_request", exc.message)
-        if len(raw) > MAX_FORM_BYTES:
+        if not body.complete:
             return _oauth_error(413, "invalid_request", f"the form is over {MAX_FORM_BYTES} bytes")
+        raw = body.data
         try:
             fields = parse_qs(raw.decode("utf-8"))
             form = {key: values[0] for key, values in fields.items()}
@@ -127,13 +128,13 @@ class TokenIssuer:
             self._tokens = {key: expiry for key, expiry in self._tokens.items() if expiry > now}
             self._tokens[token] = now + self.token_lifetime_s
             self.issued += 1
-        body = {
+        answer = {
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": self.token_lifetime_s,
             "scope": form.get("scope", ""),
         }
-        return Response(200, json_bytes(body))
+        return Response(200, json_bytes(answer))
 
     def expire_all(self) -> int:
         """Expire every token issued so far (as a server that rotated its keys); returns how many."""
