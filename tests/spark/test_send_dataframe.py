@@ -91,7 +91,7 @@ def test_100k_rows_through_injected_503s_arrive_once_and_a_rerun_adds_no_ids(spa
         content = {
             "event": "Order Completed",
             "properties": {"n": 0, "total": 0.0},
-            "timestamp": "2023-11-14 22:13:20+00:00",
+            "timestamp": "2023-11-14T22:13:20.000000Z",  # as Spark writes it, in UTC
             "type": "track",
             "userId": "user-0",
         }
