@@ -408,17 +408,17 @@ class DiskSpool:
             or bool(self._returned)
         )
 
-    def drain(self) -> list[bytes]:
+    def drain(self) -> Optional[Batch]:
         """Stop handing out records; what is still undelivered stays on disk for the next process.
 
-        Returns [] (nothing is lost): those messages are counted by ``kept_count``.
+        Returns None (nothing is lost): those messages are counted by ``kept_count``.
         """
         with self._lock:
             self._draining = True
             self._leave_undelivered_locked(in_flight=False)
             self._settled.notify_all()
             self._not_full.notify_all()
-        return []
+        return None
 
     def _leave_undelivered_locked(self, in_flight: bool) -> None:
         self._kept += self._queued

@@ -112,7 +112,7 @@ def test_stats_account_for_every_message_across_processes(collector: Collector, 
     assert one["accepted"] == 120 and one["left_in_spool"] == 120 and one["delivered"] == 0
 
     collector.go_up()
-    collector.fail_next(1, status=400)  # the first batch is rejected for good
+    collector.fail_next(1, status=422)  # the first batch is rejected for good (a 400 would be bisected)
     second = segment_lite.Client(WRITE_KEY, host=collector.url, spool_dir=spool_dir, upload_size=20)
     for i in range(30):
         second.track("u", "New", {"i": i})
