@@ -1,0 +1,338 @@
+"""The disk spool's cost, side by side with the reference and the memory queue: ``python -m benchmarks.spool``.
+
+Separate from ``benchmarks.run`` (the main table), with the same sink, workload and
+method: every run is a fresh process, the order of the variants alternates from
+one repetition to the next, and each cell is a median. Variants:
+
+* ``reference``: segment-analytics-python 2.4.0, default settings;
+* ``lite-json memory`` / ``lite-orjson memory``: segment_lite with its memory queue;
+* ``lite-json spool`` / ``lite-orjson spool``: segment_lite with ``spool_dir`` and
+  the default ``spool_fsync="batch"``;
+* ``lite-orjson spool always`` / ``... never``: the other fsync policies.
+
+Timed runs (``single``): ``warmup`` tracks and a flush, then ``n`` tracks, each
+timed, then ``flush()`` (delivered and acknowledged): p50/p99 of ``track()``,
+end-to-end messages per second, CPU per message, and for the spool the number of
+fsyncs and the time spent in them (counted on whichever thread made them). Every
+run must deliver exactly what it sent, or the benchmark fails.
+
+Memory runs (``memory``): the server is unreachable; ``n`` tracks with freshly
+built arguments are queued and ``tracemalloc`` gives the bytes held per queued
+message (segment_lite's backlog compression off, as in a fresh outage).
+
+Prints a table and writes the runs and medians as JSON (``--json PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Optional
+
+from benchmarks.run import REPO_ROOT, start_sink
+from benchmarks.sink import DEFAULT_WRITE_KEY
+from benchmarks.worker import (
+    MEMORY_WARMUP,
+    OUTAGE_S,
+    SinkControl,
+    _produce,
+    _produce_fresh,
+    closed_port,
+    percentile,
+)
+from benchmarks.workload import make_client, preload, unavailable_reason
+
+DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "spool-run.json"
+FULL = {"n": 9_500, "warmup": 500, "reps": 5}
+QUICK = {"n": 1_000, "warmup": 100, "reps": 1}
+WORKER_TIMEOUT_S = 300.0
+
+#: (name, client kind, spool fsync policy or None for the memory queue)
+VARIANTS: tuple[tuple[str, str, Optional[str]], ...] = (
+    ("reference", "reference", None),
+    ("lite-json memory", "lite-json", None),
+    ("lite-json spool", "lite-json", "batch"),
+    ("lite-orjson memory", "lite-orjson", None),
+    ("lite-orjson spool", "lite-orjson", "batch"),
+    ("lite-orjson spool always", "lite-orjson", "always"),
+    ("lite-orjson spool never", "lite-orjson", "never"),
+)
+TIMED_METRICS = (
+    "p50_us",
+    "p99_us",
+    "msgs_per_s",
+    "cpu_us_per_msg",
+    "fsyncs",
+    "fsync_ms_total",
+    "fsync_us_each",
+)
+MEMORY_METRICS = ("bytes_per_msg",)
+
+
+@dataclasses.dataclass
+class SpoolSpec:
+    """One measured run."""
+
+    variant: str
+    kind: str
+    fsync: Optional[str]
+    scenario: str  # "single" or "memory"
+    n: int
+    warmup: int
+    sink_url: str
+    write_key: str
+    spool_root: str
+
+
+class FsyncMeter:
+    """Counts and times the spool's fsyncs (patched into the spool modules)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        from segment_lite.spool import directory, disk
+
+        real = directory.fdatasync
+
+        def timed(fd: int) -> None:
+            began = time.perf_counter()
+            try:
+                real(fd)
+            finally:
+                with self._lock:
+                    self.count += 1
+                    self.seconds += time.perf_counter() - began
+
+        directory.fdatasync = timed  # type: ignore[assignment]
+        disk.fdatasync = timed  # type: ignore[assignment]
+
+
+def _options(spec: SpoolSpec) -> dict[str, Any]:
+    if spec.fsync is None:
+        return {}
+    return {"spool_dir": tempfile.mkdtemp(dir=spec.spool_root), "spool_fsync": spec.fsync}
+
+
+def run_timed(spec: SpoolSpec) -> dict[str, Any]:
+    """warmup + n tracks and a flush against the sink, as benchmarks.worker's timed scenarios."""
+    sink = SinkControl(spec.sink_url)
+    sink.reset()
+    meter = FsyncMeter()
+    if spec.fsync is not None:
+        meter.install()
+    client, track = make_client(spec.kind, spec.sink_url, spec.write_key, False, **_options(spec))
+    warm_accepted = _produce(track, 0, spec.warmup, None)
+    client.flush()
+    fsyncs0, fsync_s0 = meter.count, meter.seconds
+    gc.collect()
+    latencies = [0] * spec.n
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    accepted = _produce(track, spec.warmup, spec.n, latencies)
+    client.flush()
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    after = sink.stats()
+    fsyncs, fsync_s = meter.count - fsyncs0, meter.seconds - fsync_s0
+    latencies.sort()
+    result = {
+        "sent": spec.warmup + spec.n,
+        "accepted": warm_accepted + accepted,
+        "delivered_unique": after["unique"],
+        "p50_us": percentile(latencies, 0.50) / 1e3,
+        "p99_us": percentile(latencies, 0.99) / 1e3,
+        "msgs_per_s": spec.n / wall,
+        "cpu_us_per_msg": cpu / spec.n * 1e6,
+        "fsyncs": float(fsyncs),
+        "fsync_ms_total": fsync_s * 1e3,
+        "fsync_us_each": fsync_s / fsyncs * 1e6 if fsyncs else math.nan,
+    }
+    if spec.fsync is not None:
+        client.shutdown(timeout=10)
+    return result
+
+
+def run_memory(spec: SpoolSpec) -> dict[str, Any]:
+    """Bytes held per queued message while the server is unreachable (fresh arguments, no packing)."""
+    preload(spec.kind)
+    if spec.kind != "reference":
+        import segment_lite.queue
+
+        segment_lite.queue.STALL_S = math.inf  # the memory queue's figure before it packs its backlog
+    tracemalloc.start()
+    client, track = make_client(
+        spec.kind, f"http://127.0.0.1:{closed_port()}", spec.write_key, False, **_options(spec)
+    )
+    warm = _produce(track, 0, MEMORY_WARMUP, None)
+    time.sleep(OUTAGE_S)
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    accepted = _produce_fresh(track, MEMORY_WARMUP, spec.n)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del client
+    return {
+        "sent": MEMORY_WARMUP + spec.n,
+        "accepted": warm + accepted,
+        "bytes_per_msg": (after - before) / spec.n,
+    }
+
+
+def worker_main(spec_json: str) -> None:
+    """Run one spec in this (fresh) process and print ``RESULT {json}``; exits at once."""
+    spec = SpoolSpec(**json.loads(spec_json))
+    try:
+        result = run_memory(spec) if spec.scenario == "memory" else run_timed(spec)
+    except BaseException as exc:
+        print("ERROR " + json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        os._exit(1)
+    result.update(variant=spec.variant, scenario=spec.scenario, n=spec.n)
+    print("RESULT " + json.dumps(result), flush=True)
+    os._exit(0)
+
+
+def _run(spec: SpoolSpec) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.spool", "--worker", json.dumps(dataclasses.asdict(spec))],
+        capture_output=True,
+        cwd=REPO_ROOT,
+        env=env,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[7:])
+            return result
+        if line.startswith("ERROR "):
+            raise RuntimeError(f"{spec.variant} {spec.scenario}: {json.loads(line[6:])['error']}")
+    raise RuntimeError(f"{spec.variant} {spec.scenario}: no result\n{done.stderr[-2000:]}")
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def run_benchmark(n: int, warmup: int, reps: int, spool_root: str, log: Any = sys.stderr) -> dict[str, Any]:
+    """Every variant, ``reps`` times, alternating the order; returns runs and medians."""
+    variants = [v for v in VARIANTS if not unavailable_reason(v[1])]
+    sink, url = start_sink(DEFAULT_WRITE_KEY)
+    runs: list[dict[str, Any]] = []
+    try:
+        for rep in range(reps):
+            order = variants if rep % 2 == 0 else list(reversed(variants))
+            for scenario in ("single", "memory"):
+                for name, kind, fsync in order:
+                    if scenario == "memory" and fsync not in (None, "batch"):
+                        continue  # fsync does not change what is held in memory
+                    spec = SpoolSpec(
+                        name, kind, fsync, scenario, n, warmup, url, DEFAULT_WRITE_KEY, spool_root
+                    )
+                    result = _run(spec)
+                    if scenario == "single" and result["delivered_unique"] != result["sent"]:
+                        raise RuntimeError(
+                            f"{name}: delivered {result['delivered_unique']} of {result['sent']}"
+                        )
+                    runs.append(result)
+                    if log is not None:
+                        print(f"rep {rep + 1}/{reps} {scenario:6} {name:26} done", file=log, flush=True)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    medians: dict[str, dict[str, dict[str, float]]] = {}
+    for scenario, metrics in (("single", TIMED_METRICS), ("memory", MEMORY_METRICS)):
+        for name, _, _ in variants:
+            mine = [r for r in runs if r["variant"] == name and r["scenario"] == scenario]
+            if mine:
+                medians.setdefault(scenario, {})[name] = {
+                    m: _median([float(r[m]) for r in mine]) for m in metrics
+                }
+    return {"runs": runs, "medians": medians, "n": n, "warmup": warmup, "reps": reps}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The medians as a Markdown table, with the spool's ratios to the memory queue and the reference."""
+    single = report["medians"]["single"]
+    memory = report["medians"].get("memory", {})
+    lines = [
+        "| variant | `track()` p50 (µs) | p99 (µs) | end-to-end (msg/s) | vs ref | CPU/msg (µs) "
+        "| fsyncs | time in fsync (ms) | per fsync (µs) | memory per queued msg (B) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ref = single.get("reference", {}).get("msgs_per_s", math.nan)
+    for name, values in single.items():
+        mem = memory.get(name, {}).get("bytes_per_msg", math.nan)
+        lines.append(
+            f"| {name} | {values['p50_us']:.1f} | {values['p99_us']:.1f} | {values['msgs_per_s']:,.0f} "
+            f"| {values['msgs_per_s'] / ref:.2f}x | {values['cpu_us_per_msg']:.1f} "
+            f"| {_num(values['fsyncs'], '{:,.0f}')} | {_num(values['fsync_ms_total'], '{:,.1f}')} "
+            f"| {_num(values['fsync_us_each'], '{:,.0f}')} | {_num(mem, '{:,.0f}')} |"
+        )
+    ratios = []
+    for encoder in ("json", "orjson"):
+        base = single.get(f"lite-{encoder} memory")
+        spooled = single.get(f"lite-{encoder} spool")
+        if base and spooled:
+            ratios.append(
+                f"{encoder}: spool p50 / memory p50 = {spooled['p50_us'] / base['p50_us']:.2f} (target ≤ 2), "
+                f"spool throughput / reference = {spooled['msgs_per_s'] / ref:.2f}x (target ≥ 3x)"
+            )
+    return "\n".join([*lines, "", *ratios])
+
+
+def _num(value: float, fmt: str) -> str:
+    return "-" if math.isnan(value) or value == 0 else fmt.format(value)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.spool", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N=1,000, one repetition")
+    parser.add_argument("-n", type=int, help="timed tracks per run")
+    parser.add_argument("--reps", type=int, help="repetitions")
+    parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the report")
+    parser.add_argument("--spool-root", help="directory for the spools (default: a temporary one)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker)
+    plan = dict(QUICK if args.quick else FULL)
+    if args.n:
+        plan["n"] = args.n
+    if args.reps:
+        plan["reps"] = args.reps
+    root = args.spool_root or tempfile.mkdtemp(prefix="segment-lite-spool-bench-")
+    try:
+        report = run_benchmark(plan["n"], plan["warmup"], plan["reps"], root)
+    finally:
+        if not args.spool_root:
+            shutil.rmtree(root, ignore_errors=True)
+    report["machine"] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "spool_root": root}
+    report["date"] = time.strftime("%Y-%m-%d")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
