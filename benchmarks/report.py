@@ -125,11 +125,14 @@ def _number(value: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def format_table(summary: dict[str, Any], clients: list[str], scenarios: list[str]) -> str:
-    """A plain-text table: per scenario and metric, each client's median and its factor vs the reference.
+def format_table(
+    summary: dict[str, Any], clients: list[str], scenarios: list[str], markdown: bool = False
+) -> str:
+    """A table: per scenario and metric, each client's median and its factor vs the reference.
 
     A factor is "times better than the reference" (higher is better for every
     metric), followed by its target and whether it is met ("ok") or not ("MISS").
+    Plain text, or with ``markdown`` a Markdown table (for docs/performance.md).
     """
     medians = summary["medians"]
     targets = summary["targets"]
@@ -162,6 +165,10 @@ def format_table(summary: dict[str, Any], clients: list[str], scenarios: list[st
                             f"{verdict['factor']:.2f}x (>= {goal:g}x) {'ok' if verdict['met'] else 'MISS'}"
                         )
             rows.append(row)
+    if markdown:
+        lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|---|" + "---:|" * (len(header) - 3)]
+        lines.extend("| " + " | ".join(row) + " |" for row in rows[1:])
+        return "\n".join(lines).replace(">=", "≥").replace(" us ", " µs ").replace("| us |", "| µs |")
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     lines = []
     for number, row in enumerate(rows):

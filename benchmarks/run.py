@@ -254,7 +254,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--json", default=str(DEFAULT_JSON), help="where to write the full report")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--markdown", metavar="REPORT_JSON", help="print the table of a written report as Markdown and exit"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        report = json.loads(Path(args.markdown).read_text(encoding="utf-8"))
+        meta = report["meta"]
+        print(format_table(report, meta["clients"], meta["scenarios"], markdown=True))
+        return 0
     base = QUICK if args.quick else FULL
     clients = tuple(name for name in args.clients.split(",") if name)
     scenarios = tuple(name for name in args.scenarios.split(",") if name)
