@@ -12,6 +12,7 @@ from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-
 from typing import Any, Callable, Optional
 
 from segment_lite.errors import EncodeError
+from segment_lite.shape import check_shape, may_be_too_deep
 
 __all__ = ["HAVE_ORJSON", "encode", "json_default"]
 
@@ -59,9 +60,10 @@ try:
     import orjson
 
     HAVE_ORJSON = True
-    _ORJSON_OPTIONS = (
-        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-    )
+    # First without OPT_NON_STR_KEYS: a dict with a non-str key raises, so only such
+    # messages take the path that checks their keys do not collide once written.
+    _ORJSON_STR_KEYS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    _ORJSON_OPTIONS = _ORJSON_STR_KEYS | orjson.OPT_NON_STR_KEYS
     _orjson_dumps: Callable[..., bytes] = orjson.dumps
 except ImportError:  # the [fast] extra is not installed
     HAVE_ORJSON = False
@@ -97,16 +99,32 @@ def encode(message: Any) -> bytes:
 
     Uses orjson when the ``[fast]`` extra is installed, otherwise the standard
     library; both give the same JSON values. Raises ``EncodeError`` naming the
-    path of the first value that cannot be encoded.
+    path of the first value that cannot be encoded, ``NestingTooDeepError`` (an
+    ``EncodeError``) for objects and arrays nested deeper than
+    ``limits.MAX_NESTING_DEPTH``, and ``EncodeError`` for a dict whose keys
+    collide once written (``{1: "a", "1": "b"}``).
     """
     if HAVE_ORJSON:
         try:
             # orjson returns its working buffer (1 KB to 4 KB and more, depending on
             # the version) with the bytes at its start. The queue would hold the whole
             # buffer for every message; ``%`` copies the bytes into an exact-size object.
-            return b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_OPTIONS)
+            data = b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_STR_KEYS)
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            pass  # a non-str key, an int beyond 64 bits, nesting past orjson's limit...
+        else:
+            if may_be_too_deep(data):
+                check_shape(message, keys=False)
+            return data
+        check_shape(message)
+        try:
+            return b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_OPTIONS)
+        except (TypeError, ValueError):
             pass  # e.g. an int beyond 64 bits, which the standard library handles
+    else:
+        # The standard library writes non-str keys without a word: only a walk can
+        # tell whether two keys of a dict collide.
+        check_shape(message)
     try:
         return _encode_stdlib(message)
     except (TypeError, ValueError, UnicodeError, RecursionError):

@@ -113,6 +113,18 @@ class EncodeError(SegmentLiteError, TypeError):
         self.reason = reason
 
 
+class NestingTooDeepError(EncodeError):
+    """Objects and arrays in the message nest deeper than the limit (``limits.MAX_NESTING_DEPTH``).
+
+    ``path`` names the first value past it; ``limit`` is the limit. Servers refuse
+    (or crash on) deeply nested JSON, so such a message is never sent as it is.
+    """
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(path, f"nested deeper than {limit} levels, the limit for a message")
+        self.limit = limit
+
+
 class APIError(SegmentLiteError):
     """The server rejected a batch with a status that is not retried.
 

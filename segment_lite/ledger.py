@@ -286,6 +286,6 @@ def _as_dict(message: Reported) -> Any:
     if isinstance(message, bytes):
         try:
             return json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past any limit (an old spool)
             return {"raw": message.decode("utf-8", "replace")}
     return message

@@ -140,7 +140,12 @@ def format_timestamp(value: Any, path: str = "timestamp") -> str:
         if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
             moment = moment.replace(tzinfo=_UTC)
         elif moment.utcoffset():
-            moment = moment.astimezone(_UTC)
+            try:
+                moment = moment.astimezone(_UTC)
+            except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+                raise ValidationError(
+                    f"{path} is out of range once converted to UTC (years 1 to 9999): {value!r}", path
+                ) from None
         return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
     if isinstance(value, datetime.date):
         return f"{value.isoformat()}T00:00:00.000Z"

@@ -1,0 +1,157 @@
+"""What JSON encoders let through: nesting deeper than the limit, and dict keys that collide once written."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from segment_lite.errors import EncodeError, NestingTooDeepError
+from segment_lite.limits import MAX_NESTING_DEPTH
+
+__all__ = ["check_shape", "key_text", "may_be_too_deep", "without_too_deep"]
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def may_be_too_deep(encoded: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether encoded JSON could nest deeper than ``limit``: False when it has too few brackets.
+
+    Two C-speed counts, so the common message is cleared without a walk. Brackets
+    inside strings can only make it say True, and the exact check then decides.
+    """
+    return encoded.count(b"{") + encoded.count(b"[") > limit
+
+
+def key_text(key: Any) -> str:
+    """The JSON object key a dict key becomes (as the standard library and orjson write it)."""
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float):
+        if math.isnan(key):
+            return "NaN"
+        if math.isinf(key):
+            return "Infinity" if key > 0 else "-Infinity"
+        return float.__repr__(key)
+    return int.__repr__(key)
+
+
+def check_shape(message: Any, limit: int = MAX_NESTING_DEPTH, keys: bool = True) -> None:
+    """Raise at the first place where ``message`` is not a JSON object a server will take.
+
+    ``NestingTooDeepError`` (an ``EncodeError``) at the first object or array more
+    than ``limit`` levels deep (the message itself is level 1); with ``keys``, an
+    ``EncodeError`` at the first dict whose keys collide once written as JSON
+    strings (``{1: "a", "1": "b"}``: one value would be silently lost). The walk
+    stops at the limit, so a message nested 10,000 deep costs no more than one
+    nested ``limit + 1`` deep and never raises ``RecursionError``.
+    """
+    if not _plain(message, 1, limit, keys):
+        _walk(message, "", 1, limit, keys, set())  # find the place and name it (or clear non-str keys)
+
+
+def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
+    """The fast pass: True if nothing is too deep and (with ``keys``) every key is a str."""
+    if depth > limit:
+        return False
+    if isinstance(value, dict):
+        if keys:
+            for key in value:
+                if type(key) is not str:
+                    return False
+        children: Any = value.values()
+    else:
+        children = value
+    for child in children:
+        kind = type(child)
+        if kind is str or kind is int or kind is float or kind is bool or child is None:
+            continue
+        if isinstance(child, _CONTAINERS) and not _plain(child, depth + 1, limit, keys):
+            return False
+    return True
+
+
+def _walk(value: Any, path: str, depth: int, limit: int, keys: bool, active: set[int]) -> None:
+    if id(value) in active:
+        raise EncodeError(path or "message", "circular reference")
+    if depth > limit:
+        raise NestingTooDeepError(path or "message", limit)
+    active.add(id(value))
+    if isinstance(value, dict):
+        has_other_keys = False
+        for key, item in value.items():
+            if type(key) is not str:
+                has_other_keys = True
+            if isinstance(item, _CONTAINERS):
+                _walk(item, f"{path}.{key}" if path else str(key), depth + 1, limit, keys, active)
+        if keys and has_other_keys:
+            _check_keys(value, path)
+    else:
+        for index, item in enumerate(value):
+            if isinstance(item, _CONTAINERS):
+                _walk(item, f"{path}[{index}]", depth + 1, limit, keys, active)
+    active.discard(id(value))
+
+
+def _check_keys(value: dict[Any, Any], path: str) -> None:
+    seen: dict[str, Any] = {}
+    for key in value:
+        text = key_text(key) if isinstance(key, (str, int, float, type(None))) else None
+        if text is None:
+            continue  # not a JSON key type at all: the encoder names it
+        if text in seen:
+            where = f"{path}.{text}" if path else text
+            raise EncodeError(
+                where,
+                f"keys {seen[text]!r} and {key!r} are both written as {text!r}: one value would be lost",
+            )
+        seen[text] = key
+
+
+def without_too_deep(message: Any, limit: int = MAX_NESTING_DEPTH) -> tuple[Any, list[str]]:
+    """A copy of ``message`` without the objects and arrays nested beyond ``limit``, and their paths.
+
+    Dict entries and list items that would be too deep are left out; containers
+    that hold none are returned as they are (not copied).
+    """
+    dropped: list[str] = []
+    return _trim(message, "", 1, limit, dropped), dropped
+
+
+def _trim(value: Any, path: str, depth: int, limit: int, dropped: list[str]) -> Any:
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        changed = False
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(item, _CONTAINERS):
+                if depth + 1 > limit:
+                    dropped.append(where)
+                    changed = True
+                    continue
+                trimmed = _trim(item, where, depth + 1, limit, dropped)
+                changed = changed or trimmed is not item
+                item = trimmed
+            out[key] = item
+        return out if changed else value
+    if isinstance(value, (list, tuple)):
+        items: list[Any] = []
+        changed = False
+        for index, item in enumerate(value):
+            where = f"{path}[{index}]"
+            if isinstance(item, _CONTAINERS):
+                if depth + 1 > limit:
+                    dropped.append(where)
+                    changed = True
+                    continue
+                trimmed = _trim(item, where, depth + 1, limit, dropped)
+                changed = changed or trimmed is not item
+                item = trimmed
+            items.append(item)
+        return items if changed else value
+    return value

@@ -1,0 +1,165 @@
+"""Messages a server would choke on are refused at the call: nesting past the limit, keys that collide."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+
+import pytest
+
+import segment_lite
+from segment_lite import EncodeError, ValidationError, encoding
+from segment_lite.errors import NestingTooDeepError
+from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.shape import check_shape, key_text, without_too_deep
+from segment_lite.testing import RecordingClient
+
+ENCODERS = [pytest.param(True, id="orjson"), pytest.param(False, id="stdlib")]
+
+
+@pytest.fixture(params=ENCODERS)
+def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    if request.param and not encoding.HAVE_ORJSON:
+        pytest.skip("orjson is not installed")
+    monkeypatch.setattr(encoding, "HAVE_ORJSON", request.param)
+    return bool(request.param)
+
+
+def nested(levels: int, leaf: object = 1, kind: str = "dict") -> object:
+    """``levels`` objects (or arrays) inside each other around ``leaf``."""
+    value = leaf
+    for _ in range(levels):
+        value = {"a": value} if kind == "dict" else [value]
+    return value
+
+
+def message_nested(total_depth: int, kind: str = "dict") -> dict:
+    """A message whose deepest container is ``total_depth`` levels deep (the message is level 1)."""
+    return {"type": "track", "properties": nested(total_depth - 1, kind=kind)}
+
+
+# -- nesting ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dict", "list"])
+def test_the_limit_itself_is_accepted_and_one_more_refused(encoder, kind) -> None:
+    assert json.loads(encoding.encode(message_nested(MAX_NESTING_DEPTH, kind)))
+    with pytest.raises(NestingTooDeepError) as refused:
+        encoding.encode(message_nested(MAX_NESTING_DEPTH + 1, kind))
+    assert refused.value.limit == MAX_NESTING_DEPTH == 32
+    assert refused.value.path.startswith("properties")
+    assert "nested deeper than 32 levels" in str(refused.value)
+
+
+@pytest.mark.parametrize("levels", [100, 985, 10_000])
+def test_very_deep_nesting_is_the_librarys_error_never_a_recursion_error(encoder, levels) -> None:
+    with pytest.raises(NestingTooDeepError):
+        encoding.encode(message_nested(levels))
+
+
+def test_track_refuses_deep_nesting_and_counts_it() -> None:
+    drops = []
+    client = RecordingClient(on_drop=lambda reason, exc, msgs: drops.append((reason, exc)))
+    with pytest.raises(NestingTooDeepError, match=r"cannot encode properties(\.a)+: nested deeper than 32"):
+        client.track("u", "Deep", nested(10_000))
+    with pytest.raises(EncodeError):  # the same error users already catch
+        client.identify("u", {"tree": nested(40)})
+    client.track("u", "Shallow", nested(20))
+    assert [m["event"] for m in client.messages] == ["Shallow"]
+    assert client.stats()["dropped"]["encode_error"] == 2
+    assert [reason for reason, _ in drops] == ["encode_error", "encode_error"][: len(drops)]
+    client.shutdown()
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    text = "[{" * 200
+    assert json.loads(encoding.encode({"properties": {"s": text}}))["properties"]["s"] == text
+
+
+def test_without_too_deep_leaves_out_only_what_is_past_the_limit() -> None:
+    message = {"properties": {"ok": [1, {"fine": True}], "deep": nested(50), "n": 1}}
+    trimmed, dropped = without_too_deep(message, limit=4)
+    assert trimmed == {"properties": {"ok": [1, {"fine": True}], "deep": {"a": {}}, "n": 1}}
+    assert dropped == ["properties.deep.a.a"]
+    check_shape(trimmed, limit=4)
+    assert message["properties"]["deep"] == nested(50), "the caller's message is not changed"
+    original = {"properties": {"a": 1}}
+    same, none = without_too_deep(original)
+    assert same is original and none == [], "nothing copied when nothing is too deep"
+
+
+# -- keys that collide once written -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "text"),
+    [
+        ({"properties": {1: "a", "1": "b"}}, "properties.1", "1"),
+        ({"traits": {"x": [{"true": 1, True: 2}]}}, "traits.x[0].true", "true"),
+        ({"properties": {None: 1, "null": 2}}, "properties.null", "null"),
+        ({"properties": {1.5: 1, "1.5": 2}}, "properties.1.5", "1.5"),
+    ],
+)
+def test_keys_that_collide_once_written_are_an_encode_error(encoder, value, path, text) -> None:
+    with pytest.raises(EncodeError) as refused:
+        encoding.encode(value)
+    assert refused.value.path == path
+    assert f"are both written as {text!r}: one value would be lost" in str(refused.value)
+
+
+def test_track_refuses_colliding_keys() -> None:
+    client = RecordingClient()
+    with pytest.raises(EncodeError, match=r"cannot encode properties\.1: keys"):
+        client.track("u", "Collide", {1: "a", "1": "b"})
+    assert client.messages == [] and client.stats()["dropped"]["encode_error"] == 1
+    client.shutdown()
+
+
+def test_non_str_keys_that_do_not_collide_are_written_as_strings(encoder) -> None:
+    value = {"properties": {1: "a", "2": "b", 2.5: "c", False: "d", None: "e"}}
+    assert json.loads(encoding.encode(value)) == {
+        "properties": {"1": "a", "2": "b", "2.5": "c", "false": "d", "null": "e"}
+    }
+
+
+def test_dict_subclasses_are_checked_too(encoder) -> None:
+    ordered = collections.OrderedDict([(1, "a"), ("1", "b")])
+    with pytest.raises(EncodeError):
+        encoding.encode({"properties": ordered})
+    with pytest.raises(NestingTooDeepError):
+        encoding.encode({"properties": collections.OrderedDict(a=nested(40))})
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [(1, "1"), (-7, "-7"), (2.5, "2.5"), (1e20, "1e+20"), (True, "true"), (False, "false"), (None, "null")],
+)
+def test_key_text_matches_the_json_encoder(key, text) -> None:
+    assert key_text(key) == text
+    assert json.dumps({key: 0}) == json.dumps({text: 0})
+
+
+# -- timestamps out of range -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        datetime.datetime(1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1))),
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
+def test_a_timestamp_out_of_range_in_utc_is_a_validation_error(timestamp) -> None:
+    # Was: a bare OverflowError from datetime, counted nowhere.
+    client = RecordingClient()
+    with pytest.raises(ValidationError, match="timestamp is out of range once converted to UTC") as refused:
+        client.track("u", "Ancient", timestamp=timestamp)
+    assert refused.value.path == "timestamp"
+    assert client.stats()["dropped"]["invalid"] == 1
+    client.shutdown()
+
+
+def test_the_limit_is_exported_and_documented() -> None:
+    assert segment_lite.limits.MAX_NESTING_DEPTH == MAX_NESTING_DEPTH
