@@ -100,6 +100,10 @@ on_drop: Optional[OnDrop] = None
 spool_dir: Optional[str] = None
 spool_max_bytes: int = _DEFAULT_SPOOL_MAX_BYTES
 spool_fsync: str = "batch"
+tracking_plan: Any = None  # a plan file path, a parsed plan or a segment_lite.plan.TrackingPlan
+on_violation: str = "send"
+on_unplanned: str = "send"
+tag_violations: bool = False
 
 default_client: Optional[Client] = None
 
@@ -129,6 +133,10 @@ def _default() -> Client:
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
             spool_fsync=spool_fsync,
+            tracking_plan=tracking_plan,
+            on_violation=on_violation,
+            on_unplanned=on_unplanned,
+            tag_violations=tag_violations,
         )
     return default_client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from segment_lite.encoding import encode
 from segment_lite.errors import (
@@ -38,6 +38,10 @@ from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender
 from segment_lite.transport import TransportFactory, batch_url, default_transport_factory
+
+if TYPE_CHECKING:
+    from segment_lite.plan.enforce import PlanEnforcer
+    from segment_lite.plan.model import TrackingPlan
 
 __all__ = ["MAX_MESSAGE_BYTES", "Client"]
 
@@ -131,6 +135,10 @@ class Client:
         spool_dir: Union[str, os.PathLike[str], None] = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         spool_fsync: str = "batch",
+        tracking_plan: Union[str, os.PathLike[str], Mapping[str, Any], TrackingPlan, None] = None,
+        on_violation: str = "send",
+        on_unplanned: str = "send",
+        tag_violations: bool = False,
     ) -> None:
         if send and (not isinstance(write_key, str) or not write_key):
             raise ValidationError(
@@ -225,6 +233,11 @@ class Client:
                 "some are missing, so batches are authenticated with the write key"
             )
         self._block = on_full == "block"
+        self._plan: Optional[PlanEnforcer] = None
+        if tracking_plan is not None:  # the plan code and its validators load only when used
+            from segment_lite.plan.enforce import PlanEnforcer
+
+            self._plan = PlanEnforcer(tracking_plan, on_violation, on_unplanned, tag_violations)
 
         if log_handler is not None and log_handler not in log.handlers:
             log.addHandler(log_handler)
@@ -433,6 +446,11 @@ class Client:
             if hooked is None:
                 return False, message
             message = hooked
+        if self._plan is not None:
+            planned = self._plan.apply(message, ledger)  # may raise PlanViolationError
+            if planned is None:
+                return False, message
+            message = planned
         try:
             data = encode(message)
         except EncodeError as exc:

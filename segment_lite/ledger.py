@@ -41,7 +41,7 @@ __all__ = [
     "OnError",
 ]
 
-#: Why a message was not delivered. The first six refuse a message at the call
+#: Why a message was not delivered. The first eight refuse a message at the call
 #: (it was never accepted); the rest drop one that was accepted.
 DROP_REASONS = (
     "invalid",  # a required field missing or of the wrong type
@@ -50,6 +50,8 @@ DROP_REASONS = (
     "queue_full",  # no room in the queue (count or bytes)
     "after_shutdown",  # tracked after shutdown()
     "spool_write_failed",  # the disk spool could not write it (disk full, I/O error)
+    "plan_violation",  # breaks the tracking plan (on_violation="drop" or "raise")
+    "unplanned",  # a track event the tracking plan does not list (on_unplanned="drop")
     "rejected",  # the server answered a status that is not retried (see rejected_by_status)
     "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
     "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed
@@ -62,6 +64,8 @@ DELIVERY_FAILURES = frozenset({"rejected", "retries_exhausted"})
 WARNING_REASONS = (
     "coerced",  # an input strict mode refuses, accepted as segment-analytics-python accepts it
     "value_dropped",  # a value that cannot be encoded was left out; the rest was sent
+    "plan_violation_sent",  # breaks the tracking plan, sent anyway (on_violation="send" or "warn")
+    "unplanned_sent",  # not in the tracking plan, sent anyway (on_unplanned="send" or "warn")
 )
 #: The shortest time between two ``on_drop`` calls for one reason.
 REPORT_INTERVAL_S = 1.0
@@ -80,6 +84,8 @@ _LOG_LEVELS = {
     "encode_error": logging.DEBUG,
     "oversize": logging.DEBUG,
     "filtered": logging.DEBUG,
+    "plan_violation_sent": logging.DEBUG,  # on_violation="warn" logs each one itself
+    "unplanned_sent": logging.DEBUG,
     "shutdown_timeout": logging.ERROR,
     "spool_write_failed": logging.ERROR,
     "spool_corrupt": logging.ERROR,

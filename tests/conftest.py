@@ -66,5 +66,9 @@ _MODULE_SETTINGS = (
     "spool_dir",
     "spool_max_bytes",
     "spool_fsync",
+    "tracking_plan",
+    "on_violation",
+    "on_unplanned",
+    "tag_violations",
     "default_client",
 )

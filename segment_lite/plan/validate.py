@@ -169,10 +169,14 @@ class _CompiledRule:
         import fastjsonschema
 
         self.rule = rule
+        payload = _payload_only(rule)
         try:
-            self.fast: Callable[[Any], Any] = fastjsonschema.compile(
-                dict(rule.json_schema), formats=FORMAT_CHECKS, use_default=False
-            )
+            if payload is None:
+                self.fast: Callable[[Any], Any] = fastjsonschema.compile(
+                    dict(rule.json_schema), formats=FORMAT_CHECKS, use_default=False
+                )
+            else:
+                self.fast = _payload_check(*payload)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             from segment_lite.plan.model import PlanError
 
@@ -238,6 +242,55 @@ class _CompiledRule:
             found.append(_from_fast_error(label, fast_error))
         found.sort(key=lambda violation: violation.path)
         return found
+
+
+_MESSAGE_KEYS = frozenset({"$schema", "type", "description", "title", "properties", "required"})
+
+
+def _payload_only(rule: Rule) -> Optional[tuple[str, Mapping[str, Any], bool]]:
+    """(field, its schema, required) when the rule constrains nothing but ``properties`` or ``traits``.
+
+    That is the shape of most rules, and checking the field alone skips the work
+    fastjsonschema does on the message's other fields (a quarter of the time).
+    """
+    schema = rule.json_schema
+    field = rule.payload_field
+    fields = schema.get("properties")
+    required = schema.get("required", [])
+    if (
+        field is None
+        or not set(schema) <= _MESSAGE_KEYS
+        or schema.get("type", "object") != "object"
+        or not isinstance(fields, Mapping)
+        or not isinstance(fields.get(field), Mapping)
+        or any(name != field and item not in ({}, None) for name, item in fields.items())
+        or not isinstance(required, list)
+        or not set(required) <= {field}
+        or "$ref" in json.dumps(schema, default=str)  # a reference may point outside the field
+    ):
+        return None
+    return field, fields[field], field in required
+
+
+class _MissingField(Exception):
+    """The message lacks the required ``properties`` (or ``traits``); the precise check says so."""
+
+
+def _payload_check(field: str, schema: Mapping[str, Any], required: bool) -> Callable[[Any], Any]:
+    import fastjsonschema
+
+    check_field = fastjsonschema.compile(dict(schema), formats=FORMAT_CHECKS, use_default=False)
+    missing = object()
+
+    def check(message: Any) -> Any:
+        value = message.get(field, missing)
+        if value is missing:
+            if required:
+                raise _MissingField(field)
+            return message
+        return check_field(value)
+
+    return check
 
 
 def _strings_only(check: Callable[[str], bool]) -> Callable[[Any], bool]:
