@@ -17,6 +17,12 @@ Timed scenarios (``capped100``, ``single``, ``gzip``, ``threads4``):
    with ``perf_counter_ns`` while the client's own thread is delivering;
 4. ``flush()``, stop the clocks, read the sink's counters again.
 
+``props5`` and ``plan5`` (run by name: ``--scenarios props5,plan5``) are ``single``
+with a five-property event (``workload.PROPERTIES5``), without and with a tracking
+plan that describes it (``workload.PLAN5``; the reference has no plans, so it runs
+``plan5`` like ``props5``). The difference of their latencies is what validation
+costs a call.
+
 The memory scenarios aim the client at a closed port, so nothing can be
 delivered, and measure with ``tracemalloc`` how many bytes ``n`` more queued
 tracks hold, once the server has been down for ``OUTAGE_S`` (after a warm-up of
@@ -43,7 +49,18 @@ import tracemalloc
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-from benchmarks.workload import CONTEXT, EVENT, PROPERTIES, USER_IDS, fresh_call_args, make_client, preload
+from benchmarks.workload import (
+    CONTEXT,
+    EVENT,
+    EVENT5,
+    PLAN5,
+    PROPERTIES,
+    PROPERTIES5,
+    USER_IDS,
+    fresh_call_args,
+    make_client,
+    preload,
+)
 
 __all__ = ["DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "WorkerSpec", "percentile", "run_spec"]
 
@@ -72,6 +89,10 @@ class Scenario:
     packing: bool = True
     #: Memory scenarios: each call gets newly built arguments, as in an app.
     fresh_arguments: bool = True
+    #: Track workload.EVENT5 (five properties) instead of workload.EVENT.
+    five_properties: bool = False
+    #: segment_lite checks each call against workload.PLAN5.
+    plan: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -99,6 +120,13 @@ SCENARIOS: dict[str, Scenario] = {
             "server down past queue.STALL_S: bytes per queued message, the same argument objects every call",
             memory=True,
             fresh_arguments=False,
+        ),
+        Scenario("props5", "1 producer thread, a five-property event", five_properties=True),
+        Scenario(
+            "plan5",
+            "as props5, segment_lite with a tracking plan loaded (the reference has none)",
+            five_properties=True,
+            plan=True,
         ),
     )
 }
@@ -161,6 +189,7 @@ def _produce(
     count: int,
     latencies: Optional[list[int]],
     cpu: Optional[list[float]] = None,
+    five_properties: bool = False,
 ) -> int:
     """Call ``track`` ``count`` times; store each call's duration (ns) in ``latencies``; count accepted.
 
@@ -169,7 +198,9 @@ def _produce(
     clock = time.perf_counter_ns
     user_ids = USER_IDS
     n_ids = len(user_ids)
-    event, properties, context = EVENT, PROPERTIES, CONTEXT
+    event, properties, context = (
+        (EVENT5, PROPERTIES5, CONTEXT) if five_properties else (EVENT, PROPERTIES, CONTEXT)
+    )
     accepted = 0
     cpu0 = time.thread_time()
     if latencies is None:
@@ -213,8 +244,14 @@ def run_timed(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
         raise ValueError(f"n + warmup must be at most {MAX_QUEUED} (the reference's default queue size)")
     sink = SinkControl(spec.sink_url)
     sink.reset()
-    client, track = make_client(spec.client, spec.sink_url, spec.write_key, scenario.gzip, scenario.batch_cap)
-    warm_accepted = _produce(track, 0, spec.warmup, None)
+    plan = scenario.plan and spec.client != "reference"
+    options = {"tracking_plan": PLAN5, "on_violation": "raise"} if plan else {}
+    client, track = make_client(
+        spec.client, spec.sink_url, spec.write_key, scenario.gzip, scenario.batch_cap, **options
+    )
+    plan_enforced = plan and _refuses_a_violation(track)
+    five = scenario.five_properties
+    warm_accepted = _produce(track, 0, spec.warmup, None, five_properties=five)
     client.flush()
     before = sink.stats()
     gc.collect()
@@ -223,7 +260,7 @@ def run_timed(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if scenario.threads == 1:
         latencies = [0] * spec.n
-        accepted = _produce(track, spec.warmup, spec.n, latencies, caller_cpu)
+        accepted = _produce(track, spec.warmup, spec.n, latencies, caller_cpu, five_properties=five)
     else:
         latencies, accepted = _produce_threads(track, spec.n, scenario.threads, caller_cpu)
     client.flush()
@@ -252,7 +289,19 @@ def run_timed(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
         "msgs_per_request": spec.n / requests if requests else math.nan,
         "max_msgs_per_request": after["max_batch"],
         "sink_cpu_pct": (after["cpu_s"] - before["cpu_s"]) / wall * 100.0,
+        "plan_enforced": plan_enforced,
     }
+
+
+def _refuses_a_violation(track: Callable[..., Any]) -> bool:
+    """Whether the client refuses an event that breaks its plan (so the plan really is checked)."""
+    from segment_lite import PlanViolationError
+
+    try:
+        track(USER_IDS[0], EVENT5, dict(PROPERTIES5, price="free"), CONTEXT)
+    except PlanViolationError:
+        return True  # refused at the call: nothing was queued
+    raise RuntimeError("the plan scenario's client accepted an event that breaks its plan")
 
 
 def closed_port() -> int:

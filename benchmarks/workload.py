@@ -17,8 +17,11 @@ __all__ = [
     "CLIENTS",
     "CONTEXT",
     "EVENT",
+    "EVENT5",
     "EXPERIMENTS",
+    "PLAN5",
     "PROPERTIES",
+    "PROPERTIES5",
     "USER_IDS",
     "ClientKind",
     "available_clients",
@@ -40,6 +43,29 @@ PROPERTIES: dict[str, Any] = {
     "tags": ["electronics", "office", "sale"],
     "dimensions": {"width_cm": 44.5, "depth_cm": 13.2, "color": "graphite"},
     "added_at": datetime.datetime(2024, 5, 17, 9, 30, 12, 345000, tzinfo=datetime.timezone.utc),
+}
+#: The plan scenarios' event: five flat properties, and a plan that describes them exactly.
+EVENT5 = "Product Added"
+PROPERTIES5: dict[str, Any] = {
+    "product_id": "sku-48213",
+    "name": "Ergonomic Keyboard",
+    "price": 129.99,
+    "quantity": 2,
+    "in_stock": True,
+}
+PLAN5: dict[str, Any] = {
+    "name": "Benchmark",
+    "events": {
+        EVENT5: {
+            "properties": {
+                "product_id": {"type": "string", "required": True},
+                "name": {"type": "string", "required": True},
+                "price": {"type": "number", "required": True},
+                "quantity": {"type": "integer", "minimum": 1},
+                "in_stock": "boolean",
+            }
+        }
+    },
 }
 CONTEXT: dict[str, Any] = {
     "ip": "203.0.113.42",
