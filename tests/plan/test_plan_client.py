@@ -103,7 +103,7 @@ def test_warn_logs_a_warning_per_message_and_sends(
         assert client.track("u", "Order Completed", BAD_ORDER)[0]
         assert client.track("u", "Order Completed", BAD_ORDER)[0]
     assert len(delivered(collector, client, 2)) == 2
-    records = plan_logs(caplog)
+    records = [r for r in plan_logs(caplog) if r.levelno >= logging.WARNING]
     assert len(records) == 2 and {r.levelno for r in records} == {logging.WARNING}
     assert (
         "tracking plan: 'Order Completed' sent with properties.total: '27.5' is not of type 'number' "
