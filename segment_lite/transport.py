@@ -572,6 +572,18 @@ def _read_response(reader: BinaryIO) -> tuple[int, HTTPHeaderDict, bytes, bool]:
     return status, headers, body, will_close or length > MAX_RESPONSE_BYTES
 
 
+def _salvage_refusal(reader: BinaryIO) -> Optional[tuple[int, HTTPHeaderDict, bytes, bool]]:
+    """An answer the server sent before it stopped reading our request, if it is a refusal.
+
+    A 2xx is never taken from there: the server cannot have had the whole batch.
+    """
+    try:
+        status, headers, body, _ = _read_response(reader)
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    return (status, headers, body, True) if not 200 <= status < 300 else None
+
+
 def _read_chunked(reader: BinaryIO) -> tuple[bytes, bool]:
     """A chunked body, and False if it was cut at ``MAX_RESPONSE_BYTES`` (the rest is unread)."""
     parts: list[bytes] = []
@@ -657,12 +669,23 @@ class Urllib3Transport:
                 assert sock is not None and reader is not None
                 sock.settimeout(timeout)
                 head += _header_lines(headers, len(body))
-                if type(sock).__module__ == "socket":  # the standard library's, not TLS nor green
-                    _send_all(sock, head, body)
+                try:
+                    if type(sock).__module__ == "socket":  # the standard library's, not TLS nor green
+                        _send_all(sock, head, body)
+                    else:
+                        sock.sendall(head)
+                        sock.sendall(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    if self._registry.aborted:
+                        raise
+                    # The server may have refused the request (413, 401, ...) and closed
+                    # the connection before taking the whole body: read its answer.
+                    answer = _salvage_refusal(reader)
+                    if answer is None:
+                        raise
+                    status, response_headers, data, will_close = answer
                 else:
-                    sock.sendall(head)
-                    sock.sendall(body)
-                status, response_headers, data, will_close = _read_response(reader)
+                    status, response_headers, data, will_close = _read_response(reader)
                 self._last_answer = time.monotonic()
             except (OSError, ValueError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
                 self._drop_connection()

@@ -274,6 +274,25 @@ def test_connection_close_opens_a_new_connection_and_keep_alive_reuses_one(scrip
     assert b"Content-Length: %d\r\n" % len(BODY) in first_request and first_request.endswith(BODY)
 
 
+def test_a_refusal_sent_before_the_body_was_read_is_the_answer(scripted) -> None:
+    refusal = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
+    server = ScriptedServer([refusal], read_body=False)
+    try:
+        answer = Urllib3Transport().post(server.url, b"x" * (16 * 1024 * 1024), HEADERS, 10)
+        assert (answer.status, answer.body) == (413, b"too large")
+    finally:
+        server.stop()
+
+
+def test_a_success_sent_before_the_body_was_read_is_not_a_delivery(scripted) -> None:
+    server = ScriptedServer([OK], read_body=False)
+    try:
+        with pytest.raises(TransportError):
+            Urllib3Transport().post(server.url, b"x" * (16 * 1024 * 1024), HEADERS, 10)
+    finally:
+        server.stop()
+
+
 def test_a_huge_answer_is_cut_and_its_connection_closed(scripted) -> None:
     size = 3 * 1024 * 1024
     server = scripted([b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size, OK])

@@ -8,6 +8,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -257,7 +258,10 @@ class ScriptedServer:
     """Answers each request with the next of ``answers`` (raw bytes), closing the connection after
     the answers listed in ``close_after`` (indexes) or when they run out."""
 
-    def __init__(self, answers: list[bytes], close_after: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, answers: list[bytes], close_after: tuple[int, ...] = (), read_body: bool = True
+    ) -> None:
+        self._read_body = read_body
         self._answers = list(answers)
         self._close_after = set(close_after)
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -296,6 +300,11 @@ class ScriptedServer:
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
+                if not self._read_body:  # answer at once and close, the body unread
+                    self.requests.append(head)
+                    conn.sendall(self._answers.pop(0))
+                    time.sleep(0.05)  # the answer reaches the client before the close resets the connection
+                    break
                 self.requests.append(head + reader.read(length))
                 index = len(self.requests) - 1
                 conn.sendall(self._answers.pop(0))
