@@ -22,6 +22,7 @@ from segment_lite.errors import (
     EncodeError,
     FilteredError,
     MessageTooLargeError,
+    NestingTooDeepError,
     PlanViolationError,
     QueueFullError,
     RetriesExhaustedError,
@@ -33,6 +34,7 @@ from segment_lite.errors import (
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
@@ -49,7 +51,9 @@ __all__ = [
     "Clock",
     "EncodeError",
     "FilteredError",
+    "FlushResult",
     "MessageTooLargeError",
+    "NestingTooDeepError",
     "OnDrop",
     "OnError",
     "PlanViolationError",

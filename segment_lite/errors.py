@@ -7,7 +7,10 @@ Raised at the call site (programmer errors; nothing was queued):
   ``ValueError``, so existing ``except`` clauses keep working.
 * ``MessageTooLargeError`` -- the encoded message is over 32 KB.
 * ``EncodeError`` -- a value cannot be encoded to JSON; ``path`` names it
-  (``properties.cart.owner``). Subclasses ``TypeError``.
+  (``properties.cart.owner``). Subclasses ``TypeError``. Also raised for dict keys
+  that collide once written (``{1: "a", "1": "b"}``).
+* ``NestingTooDeepError`` -- an ``EncodeError``: objects and arrays nest deeper
+  than ``limits.MAX_NESTING_DEPTH``; ``path`` and ``limit`` say where and how deep.
 * ``PlanViolationError`` -- the message breaks the tracking plan and the client
   was told to raise (``on_violation="raise"``). A ``ValidationError``.
 
@@ -20,9 +23,13 @@ Raised at import time:
 Reported through ``on_error(exc, messages)``, delivery failures only (and counted
 in ``stats()``):
 
-* ``APIError`` -- the server answered with a status that is not retried.
+* ``APIError`` -- the server answered with a status that is not retried; ``host``
+  names the server.
 * ``RetriesExhaustedError`` -- retryable failures outlasted ``max_retries`` or the
-  retry time budget.
+  retry time budget; ``last_error`` names the cause.
+* ``TransportError`` (from ``segment_lite.transport``) -- the server closed the
+  connection without an answer each time one message was sent, while it answered
+  the rest of its batch: that message is dropped as ``rejected``.
 
 Reported through ``on_drop(reason, exc, messages)`` (and counted in ``stats()``),
 besides the refusals above, which also raise at the call:
