@@ -251,7 +251,7 @@ class Client:
         self.spool_max_bytes = spool_max_bytes
         self.spool_fsync = spool_fsync
         if queue_factory is None and self.spool_dir is not None and send:
-            from segment_lite.spool import spool_factory
+            from segment_lite.spool.factory import spool_factory
 
             queue_factory = spool_factory(
                 self.spool_dir,

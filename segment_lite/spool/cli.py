@@ -162,8 +162,8 @@ def _drain(args: argparse.Namespace) -> int:
     from segment_lite.client import Client
     from segment_lite.errors import SegmentLiteError
     from segment_lite.importer.progress import Snapshot, make_progress
-    from segment_lite.spool.directory import key_fingerprint
     from segment_lite.spool.disk import DiskSpool
+    from segment_lite.spool.factory import key_fingerprint
     from segment_lite.spool.status import spool_status
 
     if not args.write_key:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -50,7 +49,6 @@ __all__ = [
     "SpoolDirectory",
     "fdatasync",
     "fsync_directory",
-    "key_fingerprint",
     "list_segments",
     "owner_directories",
     "probe_lock",
@@ -66,11 +64,6 @@ META_NAME = "owner.json"
 ACK_NAME = "ack"
 _NEW_PREFIX = ".new-"
 _OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0)
-
-
-def key_fingerprint(write_key: str) -> str:
-    """A short one-way fingerprint of ``write_key``: a spool is delivered with the key it was written for."""
-    return hashlib.sha256(b"segment_lite spool\0" + write_key.encode()).hexdigest()[:16]
 
 
 def owner_directories(root: str) -> list[str]:
@@ -390,23 +383,36 @@ class SpoolDirectory:
         ``write_end`` is how far the segment being written may be read.
         """
         items: list[bytes] = []
-        nbytes = disk_bytes = 0
+        nbytes = 0  # as a batch counts them: each item plus a comma
         lost: list[Loss] = []
         end = self.cursor
-        while len(items) < max_count:
-            record = self._peeked or self._next_record(write_end, lost)
+        if self._peeked is not None:
+            payload, end = self._peeked
             self._peeked = None
+            items.append(payload)
+            nbytes = len(payload) + 1
+        while len(items) < max_count:
+            reader = self._reader
+            if reader is not None:
+                # The common case: whole records already read into the buffer.
+                taken = len(items)
+                nbytes, full = reader.read_buffered(items, max_count, max_bytes, nbytes)
+                if len(items) > taken:
+                    end = (self._reader_number, reader.position)
+                if full or len(items) >= max_count:
+                    break
+            record = self._next_record(write_end, lost)  # refills, moves on, skips what is unreadable
             if record is None:
                 break
             payload, position = record
-            size = len(payload) + 1  # +1 for the comma that joins them
+            size = len(payload) + 1
             if items and nbytes + size > max_bytes:
                 self._peeked = record
                 break
             items.append(payload)
             nbytes += size
-            disk_bytes += RECORD_HEADER_BYTES + len(payload)
             end = position
+        disk_bytes = nbytes - len(items) + RECORD_HEADER_BYTES * len(items)
         return ReadResult(items, nbytes, disk_bytes, end, lost, sum(loss.records for loss in lost))
 
     def _next_record(self, write_end: int, lost: list[Loss]) -> Optional[tuple[bytes, tuple[int, int]]]:

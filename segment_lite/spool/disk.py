@@ -23,6 +23,7 @@ from segment_lite.spool.directory import (
     owner_directories,
     remove_stale_new_directories,
 )
+from segment_lite.spool.factory import FSYNC_POLICIES
 from segment_lite.spool.records import RECORD_HEADER_BYTES, encode_record
 
 if TYPE_CHECKING:
@@ -35,9 +36,6 @@ __all__ = [
     "DiskSpool",
 ]
 
-#: "batch": fsync at most once per SYNC_INTERVAL_S, off the caller's thread;
-#: "always": before each call returns; "never": leave it to the operating system.
-FSYNC_POLICIES = ("batch", "always", "never")
 #: The longest a written record waits for its fsync under the "batch" policy.
 SYNC_INTERVAL_S = 0.02
 #: Segment files are this big at most (smaller when the spool is small), so

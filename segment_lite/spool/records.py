@@ -125,6 +125,41 @@ class SegmentReader:
                     return None  # the segment is still being written (never split, but be safe)
             self._resync()
 
+    def read_buffered(
+        self, items: list[bytes], max_count: int, max_bytes: int, nbytes: int
+    ) -> tuple[int, bool]:
+        """Append the valid records already in the buffer to ``items`` (the fast path of a batch).
+
+        Stops at ``max_count`` items, before an item that would take ``nbytes``
+        (each item plus a comma) past ``max_bytes`` (then returns ``full``), and at
+        the first record that is incomplete or invalid, which ``next`` deals with.
+        Returns the new ``nbytes`` and ``full``.
+        """
+        buf, pos = self._buf, self._pos
+        size = len(buf)
+        unpack, crc_at, crc32 = _HEAD.unpack_from, _CRC.unpack_from, zlib.crc32
+        head_size, header = _HEAD.size, RECORD_HEADER_BYTES
+        count = len(items)
+        full = False
+        while count < max_count and size - pos >= header:
+            magic, length, _ = unpack(buf, pos)
+            total = header + length
+            if magic != RECORD_MAGIC or length > MAX_RECORD_BYTES or size - pos < total:
+                break
+            payload = buf[pos + header : pos + total]
+            if crc32(payload, crc32(buf[pos : pos + head_size])) != crc_at(buf, pos + head_size)[0]:
+                break
+            if count and nbytes + length + 1 > max_bytes:
+                full = True
+                break
+            items.append(payload)
+            nbytes += length + 1
+            count += 1
+            pos += total
+            self.records_read += 1
+        self._pos = pos
+        return nbytes, full
+
     def close(self) -> None:
         """Close the file."""
         if self.fd >= 0:
