@@ -28,6 +28,8 @@ __all__ = [
     "open_source",
 ]
 
+#: The canonical JSON a derived messageId of an in-memory row is a hash of (one encoder, made once).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 #: How much of an input's (decompressed) content its file key is a hash of.
 FILE_KEY_BYTES = 64 * 1024
 FORMATS = ("jsonl", "csv")
@@ -382,7 +384,7 @@ class RecordSource(Source):
             row = self.decode(raw)
             if self._id_columns is not None:
                 row = {name: row.get(name) for name in self._id_columns}
-            text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
+            text = _CANONICAL_JSON.encode(row)
         except (RowError, TypeError, ValueError, RecursionError):  # unsortable keys, cycles, ...
             text = repr(raw)
         return text.encode("utf-8", "surrogatepass")
