@@ -9,7 +9,8 @@ From the command line, ``segment-lite import FILE... --write-key KEY`` (see
     print(summary.format())
 
 Options are keyword arguments, or an :class:`ImportOptions` shared by every
-entry point; for one Spark partition (or any iterable of dicts), :func:`import_rows`.
+entry point; for any iterable of dicts, :func:`import_rows`; for a Spark
+DataFrame, ``segment_lite.spark.send_dataframe``.
 
 Modules: ``options`` (ImportOptions), ``sources`` (reading files and rows),
 ``convert`` and ``mapping`` (row to client call), ``ids`` (derived

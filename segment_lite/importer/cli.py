@@ -45,8 +45,10 @@ examples:
       --timezone Europe/Paris --write-key KEY
   segment-lite import export.jsonl --from-archive --dry-run
 
-From Python: run_import, import_rows and ImportOptions in segment_lite.importer;
-their docstrings say more (python -m pydoc segment_lite.importer).
+From Python: run_import, import_rows and ImportOptions in segment_lite.importer,
+and send_dataframe in segment_lite.spark for a Spark DataFrame (pip install
+"segment-lite[spark]"); their docstrings say more (python -m pydoc
+segment_lite.importer, python -m pydoc segment_lite.spark).
 """
 
 
