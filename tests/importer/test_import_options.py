@@ -139,3 +139,9 @@ def test_unknown_or_bad_options_are_named() -> None:
 def test_import_rows_refuses_options_about_files(collector: Collector) -> None:
     with pytest.raises(ImportConfigError, match="resume, shard"):
         import_rows([], source_key="k", write_key=WRITE_KEY, host=collector.url, resume=True, shard="1/2")
+
+
+def test_the_write_key_stays_out_of_the_options_repr() -> None:
+    options = ImportOptions(write_key="secret-write-key-123", host="http://127.0.0.1:9")
+    assert "secret-write-key-123" not in repr(options)
+    assert "http://127.0.0.1:9" in repr(options)
