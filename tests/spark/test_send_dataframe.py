@@ -74,6 +74,7 @@ def stored_once(collector: Collector, n: int) -> dict[int, dict[str, Any]]:
     return by_n
 
 
+@pytest.mark.timeout(600)  # about a minute on two busy cores; the default 120 s is for unit tests
 def test_100k_rows_through_injected_503s_arrive_once_and_a_rerun_adds_no_ids(spark: SparkSession) -> None:
     rows = 100_000
     df = events(spark, rows, partitions=4)
