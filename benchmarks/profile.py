@@ -76,9 +76,11 @@ def per_request(client_kind: str, url: str, n: int, cap: Optional[int], transpor
     spent: collections.Counter[str] = collections.Counter()
     gate = threading.Event()
     marks: dict[str, float] = {}
+    patched: list[tuple[Any, str, Any]] = []  # restored at the end: the process may go on (tests)
 
     def timed(owner: Any, name: str, stage: str) -> None:
         original: Callable[..., Any] = getattr(owner, name)
+        patched.append((owner, name, original))
 
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -91,32 +93,38 @@ def per_request(client_kind: str, url: str, n: int, cap: Optional[int], transpor
 
         setattr(owner, name, wrapper)
 
-    original_send_batch = segment_lite.sender.BatchSender.send_batch
+    original_deliver = segment_lite.sender.BatchSender.deliver
 
-    def send_batch(self: Any, *args: Any, **kwargs: Any) -> None:
-        if not gate.is_set():  # the first batch waits until every track is queued
+    def deliver(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "start" not in marks:  # the first batch waits until every track is queued
             gate.wait()
             marks["start"] = time.thread_time()
-        original_send_batch(self, *args, **kwargs)
+        original_deliver(self, *args, **kwargs)
         marks["end"] = time.thread_time()
         spent["requests"] += 1
 
-    segment_lite.sender.BatchSender.send_batch = send_batch  # type: ignore[method-assign]
+    patched.append((segment_lite.sender.BatchSender, "deliver", original_deliver))
+    segment_lite.sender.BatchSender.deliver = deliver  # type: ignore[method-assign]
     timed(segment_lite.queue.MemoryQueue, "take", "queue take")
     timed(segment_lite.sender.BatchSender, "_body", "body")
     timed(segment_lite.transport.Urllib3Transport, "post", "transport post")
     timed(segment_lite.transport.RequestsTransport, "post", "transport post")
-    options: dict[str, Any] = {}
-    if transport == "requests":
-        options["transport"] = segment_lite.transport.RequestsTransport
-    client, track = make_client(client_kind, url, DEFAULT_WRITE_KEY, False, cap, **options)
-    user_ids = USER_IDS
-    for index in range(n):
-        track(user_ids[index % 1000], EVENT, PROPERTIES, CONTEXT)
-    time.sleep(0.2)  # the worker has taken its first batch and waits at the gate
-    gate.set()
-    client.flush()
-    client.shutdown()
+    try:
+        options: dict[str, Any] = {}
+        if transport == "requests":
+            options["transport"] = segment_lite.transport.RequestsTransport
+        client, track = make_client(client_kind, url, DEFAULT_WRITE_KEY, False, cap, **options)
+        user_ids = USER_IDS
+        for index in range(n):
+            track(user_ids[index % 1000], EVENT, PROPERTIES, CONTEXT)
+        time.sleep(0.2)  # the worker has taken its first batch and waits at the gate
+        gate.set()
+        client.flush()
+        client.shutdown()
+    finally:
+        gate.set()
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
     requests = spent.pop("requests") - 1  # the first batch was taken before the gate opened
     total = marks["end"] - marks["start"]
     lines = [f"{requests} requests, {n / (requests + 1):.0f} messages each: delivery thread CPU per request"]

@@ -539,17 +539,23 @@ def _read_response(reader: BinaryIO) -> tuple[int, HTTPHeaderDict, bytes, bool]:
         if not version.startswith(b"HTTP/1.") or not code.isdigit() or not line.endswith(b"\n"):
             raise http.client.BadStatusLine(line.decode("latin-1")[:100])
         status = int(code)
-        headers = HTTPHeaderDict()
+        fields: list[list[str]] = []
         for _ in range(MAX_HEADERS + 1):
             header = _read_line(reader, "headers")
             if header in (b"\r\n", b"\n"):
                 break
+            if header[:1] in (b" ", b"\t") and fields:  # an obsolete folded continuation line
+                fields[-1][1] = f"{fields[-1][1]} {header.strip().decode('latin-1')}".strip()
+                continue
             name, colon, value = header.partition(b":")
             if not colon:
                 raise http.client.HTTPException(f"malformed header line {header[:100]!r}")
-            headers.add(name.strip().decode("latin-1"), value.strip().decode("latin-1"))
+            fields.append([name.strip().decode("latin-1"), value.strip().decode("latin-1")])
         else:
             raise http.client.HTTPException(f"more than {MAX_HEADERS} response headers")
+        headers = HTTPHeaderDict()
+        for field_name, field_value in fields:
+            headers.add(field_name, field_value)
         if status >= 200 or status == 101:
             break  # 1xx answers are interim: the final one follows
     connection = headers.get("Connection", "").lower()

@@ -12,6 +12,7 @@ import gzip
 import http.client
 import json
 import math
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -161,3 +162,17 @@ def test_sink_counts_unique_message_ids_in_plain_and_gzip_bodies(sink_url: tuple
     assert sink.bad_requests == 2
     assert _post(address, "/reset", b"", {})[0] == 200
     assert sink.stats()["unique"] == 0
+
+
+def test_the_per_request_delivery_profile_runs() -> None:
+    from benchmarks import profile
+
+    sink, url = profile.start_sink()
+    try:
+        text = profile.per_request("lite-json", url, 1_000, 100, "urllib3")
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    assert re.match(r"\d+ requests, \d+ messages each", text), text
+    for stage in ("queue take", "body", "transport post", "the rest", "total"):
+        assert stage in text

@@ -262,6 +262,19 @@ def test_chunked_interim_and_close_delimited_answers_are_read(scripted) -> None:
     assert server.connections == 2  # the close-delimited answer ended the first connection
 
 
+def test_repeated_and_folded_headers_are_read(scripted) -> None:
+    server = scripted(
+        [
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After:\r\n  7\r\nX-Seen: a\r\nx-seen: b\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        ]
+    )
+    answer = Urllib3Transport().post(server.url, BODY, HEADERS, 5)
+    assert answer.status == 429
+    assert answer.headers.get("Retry-After") == "7"
+    assert answer.headers["X-Seen"] == "a, b"
+
+
 def test_connection_close_opens_a_new_connection_and_keep_alive_reuses_one(scripted) -> None:
     server = scripted(
         [OK, OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1), OK], close_after=(1,)
