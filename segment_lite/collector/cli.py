@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
 from segment_lite.collector.processing import replace_non_finite
-from segment_lite.collector.table import format_row, format_table, header
+from segment_lite.collector.table import format_row, format_table, format_violations, header
 from segment_lite.collector.text import printable_json
 
 if TYPE_CHECKING:
@@ -101,6 +101,12 @@ def _add_serve(subparsers: Any) -> None:
         metavar="SECONDS",
         help="lifetime of issued access tokens (default: 3600)",
     )
+    p.add_argument(
+        "--plan",
+        metavar="PLAN",
+        help="check each stored event against this tracking plan and record its violations "
+        "(shown by the debugger page and `events`; needs the plan extra) (default: none)",
+    )
     faults = p.add_argument_group("fault injection")
     faults.add_argument(
         "--fail-count", type=int, default=0, metavar="N", help="fail the first N requests (default: 0)"
@@ -183,6 +189,21 @@ def _serve(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    annotators = []
+    if args.plan:
+        try:
+            from segment_lite.plan import PlanAnnotator
+
+            annotators.append(PlanAnnotator(args.plan))
+        except ModuleNotFoundError as exc:
+            print(
+                f"error: --plan needs {exc.name} (the plan extra): pip install 'segment-lite[plan]'",
+                file=sys.stderr,
+            )
+            return 1
+        except ValueError as exc:  # PlanError
+            print(f"error: cannot use the plan: {exc}", file=sys.stderr)
+            return 1
     public_key = None
     if args.oauth_public_key:
         try:
@@ -209,6 +230,7 @@ def _serve(args: argparse.Namespace) -> int:
             keep_requests=1000,  # a long-running server must not keep every body in memory
             oauth_public_key=public_key,
             oauth_token_lifetime_s=args.oauth_token_lifetime,
+            annotators=annotators,
         )
         collector.start()
     except OSError as exc:
@@ -238,6 +260,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"  accepting {len(args.write_keys)} configured write key(s)", flush=True)
         if public_key is not None:
             print(f"  OAuth mode: tokens at {collector.url}/token, required as Bearer", flush=True)
+        if args.plan:
+            print(f"  checking events against the tracking plan {args.plan}", flush=True)
         print("  press Ctrl-C to stop", flush=True)
         while not stop.wait(0.5):
             pass
@@ -286,6 +310,11 @@ def _add_events(subparsers: Any) -> None:
     )
     _add_filters(p)
     p.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N events (default: 20)")
+    p.add_argument(
+        "--violations",
+        action="store_true",
+        help="only events with tracking-plan violations (recorded by `serve --plan`) (default: all)",
+    )
     p.set_defaults(handler=_reading_db(_events))
 
 
@@ -361,8 +390,12 @@ def _events(args: argparse.Namespace) -> int:
     store = _open_store(args.db)
     try:
         filters = {"type": args.type, "user_id": args.user_id, "event": args.event}
-        events = store.query(limit=max(0, args.limit), newest_first=True, **filters)
-        total = store.count(**filters)
+        if args.violations:  # recorded inside the message, so filtered here rather than in SQL
+            violating = [e for e in store.query(limit=None, newest_first=True, **filters) if e.violations]
+            events, total = violating[: max(0, args.limit)], len(violating)
+        else:
+            events = store.query(limit=max(0, args.limit), newest_first=True, **filters)
+            total = store.count(**filters)
         stored = store.count()
     finally:
         store.close()
@@ -373,7 +406,14 @@ def _events(args: argparse.Namespace) -> int:
     if not events:
         out.write("no events stored yet\n" if stored == 0 else "no events match\n")
         return 0
-    out.write(format_table(events) + "\n")
+    if any(e.violations for e in events):
+        lines = [header()]
+        for e in events:
+            lines.append(format_row(e))
+            lines.extend(format_violations(e))
+        out.write("\n".join(lines) + "\n")
+    else:
+        out.write(format_table(events) + "\n")
     if total > len(events):
         out.write(f"({len(events)} of {total} shown, newest first; use --limit to see more)\n")
     out.flush()

@@ -48,6 +48,14 @@ class StoredEvent:
     received_at: str
     message: dict[str, Any]
 
+    @property
+    def violations(self) -> list[dict[str, Any]]:
+        """The tracking-plan problems recorded in ``context.protocols.violations`` (``serve --plan``)."""
+        context = self.message.get("context")
+        protocols = context.get("protocols") if isinstance(context, dict) else None
+        found = protocols.get("violations") if isinstance(protocols, dict) else None
+        return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
     def summary(self) -> dict[str, Any]:
         """The indexed columns without the full message, as a JSON-ready dict."""
         return {
@@ -62,6 +70,7 @@ class StoredEvent:
             "groupId": self.message.get("groupId"),
             "previousId": self.message.get("previousId"),
             "receivedAt": self.received_at,
+            "violations": len(self.violations),
         }
 
 

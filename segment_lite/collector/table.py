@@ -9,7 +9,7 @@ from segment_lite.collector.text import printable
 if TYPE_CHECKING:
     from segment_lite.collector.store import StoredEvent
 
-__all__ = ["clip", "format_row", "format_table", "header"]
+__all__ = ["clip", "format_row", "format_table", "format_violations", "header"]
 
 _COLUMNS = (("RECEIVED AT", 24), ("TYPE", 8), ("USER", 18), ("EVENT / DETAIL", 30), ("MESSAGE ID", 36))
 
@@ -69,3 +69,14 @@ def header() -> str:
 def format_table(events: list[StoredEvent]) -> str:
     """Stored events as a readable table with a header line."""
     return "\n".join([header(), *(format_row(e) for e in events)])
+
+
+def format_violations(event: StoredEvent) -> list[str]:
+    """The tracking-plan violations recorded in the event, one indented ``!`` line each."""
+    lines = []
+    for violation in event.violations:
+        path = printable(str(violation.get("path") or "(message)"))
+        text = printable(str(violation.get("message", "")))
+        rule = printable(str(violation.get("rule", "")))
+        lines.append(f"    ! {path}: {text} [{rule}]")
+    return lines

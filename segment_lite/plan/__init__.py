@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from segment_lite._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from segment_lite.plan.annotate import PlanAnnotator
     from segment_lite.plan.check import EventReport, PlanReport, check_messages
     from segment_lite.plan.codegen import generate_module
     from segment_lite.plan.files import dump_plan, load_plan, parse_plan, write_plan
@@ -34,6 +35,7 @@ __all__ = [
     "Finding",
     "InferOptions",
     "LintConfig",
+    "PlanAnnotator",
     "PlanError",
     "PlanReport",
     "PlanValidator",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "PlanAnnotator": "annotate",
     "EventReport": "check",
     "PlanReport": "check",
     "check_messages": "check",

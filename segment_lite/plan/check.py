@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from segment_lite.plan.tags import untagged
 from segment_lite.plan.validate import PlanValidator, Violation
 
 __all__ = ["EventReport", "PlanReport", "Problem", "check_messages"]
@@ -135,7 +136,7 @@ def check_messages(validator: PlanValidator, messages: Iterable[Mapping[str, Any
     for message in messages:
         kind = str(message.get("type"))
         name = str(message.get("event")) if kind == "track" else kind
-        verdict = validator.check(message)
+        verdict = validator.check(untagged(message))  # recorded violations are not part of it
         report = reports.get((kind, name))
         if report is None:
             rule = validator.rule_for(message)

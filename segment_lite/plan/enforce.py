@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any, Optional
 
 from segment_lite.errors import PlanViolationError, ValidationError
 from segment_lite.ledger import Ledger
 from segment_lite.plan.files import PlanSource
+from segment_lite.plan.tags import tag_message, unplanned_violation
 from segment_lite.plan.validate import PlanValidator, Verdict, Violation
 
-__all__ = ["ON_UNPLANNED", "ON_VIOLATION", "TAG_VALUE_CHARS", "PlanEnforcer"]
+__all__ = ["ON_UNPLANNED", "ON_VIOLATION", "PlanEnforcer"]
 
 #: What the client may do with a message that breaks the plan.
 ON_VIOLATION = ("send", "warn", "drop", "raise")
 #: What the client may do with a track event the plan does not list.
 ON_UNPLANNED = ("send", "warn", "drop")
-#: Longest string value copied into a tag (the message must stay under 32 KB).
-TAG_VALUE_CHARS = 100
-
 log = logging.getLogger("segment_lite")
 
 
@@ -67,16 +64,7 @@ class PlanEnforcer:
         problems = list(verdict.violations)  # of its rule, and of COMMON rules
         unplanned: list[Violation] = []
         if verdict.unplanned:
-            event = message.get("event")
-            unplanned.append(
-                Violation(
-                    f'plan "{self.validator.plan.name}"',
-                    "event",
-                    "unplanned",
-                    f"{event!r} is not in the plan",
-                    event,
-                )
-            )
+            unplanned.append(unplanned_violation(self.validator.plan.name, message.get("event")))
             if self.on_unplanned == "drop":
                 ledger.drop("unplanned", PlanViolationError([*unplanned, *problems]), [message])
                 return None
@@ -87,7 +75,7 @@ class PlanEnforcer:
                 raise error
             return None
         if self.tag:
-            _tag(message, [*unplanned, *problems])
+            tag_message(message, [*unplanned, *problems])
         if unplanned:
             _report("unplanned_sent", self.on_unplanned, message, unplanned, ledger)
         if problems:
@@ -104,14 +92,3 @@ def _report(
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         log.warning("%s", ledger.redact(f"tracking plan: {what!r} sent with {problems[0]}{more}"))
     ledger.warn(reason, PlanViolationError(problems), [message])
-
-
-def _tag(message: dict[str, Any], problems: list[Violation]) -> None:
-    """Record ``problems`` in ``context.protocols.violations``, copying what it changes."""
-    context = message.get("context")
-    context = dict(context) if isinstance(context, Mapping) else {}
-    protocols = context.get("protocols")
-    protocols = dict(protocols) if isinstance(protocols, Mapping) else {}
-    protocols["violations"] = [problem.to_dict(max_value_chars=TAG_VALUE_CHARS) for problem in problems]
-    context["protocols"] = protocols
-    message["context"] = context

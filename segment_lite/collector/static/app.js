@@ -108,6 +108,14 @@
     summary.appendChild(el("span", "title", title(e)));
     summary.appendChild(el("span", "user", userLabel(e)));
     li.appendChild(summary);
+    if (e.violations > 0) {
+      // Recorded by `serve --plan` (or a client's tag_violations): the event breaks the tracking plan.
+      li.classList.add("has-violations");
+      li.dataset.violations = String(e.violations);
+      var flag = el("span", "violations-badge", "\u26a0 " + e.violations);
+      flag.title = e.violations + (e.violations === 1 ? " tracking-plan violation" : " tracking-plan violations");
+      li.appendChild(flag);
+    }
     var time = el("time", "", clock(e.receivedAt));
     time.dateTime = e.receivedAt || "";
     time.title = e.receivedAt || "";
@@ -238,10 +246,39 @@
         meta.appendChild(el("dd", "", message[key]));
       }
     );
+    showViolations(message);
     var pre = $("detail-json");
     pre.textContent = "";
     pre.appendChild(highlighted(message));
     pre.dataset.messageId = summary.messageId;
+  }
+
+  function recordedViolations(message) {
+    var context = message && message.context;
+    var protocols = context && typeof context === "object" ? context.protocols : null;
+    var found = protocols && typeof protocols === "object" ? protocols.violations : null;
+    return Array.isArray(found)
+      ? found.filter(function (v) {
+          return v && typeof v === "object";
+        })
+      : [];
+  }
+
+  function showViolations(message) {
+    var found = recordedViolations(message);
+    var box = $("detail-violations");
+    var list = $("violations-list");
+    list.textContent = "";
+    box.hidden = found.length === 0;
+    $("violations-title").textContent =
+      found.length === 1 ? "1 tracking-plan violation" : found.length + " tracking-plan violations";
+    found.forEach(function (v) {
+      var item = el("li", "violation");
+      item.appendChild(el("code", "path", v.path || "(message)"));
+      item.appendChild(el("span", "message", v.message || v.keyword || ""));
+      if (v.rule) item.appendChild(el("span", "rule", v.rule));
+      list.appendChild(item);
+    });
   }
 
   function select(messageId) {
