@@ -473,7 +473,7 @@ class Pipeline:
         )
         return settled
 
-    def _record_flush(self, settled: bool, before: dict[str, Any]) -> None:
+    def _record_flush(self, settled: bool, before: dict[str, Any], call: str = "flush") -> None:
         after = self.ledger.snapshot(0, 0, 0)
         dropped = {
             reason: after["dropped"][reason] - before["dropped"][reason]
@@ -491,11 +491,12 @@ class Pipeline:
         self.last_flush = result
         if dropped:
             self._log.warning(
-                "flush %s with %s dropped and %d delivered; last error: %s (see last_flush and stats())",
+                "%s %s with %s dropped and %d delivered; last error: %s (see last_flush and stats())",
+                call,
                 "settled" if settled else "timed out",
                 ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
                 result.delivered,
-                result.last_error,
+                result.last_error or "none",
             )
 
     def mark(self) -> int:
@@ -539,7 +540,7 @@ class Pipeline:
         settled = self._flush(timeout, started)
         if not settled:
             self._give_up(timeout)
-        self._record_flush(settled, before)
+        self._record_flush(settled, before, "shutdown")
         self.join(None if settled else WORKER_STOP_GRACE_S)
         self.ledger.flush_reports()
         self._close_thread_senders()

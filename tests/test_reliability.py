@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: An upload interval no test outlives: what is tracked goes out at flush().
 ONLY_FLUSH_SENDS = 3600
 #: What a bounded call may take beyond its timeout (aborting, counting, stopping threads).
-MARGIN_S = 0.5
+MARGIN_S = 0.75
 ACCEPTED_DROPS = ("rejected", "retries_exhausted", "shutdown_timeout")
 
 
