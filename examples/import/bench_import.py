@@ -201,7 +201,10 @@ def bench_spark(spark: Any, path: Path, n: int, partitions: int, sink: Any) -> t
 
 
 def spark_session(partitions: int, path: Path) -> Any:
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:  # only --spark needs it
+        sys.exit('--spark needs pyspark: pip install ".[spark]"')
 
     size = path.stat().st_size
     session = (
