@@ -187,7 +187,10 @@ def bench_import(
 
 
 def bench_spark(spark: Any, path: Path, n: int, partitions: int, sink: Any) -> tuple[float, int]:
-    from segment_lite.spark import send_dataframe
+    try:
+        from segment_lite.spark import send_dataframe
+    except ImportError:  # only --spark needs it
+        sys.exit('--spark needs pyspark: pip install ".[spark]"')
 
     server = sink()
     started = time.perf_counter()
