@@ -60,10 +60,11 @@ try:
     import orjson
 
     HAVE_ORJSON = True
-    # First without OPT_NON_STR_KEYS: a dict with a non-str key raises, so only such
-    # messages take the path that checks their keys do not collide once written.
-    _ORJSON_STR_KEYS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-    _ORJSON_OPTIONS = _ORJSON_STR_KEYS | orjson.OPT_NON_STR_KEYS
+    # Without OPT_NON_STR_KEYS: a dict with a non-str key raises, so such messages take
+    # the standard library's path, which checks their keys do not collide once written
+    # and writes them as segment-analytics-python does (orjson writes float keys its own
+    # way: 6.103515625e-05 becomes "0.00006103515625").
+    _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
     _orjson_dumps: Callable[..., bytes] = orjson.dumps
 except ImportError:  # the [fast] extra is not installed
     HAVE_ORJSON = False
@@ -109,22 +110,16 @@ def encode(message: Any) -> bytes:
             # orjson returns its working buffer (1 KB to 4 KB and more, depending on
             # the version) with the bytes at its start. The queue would hold the whole
             # buffer for every message; ``%`` copies the bytes into an exact-size object.
-            data = b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_STR_KEYS)
+            data = b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_OPTIONS)
         except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
             pass  # a non-str key, an int beyond 64 bits, nesting past orjson's limit...
         else:
             if may_be_too_deep(data):
                 check_shape(message, keys=False)
             return data
-        check_shape(message)
-        try:
-            return b"%b" % _orjson_dumps(message, default=json_default, option=_ORJSON_OPTIONS)
-        except (TypeError, ValueError):
-            pass  # e.g. an int beyond 64 bits, which the standard library handles
-    else:
-        # The standard library writes non-str keys without a word: only a walk can
-        # tell whether two keys of a dict collide.
-        check_shape(message)
+    # The standard library writes non-str keys without a word: only a walk can tell
+    # whether two keys of a dict collide.
+    check_shape(message)
     try:
         return _encode_stdlib(message)
     except (TypeError, ValueError, UnicodeError, RecursionError):

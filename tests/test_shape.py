@@ -163,3 +163,19 @@ def test_a_timestamp_out_of_range_in_utc_is_a_validation_error(timestamp) -> Non
 
 def test_the_limit_is_exported_and_documented() -> None:
     assert segment_lite.limits.MAX_NESTING_DEPTH == MAX_NESTING_DEPTH
+
+
+@pytest.mark.parametrize("key", [6.103515625e-05, 5.960464477539063e-08, 1e16, -0.0, 3])
+def test_non_str_keys_are_written_alike_by_both_encoders(key) -> None:
+    # orjson writes float keys its own way ("0.00006103515625"): such messages take the
+    # standard library's path, which writes them as segment-analytics-python does.
+    expected = json.dumps({key: 1}, separators=(",", ":")).encode()
+    outputs = set()
+    for orjson_on in [True, False] if encoding.HAVE_ORJSON else [False]:
+        saved = encoding.HAVE_ORJSON
+        encoding.HAVE_ORJSON = orjson_on
+        try:
+            outputs.add(encoding.encode({key: 1}))
+        finally:
+            encoding.HAVE_ORJSON = saved
+    assert outputs == {expected}
