@@ -165,6 +165,19 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
+def _emit(text: str) -> None:
+    """Print ``text`` (and a newline unless it is empty); a reader that went away (``| head``) is ignored."""
+    try:
+        if text:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at nothing, so the interpreter's own flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _read_messages(db: str) -> list[dict[str, Any]]:
     from segment_lite.collector.store import EventStore
     from segment_lite.plan.model import PlanError
@@ -187,9 +200,9 @@ def _check(args: argparse.Namespace) -> int:
     if args.json:
         data = report.to_dict()
         data["passed"] = report.passed(args.allow_unplanned)
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        _emit(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        print(report.format())
+        _emit(report.format())
     return 0 if report.passed(args.allow_unplanned) else 1
 
 
@@ -238,10 +251,9 @@ def _lint(args: argparse.Namespace) -> int:
     config = config.but(**changes)
     findings = lint_plan(plan, config)
     if args.json:
-        print(json.dumps([finding.to_dict() for finding in findings], indent=2, ensure_ascii=False))
+        _emit(json.dumps([finding.to_dict() for finding in findings], indent=2, ensure_ascii=False))
     else:
-        for finding in findings:
-            print(finding)
+        _emit("\n".join(str(finding) for finding in findings) if findings else "")
         noun = "finding" if len(findings) == 1 else "findings"
         print(f"{args.plan}: {len(findings)} {noun}", file=sys.stderr)
     return 1 if findings else 0
