@@ -109,8 +109,8 @@ class RetryPolicy:
 
     Delays grow from ``base_delay_s`` by ``multiplier`` per retry up to
     ``max_delay_s``, and each is drawn by ``jitter`` below its step (full jitter):
-    with the defaults the steps are 20 ms, 60 ms, 180 ms, 540 ms, 1.6 s, 4.9 s,
-    15 s, 44 s, then 60 s, so a short burst of errors costs well under 3 s while
+    with the defaults the steps are 15 ms, 45 ms, 135 ms, 405 ms, 1.2 s, 3.6 s,
+    11 s, 33 s, then 60 s, so a short burst of errors costs well under 3 s while
     a sustained outage is retried about once a minute. No delay runs past the
     ``max_total_backoff_s`` budget.
 
@@ -127,7 +127,7 @@ class RetryPolicy:
     """
 
     max_retries: int = 10
-    base_delay_s: float = 0.02
+    base_delay_s: float = 0.015
     multiplier: float = 3.0
     max_delay_s: float = 60.0
     max_total_backoff_s: float = 43200.0
@@ -135,7 +135,7 @@ class RetryPolicy:
     jitter: Callable[[float], float] = field(default=full_jitter)
 
     def steps(self) -> Iterator[float]:
-        """The backoff steps for one batch, before jitter: 0.02, 0.06, 0.18, ... capped at ``max_delay_s``."""
+        """The backoff steps for one batch, before jitter: 0.015, 0.045, 0.135, ... up to ``max_delay_s``."""
         schedule = backoff.expo(base=self.multiplier, factor=self.base_delay_s, max_value=self.max_delay_s)
         next(schedule)  # backoff's generators yield None first
         for step in schedule:
