@@ -285,9 +285,13 @@ class DiskSpool:
             self._dirty.wait()
             # Group the appends of the next few milliseconds into one fsync.
             delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
-            if self._stop_syncing.is_set() or (delay > 0 and self._stop_syncing.wait(delay)):
-                return  # close() syncs what is left
+            if delay > 0:
+                self._stop_syncing.wait(delay)
             self._dirty.clear()
+            # Checked after the clear: close() sets the stop before it sets _dirty, so a
+            # stop missed here comes with a _dirty that the next wait sees.
+            if self._stop_syncing.is_set():
+                return  # close() syncs what is left
             self._sync_home()
             self._last_sync = time.monotonic()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,22 @@ def _count_syncs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(directory, "fdatasync", counting)
     monkeypatch.setattr(disk_module, "fdatasync", counting)
     return calls
+
+
+def test_close_never_waits_forever_for_the_sync_thread(spool_dir: Path) -> None:
+    spool = _spool(spool_dir)
+
+    class LateClear(threading.Event):
+        """Clears only after close() has asked the sync thread to stop and woken it."""
+
+        def clear(self) -> None:
+            spool._stop_syncing.wait(5)
+            time.sleep(0.05)  # close() sets _dirty right after the stop
+            super().clear()
+
+    spool._dirty = LateClear()
+    spool.put(_messages(1)[0])  # starts the sync thread, which is now between its wait and its clear
+    closer = threading.Thread(target=spool.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close() waited forever for the sync thread"
