@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    pip install .
-    python examples/import/bench_import.py --rows 100000
+    pip install ".[spark]"                    # pyspark, for --spark (Spark needs Java 17)
+    python examples/import/bench_import.py --rows 100000 --spark 2
 
 Each measurement gets a fresh collector in its own process (so the server's
 work does not share the importer's interpreter) and reports messages per
