@@ -69,6 +69,7 @@ def workload(client_kind: str, url: str, seconds: float, gzip: bool) -> int:
 
 def per_request(client_kind: str, url: str, n: int, cap: Optional[int], transport: Optional[str]) -> str:
     """CPU of segment_lite's delivery thread per request, by stage (see the module docstring)."""
+    import segment_lite.encoding
     import segment_lite.queue
     import segment_lite.sender
     import segment_lite.transport
@@ -104,6 +105,9 @@ def per_request(client_kind: str, url: str, n: int, cap: Optional[int], transpor
         spent["requests"] += 1
 
     patched.append((segment_lite.sender.BatchSender, "deliver", original_deliver))
+    patched.append(
+        (segment_lite.encoding, "HAVE_ORJSON", segment_lite.encoding.HAVE_ORJSON)
+    )  # lite-json sets it
     segment_lite.sender.BatchSender.deliver = deliver  # type: ignore[method-assign]
     timed(segment_lite.queue.MemoryQueue, "take", "queue take")
     timed(segment_lite.sender.BatchSender, "_body", "body")

@@ -166,6 +166,9 @@ def test_sink_counts_unique_message_ids_in_plain_and_gzip_bodies(sink_url: tuple
 
 def test_the_per_request_delivery_profile_runs() -> None:
     from benchmarks import profile
+    from segment_lite import encoding
+
+    orjson_before = encoding.HAVE_ORJSON
 
     sink, url = profile.start_sink()
     try:
@@ -174,5 +177,6 @@ def test_the_per_request_delivery_profile_runs() -> None:
         sink.terminate()
         sink.wait(10)
     assert re.match(r"\d+ requests, \d+ messages each", text), text
+    assert encoding.HAVE_ORJSON is orjson_before  # the profile ran in this process and put everything back
     for stage in ("queue take", "body", "transport post", "the rest", "total"):
         assert stage in text
