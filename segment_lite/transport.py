@@ -696,6 +696,11 @@ class Urllib3Transport:
             except (OSError, ValueError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
                 self._drop_connection()
                 raise _failure(exc, url, timeout, reused, self._registry.aborted) from None
+            except BaseException:
+                # KeyboardInterrupt, a green thread killed, ...: the request may be half sent
+                # or its answer half read, so the connection can never be used again.
+                self._drop_connection()
+                raise
             if will_close:
                 self._drop_connection()
         return _answer(url, status, response_headers, data)

@@ -315,6 +315,26 @@ def test_a_huge_answer_is_cut_and_its_connection_closed(scripted) -> None:
     assert transport._conn is None  # the rest was never read: that connection cannot be reused
 
 
+def test_a_post_interrupted_mid_way_never_leaves_its_connection_for_the_next(scripted, monkeypatch) -> None:
+    server = scripted([OK, OK.replace(b"true", b"TRUE"), OK.replace(b"true", b"True")])
+    transport = Urllib3Transport()
+    assert post(transport, server.url) == 200
+    real_read = segment_lite.transport._read_response
+
+    def interrupted(reader):
+        raise KeyboardInterrupt  # as if Ctrl-C landed while the answer was on its way
+
+    monkeypatch.setattr(segment_lite.transport, "_read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        post(transport, server.url)
+    monkeypatch.setattr(segment_lite.transport, "_read_response", real_read)
+    # The second answer is still unread on the old connection: reading it as the answer to
+    # the third request would mismatch answers and requests.
+    answer = transport.post(server.url, BODY, HEADERS, 5)
+    assert answer.body != OK.replace(b"true", b"TRUE").split(b"\r\n\r\n")[1]
+    assert server.connections == 2
+
+
 def test_header_injection_is_refused(scripted) -> None:
     server = scripted([OK])
     with pytest.raises(TransportError, match="line break"):
