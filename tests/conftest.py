@@ -38,6 +38,16 @@ def make_client(collector: Collector) -> Iterator[Callable[..., segment_lite.Cli
 
 
 @pytest.fixture(autouse=True)
+def _restore_encoder_choice() -> Iterator[None]:
+    """In-process benchmark runs force the standard-library encoder; later tests get theirs back."""
+    import segment_lite.encoding
+
+    saved = segment_lite.encoding.HAVE_ORJSON
+    yield
+    segment_lite.encoding.HAVE_ORJSON = saved
+
+
+@pytest.fixture(autouse=True)
 def _reset_module_settings() -> Iterator[None]:
     """Tests that touch module-level settings leave them as they found them."""
     saved = {name: getattr(segment_lite, name) for name in _MODULE_SETTINGS}
