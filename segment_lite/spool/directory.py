@@ -23,6 +23,7 @@ import collections
 import errno
 import fcntl
 import json
+import mmap
 import os
 import secrets
 import socket
@@ -63,6 +64,8 @@ LOCK_NAME = "lock"
 META_NAME = "owner.json"
 ACK_NAME = "ack"
 _NEW_PREFIX = ".new-"
+#: A directory still being created (under ``_NEW_PREFIX``) after this long was abandoned.
+STALE_STAGING_S = 600.0
 _OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0)
 
 
@@ -132,18 +135,28 @@ def fsync_directory(path: str) -> None:
 
 
 def remove_stale_new_directories(root: str) -> None:
-    """Delete directories a process died while creating (they never held a record)."""
+    """Delete directories a process died while creating (they never held a record).
+
+    Only old ones: a directory being created right now is not locked yet.
+    """
     try:
         names = os.listdir(root)
     except OSError:
         return
+    now = time.time()
     for name in names:
         path = os.path.join(root, name)
-        if name.startswith(_NEW_PREFIX) and os.path.isdir(path):
-            fd = _lock(path)
-            if fd is not None:
-                _remove_tree(path)
-                os.close(fd)
+        if not name.startswith(_NEW_PREFIX):
+            continue
+        try:
+            if now - os.stat(path).st_mtime < STALE_STAGING_S:
+                continue
+        except OSError:
+            continue
+        fd = _lock(path)
+        if fd is not None:
+            _remove_tree(path)
+            os.close(fd)
 
 
 def _remove_tree(path: str) -> None:
@@ -231,6 +244,8 @@ class SpoolDirectory:
         self.write_number = 0
         self.write_end = 0
         self.write_fd = -1
+        self.write_capacity = 0  # bytes the segment being written can hold
+        self._map: Optional[mmap.mmap] = None  # the segment being written, mapped
         self.retired_fds: list[int] = []  # finished write segments, to sync (per policy) and close
         self.new_file = False  # a segment file was created since the directory was last synced
         self._reader: Optional[SegmentReader] = None
@@ -249,6 +264,7 @@ class SpoolDirectory:
         name = f"{OWNER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         staging = os.path.join(root, _NEW_PREFIX + name)
         os.mkdir(staging, 0o700)
+        fd = -1
         try:
             fd = os.open(os.path.join(staging, LOCK_NAME), os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -268,6 +284,8 @@ class SpoolDirectory:
                 fsync_directory(root)
         except BaseException:
             _remove_tree(staging)
+            if fd >= 0:
+                os.close(fd)
             raise
         return cls(final, fd, segment_bytes=segment_bytes, writable=True)
 
@@ -309,20 +327,32 @@ class SpoolDirectory:
     # -- writing -----------------------------------------------------------------
 
     def append(self, record: bytes) -> None:
-        """Append one record with one write(2); raises OSError (and writes nothing) on failure."""
-        if self.write_fd < 0 or (
-            self.write_end + len(record) > self.segment_bytes and self.write_end > SEGMENT_HEADER_BYTES
-        ):
-            self._open_next_segment()
-        try:
-            written = os.write(self.write_fd, record)
-        except OSError:
-            self._truncate_to_last_record()
-            raise
-        if written != len(record):
-            self._truncate_to_last_record()
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.write_end += written
+        """Append one record; raises OSError (and leaves no partial record) on failure.
+
+        The record is copied into the segment's shared memory map, which is the
+        page cache itself: it survives the process being killed, and costs no
+        system call (a write(2) per message would also hand the GIL to another
+        thread every time). Where a file cannot be mapped, it is written with
+        pwrite(2) instead.
+        """
+        size = len(record)
+        end = self.write_end + size
+        if self.write_fd < 0 or end > self.write_capacity:
+            self._open_next_segment(size)
+            end = self.write_end + size
+        mapped = self._map
+        if mapped is not None:
+            mapped[self.write_end : end] = record
+        else:
+            try:
+                written = os.pwrite(self.write_fd, record, self.write_end)
+            except OSError:
+                self._truncate_to_last_record()
+                raise
+            if written != size:
+                self._truncate_to_last_record()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.write_end = end
         self.written[self.write_number] += 1
 
     def reclaim(self) -> bool:
@@ -333,6 +363,7 @@ class SpoolDirectory:
         """
         if self.write_fd < 0 or self.write_end <= SEGMENT_HEADER_BYTES or self.unacked or self.in_flight:
             return False
+        self._unmap()
         try:
             # Truncated, not just unlinked: readers and the syncer may still hold it open.
             os.ftruncate(self.write_fd, 0)
@@ -350,13 +381,18 @@ class SpoolDirectory:
         except OSError:
             pass  # a reader skips a partial record as a torn tail
 
-    def _open_next_segment(self) -> None:
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()  # its pages stay in the page cache; an fsync of the file writes them
+            self._map = None
+
+    def _open_next_segment(self, record_size: int) -> None:
         number = self.write_number + 1
         path = self._segment_path(number)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _OPEN_FLAGS, 0o600)
+        needed = SEGMENT_HEADER_BYTES + record_size
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
         try:
-            if os.write(fd, SEGMENT_MAGIC) != len(SEGMENT_MAGIC):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            mapped, capacity = _prepare_segment(fd, max(self.segment_bytes, needed), needed)
         except OSError:
             os.close(fd)
             try:
@@ -364,12 +400,17 @@ class SpoolDirectory:
             except OSError:
                 pass
             raise
+        self._unmap()
         if self.write_fd >= 0:
+            # Give back the space reserved beyond the last record: a finished segment ends
+            # where its records end (only a crash leaves the reserved zeros behind).
+            self._truncate_to_last_record()
             self.segment_end[self.write_number] = self.write_end
             self.retired_fds.append(self.write_fd)
         self.segments.append(number)
         self.written[number] = 0
         self.write_number, self.write_fd, self.write_end = number, fd, SEGMENT_HEADER_BYTES
+        self._map, self.write_capacity = mapped, capacity
         self.new_file = True
 
     # -- reading -----------------------------------------------------------------
@@ -539,6 +580,9 @@ class SpoolDirectory:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._unmap()
+        if self.write_fd >= 0 and not remove:
+            self._truncate_to_last_record()  # drop the space reserved beyond the last record
         self.close_retired()
         for fd in (self.write_fd, self.ack.fd):
             if fd >= 0:
@@ -558,6 +602,9 @@ class SpoolDirectory:
         parent holding it, where an explicit unlock would release it for both.
         """
         fds = [self.write_fd, self.ack.fd, self.lock_fd, *self.retired_fds]
+        if self._map is not None:
+            self._map.close()  # unmapped here only: the parent's mapping is its own
+            self._map = None
         if self._reader is not None:
             fds.append(self._reader.fd)
             self._reader.fd = -1
@@ -628,6 +675,42 @@ def scan_segments(path: str, segments: list[int], cursor: tuple[int, int], live:
             offset = reader.first_loss_offset or 0
             result.losses.append(Loss(reader.lost_records, segment_path, offset, reader.lost_bytes))
     return result
+
+
+def _prepare_segment(fd: int, wanted: int, needed: int) -> tuple[Optional[mmap.mmap], int]:
+    """Reserve and map a new segment file: its map and capacity (None: write it with pwrite).
+
+    The blocks are reserved up front (posix_fallocate), so a full disk is an
+    error here rather than a SIGBUS on a later copy into the map. With little
+    room left the segment is made smaller, down to ``needed`` bytes.
+    """
+    size = wanted
+    while True:
+        try:
+            os.posix_fallocate(fd, 0, size)
+            break
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) and size > needed:
+                size = max(needed, size // 4)
+                continue
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return _unmapped_segment(fd, wanted)  # not supported here: plain writes
+        except AttributeError:  # pragma: no cover - platforms without posix_fallocate
+            return _unmapped_segment(fd, wanted)
+    try:
+        mapped = mmap.mmap(fd, size)
+    except (OSError, ValueError):
+        os.ftruncate(fd, 0)
+        return _unmapped_segment(fd, wanted)
+    mapped[:SEGMENT_HEADER_BYTES] = SEGMENT_MAGIC
+    return mapped, size
+
+
+def _unmapped_segment(fd: int, capacity: int) -> tuple[None, int]:
+    if os.pwrite(fd, SEGMENT_MAGIC, 0) != SEGMENT_HEADER_BYTES:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None, capacity
 
 
 def fdatasync(fd: int) -> None:

@@ -67,12 +67,13 @@ class DiskSpool:
     adopts every orphaned owner directory written with the same write key (its
     process exited or died), so their messages are delivered first, in order.
 
-    ``put`` appends one checksummed record with one ``write(2)``: once it returns
-    True the message is in the operating system's page cache, so it survives the
-    process being killed; it reaches the disk within ``SYNC_INTERVAL_S`` under the
-    ``"batch"`` policy, before ``put`` returns under ``"always"``, and whenever the
-    operating system writes it under ``"never"``. Nothing per message is kept in
-    memory: workers read records back from the files (through page cache).
+    ``put`` copies one checksummed record into the segment being written, which
+    is memory-mapped: the page cache itself. Once it returns True the message
+    survives the process being killed; it reaches the disk within
+    ``SYNC_INTERVAL_S`` under the ``"batch"`` policy, before ``put`` returns under
+    ``"always"``, and whenever the operating system writes it under ``"never"``.
+    Nothing per message is kept in Python memory: workers read the records back
+    from the files (through the page cache).
 
     A batch is acknowledged once settled, in order, by moving the directory's
     cursor past it; a segment file is deleted once the cursor passes its end, and

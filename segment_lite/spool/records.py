@@ -5,9 +5,12 @@ A segment file is an 8-byte header (``SEGMENT_MAGIC``) followed by records::
     magic (2 bytes) | payload length (u32) | accepted at (u64, ms since the epoch) | crc32 (u32) | payload
 
 all little-endian; the crc32 covers the first three fields and the payload (one
-encoded message). A record is appended with one ``write(2)``, so a crashed
-process leaves whole records behind; a power loss can leave a torn last record,
-which reads as a short or checksum-failing tail. A reader that meets bytes that
+encoded message). A segment's space is reserved when it is created and the file
+is zero beyond its last record until it is finished (then it is cut to its
+records), so zeros where a record should start, with nothing but zeros after
+them, are the end of the records, not a loss. A power loss can leave a torn last
+record (a checksum-failing or zeroed tail), and a process killed in the middle of
+an append can leave that one record incomplete. A reader that meets bytes that
 are not a valid record skips to the next offset where one starts (found by its
 magic and verified by its checksum) and counts what it skipped as one lost record.
 
@@ -123,6 +126,11 @@ class SegmentReader:
                         return payload, accepted_ms
                 elif not self.sealed:
                     return None  # the segment is still being written (never split, but be safe)
+            elif magic == b"\0\0" and self._zeros_to_end():
+                # Space reserved for records that were never written (its process died).
+                if self.sealed:
+                    self._skip_to_end(count=False)
+                return None
             self._resync()
 
     def read_buffered(
@@ -220,12 +228,25 @@ class SegmentReader:
             self._pos += 1  # (_ensure keeps _pos on the same byte when it refills the buffer)
         self._count_loss(start)
 
-    def _skip_to_end(self) -> None:
+    def _skip_to_end(self, count: bool = True) -> None:
         start = self.position
         self._buf = b""
         self._base = self.end
         self._pos = 0
-        self._count_loss(start)
+        if count:
+            self._count_loss(start)
+
+    def _zeros_to_end(self) -> bool:
+        """True when every byte from here to ``end`` is zero."""
+        offset = self.position
+        while offset < self.end:
+            chunk = os.pread(self.fd, min(READ_CHUNK_BYTES * 4, self.end - offset), offset)
+            if not chunk:
+                break
+            if chunk.count(0) != len(chunk):
+                return False
+            offset += len(chunk)
+        return True
 
     def _count_loss(self, start: int) -> None:
         self.lost_records += 1

@@ -190,3 +190,53 @@ def test_a_lost_cursor_sends_again_rather_than_losing(spool_dir: Path) -> None:
     taken, losses = _deliver_all(spool_dir)
     assert taken == messages, "duplicates (deduplicated by messageId), never a loss"
     assert losses.corrupt == 0
+
+
+@SETTINGS
+@given(count=st.integers(1, 60), cut=st.floats(0.0, 1.0))
+def test_power_loss_in_a_reserved_segment_loses_only_the_torn_record(count: int, cut: float) -> None:
+    """A killed process leaves its last segment at its reserved size, zero beyond the records.
+
+    A power loss then reads back as zeros from some offset on (the pages never
+    written to disk); everything before it is delivered, a record cut by it is
+    the one loss, and the reserved zeros are not.
+    """
+    root = Path(tempfile.mkdtemp())
+    try:
+        messages = _messages(count)
+        spool = _spool(root, segment_bytes=1 << 20)  # one segment, reserved at 256 KiB or more
+        for item in messages:
+            assert spool.put(item)
+        directory = Path(spool.directory or "")
+        written_end = SEGMENT_HEADER_BYTES + sum(RECORD_HEADER_BYTES + len(m) for m in messages)
+        spool._forget_after_fork()  # as a kill leaves it: nothing truncated, synced or acknowledged
+        (segment,) = segment_files(directory)
+        assert segment.stat().st_size > written_end, "the segment's space was reserved"
+        offset = SEGMENT_HEADER_BYTES + round(cut * (written_end - SEGMENT_HEADER_BYTES))
+        with open(segment, "r+b") as handle:
+            handle.seek(offset)
+            handle.write(bytes(written_end - offset))
+
+        boundaries = [SEGMENT_HEADER_BYTES]
+        for item in messages:
+            boundaries.append(boundaries[-1] + RECORD_HEADER_BYTES + len(item))
+        whole = sum(1 for end in boundaries[1:] if end <= offset)
+        taken, losses = _deliver_all(root)
+        assert taken == messages[:whole]
+        assert losses.corrupt == (0 if offset in boundaries else 1)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_directory_being_created_is_not_mistaken_for_an_abandoned_one(spool_dir: Path) -> None:
+    spool_dir.mkdir()
+    fresh = spool_dir / ".new-spool-1-aaaaaaaa"
+    old = spool_dir / ".new-spool-2-bbbbbbbb"
+    for staging in (fresh, old):
+        staging.mkdir()
+        (staging / "lock").write_bytes(b"")  # created, not yet locked by its (slow) creator
+    os.utime(old, (0, 0))
+    spool = _spool(spool_dir)
+    assert fresh.exists(), "a directory another process is creating right now is left alone"
+    assert not old.exists(), "one abandoned long ago is removed"
+    spool.close()

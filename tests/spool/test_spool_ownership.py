@@ -69,16 +69,20 @@ def worker(index):
     if pid:
         return pid
     try:
-        ids = []
-        for i in range(spec["count"]):
-            ok, message = client.track("u", "Prefork", {"worker": index, "i": i})
-            assert ok
-            ids.append(message["messageId"])
         report = os.path.join(spec["reports"], "worker-%d.json" % index)
+        try:
+            ids = []
+            for i in range(spec["count"]):
+                ok, message = client.track("u", "Prefork", {"worker": index, "i": i})
+                assert ok, client.stats()
+                ids.append(message["messageId"])
+            result = {"worker": index, "pid": os.getpid(), "dir": client.queue.directory,
+                      "adopted": client.queue.adopted_directories,
+                      "recovered": client.stats()["recovered"], "ids": ids}
+        except BaseException as exc:  # say so at once rather than leave the test waiting
+            result = {"worker": index, "error": repr(exc)}
         with open(report, "w") as handle:
-            json.dump({"worker": index, "pid": os.getpid(), "dir": client.queue.directory,
-                       "adopted": client.queue.adopted_directories,
-                       "recovered": client.stats()["recovered"], "ids": ids}, handle)
+            json.dump(result, handle)
         os.write(1, (report + "\n").encode())  # one short write: the workers share the pipe
         time.sleep(600)
     finally:
@@ -139,7 +143,9 @@ def test_prefork_workers_spool_apart_and_a_successor_delivers_a_killed_workers_e
 
 
 def _report(line: str) -> dict:
-    return dict(json.loads(Path(line.strip()).read_text()))
+    report = dict(json.loads(Path(line.strip()).read_text()))
+    assert "error" not in report, report
+    return report
 
 
 FORKING_CLIENT = r"""
