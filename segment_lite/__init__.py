@@ -108,6 +108,7 @@ tracking_plan: Any = None  # a plan file path, a parsed plan or a segment_lite.p
 on_violation: str = "send"
 on_unplanned: str = "send"
 tag_violations: bool = False
+strict: bool = False
 
 default_client: Optional[Client] = None
 
@@ -141,6 +142,7 @@ def _default() -> Client:
             on_violation=on_violation,
             on_unplanned=on_unplanned,
             tag_violations=tag_violations,
+            strict=strict,
         )
     return default_client
 

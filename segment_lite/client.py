@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from segment_lite.encoding import encode
+from segment_lite.encoding import encode_converting, encode_plain
 from segment_lite.errors import (
     EncodeError,
     FilteredError,
@@ -120,6 +120,7 @@ class Client:
         max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
         max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
         *,
+        strict: bool = False,
         on_drop: Optional[OnDrop] = None,
         region: Optional[str] = None,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
@@ -140,10 +141,13 @@ class Client:
         on_unplanned: str = "send",
         tag_violations: bool = False,
     ) -> None:
-        if send and (not isinstance(write_key, str) or not write_key):
+        if send and not isinstance(write_key, str):
             raise ValidationError(
-                "write_key is required: pass Client(write_key) or set segment_lite.write_key"
+                "write_key is required: pass Client(write_key) or set segment_lite.write_key", "write_key"
             )
+        empty_key = send and write_key == ""
+        if empty_key and strict:
+            raise ValidationError("write_key is empty: every batch would be refused", "write_key")
         if on_full not in ("drop", "block"):
             raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}", "on_full")
         if thread < 1:
@@ -196,6 +200,7 @@ class Client:
         self.max_batch_size = max_batch_size
         self.on_error = on_error
         self.on_drop = on_drop
+        self.strict = strict
         self.on_full = on_full
         self.block_timeout = block_timeout
         self.shutdown_timeout = shutdown_timeout
@@ -288,6 +293,17 @@ class Client:
             log=log,
             shutdown_timeout_s=shutdown_timeout,
         )
+
+        if empty_key:  # accepted, as segment-analytics-python accepts it, but not quietly
+            self._pipeline.ledger.warn(
+                "coerced",
+                ValidationError(
+                    "write_key is empty: the server will refuse every batch (strict=True refuses it)",
+                    "write_key",
+                ),
+                [],
+                count=1,
+            )
 
     # -- public surface ---------------------------------------------------------
 
@@ -436,11 +452,14 @@ class Client:
 
     def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
         ledger = self._pipeline.ledger
+        coerced: Optional[ValidationError] = None
         try:
             message = builder(*args)
         except ValidationError as exc:
-            ledger.drop("invalid", exc, [], count=1)
-            raise
+            if self.strict:
+                ledger.drop("invalid", exc, [], count=1)
+                raise
+            message, coerced = self._build_leniently(builder, args)
         if self._hooks:
             hooked = self._run_hooks(message)
             if hooked is None:
@@ -451,15 +470,23 @@ class Client:
             if planned is None:
                 return False, message
             message = planned
-        try:
-            data = encode(message)
-        except EncodeError as exc:
-            ledger.drop("encode_error", exc, [message])
-            raise
+        data = encode_plain(message)
+        left_out: Optional[list[EncodeError]] = None
+        if data is None:
+            left_out = None if self.strict else []
+            try:
+                data, message = encode_converting(message, left_out)
+            except EncodeError as exc:
+                ledger.drop("encode_error", exc, [message])
+                raise
         if len(data) > MAX_MESSAGE_BYTES:
             too_large = MessageTooLargeError(len(data), MAX_MESSAGE_BYTES, str(message.get("type")))
             ledger.drop("oversize", too_large, [message])
             raise too_large
+        if coerced is not None:
+            ledger.warn("coerced", coerced, [message])
+        if left_out:
+            ledger.warn("value_dropped", _left_out_error(left_out), [message])
         if self._pipeline.closed:
             ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
             return False, message
@@ -484,6 +511,25 @@ class Client:
         full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
         ledger.drop("queue_full", full, [message])
         return False, message
+
+    def _build_leniently(
+        self, builder: Callable[..., Message], args: tuple[Any, ...]
+    ) -> tuple[Message, ValidationError]:
+        """Build what strict mode refused, as segment-analytics-python would accept it.
+
+        Raises (and counts) the ``ValidationError`` for input the reference
+        refuses too. Otherwise returns the message and an error naming each field
+        that was fixed up, for the warning.
+        """
+        notes: list[tuple[str, str]] = []
+        try:
+            message = builder(*args, notes=notes)
+        except ValidationError as exc:
+            self._pipeline.ledger.drop("invalid", exc, [], count=1)
+            raise
+        kind = message.get("type")
+        details = "; ".join(f"{path}: {done}" for path, done in notes)
+        return message, ValidationError(f"{kind}: {details} (strict=True refuses this)", notes[0][0])
 
     def _run_hooks(self, message: Message) -> Optional[Message]:
         for hook in self._hooks:
@@ -604,3 +650,12 @@ def _with_oauth(
         return OAuthTransport(base(), tokens)
 
     return factory
+
+
+def _left_out_error(left_out: list[EncodeError]) -> EncodeError:
+    """One error for the values left out of a message, naming the path of each."""
+    first = left_out[0]
+    if len(left_out) == 1:
+        return first
+    others = ", ".join(error.path for error in left_out[1:])
+    return EncodeError(first.path, f"{first.reason}; also left out: {others}")

@@ -1,4 +1,12 @@
-"""Encode a message to compact JSON bytes, once, naming the path of anything that cannot be encoded."""
+"""Encode a message to compact JSON bytes, once, naming the path of anything that cannot be encoded.
+
+Two paths. ``encode_plain`` is the hot one: a message of JSON values (and
+datetimes, written as ISO-8601) is encoded as it is. Anything else (a Decimal, a
+set, bytes, a Mapping that is not a dict, a value that cannot be encoded at all)
+takes ``encode_converting``, which makes the message as it will be sent (a
+Decimal becomes a float, a set a list, ...) and, when asked to, leaves out
+what cannot be encoded instead of refusing the message.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +16,22 @@ import enum
 import json
 import math
 import uuid
+from collections.abc import Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Callable, Optional
 
-from segment_lite.errors import EncodeError
-from segment_lite.shape import check_shape, may_be_too_deep
+from segment_lite.errors import EncodeError, NestingTooDeepError
+from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.shape import check_shape, key_text, may_be_too_deep
 
-__all__ = ["HAVE_ORJSON", "encode", "json_default"]
+__all__ = ["HAVE_ORJSON", "encode", "encode_converting", "encode_plain", "json_default"]
 
 
 def json_default(value: Any) -> Any:
     """Map the non-JSON types users put in properties to JSON values.
 
     datetime/date/time -> ISO-8601 string, Decimal -> number, UUID -> string,
-    Enum -> its value, set/frozenset -> list, UTF-8 bytes -> string.
+    Enum -> its value, set/frozenset -> list, UTF-8 bytes -> string, Mapping -> dict.
     """
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
@@ -36,6 +46,8 @@ def json_default(value: Any) -> Any:
         return list(value)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8")
+    if isinstance(value, Mapping):
+        return dict(value)
     raise TypeError(f"{type(value).__module__}.{type(value).__qualname__} is not JSON serializable")
 
 
@@ -52,6 +64,20 @@ _stdlib_encoder = json.JSONEncoder(
 # ``allow_nan=False`` so a NaN/Infinity raises ValueError instead of being written.
 _c_encode: Optional[Callable[[Any, int], Any]] = (
     c_make_encoder(None, json_default, encode_basestring, None, ":", ",", False, False, False)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def _datetime_only(value: Any) -> Any:
+    """The hot path's ``default``: datetimes as ISO-8601; anything else takes the converting path."""
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    raise TypeError("needs converting")
+
+
+_c_encode_plain: Optional[Callable[[Any, int], Any]] = (
+    c_make_encoder(None, _datetime_only, encode_basestring, None, ":", ",", False, False, False)
     if c_make_encoder is not None
     else None
 )
@@ -127,48 +153,169 @@ def encode(message: Any) -> bytes:
         raise  # _raise_with_path always raises; this keeps type checkers content
 
 
-_SCALARS = (str, int, float, bool, type(None))
-_KEY_TYPES = (str, int, float, bool, type(None))
+def encode_plain(message: Any) -> Optional[bytes]:
+    """``message`` as JSON if it holds only JSON values and datetimes, else None (convert it first).
+
+    The hot path: nothing is copied. A Decimal, set, bytes, a non-dict Mapping,
+    a non-str key, nesting past ``limits.MAX_NESTING_DEPTH``, an unencodable
+    value, a NaN (with the standard library) or an int beyond 64 bits (with
+    orjson) return None, for ``encode_converting``.
+    """
+    if HAVE_ORJSON:
+        try:
+            data = b"%b" % _orjson_dumps(message, default=_datetime_only, option=_ORJSON_STR_KEYS)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            return None
+        if may_be_too_deep(data):
+            try:
+                check_shape(message, keys=False)
+            except EncodeError:
+                return None
+        return data
+    try:
+        # The standard library writes non-str keys without a word: only a walk can
+        # tell whether two keys of a dict collide.
+        check_shape(message)
+    except EncodeError:
+        return None
+    if _c_encode_plain is not None:
+        try:
+            return "".join(_c_encode_plain(message, 0)).encode("utf-8")
+        except (TypeError, ValueError, UnicodeError, RecursionError):
+            return None
+    return None  # pragma: no cover - CPython always has the C encoder
+
+
+def encode_converting(message: Any, dropped: Optional[list[EncodeError]] = None) -> tuple[bytes, Any]:
+    """``message`` as it will be sent, and its JSON: for what ``encode_plain`` could not encode.
+
+    Values are converted as segment-analytics-python converts them: a Decimal
+    becomes a float, a set a list, UTF-8 bytes a string, a Mapping a dict (datetimes,
+    UUIDs and Enums stay as they are; they are written as ISO-8601, a string and
+    their value). Containers are copied only where something in them changed.
+
+    With ``dropped=None`` the first value that cannot be encoded raises
+    ``EncodeError`` naming its path (``NestingTooDeepError`` past
+    ``limits.MAX_NESTING_DEPTH``, an ``EncodeError`` for keys that collide once
+    written). With a list, such values are left out (a dict entry, a list item,
+    the later of two colliding keys) and an ``EncodeError`` for each is appended.
+    """
+    converted = _convert(message, "", dropped, set(), 1)
+    return encode(converted), converted
 
 
 def _raise_with_path(message: Any) -> None:
     """Walk ``message`` and raise ``EncodeError`` at the first value that cannot be encoded."""
-    _check(message, "", set())
-    raise EncodeError("message", "not JSON serializable")  # pragma: no cover - walk always finds it
+    _convert(message, "", None, set(), 1)
+    raise EncodeError("message", "not JSON serializable")  # pragma: no cover - the walk always finds it
 
 
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _check(value: Any, path: str, active: set[int]) -> None:
-    where = path or "message"
+_KEY_TYPES = (str, int, float, bool, type(None))
+_DROP: Any = object()  # _convert's answer for a value left out
+Dropped = Optional[list[EncodeError]]
+
+
+def _unencodable(dropped: Dropped, path: str, reason: str) -> Any:
+    error = EncodeError(path or "message", reason)
+    if dropped is None:
+        raise error
+    dropped.append(error)
+    return _DROP
+
+
+def _convert(value: Any, path: str, dropped: Dropped, active: set[int], depth: int) -> Any:
+    """``value`` with what the encoder cannot take converted, or ``_DROP`` (see ``encode_converting``).
+
+    ``depth`` is the nesting level ``value`` has if it is an object or array (the message is 1).
+    """
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise EncodeError(where, f"string is not valid Unicode ({exc.reason})") from None
-        return
-    if isinstance(value, _SCALARS):
-        return
-    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return _unencodable(dropped, path, f"string is not valid Unicode ({exc.reason})")
+        return value
+    if value is None or isinstance(value, (int, float)):  # bool and IntEnum too
+        return value
+    if isinstance(value, (dict, Mapping, list, tuple, set, frozenset)):
         if id(value) in active:
-            raise EncodeError(where, "circular reference")
+            return _unencodable(dropped, path, "circular reference")
+        if depth > MAX_NESTING_DEPTH:
+            too_deep = NestingTooDeepError(path or "message", MAX_NESTING_DEPTH)
+            if dropped is None:
+                raise too_deep
+            dropped.append(too_deep)
+            return _DROP
         active.add(id(value))
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, _KEY_TYPES):
-                    raise EncodeError(_join(path, repr(key)), f"dict key of type {type(key).__name__}")
-                _check(item, _join(path, key), active)
-        else:
-            for index, item in enumerate(value):
-                _check(item, f"{path}[{index}]", active)
-        active.discard(id(value))
-        return
+        try:
+            if isinstance(value, (dict, Mapping)):
+                return _convert_mapping(value, path, dropped, active, depth)
+            return _convert_items(value, path, dropped, active, depth)
+        finally:
+            active.discard(id(value))
+    if isinstance(value, decimal.Decimal):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time, uuid.UUID)):
+        return value  # written by json_default
+    if isinstance(value, enum.Enum):
+        return value if _convert(value.value, path, dropped, active, depth) is not _DROP else _DROP
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return _unencodable(dropped, path, "bytes are not valid UTF-8")
     try:
         converted = json_default(value)
     except TypeError as exc:
-        raise EncodeError(where, str(exc)) from None
-    except UnicodeDecodeError:
-        raise EncodeError(where, "bytes are not valid UTF-8") from None
-    _check(converted, path, active)
+        return _unencodable(dropped, path, str(exc))
+    return _convert(converted, path, dropped, active, depth)
+
+
+def _convert_mapping(value: Any, path: str, dropped: Dropped, active: set[int], depth: int) -> Any:
+    changed = type(value) is not dict
+    out: dict[Any, Any] = {}
+    written: Optional[dict[str, Any]] = None  # key as written -> key, once a key is not a str
+    for key, item in value.items():
+        if type(key) is not str:
+            if not isinstance(key, _KEY_TYPES):
+                _unencodable(dropped, _join(path, repr(key)), f"dict key of type {type(key).__name__}")
+                changed = True
+                continue
+            if written is None:
+                written = {key_text(other): other for other in out}
+        if written is not None:
+            text = key_text(key)
+            if text in written:
+                clash = f"keys {written[text]!r} and {key!r} are both written as {text!r}"
+                clash += ": one value would be lost"
+                _unencodable(dropped, _join(path, text), clash)
+                changed = True
+                continue
+            written[text] = key
+        converted = _convert(item, _join(path, key), dropped, active, depth + 1)
+        if converted is _DROP:
+            changed = True
+            continue
+        if converted is not item:
+            changed = True
+        out[key] = converted
+    return out if changed else value
+
+
+def _convert_items(value: Any, path: str, dropped: Dropped, active: set[int], depth: int) -> Any:
+    changed = isinstance(value, (set, frozenset))
+    out = []
+    for index, item in enumerate(value):
+        converted = _convert(item, f"{path}[{index}]", dropped, active, depth + 1)
+        if converted is _DROP:
+            changed = True
+            continue
+        if converted is not item:
+            changed = True
+        out.append(converted)
+    return out if changed else value

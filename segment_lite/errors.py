@@ -5,7 +5,8 @@ Raised at the call site (programmer errors; nothing was queued):
 * ``ValidationError`` -- a required field is missing or has the wrong type. It
   subclasses ``AssertionError`` (what segment-analytics-python raised) and
   ``ValueError``, so existing ``except`` clauses keep working.
-* ``MessageTooLargeError`` -- the encoded message is over 32 KB.
+* ``MessageTooLargeError`` -- the encoded message is over 32 KB. Also a
+  ``RuntimeError``, as in segment-analytics-python.
 * ``EncodeError`` -- a value cannot be encoded to JSON; ``path`` names it
   (``properties.cart.owner``). Subclasses ``TypeError``. Also raised for dict keys
   that collide once written (``{1: "a", "1": "b"}``).
@@ -81,8 +82,11 @@ class ValidationError(SegmentLiteError, AssertionError, ValueError):
         self.path = path
 
 
-class MessageTooLargeError(ValidationError):
-    """The encoded message exceeds the per-message limit."""
+class MessageTooLargeError(ValidationError, RuntimeError):
+    """The encoded message exceeds the per-message limit.
+
+    Also a ``RuntimeError``, what segment-analytics-python raises for it.
+    """
 
     def __init__(self, size_bytes: int, limit_bytes: int, message_type: str) -> None:
         super().__init__(

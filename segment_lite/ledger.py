@@ -179,11 +179,14 @@ class Ledger:
             return
         self.report(reason, exc, messages, count=n)
 
-    def warn(self, reason: str, exc: BaseException, messages: Sequence[Reported]) -> None:
-        """Count accepted ``messages`` that were changed or are suspect (``reason``), and report them."""
+    def warn(
+        self, reason: str, exc: BaseException, messages: Sequence[Reported], count: Optional[int] = None
+    ) -> None:
+        """Count accepted ``messages`` (or ``count`` of them) that were changed (``reason``); report them."""
+        n = len(messages) if count is None else count
         with self._lock:
-            self._warnings[reason] = self._warnings.get(reason, 0) + len(messages)
-        self.report(reason, exc, messages)
+            self._warnings[reason] = self._warnings.get(reason, 0) + n
+        self.report(reason, exc, messages, count=n)
 
     def report(
         self, reason: str, exc: BaseException, messages: Sequence[Reported], count: Optional[int] = None

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import numbers
 import os
-import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Optional
 
-from dateutil.parser import isoparse
-
 from segment_lite.errors import ValidationError
+from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
 from segment_lite.version import VERSION
 
 __all__ = [
@@ -32,7 +30,6 @@ __all__ = [
 LIBRARY = {"name": "segment-lite", "version": VERSION}
 MAX_MESSAGE_ID_CHARS = 100
 
-_UTC = datetime.timezone.utc
 _ID_TYPES = (str, numbers.Number, uuid.UUID)
 
 Message = dict[str, Any]
@@ -84,29 +81,6 @@ def new_message_id() -> str:
     return ids[offset * 36 : offset * 36 + 36]
 
 
-# -- timestamps ----------------------------------------------------------------
-#
-# ``datetime.now(utc).isoformat(...)`` costs about 1.5 us; the date and time to the
-# second change once a second, so they are formatted once and cached, and the
-# milliseconds come from a table.
-
-_time_ns = time.time_ns
-_second_prefix: tuple[int, str] = (-1, "")  # (epoch second, "YYYY-MM-DDTHH:MM:SS")
-_MILLIS = [f".{millis:03d}Z" for millis in range(1000)]
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO-8601 with milliseconds, e.g. ``2026-01-02T03:04:05.678Z``."""
-    global _second_prefix
-    ns = _time_ns()
-    second = ns // 1_000_000_000
-    cached_second, prefix = _second_prefix
-    if second != cached_second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second_prefix = (second, prefix)
-    return prefix + _MILLIS[ns // 1_000_000 % 1000]
-
-
 def _reset_after_fork() -> None:
     # The child must not reuse the parent's random bytes: it would repeat its ids.
     global _draw, _slots
@@ -118,66 +92,105 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def iso_from_epoch(seconds: float) -> str:
-    """Epoch seconds as ISO-8601 UTC with milliseconds."""
-    return datetime.datetime.fromtimestamp(seconds, _UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+Notes = Optional[list[tuple[str, str]]]
+"""Where a builder writes down what it fixed up instead of refusing (``strict=False``).
+
+``None`` (strict) makes every helper raise ``ValidationError``; a list makes
+them accept what segment-analytics-python accepts, appending ``(path, what was
+done)`` for each such value. Builders are called strict first, so the common,
+valid call never pays for this.
+"""
 
 
-def format_timestamp(value: Any, path: str = "timestamp") -> str:
-    """Normalise a caller's timestamp to ISO-8601 UTC with milliseconds.
-
-    Accepts an aware datetime (converted to UTC), a naive datetime (taken as UTC),
-    a date (midnight UTC) or an ISO-8601 string (parsed with dateutil; a string
-    without an offset is taken as UTC).
-    """
-    if isinstance(value, str):
-        try:
-            value = isoparse(value)
-        except (ValueError, OverflowError):
-            raise ValidationError(f"{path} must be an ISO-8601 date-time, got {value!r}", path) from None
-    if isinstance(value, datetime.datetime):
-        moment: datetime.datetime = value
-        if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
-            moment = moment.replace(tzinfo=_UTC)
-        elif moment.utcoffset():
-            try:
-                moment = moment.astimezone(_UTC)
-            except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
-                raise ValidationError(
-                    f"{path} is out of range once converted to UTC (years 1 to 9999): {value!r}", path
-                ) from None
-        return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
-    if isinstance(value, datetime.date):
-        return f"{value.isoformat()}T00:00:00.000Z"
-    raise ValidationError(
-        f"{path} must be a datetime, date or ISO-8601 string, got {type(value).__name__}", path
-    )
+def _lenient(notes: Notes, path: str, done: str, error: str) -> None:
+    """Note a fix-up in lenient mode; raise ``error`` in strict mode."""
+    if notes is None:
+        raise ValidationError(error, path)
+    notes.append((path, done))
 
 
-def _id(value: Any, path: str, kind: str) -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(value, str):
+def _stringified(value: Any, path: str, kind: str, notes: Notes) -> Optional[str]:
+    """An identifier as the reference sends it: None, a string as is, anything else ``str()``."""
+    if value is None or type(value) is str:
         return value
-    if isinstance(value, bool) or not isinstance(value, _ID_TYPES):
-        raise ValidationError(f"{kind}: {path} must be a string or number, got {type(value).__name__}", path)
+    if isinstance(value, _ID_TYPES) and not isinstance(value, bool):
+        return str(value)
+    _lenient(
+        notes,
+        path,
+        f"{type(value).__name__} {value!r} sent as the string {str(value)!r}",
+        f"{kind}: {path} must be a string or number, got {type(value).__name__}",
+    )
     return str(value)
 
 
-def _dict(value: Any, path: str, kind: str) -> dict[str, Any]:
+def _usable_id(value: Any) -> bool:
+    """An id strict mode takes: a non-empty string, a number (not a bool) or a UUID."""
+    if type(value) is str:
+        return bool(value)
+    return isinstance(value, _ID_TYPES) and not isinstance(value, bool)
+
+
+def _required_id(value: Any, path: str, param: str, kind: str, notes: Notes) -> str:
+    """A required identifier (``groupId``, ``previousId``, alias ``userId``), passed as ``param``."""
+    if type(value) is str and value:
+        return value
+    if value is None or (notes is not None and not isinstance(value, _ID_TYPES)):
+        # The reference refuses these too (it takes strings and numbers).
+        raise ValidationError(f"{kind}: {param} is required", path)
+    if isinstance(value, str) and not value:
+        _lenient(notes, path, "empty string sent as given", f"{kind}: {param} is required")
+        return ""
+    result = _stringified(value, path, kind, notes)
+    assert result is not None
+    return result
+
+
+def _dict(value: Any, path: str, kind: str, notes: Notes) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise ValidationError(f"{kind}: {path} must be a dict, got {type(value).__name__}", path)
-    return value
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    if not value:  # the reference reads any empty value as {}
+        _lenient(
+            notes,
+            path,
+            f"empty {type(value).__name__} sent as {{}}",
+            f"{kind}: {path} must be a dict, got {type(value).__name__}",
+        )
+        return {}
+    raise ValidationError(f"{kind}: {path} must be a dict, got {type(value).__name__}", path)
 
 
-def _optional_str(value: Any, path: str, kind: str) -> Optional[str]:
-    if value is None or value == "":
+def _optional_str(value: Any, path: str, kind: str, notes: Notes) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    if not value:  # the reference lets any empty value through
+        _lenient(
+            notes,
+            path,
+            f"empty {type(value).__name__} sent as null",
+            f"{kind}: {path} must be a string, got {type(value).__name__}",
+        )
         return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{kind}: {path} must be a string, got {type(value).__name__}", path)
-    return value
+    raise ValidationError(f"{kind}: {path} must be a string, got {type(value).__name__}", path)
+
+
+def _message_id(value: Any, kind: str, notes: Notes) -> str:
+    if value is None:
+        return new_message_id()
+    mid = _stringified(value, "messageId", kind, notes)
+    assert mid is not None
+    if not 0 < len(mid) <= MAX_MESSAGE_ID_CHARS:
+        _lenient(
+            notes,
+            "messageId",
+            f"{len(mid)}-character messageId sent as given",
+            f"{kind}: messageId must be 1 to {MAX_MESSAGE_ID_CHARS} characters, got {len(mid)}",
+        )
+    return mid
 
 
 def _common(
@@ -187,45 +200,38 @@ def _common(
     timestamp: Any,
     integrations: Any,
     message_id: Any,
+    notes: Notes,
 ) -> Message:
     """Fill the fields every message carries: messageId, timestamp, context, integrations."""
-    if message_id is None:
-        message["messageId"] = new_message_id()
-    else:
-        mid = _id(message_id, "messageId", kind)
-        if not mid or len(mid) > MAX_MESSAGE_ID_CHARS:
-            raise ValidationError(
-                f"{kind}: messageId must be 1 to {MAX_MESSAGE_ID_CHARS} characters, got {len(mid or '')}",
-                "messageId",
-            )
-        message["messageId"] = mid
-    if timestamp is None:
-        message["timestamp"] = now_iso()
-    else:
-        message["timestamp"] = format_timestamp(timestamp)
+    message["messageId"] = new_message_id() if message_id is None else _message_id(message_id, kind, notes)
+    message["timestamp"] = now_iso() if timestamp is None else format_timestamp(timestamp)
     if context is None:
         message["context"] = {"library": LIBRARY}
     else:
-        merged = dict(context if type(context) is dict else _dict(context, "context", kind))
+        merged = dict(context if type(context) is dict else _dict(context, "context", kind, notes))
         merged.setdefault("library", LIBRARY)
         message["context"] = merged
-    if integrations is not None:
-        message["integrations"] = _dict(integrations, "integrations", kind)
+    message["integrations"] = {} if integrations is None else _dict(integrations, "integrations", kind, notes)
     return message
 
 
-def _identity(message: Message, kind: str, user_id: Any, anonymous_id: Any) -> None:
+def _identity(message: Message, kind: str, user_id: Any, anonymous_id: Any, notes: Notes) -> None:
+    """``userId`` and ``anonymousId``, both always present (None when absent), as the reference sends them."""
     if anonymous_id is None and type(user_id) is str and user_id:  # the common case, checked first
         message["userId"] = user_id
+        message["anonymousId"] = None
         return
-    uid = _id(user_id, "userId", kind)
-    aid = _id(anonymous_id, "anonymousId", kind)
-    if not uid and not aid:
-        raise ValidationError(f"{kind}: user_id or anonymous_id is required", "userId")
-    if uid:
-        message["userId"] = uid
-    if aid:
-        message["anonymousId"] = aid
+    uid = _stringified(user_id, "userId", kind, notes)
+    aid = _stringified(anonymous_id, "anonymousId", kind, notes)
+    if not (_usable_id(user_id) or _usable_id(anonymous_id)):
+        # The reference takes any string or number in ``user_id or anonymous_id``.
+        primary = user_id or anonymous_id
+        if notes is None or not isinstance(primary, (str, numbers.Number)):
+            raise ValidationError(f"{kind}: user_id or anonymous_id is required", "userId")
+        if not (uid or aid):
+            notes.append(("userId", "user_id and anonymous_id are both empty; sent as given"))
+    message["userId"] = uid
+    message["anonymousId"] = aid
 
 
 def build_track(
@@ -237,19 +243,27 @@ def build_track(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    *,
+    notes: Notes = None,
 ) -> Message:
     """Build a track message; raises ``ValidationError`` naming the field at fault."""
-    if not event or not isinstance(event, str):
-        raise ValidationError(
-            f"track: event must be a non-empty string, got {type(event).__name__ if event else repr(event)}",
-            "event",
-        )
+    if type(event) is not str or not event:
+        if not isinstance(event, str):
+            shown = type(event).__name__ if event else repr(event)
+            raise ValidationError(f"track: event must be a non-empty string, got {shown}", "event")
+        if not event:
+            _lenient(
+                notes,
+                "event",
+                "empty event name sent as given",
+                "track: event must be a non-empty string, got ''",
+            )
     message: Message = {"type": "track", "event": event}
-    _identity(message, "track", user_id, anonymous_id)
+    _identity(message, "track", user_id, anonymous_id, notes)
     if type(properties) is not dict:
-        properties = _dict(properties, "properties", "track")
+        properties = _dict(properties, "properties", "track", notes)
     message["properties"] = properties
-    return _common(message, "track", context, timestamp, integrations, message_id)
+    return _common(message, "track", context, timestamp, integrations, message_id, notes)
 
 
 def build_identify(
@@ -260,12 +274,14 @@ def build_identify(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    *,
+    notes: Notes = None,
 ) -> Message:
     """Build an identify message."""
     message: Message = {"type": "identify"}
-    _identity(message, "identify", user_id, anonymous_id)
-    message["traits"] = _dict(traits, "traits", "identify")
-    return _common(message, "identify", context, timestamp, integrations, message_id)
+    _identity(message, "identify", user_id, anonymous_id, notes)
+    message["traits"] = _dict(traits, "traits", "identify", notes)
+    return _common(message, "identify", context, timestamp, integrations, message_id, notes)
 
 
 def build_group(
@@ -277,16 +293,17 @@ def build_group(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    *,
+    notes: Notes = None,
 ) -> Message:
     """Build a group message; ``group_id`` is required."""
-    message: Message = {"type": "group"}
-    gid = _id(group_id, "groupId", "group")
-    if not gid:
-        raise ValidationError("group: group_id is required", "groupId")
-    message["groupId"] = gid
-    _identity(message, "group", user_id, anonymous_id)
-    message["traits"] = _dict(traits, "traits", "group")
-    return _common(message, "group", context, timestamp, integrations, message_id)
+    message: Message = {
+        "type": "group",
+        "groupId": _required_id(group_id, "groupId", "group_id", "group", notes),
+    }
+    _identity(message, "group", user_id, anonymous_id, notes)
+    message["traits"] = _dict(traits, "traits", "group", notes)
+    return _common(message, "group", context, timestamp, integrations, message_id, notes)
 
 
 def build_alias(
@@ -296,16 +313,17 @@ def build_alias(
     timestamp: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    *,
+    notes: Notes = None,
 ) -> Message:
     """Build an alias message; ``previous_id`` and ``user_id`` are both required."""
-    pid = _id(previous_id, "previousId", "alias")
-    if not pid:
-        raise ValidationError("alias: previous_id is required", "previousId")
-    uid = _id(user_id, "userId", "alias")
-    if not uid:
-        raise ValidationError("alias: user_id is required", "userId")
-    message: Message = {"type": "alias", "previousId": pid, "userId": uid}
-    return _common(message, "alias", context, timestamp, integrations, message_id)
+    message: Message = {
+        "type": "alias",
+        "previousId": _required_id(previous_id, "previousId", "previous_id", "alias", notes),
+        "userId": _required_id(user_id, "userId", "user_id", "alias", notes),
+        "anonymousId": None,  # as the reference sends it
+    }
+    return _common(message, "alias", context, timestamp, integrations, message_id, notes)
 
 
 def build_view(
@@ -319,15 +337,13 @@ def build_view(
     anonymous_id: Any = None,
     integrations: Any = None,
     message_id: Any = None,
+    *,
+    notes: Notes = None,
 ) -> Message:
     """Build a page or screen message (``kind``): the two share every field but ``type``."""
     message: Message = {"type": kind}
-    _identity(message, kind, user_id, anonymous_id)
-    view_name = _optional_str(name, "name", kind)
-    if view_name is not None:
-        message["name"] = view_name
-    view_category = _optional_str(category, "category", kind)
-    if view_category is not None:
-        message["category"] = view_category
-    message["properties"] = _dict(properties, "properties", kind)
-    return _common(message, kind, context, timestamp, integrations, message_id)
+    _identity(message, kind, user_id, anonymous_id, notes)
+    message["name"] = _optional_str(name, "name", kind, notes)
+    message["category"] = _optional_str(category, "category", kind, notes)
+    message["properties"] = _dict(properties, "properties", kind, notes)
+    return _common(message, kind, context, timestamp, integrations, message_id, notes)

@@ -62,6 +62,7 @@ class RecordingClient(Client):
 
     def __init__(self, write_key: str = "test-write-key", **kwargs: Any) -> None:
         kwargs.setdefault("sync_mode", True)
+        kwargs.setdefault("strict", True)  # so a test suite catches what production would only warn about
         kwargs.setdefault("transport", lambda: RecordingTransport(self))
         self._record_lock = threading.Lock()
         self.messages: list[dict[str, Any]] = []

@@ -80,5 +80,6 @@ _MODULE_SETTINGS = (
     "on_violation",
     "on_unplanned",
     "tag_violations",
+    "strict",
     "default_client",
 )

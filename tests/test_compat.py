@@ -165,4 +165,4 @@ def test_a_reference_script_runs_unchanged_after_swapping_the_import(collector) 
     assert signed_up["messageId"] == "fixed-id-1"
     assert signed_up["integrations"] == {"All": False, "Mixpanel": True}
     assert signed_up["context"]["ip"] == "203.0.113.7"
-    assert signed_up["originalTimestamp"] == "2024-01-01T00:00:00.000Z"
+    assert signed_up["originalTimestamp"] == "2024-01-01T00:00:00.000+00:00"

@@ -52,6 +52,6 @@ def test_now_iso_matches_datetime_formatting() -> None:
     before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     stamp = message.now_iso()
     after = datetime.datetime.now(datetime.timezone.utc)
-    assert len(stamp) == 24 and stamp.endswith("Z") and stamp[19] == "."
-    parsed = datetime.datetime.fromisoformat(stamp[:-1] + "+00:00")
+    assert len(stamp) == 29 and stamp.endswith("+00:00") and stamp[19] == "."
+    parsed = datetime.datetime.fromisoformat(stamp)
     assert before <= parsed <= after

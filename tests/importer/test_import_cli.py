@@ -51,7 +51,7 @@ def test_import_is_a_subcommand_of_segment_lite(collector: Collector, workdir: P
     assert stored["u1"]["event"] == "Signed Up"
     assert stored["u1"]["properties"] == {"plan": "pro", "source": "backfill"}
     assert stored["u2"]["properties"] == {"source": "backfill"}
-    assert stored["u1"]["originalTimestamp"] == "2024-05-01T10:00:00.000Z"
+    assert stored["u1"]["originalTimestamp"] == "2024-05-01T10:00:00.000+00:00"
     assert stored["u2"]["integrations"] == {"All": False, "Amplitude": True}
 
 
@@ -65,7 +65,7 @@ def test_csv_named_after_fields_needs_no_mapping(collector: Collector, workdir: 
     assert (message["event"], message["properties"], message["originalTimestamp"]) == (
         "Paid",
         {"plan": 3},
-        "2024-05-01T10:00:00.000Z",
+        "2024-05-01T10:00:00.000+00:00",
     )
     path.write_text("userId,action\nu1,Paid\n", encoding="utf-8")
     assert cli.main(["import", str(path), "--dry-run"]) == 2
@@ -96,7 +96,7 @@ def test_examples_import_as_documented(collector: Collector, workdir: Path) -> N
     assert code == 0
     signups = {m["userId"]: m for m in collector.messages() if m.get("event") == "Signed Up"}
     assert sorted(signups) == ["user-2001", "user-2002", "user-2004"]
-    assert signups["user-2001"]["originalTimestamp"] == "2024-02-01T08:30:00.000Z"
+    assert signups["user-2001"]["originalTimestamp"] == "2024-02-01T08:30:00.000+00:00"
     assert signups["user-2002"]["properties"] == {"plan": "team", "seats": 12}
     assert signups["user-2004"]["context"]["traits"] == {"email": "barbara@example.com"}
     [reject] = read_jsonl(workdir / "signups.csv.rejects.jsonl")

@@ -68,9 +68,10 @@ def test_jsonl_arrives_complete_with_timestamps_and_integrations(collector: Coll
         "type": "track",
         "event": "Order Completed",
         "userId": "user-0",
+        "anonymousId": None,
         "properties": {"n": 0, "total": 10.5},
         "messageId": first_id,
-        "originalTimestamp": "2023-06-01T12:00:00.250Z",
+        "originalTimestamp": "2023-06-01T12:00:00.250+00:00",
         "context": {},
         "integrations": {"All": False, "Amplitude": True},
     }
@@ -79,7 +80,7 @@ def test_jsonl_arrives_complete_with_timestamps_and_integrations(collector: Coll
     assert identify["anonymousId"] == "anon-1"
     assert identify["traits"] == {"email": "a@example.com"}
     assert identify["context"]["ip"] == "203.0.113.9"
-    assert identify["originalTimestamp"] == "2023-06-01T12:00:00.123Z"
+    assert identify["originalTimestamp"] == "2023-06-01T12:00:00.123+00:00"
     assert identify["integrations"] == {"All": False, "Amplitude": True}
     # The server's clock-skew correction moves `timestamp` by the transit time only.
     assert identify["timestamp"].startswith("2023-06-01T12:00:")
@@ -106,8 +107,8 @@ def test_csv_with_mapping_conversions_and_timezone(collector: Collector, workdir
     assert (summary.sent, summary.delivered, summary.rejected) == (2, 2, 1)
     stored = {m["userId"]: m for m in collector.messages()}
     assert set(stored) == {"u1", "u2"}
-    assert stored["u1"]["originalTimestamp"] == "2024-01-15T08:00:00.000Z"  # CET, UTC+1
-    assert stored["u2"]["originalTimestamp"] == "2024-07-15T07:00:00.000Z"  # CEST, UTC+2
+    assert stored["u1"]["originalTimestamp"] == "2024-01-15T08:00:00.000+00:00"  # CET, UTC+1
+    assert stored["u2"]["originalTimestamp"] == "2024-07-15T07:00:00.000+00:00"  # CEST, UTC+2
     assert stored["u1"]["properties"] == {"plan": "pro", "seats": 3, "note": "multi\nline"}
     assert stored["u2"]["properties"] == {"seats": 1}
     assert stored["u1"]["event"] == "Signed Up"
@@ -195,7 +196,9 @@ def test_from_archive_strips_sent_at_message_id_and_project_id(collector: Collec
     assert message["messageId"] == derived
     assert "projectId" not in message
     assert message["sentAt"] != archived["sentAt"]  # the batch's own sentAt, not the archived one
-    assert message["originalTimestamp"] == "2023-02-01T10:00:01.000Z"  # the archive's (corrected) timestamp
+    assert (
+        message["originalTimestamp"] == "2023-02-01T10:00:01.000+00:00"
+    )  # the archive's (corrected) timestamp
     assert message["context"]["library"] == {"name": "analytics.js", "version": "4.1.0"}
 
     # Without --from-archive the original messageId is kept.

@@ -59,19 +59,18 @@ def page_message(
         context["campaign"] = campaign
     context.update(extra_context or {})
     context["library"] = LIBRARY
-    message: dict[str, Any] = {
+    # userId, name and category are present even when None, and integrations is {} by
+    # default, as segment-analytics-python sends them.
+    return {
         "type": "page",
+        "userId": user_id,
         "anonymousId": anonymous_id,
+        "name": name,
+        "category": category,
         "properties": {"host": host, **page, **(extra_properties or {})},
         "context": context,
+        "integrations": {},
     }
-    if user_id is not None:
-        message["userId"] = user_id
-    if name is not None:
-        message["name"] = name
-    if category is not None:
-        message["category"] = category
-    return message
 
 
 def parse_set_cookie(header: str) -> tuple[str, str, dict[str, str]]:

@@ -217,7 +217,7 @@ def test_track_user_off_uses_cookie_only(
     client = sync_client()
     client.force_login(user)
     client.get("/")
-    assert "userId" not in recorder.messages[0]
+    assert recorder.messages[0]["userId"] is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,232 @@
+"""Timestamps in one place: read what callers, files and requests give, write what the Tracking API gets.
+
+* The client writes a message's ``timestamp`` as segment-analytics-python does:
+  ISO-8601 with milliseconds and the offset kept (``2024-05-01T12:00:00.000+02:00``),
+  reading a naive ``datetime`` as that client does (:func:`guess_timezone`).
+* :func:`parse_iso` reads ISO-8601 text; :func:`parse_timestamp` also reads epoch
+  numbers and naive values in a chosen zone (the importer, the collector).
+* :func:`format_utc` writes an instant in UTC with a ``Z`` (the collector's
+  ``receivedAt``, the batch's ``sentAt``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+from typing import Any, Optional
+
+from dateutil.parser import isoparse
+from dateutil.tz import tzlocal
+
+from segment_lite.errors import SegmentLiteError, ValidationError
+
+__all__ = [
+    "EPOCH_MICROSECONDS_FROM",
+    "EPOCH_MILLISECONDS_FROM",
+    "EPOCH_NANOSECONDS_FROM",
+    "LOCAL_TIME_WINDOW_S",
+    "UTC",
+    "TimestampError",
+    "format_timestamp",
+    "format_utc",
+    "guess_timezone",
+    "iso_from_epoch",
+    "now_iso",
+    "parse_iso",
+    "parse_timestamp",
+]
+
+UTC = datetime.timezone.utc
+#: A naive datetime less than this many seconds before now (or any time after it)
+#: is read as local time, as segment-analytics-python reads ``datetime.now()``.
+LOCAL_TIME_WINDOW_S = 5.0
+
+#: An epoch number whose magnitude is at least this is read as milliseconds.
+#: 1e11 seconds is the year 5138, while 1e11 milliseconds is 1973-03-03: every
+#: plausible event time in seconds is below it and every one in milliseconds
+#: since March 1973 is above it.
+EPOCH_MILLISECONDS_FROM = 10**11
+#: ... as microseconds (1e14 ms is again the year 5138).
+EPOCH_MICROSECONDS_FROM = 10**14
+#: ... as nanoseconds.
+EPOCH_NANOSECONDS_FROM = 10**17
+
+_NUMERIC = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class TimestampError(SegmentLiteError, ValueError):
+    """A value that is not a usable timestamp."""
+
+
+# -- now -----------------------------------------------------------------------
+#
+# ``datetime.now(utc).isoformat(...)`` costs about 1.5 us; the date and time to the
+# second change once a second, so they are formatted once and cached, and the
+# milliseconds (with the UTC offset, as the reference writes it) come from a table.
+
+_time_ns = time.time_ns
+_second_prefix: tuple[int, str] = (-1, "")  # (epoch second, "YYYY-MM-DDTHH:MM:SS")
+_MILLIS = [f".{millis:03d}+00:00" for millis in range(1000)]
+
+
+def now_iso() -> str:
+    """The current UTC time as the client writes it, e.g. ``2026-01-02T03:04:05.678+00:00``."""
+    global _second_prefix
+    ns = _time_ns()
+    second = ns // 1_000_000_000
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_prefix = (second, prefix)
+    return prefix + _MILLIS[ns // 1_000_000 % 1000]
+
+
+def iso_from_epoch(seconds: float) -> str:
+    """Epoch seconds as ISO-8601 UTC with milliseconds and a ``Z`` (a batch's ``sentAt``)."""
+    return datetime.datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+# -- the client's timestamps ------------------------------------------------------
+
+
+def _is_naive(moment: datetime.datetime) -> bool:
+    return moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None
+
+
+def guess_timezone(moment: datetime.datetime) -> datetime.datetime:
+    """An aware datetime for ``moment``, read as segment-analytics-python reads it.
+
+    An aware datetime is returned as it is. A naive one made within
+    ``LOCAL_TIME_WINDOW_S`` of now (or later than now) is taken to be local time,
+    as ``datetime.now()`` gives it; any older naive one is taken to be UTC.
+    """
+    if not _is_naive(moment):
+        return moment
+    if (datetime.datetime.now() - moment).total_seconds() < LOCAL_TIME_WINDOW_S:
+        return moment.replace(tzinfo=tzlocal())
+    return moment.replace(tzinfo=UTC)
+
+
+def format_timestamp(value: Any, path: str = "timestamp") -> str:
+    """A caller's timestamp as the client sends it: ISO-8601, milliseconds, offset kept.
+
+    Accepts a datetime (a naive one read by :func:`guess_timezone`), a date
+    (midnight UTC) or an ISO-8601 string (one without an offset is UTC). Raises
+    ``ValidationError`` naming ``path`` for anything else.
+    """
+    if isinstance(value, datetime.datetime):
+        moment = guess_timezone(value)
+    elif isinstance(value, datetime.date):
+        return f"{value.isoformat()}T00:00:00.000+00:00"
+    elif isinstance(value, str):
+        try:
+            moment = parse_iso(value)
+        except TimestampError:
+            raise ValidationError(f"{path} must be an ISO-8601 date-time, got {value!r}", path) from None
+    else:
+        raise ValidationError(
+            f"{path} must be a datetime, date or ISO-8601 string, got {type(value).__name__}", path
+        )
+    return moment.isoformat(timespec="milliseconds")
+
+
+def format_utc(moment: datetime.datetime) -> str:
+    """``moment`` in UTC with a ``Z``: milliseconds, or microseconds when it has them."""
+    moment = moment.astimezone(UTC)
+    base = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    )
+    if moment.microsecond % 1000 == 0:
+        return f"{base}.{moment.microsecond // 1000:03d}Z"
+    return f"{base}.{moment.microsecond:06d}Z"
+
+
+# -- reading timestamps -------------------------------------------------------------
+
+
+def parse_iso(text: str, tz: datetime.tzinfo = UTC) -> datetime.datetime:
+    """An aware datetime from ISO-8601 ``text``, its offset kept; text without one is in ``tz``.
+
+    Reads every ISO-8601 form dateutil's ``isoparse`` reads (``2024-03-01``,
+    ``20240301T120000Z``, fractions beyond microseconds are cut). Raises
+    ``TimestampError``.
+    """
+    value = text.strip()
+    if not value:
+        raise TimestampError("timestamp is empty")
+    candidate = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+    try:
+        # The fast path: the standard library reads the common ISO forms.
+        parsed = datetime.datetime.fromisoformat(candidate)
+    except ValueError:
+        try:
+            parsed = isoparse(value)
+        except (ValueError, OverflowError):
+            raise TimestampError(f"not an ISO-8601 date-time: {text[:64]!r}") from None
+    if _is_naive(parsed):
+        # For an ambiguous or skipped local time, fold=0 decides.
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed
+
+
+def _from_epoch(number: float) -> datetime.datetime:
+    magnitude = abs(number)
+    if magnitude >= EPOCH_NANOSECONDS_FROM:
+        seconds = number / 1e9
+    elif magnitude >= EPOCH_MICROSECONDS_FROM:
+        seconds = number / 1e6
+    elif magnitude >= EPOCH_MILLISECONDS_FROM:
+        seconds = number / 1e3
+    else:
+        seconds = number
+    try:
+        # Built from a timedelta rather than fromtimestamp, so negative and
+        # fractional values behave the same on every platform; rounded to the
+        # millisecond, the precision Segment keeps.
+        return _EPOCH + datetime.timedelta(milliseconds=round(seconds * 1000))
+    except (OverflowError, ValueError):
+        raise TimestampError(f"epoch value {number!r} is out of range") from None
+
+
+def parse_timestamp(value: Any, tz: Optional[datetime.tzinfo] = None) -> datetime.datetime:
+    """Read ``value`` as a point in time and return an aware UTC datetime.
+
+    * ISO-8601 strings (``2024-03-01T12:00:00Z``, ``2024-03-01 12:00:00+01:00``,
+      ``2024-03-01``); values without an offset are in ``tz`` (default UTC).
+    * Epoch numbers, as numbers or numeric strings, in seconds, milliseconds,
+      microseconds or nanoseconds, told apart by magnitude: below 1e11 seconds,
+      below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds. So
+      millisecond values before 1973-03-03 would be misread as seconds.
+    * ``datetime`` (naive ones in ``tz``) and ``date`` (midnight in ``tz``).
+
+    Raises ``TimestampError`` for anything else.
+    """
+    zone = UTC if tz is None else tz
+    result: datetime.datetime
+    if isinstance(value, str):
+        if _NUMERIC.match(value):
+            text = value.strip()
+            result = _from_epoch(float(text) if any(c in text for c in ".eE") else int(text))
+        else:
+            result = parse_iso(value, zone)
+    elif isinstance(value, bool):
+        raise TimestampError("timestamp must be a date-time or epoch number, got a boolean")
+    elif isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise TimestampError(f"timestamp must be a finite number, got {value!r}")
+        result = _from_epoch(value)
+    elif isinstance(value, datetime.datetime):
+        result = value if not _is_naive(value) else value.replace(tzinfo=zone)
+    elif isinstance(value, datetime.date):
+        result = datetime.datetime(value.year, value.month, value.day, tzinfo=zone)
+    else:
+        raise TimestampError(
+            f"timestamp must be a date-time string or epoch number, got {type(value).__name__}"
+        )
+    try:
+        return result.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise TimestampError(f"timestamp {value!r} is out of range") from None

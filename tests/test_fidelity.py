@@ -1,0 +1,209 @@
+"""Drop-in fidelity: the same calls give the same messages as segment-analytics-python, loudly where lenient."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from typing import Any
+
+import pytest
+
+import segment_lite
+from segment_lite import EncodeError, MessageTooLargeError, ValidationError
+from segment_lite.testing import RecordingClient
+
+reference = pytest.importorskip("segment.analytics")
+
+
+class Opaque:
+    """A value neither client can encode."""
+
+
+def lite(**kwargs: Any) -> segment_lite.Client:
+    kwargs.setdefault("send", False)
+    return segment_lite.Client("write-key", **kwargs)
+
+
+def comparable(message: dict[str, Any]) -> Any:
+    """A message as JSON values, without what differs by design (library name, random ids, now)."""
+    out = json.loads(json.dumps(message, default=str))
+    out["context"].pop("library")
+    return out
+
+
+CALLS = [
+    ("track", ("u", "Signed Up", {"plan": "pro", "seats": 3}), {}),
+    ("track", (), {"anonymous_id": 157963456373623803, "event": "E"}),
+    ("track", ("u", "E", {"price": decimal.Decimal("9.99"), "tags": {"a"}, "raw": b"bytes"}), {}),
+    ("track", ("u", "E", {"keep": 1, "drop": Opaque()}), {}),
+    ("identify", ("u", {"birthday": datetime.date(1981, 2, 2)}), {"integrations": {"All": False}}),
+    ("group", ("u", "g"), {"traits": {"n": 1}}),
+    ("alias", ("previous", "u"), {}),
+    ("page", ("u",), {}),
+    ("page", ("u", "Docs", "Install", {"path": "/"}), {}),
+    ("screen", (), {"anonymous_id": "a", "name": "Home"}),
+    # Inputs strict mode refuses, accepted as the reference accepts them:
+    ("track", ("u", ""), {}),
+    ("track", (True, "E"), {}),
+    ("track", ("u", "E", []), {}),
+    ("track", ("u", "E"), {"message_id": ""}),
+    ("track", ("u", "E"), {"message_id": 12345}),
+    ("identify", ("u", ""), {"context": 0}),
+    ("group", ("u", ""), {}),
+    ("alias", ("", "u"), {}),
+]
+
+
+@pytest.mark.parametrize(("call", "args", "kwargs"), CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(CALLS)])
+def test_returned_message_is_the_references(call: str, args: tuple, kwargs: dict) -> None:
+    timestamp = datetime.datetime(2014, 9, 3, tzinfo=datetime.timezone.utc)
+    kwargs = {**kwargs, "timestamp": timestamp}
+    kwargs.setdefault("message_id", "fixed-id")
+    ours_ok, ours = getattr(lite(), call)(*args, **kwargs)
+    theirs_ok, theirs = getattr(reference.Client("write-key", send=False), call)(*args, **kwargs)
+    assert ours_ok and theirs_ok
+    assert comparable(ours) == comparable(theirs)
+
+
+def test_decimal_comes_back_as_a_float_and_plain_messages_are_not_copied() -> None:
+    properties = {"plan": "pro"}
+    _, plain = lite().track("u", "E", properties)
+    assert plain["properties"] is properties  # the hot path copies nothing
+    _, converted = lite().track(
+        "u", "E", {"price": decimal.Decimal("9.99"), "nested": {"n": decimal.Decimal(2)}}
+    )
+    assert converted["properties"] == {"price": 9.99, "nested": {"n": 2.0}}
+    assert type(converted["properties"]["price"]) is float
+
+
+@pytest.mark.parametrize(
+    ("call", "args", "kwargs", "path"),
+    [
+        ("track", ("u", ""), {}, "event"),
+        ("track", (True, "E"), {}, "userId"),
+        ("track", ("u", "E", []), {}, "properties"),
+        ("track", ("u", "E"), {"message_id": ""}, "messageId"),
+        ("track", ("u", "E"), {"message_id": "x" * 101}, "messageId"),
+        ("group", ("u", ""), {}, "groupId"),
+        ("page", ("u",), {"name": 0}, "name"),
+    ],
+)
+def test_lenient_input_is_sent_loudly_and_refused_when_strict(
+    call: str, args: tuple, kwargs: dict, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    drops: list[tuple[str, BaseException, list[Any]]] = []
+    client = RecordingClient(strict=False, on_drop=lambda *report: drops.append(report))
+    with caplog.at_level(logging.WARNING):
+        ok, message = getattr(client, call)(*args, **kwargs)
+    assert ok and client.messages == [message]
+    assert client.stats()["warnings"]["coerced"] == 1
+    [(reason, error, messages)] = drops
+    assert reason == "coerced" and isinstance(error, ValidationError) and error.path == path
+    assert messages == [message]
+    assert any(r.levelno == logging.WARNING and f"{path}:" in r.getMessage() for r in caplog.records)
+
+    strict = RecordingClient(strict=True)
+    with pytest.raises(ValidationError) as caught:
+        getattr(strict, call)(*args, **kwargs)
+    assert caught.value.path == path
+    assert strict.messages == [] and strict.stats()["dropped"]["invalid"] == 1
+
+
+def test_an_unencodable_value_is_left_out_and_the_rest_sent(caplog: pytest.LogCaptureFixture) -> None:
+    drops: list[tuple[str, BaseException, list[Any]]] = []
+    client = RecordingClient(strict=False, on_drop=lambda *report: drops.append(report))
+    with caplog.at_level(logging.WARNING):
+        ok, message = client.track("u", "E", {"keep": 1, "cart": {"owner": Opaque(), "items": [1, Opaque()]}})
+    assert ok
+    assert client.messages[0]["properties"] == {"keep": 1, "cart": {"items": [1]}} == message["properties"]
+    [(reason, error, _)] = drops
+    assert reason == "value_dropped" and isinstance(error, EncodeError)
+    assert "properties.cart.owner" in str(error) and "properties.cart.items[1]" in str(error)
+    assert client.stats()["warnings"]["value_dropped"] == 1
+    assert "properties.cart.owner" in caplog.text
+
+    with pytest.raises(EncodeError, match=r"properties\.cart\.owner"):
+        RecordingClient().track("u", "E", {"cart": {"owner": Opaque()}})  # recorders are strict
+
+
+def test_what_the_reference_refuses_is_refused_with_its_exception_types() -> None:
+    client = lite()
+    for call in (
+        lambda: client.track("u"),  # no event
+        lambda: client.track(event="E"),  # no id
+        lambda: client.track("u", "E", [1]),  # properties not a dict
+        lambda: client.track("u", "E", timestamp=1700000000),
+        lambda: client.group("u"),
+        lambda: client.alias(user_id="u"),
+        lambda: segment_lite.Client(None),
+    ):
+        with pytest.raises(AssertionError):
+            call()
+    with pytest.raises(RuntimeError):  # the 32 KB limit
+        client.track("u", "Big", {"blob": "x" * 33_000})
+    assert issubclass(MessageTooLargeError, ValidationError)
+
+
+def test_an_empty_write_key_is_accepted_loudly_unless_strict(caplog: pytest.LogCaptureFixture) -> None:
+    drops: list[Any] = []
+    with caplog.at_level(logging.WARNING):
+        client = segment_lite.Client("", on_drop=lambda *report: drops.append(report))
+    assert client.stats()["warnings"]["coerced"] == 1
+    assert drops[0][0] == "coerced" and drops[0][1].path == "write_key"
+    assert "write_key is empty" in caplog.text
+    client.shutdown(timeout=1)
+    with pytest.raises(ValidationError, match="write_key is empty"):
+        segment_lite.Client("", strict=True)
+
+
+def test_any_mapping_is_accepted_where_a_dict_is() -> None:
+    frozen = types.MappingProxyType({"plan": "pro", "nested": types.MappingProxyType({"n": 1})})
+    client = RecordingClient()
+    client.track("u", "E", frozen, context=frozen, integrations=types.MappingProxyType({"All": True}))
+    [sent] = client.messages
+    assert sent["properties"] == {"plan": "pro", "nested": {"n": 1}}
+    assert sent["context"]["plan"] == "pro" and sent["integrations"] == {"All": True}
+
+
+def test_the_module_setting_and_recorders_choose_strictness() -> None:
+    assert RecordingClient().strict is True
+    assert segment_lite.Client("k", send=False).strict is False
+    segment_lite.write_key, segment_lite.send, segment_lite.strict = "k", False, True
+    with pytest.raises(ValidationError):
+        segment_lite.track("u", "")
+
+
+NAIVE_TIMESTAMPS = textwrap.dedent(
+    """
+    import datetime, json
+    import segment.analytics, segment_lite
+    now = datetime.datetime.now()
+    stamps = {"now": now, "old": datetime.datetime(2014, 9, 3, 12), "future": now + datetime.timedelta(days=1)}
+    ours = {k: segment_lite.Client("k", send=False).track("u", "E", timestamp=v)[1]["timestamp"]
+            for k, v in stamps.items()}
+    theirs = {k: segment.analytics.Client("k", send=False).track("u", "E", timestamp=v)[1]["timestamp"]
+              for k, v in stamps.items()}
+    print(json.dumps([ours, theirs]))
+    """
+)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata", "UTC"])
+def test_naive_datetimes_are_read_as_the_reference_reads_them(zone: str) -> None:
+    environment = {**os.environ, "TZ": zone}
+    result = subprocess.run(
+        [sys.executable, "-c", NAIVE_TIMESTAMPS], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    ours, theirs = json.loads(result.stdout)
+    assert ours == theirs
+    assert ours["old"] == "2014-09-03T12:00:00.000+00:00"  # an old naive time is UTC
+    if zone == "Asia/Kolkata":
+        assert ours["now"].endswith("+05:30")  # datetime.now() is local time
