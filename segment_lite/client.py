@@ -56,7 +56,9 @@ SPOOL_MAX_RETRIES = 1 << 62
 BeforeSend = Callable[[Message], Optional[Message]]
 Result = tuple[bool, Optional[Message]]
 
-log = logging.getLogger("segment_lite")
+# The logger segment-analytics-python logs on, so handlers and levels already set on
+# it (and ``debug=True``) apply unchanged.
+log = logging.getLogger("segment")
 
 
 class Client:

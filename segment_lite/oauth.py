@@ -65,7 +65,7 @@ _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # The auth server reports clock skew with these descriptions; retry once with a corrected clock.
 _SKEW_DESCRIPTIONS = frozenset({"Token is expired", "Token used before issued"})
 
-log = logging.getLogger("segment_lite")
+log = logging.getLogger("segment")  # the client's logger (see client.py)
 
 
 class OAuthError(SegmentLiteError):

@@ -311,7 +311,7 @@ def test_full_queue_refuses_counts_reports_and_warns(collector, make_client, cap
         on_drop=lambda reason, exc, msgs: reports.append((reason, exc, msgs)),
         on_error=lambda exc, msgs: errors.append(exc),
     )
-    caplog.set_level(logging.WARNING, logger="segment_lite")
+    caplog.set_level(logging.WARNING, logger="segment")
     results = [client.track("u", "Burst", {"i": i}) for i in range(8)]
     assert [ok for ok, _ in results] == [True] * 5 + [False] * 3
     assert client.stats()["dropped"]["queue_full"] == 3

@@ -207,3 +207,38 @@ def test_naive_datetimes_are_read_as_the_reference_reads_them(zone: str) -> None
     assert ours["old"] == "2014-09-03T12:00:00.000+00:00"  # an old naive time is UTC
     if zone == "Asia/Kolkata":
         assert ours["now"].endswith("+05:30")  # datetime.now() is local time
+
+
+def test_records_reach_handlers_and_levels_set_on_the_segment_logger() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    segment_logger = logging.getLogger("segment")
+    handler = Collect()
+    saved_level = segment_logger.level
+    segment_logger.addHandler(handler)
+    try:
+        segment_logger.setLevel(logging.WARNING)
+        RecordingClient(strict=False).track("u", "")  # a WARNING
+        assert [r.levelno for r in records] == [logging.WARNING]
+        segment_logger.setLevel(logging.ERROR)
+        RecordingClient(strict=False).track("u", "")
+        assert len(records) == 1  # the level set on "segment" applies
+    finally:
+        segment_logger.removeHandler(handler)
+        segment_logger.setLevel(saved_level)
+
+
+def test_debug_sets_the_segment_logger_as_the_reference_does() -> None:
+    segment_logger = logging.getLogger("segment")
+    saved_level, saved_handlers = segment_logger.level, list(segment_logger.handlers)
+    try:
+        client = segment_lite.Client("k", debug=True, send=False)
+        assert client.log is segment_logger and segment_logger.level == logging.DEBUG
+        assert segment_logger.handlers  # a stderr handler when none was set
+    finally:
+        segment_logger.setLevel(saved_level)
+        segment_logger.handlers[:] = saved_handlers
