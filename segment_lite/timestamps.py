@@ -129,6 +129,13 @@ def format_timestamp(value: Any, path: str = "timestamp") -> str:
         raise ValidationError(
             f"{path} must be a datetime, date or ISO-8601 string, got {type(value).__name__}", path
         )
+    if moment.year in (1, 9999):  # the server reads it in UTC: it must exist there
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(
+                f"{path} is out of range once converted to UTC (years 1 to 9999): {value!r}", path
+            ) from None
     return moment.isoformat(timespec="milliseconds")
 
 

@@ -312,12 +312,12 @@ def test_an_unexpected_error_drops_only_what_is_unsettled(collector, make_client
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "segment_lite"
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "segment"
     ]
 
 
 def test_an_outage_is_one_warning_naming_the_cause_then_a_summary(collector, make_client, caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="segment_lite")
+    caplog.set_level(logging.DEBUG, logger="segment")
     port = collector.port
     client = make_client(retry_policy=RetryPolicy(max_retries=1000, base_delay_s=0.01, max_delay_s=0.05))
     collector.go_down()
@@ -342,7 +342,7 @@ def test_a_wrong_write_key_warns_names_the_host_and_the_flush_says_so(caplog) ->
         client = segment_lite.Client("a-wrong-key", host=collector.url, upload_interval=ONLY_FLUSH_SENDS)
         for i in range(5):
             client.track("u", "Unauthorized", {"i": i})
-        with caplog.at_level(logging.WARNING, logger="segment_lite"):
+        with caplog.at_level(logging.WARNING, logger="segment"):
             assert client.flush(timeout=10) is True  # settled, as documented...
         host = f"127.0.0.1:{collector.port}"
         result = client.last_flush
@@ -361,7 +361,7 @@ def test_a_clean_flush_reports_what_it_delivered(collector, make_client, caplog)
     client = make_client(upload_interval=ONLY_FLUSH_SENDS)
     for i in range(7):
         client.track("u", "Fine", {"i": i})
-    with caplog.at_level(logging.WARNING, logger="segment_lite"):
+    with caplog.at_level(logging.WARNING, logger="segment"):
         assert client.flush(timeout=10)
     assert client.last_flush is not None and client.last_flush.all_delivered
     assert (client.last_flush.delivered, client.last_flush.dropped, client.last_flush.pending) == (7, {}, 0)

@@ -17,7 +17,7 @@ __all__ = ["ON_UNPLANNED", "ON_VIOLATION", "PlanEnforcer"]
 ON_VIOLATION = ("send", "warn", "drop", "raise")
 #: What the client may do with a track event the plan does not list.
 ON_UNPLANNED = ("send", "warn", "drop")
-log = logging.getLogger("segment_lite")
+log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
 
 class PlanEnforcer:

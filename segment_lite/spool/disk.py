@@ -44,7 +44,7 @@ DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 MIN_SEGMENT_BYTES = 4096
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
-log = logging.getLogger("segment_lite")
+log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
 # Spools open in this process, so a forked child can let go of its parent's.
 _OPEN: weakref.WeakSet[DiskSpool] = weakref.WeakSet()

@@ -73,7 +73,7 @@ def test_send_counts_reports_and_sends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = make_client(tracking_plan=plan, on_drop=lambda *report: reports.append(report))
-    with caplog.at_level(logging.DEBUG, logger="segment_lite"):
+    with caplog.at_level(logging.DEBUG, logger="segment"):
         ok, _ = client.track("u", "Order Completed", {"total": "27.5"})  # on_violation="send" by default
     assert ok
     (stored,) = delivered(collector, client, 1)
@@ -99,7 +99,7 @@ def test_warn_logs_a_warning_per_message_and_sends(
     make_client: MakeClient, collector: Collector, plan: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_client(tracking_plan=plan, on_violation="warn")
-    with caplog.at_level(logging.WARNING, logger="segment_lite"):
+    with caplog.at_level(logging.WARNING, logger="segment"):
         assert client.track("u", "Order Completed", BAD_ORDER)[0]
         assert client.track("u", "Order Completed", BAD_ORDER)[0]
     assert len(delivered(collector, client, 2)) == 2
@@ -170,7 +170,7 @@ def test_unplanned_events(
     client = make_client(
         tracking_plan=plan, on_unplanned=mode, on_drop=lambda *report: reports.append(report)
     )
-    with caplog.at_level(logging.DEBUG, logger="segment_lite"):
+    with caplog.at_level(logging.DEBUG, logger="segment"):
         ok, _ = client.track("u", "Cart Abandoned", {"anything": 1})
     assert ok is (mode != "drop")
     assert client.page("u", name="Unplanned pages are fine")[0]

@@ -64,7 +64,7 @@ def test_enospc_is_a_counted_drop_and_delivery_goes_on(
         assert client.track("u", "Before", {"i": i})[0]
     assert client.flush(timeout=30)
     disk.full = True
-    with caplog.at_level(logging.ERROR, logger="segment_lite"):
+    with caplog.at_level(logging.ERROR, logger="segment"):
         results = [client.track("u", "Full", {"i": i}) for i in range(1_000)]
     accepted = [message for ok, message in results if ok]
     refused = [message for ok, message in results if not ok]
