@@ -43,7 +43,7 @@ def test_a_key_that_cannot_sign_reaches_on_error_and_never_raises_from_track(col
 
 
 def test_partial_oauth_settings_warn_and_fall_back_to_the_write_key(collector, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="segment_lite"):
+    with caplog.at_level(logging.WARNING, logger="segment"):
         client = segment_lite.Client("partial-key", host=collector.url, oauth_client_id="id")
     try:
         client.track("u", "Partial")
