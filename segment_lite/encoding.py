@@ -163,7 +163,7 @@ def encode_plain(message: Any) -> Optional[bytes]:
     """
     if HAVE_ORJSON:
         try:
-            data = b"%b" % _orjson_dumps(message, default=_datetime_only, option=_ORJSON_STR_KEYS)
+            data = b"%b" % _orjson_dumps(message, default=_datetime_only, option=_ORJSON_OPTIONS)
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             return None
         if may_be_too_deep(data):

@@ -311,9 +311,7 @@ def test_an_unexpected_error_drops_only_what_is_unsettled(collector, make_client
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "segment"
-    ]
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "segment"]
 
 
 def test_an_outage_is_one_warning_naming_the_cause_then_a_summary(collector, make_client, caplog) -> None:
