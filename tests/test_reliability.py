@@ -378,6 +378,7 @@ def test_warnings_are_rate_limited_while_an_outage_lasts() -> None:
 
     handler = Collect()
     log.addHandler(handler)
+    log.setLevel(logging.WARNING)  # whatever levels other tests left on its parents
     try:
         health = DeliveryHealth(log, clock)
         for _ in range(100):
