@@ -71,7 +71,8 @@ def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
         kind = type(child)
         if kind is str or kind is int or kind is float or kind is bool or child is None:
             continue
-        if isinstance(child, _CONTAINERS) and not _plain(child, depth + 1, limit, keys):
+        # An empty container cannot be too deep or hold a key: not worth a call.
+        if isinstance(child, _CONTAINERS) and child and not _plain(child, depth + 1, limit, keys):
             return False
     return True
 
