@@ -15,13 +15,13 @@ from typing import Any, Optional
 
 from segment_lite.errors import SegmentLiteError
 from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.timestamps import format_utc
 
 __all__ = [
     "MESSAGE_TYPES",
     "Limits",
     "RequestError",
     "decode_body",
-    "format_timestamp",
     "json_bytes",
     "nesting_error",
     "parse_json",
@@ -250,15 +250,6 @@ def parse_timestamp(value: str) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
-def format_timestamp(dt: datetime) -> str:
-    """Format a datetime as ISO 8601 UTC with a ``Z``: milliseconds, or microseconds when needed."""
-    dt = dt.astimezone(timezone.utc)
-    base = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
-    if dt.microsecond % 1000 == 0:
-        return f"{base}.{dt.microsecond // 1000:03d}Z"
-    return f"{base}.{dt.microsecond:06d}Z"
-
-
 # -- validation and enrichment --------------------------------------------------
 
 
@@ -395,20 +386,20 @@ def _enrich(
     except RequestError as exc:
         exc.details.update(details)
         raise
-    out["receivedAt"] = format_timestamp(received_at)
+    out["receivedAt"] = format_utc(received_at)
     if sent_raw is not None:
         out["sentAt"] = sent_raw
     if client_ts is None:
-        out["timestamp"] = format_timestamp(received_at)
+        out["timestamp"] = format_utc(received_at)
     else:
         out["originalTimestamp"] = client_raw
         if sent_at is None:
-            out["timestamp"] = format_timestamp(client_ts)
+            out["timestamp"] = format_utc(client_ts)
         else:
             # Segment's clock-skew correction: the client's clock may be wrong,
             # but the time between the call and the send is measured on that
             # same clock, so subtract it from the server's receive time.
-            out["timestamp"] = format_timestamp(received_at - (sent_at - client_ts))
+            out["timestamp"] = format_utc(received_at - (sent_at - client_ts))
     return out
 
 

@@ -16,11 +16,11 @@ from segment_lite.collector.processing import (
     Limits,
     RequestError,
     decode_body,
-    format_timestamp,
     parse_timestamp,
     prepare_messages,
 )
 from segment_lite.collector.store import EventStore
+from segment_lite.timestamps import format_utc
 
 
 def message(n: int, **extra: Any) -> dict[str, Any]:
@@ -156,12 +156,13 @@ def test_parse_timestamp_rejects_garbage(text: str) -> None:
         parse_timestamp(text)
 
 
-def test_format_timestamp_uses_ms_unless_finer_precision_is_needed() -> None:
+def test_format_utc_uses_ms_unless_finer_precision_is_needed() -> None:
+    # The collector writes receivedAt (and rewritten timestamps) with format_utc.
     base = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
-    assert format_timestamp(base) == "2024-05-01T12:00:00.000Z"
-    assert format_timestamp(base + timedelta(microseconds=1500)) == "2024-05-01T12:00:00.001500Z"
+    assert format_utc(base) == "2024-05-01T12:00:00.000Z"
+    assert format_utc(base + timedelta(microseconds=1500)) == "2024-05-01T12:00:00.001500Z"
     plus_two = timezone(timedelta(hours=2))
-    assert format_timestamp(datetime(2024, 5, 1, 14, tzinfo=plus_two)) == "2024-05-01T12:00:00.000Z"
+    assert format_utc(datetime(2024, 5, 1, 14, tzinfo=plus_two)) == "2024-05-01T12:00:00.000Z"
 
 
 def test_prepare_messages_truncates_received_at_to_milliseconds() -> None:
