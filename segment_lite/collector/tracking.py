@@ -147,14 +147,7 @@ class TrackingEndpoint:
         refused: a body that is not ``Content-Type: application/json`` (415),
         and, when no credential check is configured, a foreign ``Origin`` (403).
         """
-        record = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            headers=request.headers,
-            raw_body=b"",
-            target=request.target,
-            received_at=time.time(),
-        )
+        record = _record_of(request)
         error: Optional[RequestError] = None
         try:
             body = request.read_body(keep_bytes=self._limits.max_batch_bytes + _GZIP_OVERHEAD_BYTES)
@@ -242,14 +235,7 @@ class TrackingEndpoint:
 
     def unroutable(self, request: Request, status: int, code: str, message: str) -> Response:
         """Answer (and record) a request under ``/v1/`` that no endpoint takes."""
-        record = RecordedRequest(
-            method=request.method,
-            path=request.path,
-            headers=request.headers,
-            raw_body=b"",
-            target=request.target,
-            received_at=time.time(),
-        )
+        record = _record_of(request)
         try:
             body = request.read_body(keep_bytes=REJECTED_BODY_PREFIX_BYTES)
             record.raw_body, record.raw_body_size = body.data, body.size
@@ -316,4 +302,16 @@ def _batch_too_large(size: int, limit: int) -> RequestError:
         "batch_too_large",
         f"the body is {size} bytes; the limit is {limit} bytes per request, send smaller batches",
         {"size": size, "limit": limit},
+    )
+
+
+def _record_of(request: Request) -> RecordedRequest:
+    """A record of ``request`` as it arrived, before its body is read or it is answered."""
+    return RecordedRequest(
+        method=request.method,
+        path=request.path,
+        headers=request.headers,
+        raw_body=b"",
+        target=request.target,
+        received_at=time.time(),
     )
