@@ -343,15 +343,20 @@ class ImportEngine:
     # -- confirming delivery --------------------------------------------------------
 
     def _boundary(self, index: int, line: int, complete: bool) -> None:
+        """Close the chunk, confirm what has settled, and wait while too many chunks are pending."""
+        self._close_chunk(index, line, complete)
+        self._advance(block=False)
+        while len(self._pending) > MAX_PENDING_CHUNKS:
+            self._advance(block=True)
+
+    def _close_chunk(self, index: int, line: int, complete: bool) -> None:
+        """End the current chunk at ``line`` of source ``index``; it is confirmed once settled."""
         target = self.client.mark() if self.sending else 0
         with self._lock:
             self._pending.append(_Pending(target, index, line, complete, self._chunk))
             self._chunk = _Chunk()
             self._chunks.append(self._chunk)
         self._rows_in_chunk = 0
-        self._advance(block=False)
-        while len(self._pending) > MAX_PENDING_CHUNKS:
-            self._advance(block=True)
 
     def _settled(self, target: int, timeout: float) -> bool:
         if not self.sending:
@@ -409,7 +414,8 @@ class ImportEngine:
     def finish_stopped(self, flush_timeout: Optional[float]) -> None:
         """After an early stop: settle what was sent (bounded), drop the rest, confirm what can be."""
         if self._last is not None:
-            self._boundary_unblocked(*self._last)
+            index, line = self._last
+            self._close_chunk(index, line, complete=False)  # not _boundary: nothing waits here
         settled = False
         if self.stop_reason != "delivery_failed":
             try:
@@ -419,14 +425,6 @@ class ImportEngine:
         if not settled:
             self._shutdown(0.0)
         self._advance(block=False)
-
-    def _boundary_unblocked(self, index: int, line: int) -> None:
-        target = self.client.mark() if self.sending else 0
-        with self._lock:
-            self._pending.append(_Pending(target, index, line, False, self._chunk))
-            self._chunk = _Chunk()
-            self._chunks.append(self._chunk)
-        self._rows_in_chunk = 0
 
     def finish(self) -> None:
         """After the last row: wait for every message to be settled and confirm the last chunks."""
