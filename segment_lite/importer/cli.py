@@ -6,10 +6,11 @@ import argparse
 import dataclasses
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from segment_lite.cli_common import SigtermAsInterrupt, add_destination_arguments, add_progress_arguments
 
 if TYPE_CHECKING:
     from segment_lite.importer.options import ImportOptions
@@ -61,14 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     dest = parser.add_argument_group("destination")
-    dest.add_argument(
-        "--write-key",
-        default=os.environ.get("SEGMENT_WRITE_KEY"),
-        help="the source's write key (default: $SEGMENT_WRITE_KEY)",
-    )
-    where = dest.add_mutually_exclusive_group()
-    where.add_argument("--host", help="API host, e.g. http://127.0.0.1:8787 for a local collector")
-    where.add_argument("--region", choices=("us", "eu"), help="Segment region (default: us)")
+    add_destination_arguments(dest, "the source's write key (default: $SEGMENT_WRITE_KEY)")
     dest.add_argument(
         "--integrations",
         metavar="JSON",
@@ -156,19 +150,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     perf.add_argument("--max-retries", type=int, metavar="N", help="retries per batch (default: 10)")
 
     out = parser.add_argument_group("output")
-    out.add_argument(
-        "--progress",
-        choices=("auto", "bar", "plain", "none"),
-        default="auto",
-        help="auto: a bar on a terminal (needs segment-lite[cli]), plain lines otherwise (default: auto)",
-    )
-    out.add_argument(
-        "--progress-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds between plain progress lines (default: 10)",
-    )
+    add_progress_arguments(out)
     out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
@@ -302,32 +284,19 @@ def handle(args: argparse.Namespace, *, on_checkpoint: Optional[Callable[[Checkp
     except ImportConfigError as exc:
         return _error(str(exc))
 
-    terminated: list[bool] = []
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        terminated.append(True)
-        raise KeyboardInterrupt
-
-    previous_handler: Any = None
-    try:
-        previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread
-        previous_handler = None
-    try:
-        summary = run_import(args.files, options)
-    except ImportConfigError as exc:
-        return _error(str(exc))
-    except KeyboardInterrupt:
-        print("segment-lite import: interrupted", file=sys.stderr)
-        return 143 if terminated else 130
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+    with SigtermAsInterrupt() as sigterm:
+        try:
+            summary = run_import(args.files, options)
+        except ImportConfigError as exc:
+            return _error(str(exc))
+        except KeyboardInterrupt:
+            print("segment-lite import: interrupted", file=sys.stderr)
+            return sigterm.exit_status
     if args.json:
         print(json.dumps(summary.as_dict(), indent=2))
     print(summary.format(), file=sys.stderr)
-    if summary.status == "interrupted" and terminated:
-        return 143
+    if summary.status == "interrupted" and sigterm.received:
+        return sigterm.exit_status
     return summary.exit_code
 
 

@@ -2,7 +2,7 @@
 
 ``exit-after-checkpoints=K`` exits at once (``os._exit(86)``, like a kill) right after the
 K-th checkpoint is written; ``sigint-after-checkpoints=K`` sends the process SIGINT there
-(Ctrl-C). The import's own ``on_checkpoint`` callback is the seam: nothing in the shipped
+(Ctrl-C), ``sigterm-after-checkpoints=K`` SIGTERM. The import's own ``on_checkpoint`` callback is the seam: nothing in the shipped
 code knows about tests.
 """
 
@@ -22,7 +22,8 @@ CRASH_STATUS = 86
 def stop_after(spec: str) -> Callable[[Checkpoint], None]:
     """The ``on_checkpoint`` callback for ``ACTION=K``."""
     action, _, count = spec.partition("=")
-    if action not in ("exit-after-checkpoints", "sigint-after-checkpoints") or not count.isdigit():
+    signals = {"sigint-after-checkpoints": signal.SIGINT, "sigterm-after-checkpoints": signal.SIGTERM}
+    if (action != "exit-after-checkpoints" and action not in signals) or not count.isdigit():
         raise SystemExit(f"unknown stop spec {spec!r}")
     written = [0]
 
@@ -32,7 +33,7 @@ def stop_after(spec: str) -> Callable[[Checkpoint], None]:
             return
         if action == "exit-after-checkpoints":
             os._exit(CRASH_STATUS)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signals[action])
 
     return on_checkpoint
 

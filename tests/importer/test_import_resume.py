@@ -100,6 +100,19 @@ def test_ctrl_c_flushes_in_flight_rows_and_writes_the_checkpoint(collector: Coll
     assert collector.stats.duplicates == 0  # nothing confirmed was sent again
 
 
+def test_sigterm_stops_like_ctrl_c_with_status_143(collector: Collector, workdir: Path) -> None:
+    path = write_jsonl(workdir / "events.jsonl", track_rows(ROWS))
+    terminated = run_cli(_args(path, collector), stop="sigterm-after-checkpoints=2", cwd=workdir)
+    assert terminated.returncode == 143, terminated.stderr
+    summary = json.loads(terminated.stdout)
+    assert summary["status"] == "interrupted"
+    checkpoint = Checkpoint.load(str(workdir / "events.jsonl.checkpoint.json"))
+    assert checkpoint is not None
+    # As with Ctrl-C: every row read was delivered and confirmed before exiting.
+    assert checkpoint.files[0].lines_done == summary["rows_read"] == summary["delivered"]
+    assert 2 * CHUNK <= summary["rows_read"] < ROWS
+
+
 def test_ctrl_c_delivers_the_queued_backlog_before_checkpointing(collector: Collector, workdir: Path) -> None:
     path = write_jsonl(workdir / "events.jsonl", track_rows(600))
     slow = {"transport": SlowTransport, "upload_size": 10, "max_batch_size": 10, "max_queue_size": 100}
