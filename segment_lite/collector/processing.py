@@ -21,6 +21,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "Limits",
     "RequestError",
+    "batch_too_large",
     "decode_body",
     "json_bytes",
     "nesting_error",
@@ -80,7 +81,7 @@ def decode_body(raw: bytes, content_encoding: Optional[str], max_bytes: int) -> 
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
         if len(raw) > max_bytes:
-            raise _too_large(len(raw), max_bytes)
+            raise batch_too_large(len(raw), max_bytes)
         return raw
     if encoding not in ("gzip", "x-gzip"):
         raise RequestError(
@@ -95,7 +96,7 @@ def decode_body(raw: bytes, content_encoding: Optional[str], max_bytes: int) -> 
             chunk = inflater.decompress(pending, min(room, _GZIP_CHUNK))
             out += chunk
             if len(out) > max_bytes:
-                raise _too_large(len(out), max_bytes, decompressed=True)
+                raise batch_too_large(len(out), max_bytes, decompressed=True)
             pending = inflater.unconsumed_tail
             if inflater.eof or (not pending and not chunk):
                 break
@@ -106,7 +107,8 @@ def decode_body(raw: bytes, content_encoding: Optional[str], max_bytes: int) -> 
     return bytes(out)
 
 
-def _too_large(size: int, limit: int, decompressed: bool = False) -> RequestError:
+def batch_too_large(size: int, limit: int, decompressed: bool = False) -> RequestError:
+    """The 413 for a body of ``size`` bytes (after gunzip when ``decompressed``) over ``limit``."""
     what = "decompressed body" if decompressed else "body"
     more = "more than " if decompressed else ""
     return RequestError(

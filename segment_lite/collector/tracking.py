@@ -24,6 +24,7 @@ from segment_lite.collector.processing import (
     MESSAGE_TYPES,
     Limits,
     RequestError,
+    batch_too_large,
     decode_body,
     parse_json,
     prepare_messages,
@@ -153,7 +154,7 @@ class TrackingEndpoint:
             body = request.read_body(keep_bytes=self._limits.max_batch_bytes + _GZIP_OVERHEAD_BYTES)
             record.raw_body, record.raw_body_size = body.data, body.size
             if not body.complete:
-                error = _batch_too_large(body.size, self._limits.max_batch_bytes)
+                error = batch_too_large(body.size, self._limits.max_batch_bytes)
         except RequestError as exc:
             error = exc
         try:
@@ -294,15 +295,6 @@ class TrackingEndpoint:
                 message = annotate(message, index)
             out.append(message)
         return out
-
-
-def _batch_too_large(size: int, limit: int) -> RequestError:
-    return RequestError(
-        413,
-        "batch_too_large",
-        f"the body is {size} bytes; the limit is {limit} bytes per request, send smaller batches",
-        {"size": size, "limit": limit},
-    )
 
 
 def _record_of(request: Request) -> RecordedRequest:
