@@ -495,7 +495,8 @@ class Client:
         if not self.send:
             return True, message
         if self.sync_mode:
-            return self._pipeline.send_now(data), message
+            self._pipeline.send_now(data)  # raises when the server did not take it
+            return True, message
         accepted = self._pipeline.accept(data, self._block, self.block_timeout)
         if accepted is Accepted.QUEUED:
             return True, message

@@ -157,15 +157,30 @@ class RetriesExhaustedError(SegmentLiteError):
 
     ``last_error`` names the cause of the last failure (``connection refused to
     127.0.0.1:8080``, ``503 ... from api.segment.io``); ``failing_s`` is how long
-    the batch had been failing.
+    the batch had been failing. Like ``APIError`` (and the reference's APIError,
+    which code reading ``on_error`` reports expects), it has ``status`` (the last
+    HTTP status, or None when the last attempt got no answer), ``code``
+    (``"retries_exhausted"``) and ``message`` (the text).
     """
 
-    def __init__(self, attempts: int, last_error: str, failing_s: Optional[float] = None) -> None:
+    code = "retries_exhausted"
+
+    def __init__(
+        self,
+        attempts: int,
+        last_error: str,
+        failing_s: Optional[float] = None,
+        status: Optional[int] = None,
+    ) -> None:
         over = f" over {failing_s:.1f}s" if failing_s else ""
-        super().__init__(f"gave up after {attempts} attempts{over}; last error: {last_error}")
+        attempts_text = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        message = f"gave up after {attempts_text}{over}; last error: {last_error}"
+        super().__init__(message)
         self.attempts = attempts
         self.last_error = last_error
         self.failing_s = failing_s
+        self.status = status
+        self.message = message
 
 
 class QueueFullError(SegmentLiteError):

@@ -22,7 +22,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from segment_lite.errors import SegmentLiteError, ShutdownError, SpoolWriteError
+from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger, OnDrop, OnError
 from segment_lite.queue import Batch, MessageQueue
@@ -342,10 +342,21 @@ class Pipeline:
             return Accepted.FAILED
         return Accepted.FULL
 
-    def send_now(self, data: bytes) -> bool:
-        """Deliver one message on the calling thread, with the usual retries; True if delivered."""
+    def send_now(self, data: bytes) -> None:
+        """Deliver one message on the calling thread in one attempt (sync mode), or raise why not.
+
+        As segment-analytics-python's sync mode: no retries, no waits; the
+        failure (an ``APIError``, or a ``RetriesExhaustedError`` when no answer
+        came, both with ``status``, ``code`` and ``message``) is raised to the
+        caller instead of reported, and counted in ``stats()``.
+        """
         self.ledger.count("accepted_sync")
-        return self._thread_sender().send([data], self._abort)
+        error = self._thread_sender().post_once([data])
+        if error is not None:
+            reason = "rejected" if isinstance(error, APIError) else "retries_exhausted"
+            status = error.status if isinstance(error, APIError) else None
+            self.ledger.drop(reason, error, [data], status=status, report=False)
+            raise error
 
     def _new_sender(self) -> BatchSender:
         delivery = self.delivery

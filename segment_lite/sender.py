@@ -13,7 +13,7 @@ import threading
 from typing import Optional
 from urllib.parse import urlsplit
 
-from segment_lite.errors import APIError, RetriesExhaustedError, ShutdownError
+from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
 from segment_lite.message import iso_from_epoch
@@ -270,6 +270,36 @@ class BatchSender:
         self.deliver(settlement, abort)
         return settlement.delivered_count == len(items)
 
+    def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
+        """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.
+
+        Returns None when the server accepted them (counted as delivered), else
+        the error for the caller to raise: an ``APIError`` for an answer that is
+        not 2xx, a ``RetriesExhaustedError`` (one attempt, ``status`` None) when
+        none came. Nothing is retried, waited for, counted as dropped or
+        reported here; only a kept-alive connection the server had closed is
+        replaced at once, as for every request.
+        """
+        body = self._body(items)
+        if self.gzip:
+            body = gzip_module.compress(body, compresslevel=GZIP_LEVEL)
+        stale_retry_used = False
+        while True:
+            try:
+                if self._transport is None:
+                    self._transport = self._transport_factory()
+                response = self._transport.post(self.url, body, self._headers, self.timeout)
+            except TransportError as exc:
+                if exc.stale_connection and not stale_retry_used:
+                    stale_retry_used = True
+                    continue
+                return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
+            break
+        if classify(response.status) is Outcome.DELIVERED:
+            self.ledger.delivered(len(items))
+            return None
+        return self._api_error(response.status, response.body, response.headers.get("Location"))
+
     def deliver(
         self, settlement: Settlement, abort: threading.Event, deadline: Optional[float] = None
     ) -> None:
@@ -332,6 +362,7 @@ class BatchSender:
         counted = 0  # retries that count against max_retries
         first_failure: Optional[float] = None
         rate_limited_s = 0.0
+        last_status: Optional[int] = None  # of the latest answer, for RetriesExhaustedError.status
         items = settlement.items[part.start : part.stop]
         while True:
             wait = self.pause.until - clock.monotonic()
@@ -359,6 +390,7 @@ class BatchSender:
                 response = self._transport.post(self.url, body, headers, timeout)
             except TransportError as exc:
                 self._answered_last = False
+                last_status = None
                 if exc.aborted or abort.is_set():
                     self._drop_for_shutdown(settlement, part)
                     return _Step.SETTLED
@@ -409,6 +441,7 @@ class BatchSender:
                     settlement.drop("rejected", error, part.start, part.stop, status=status)
                     return _Step.SETTLED
                 last_error = cause
+                last_status = status
                 self.health.failed(cause)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time)
             self.ledger.count("retried")
@@ -420,7 +453,11 @@ class BatchSender:
                 rate_limited_s += retry_after
                 if rate_limited_s > policy.max_rate_limit_s:
                     self._exhausted(
-                        settlement, part, attempt, f"{last_error}; Retry-After waits exceeded the budget"
+                        settlement,
+                        part,
+                        attempt,
+                        f"{last_error}; Retry-After waits exceeded the budget",
+                        status=last_status,
                     )
                     return _Step.SETTLED
                 self.log.warning("%s with Retry-After %.1fs; pausing uploads", last_error, retry_after)
@@ -431,7 +468,7 @@ class BatchSender:
             counted += 1
             failing_s = now - first_failure
             if counted > policy.max_retries or failing_s >= policy.max_total_backoff_s:
-                self._exhausted(settlement, part, attempt, last_error, failing_s)
+                self._exhausted(settlement, part, attempt, last_error, failing_s, last_status)
                 return _Step.SETTLED
             # Never wait past the time budget: the last attempt comes as it ends.
             delay = min(next(delays), policy.max_total_backoff_s - failing_s)
@@ -486,9 +523,15 @@ class BatchSender:
         return None
 
     def _exhausted(
-        self, settlement: Settlement, part: _Part, attempts: int, last_error: str, failing_s: float = 0.0
+        self,
+        settlement: Settlement,
+        part: _Part,
+        attempts: int,
+        last_error: str,
+        failing_s: float = 0.0,
+        status: Optional[int] = None,
     ) -> None:
-        error = RetriesExhaustedError(attempts, last_error, failing_s)
+        error = RetriesExhaustedError(attempts, last_error, failing_s, status)
         settlement.drop("retries_exhausted", error, part.start, part.stop)
 
     def _api_error(self, status: int, body: bytes, location: Optional[str] = None) -> APIError:

@@ -139,10 +139,10 @@ def test_413_splits_the_batch_down_to_what_fits(collector, make_client) -> None:
 
 
 def test_413_on_a_single_message_rejects_it(collector, make_client) -> None:
-    client = make_client(sync_mode=True)
+    client = make_client()
     collector.fail_next(1, 413)
     ok, _ = client.track("u", "Alone")
-    assert not ok
+    assert ok and client.flush(timeout=10)
     assert client.stats()["rejected_by_status"] == {413: 1}
 
 
@@ -472,19 +472,20 @@ def test_mark_and_wait_settled_confirm_an_earlier_chunk(collector, make_client) 
 
 def test_redaction_masks_whole_keys_only(collector, make_client) -> None:
     errors = []
-    client = make_client(write_key="k", sync_mode=True, on_error=lambda exc, msgs: errors.append(str(exc)))
+    client = make_client(write_key="k", on_error=lambda exc, msgs: errors.append(str(exc)))
     collector.fail_next(1, 400, body={"code": "unknown", "message": "wrong write key: k"})
     client.track("u", "E")
+    client.flush(timeout=10)
     assert errors == [f"[127.0.0.1:{collector.port}] unknown: wrong write key: *** (400)"]
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_redirects_are_reported_not_followed(collector, make_client, status) -> None:
     errors = []
-    client = make_client(sync_mode=True, on_error=lambda exc, msgs: errors.append(exc))
+    client = make_client(on_error=lambda exc, msgs: errors.append(exc))
     collector.fail_next(1, status, headers={"Location": collector.url + "/elsewhere"})
     ok, _ = client.track("u", "Redirected")
-    assert not ok
+    assert ok and client.flush(timeout=10)
     assert [r.path for r in collector.requests] == ["/v1/batch"]  # nothing followed the Location
     [error] = errors
     assert isinstance(error, APIError) and error.status == status and error.code == "redirect"

@@ -17,9 +17,10 @@ import pytest
 
 import segment_lite
 from segment_lite import EncodeError, MessageTooLargeError, ValidationError
-from segment_lite.testing import RecordingClient
+from segment_lite.testing import FakeClock, RecordingClient
 
 reference = pytest.importorskip("segment.analytics")
+reference_request = pytest.importorskip("segment.analytics.request")
 
 
 class Opaque:
@@ -242,3 +243,58 @@ def test_debug_sets_the_segment_logger_as_the_reference_does() -> None:
     finally:
         segment_logger.setLevel(saved_level)
         segment_logger.handlers[:] = saved_handlers
+
+
+# -- sync mode and on_error: the reference's attempts and exceptions ------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 503])
+def test_sync_mode_raises_after_the_references_one_attempt(collector, status: int) -> None:
+    errors: list[Any] = []
+    theirs = reference.Client("write-key", host=collector.url, sync_mode=True)
+    collector.fail_next(1, status)
+    with pytest.raises(reference_request.APIError) as their_error:
+        theirs.track("u", "E")
+    ours = segment_lite.Client("write-key", host=collector.url, sync_mode=True, on_error=errors.append)
+    collector.fail_next(1, status)
+    with pytest.raises(segment_lite.APIError) as our_error:
+        ours.track("u", "E")  # the default max_retries would retry a 503 for minutes
+    assert len(collector.requests) == 2  # one attempt each
+    assert (our_error.value.status, our_error.value.code) == (
+        their_error.value.status,
+        their_error.value.code,
+    )
+    assert our_error.value.message == their_error.value.message
+    assert errors == []  # raised, not reported
+    assert ours.stats()["dropped"]["rejected"] == 1 and ours.stats()["delivered"] == 0
+    ours.track("u", "Fine")
+    assert ours.stats()["delivered"] == 1 and len(collector.messages()) == 1
+
+
+def test_sync_mode_without_an_answer_raises_an_api_error_compatible_error(collector) -> None:
+    client = segment_lite.Client("write-key", host=collector.url, sync_mode=True)
+    collector.go_down()
+    with pytest.raises(segment_lite.RetriesExhaustedError) as caught:
+        client.track("u", "E")
+    error = caught.value
+    assert (error.status, error.code, error.attempts) == (None, "retries_exhausted", 1)
+    assert error.message == str(error) and "connection refused" in error.message
+    assert client.stats()["dropped"]["retries_exhausted"] == 1
+
+
+def test_on_error_gets_status_code_and_message_when_retries_run_out(collector) -> None:
+    errors: list[Any] = []
+    client = segment_lite.Client(
+        "write-key",
+        host=collector.url,
+        max_retries=1,
+        clock=FakeClock(),
+        on_error=lambda error, batch: errors.append((error, batch)),
+    )
+    collector.fail_next(2, 503)
+    client.track("u", "E")
+    assert client.flush(timeout=10)
+    [(error, batch)] = errors
+    assert (error.status, error.code) == (503, "retries_exhausted") and "503" in error.message
+    assert batch[0]["event"] == "E"
+    client.shutdown(timeout=1)
