@@ -53,6 +53,19 @@ DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 #: limited: an outage is bounded by max_total_backoff_duration and the disk.
 SPOOL_MAX_RETRIES = 1 << 62
 
+
+
+class _DefaultUploadSize(int):
+    """``upload_size``'s default: 100, as in 2.x, but told apart from an explicit 100.
+
+    Passed (without ``max_batch_size``), ``upload_size`` caps the messages per
+    request as in 2.x; left out, batches grow with a backlog up to 2,500
+    messages and 500 KB.
+    """
+
+
+DEFAULT_UPLOAD_SIZE: int = _DefaultUploadSize(100)
+
 BeforeSend = Callable[[Message], Optional[Message]]
 Result = tuple[bool, Optional[Message]]
 
@@ -88,7 +101,7 @@ class Client:
         proxies: Optional[Mapping[str, str]] = None
         thread = 1
         upload_interval: float = 0.5
-        upload_size = 100
+        upload_size = DEFAULT_UPLOAD_SIZE
         oauth_client_id: Optional[str] = None
         oauth_client_key: Optional[str] = None
         oauth_key_id: Optional[str] = None
@@ -128,7 +141,7 @@ class Client:
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         on_full: str = "drop",
         block_timeout: Optional[float] = None,
-        max_batch_size: int = MAX_BATCH_COUNT,
+        max_batch_size: Optional[int] = None,
         shutdown_timeout: Optional[float] = 5.0,
         before_send: Union[BeforeSend, Iterable[BeforeSend], None] = None,
         transport: Optional[TransportFactory] = None,
@@ -195,6 +208,11 @@ class Client:
         self.timeout = timeout
         self.proxies = proxies
         self.thread = thread
+        if max_batch_size is None:
+            # upload_size passed (and not max_batch_size): no request carries more, as in
+            # 2.x. Left out: batches grow with a backlog, up to Segment's limits.
+            max_batch_size = MAX_BATCH_COUNT if type(upload_size) is _DefaultUploadSize else upload_size
+        upload_size = int(upload_size)
         self.upload_size = upload_size
         self.upload_interval = upload_interval
         self.max_queue_size = max_queue_size
@@ -311,12 +329,23 @@ class Client:
 
     @property
     def write_key(self) -> str:
-        """The write key (never included in logs, errors or repr)."""
+        """The write key (never included in logs, errors or repr); assigning it sends with the new one."""
         return self._write_key
+
+    @write_key.setter
+    def write_key(self, write_key: str) -> None:
+        if not isinstance(write_key, str):
+            raise ValidationError(f"write_key must be a string, got {type(write_key).__name__}", "write_key")
+        self._write_key = write_key
+        self._pipeline.change_write_key(write_key)
 
     @property
     def queue(self) -> MessageQueue:
-        """The queue of encoded messages waiting to be sent."""
+        """The queue of encoded messages waiting to be sent.
+
+        It also answers ``empty()``, ``full()``, ``qsize()``, ``maxsize`` and
+        ``join()``, as the ``queue.Queue`` of segment-analytics-python does.
+        """
         return self._pipeline.queue
 
     @property

@@ -119,8 +119,10 @@ class Ledger:
         self._on_drop = on_drop
         self._log = log
         self._monotonic = monotonic
-        self._secret = secret
-        self._secret_pattern = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(secret)}(?![A-Za-z0-9_-])")
+        self._secrets: tuple[str, ...] = ()
+        self._secret_pattern = re.compile("(?!)")
+        if secret:
+            self.add_secret(secret)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {
             "accepted_sync": 0,
@@ -263,9 +265,19 @@ class Ledger:
         Only whole occurrences are masked (not inside a longer word), so a short
         key cannot garble unrelated words.
         """
-        if self._secret and self._secret in text:
-            return self._secret_pattern.sub("***", text)
+        for secret in self._secrets:
+            if secret in text:
+                return self._secret_pattern.sub("***", text)
         return text
+
+    def add_secret(self, secret: str) -> None:
+        """Mask ``secret`` too (a write key assigned later; the earlier ones stay masked)."""
+        if not secret or secret in self._secrets:
+            return
+        secrets = (*self._secrets, secret)
+        alternatives = "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True))
+        self._secret_pattern = re.compile(rf"(?<![A-Za-z0-9_-])(?:{alternatives})(?![A-Za-z0-9_-])")
+        self._secrets = secrets
 
     def snapshot(self, accepted_async: int, queued: int, queued_bytes: int) -> dict[str, Any]:
         """The counters as a plain dict (see ``Client.stats``)."""

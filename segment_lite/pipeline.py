@@ -13,6 +13,7 @@ threads on first use; interpreter exit flushes what is still queued.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import enum
 import logging
 import os
@@ -27,7 +28,7 @@ from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger, OnDrop, OnError
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
+from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
 from segment_lite.transport import TransportFactory
 
 __all__ = [
@@ -357,6 +358,20 @@ class Pipeline:
             status = error.status if isinstance(error, APIError) else None
             self.ledger.drop(reason, error, [data], status=status, report=False)
             raise error
+
+    def change_write_key(self, write_key: str) -> None:
+        """Send with ``write_key`` from the next request on (both keys stay masked in logs)."""
+        self.delivery = dataclasses.replace(self.delivery, write_key=write_key)
+        max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(write_key) - 64
+        self.batching = dataclasses.replace(self.batching, max_batch_bytes=max_batch_bytes)
+        self.ledger.add_secret(write_key)
+        with self._start_lock:
+            workers = list(self._workers)
+            senders = [worker.sender for worker in workers] + list(self._thread_senders)
+        for worker in workers:
+            worker.max_batch_bytes = max_batch_bytes
+        for sender in senders:
+            sender.set_write_key(write_key)
 
     def _new_sender(self) -> BatchSender:
         delivery = self.delivery

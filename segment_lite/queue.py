@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import collections
+import sys
 import threading
 import time
 import zlib
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Optional, Protocol, Union
 if TYPE_CHECKING:
     from segment_lite.ledger import Ledger
 
-__all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue"]
+__all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue", "QueueReads"]
 
 #: While delivery is stalled, queued messages are compressed this many at a time.
 PACK_COUNT = 128
@@ -50,6 +51,8 @@ class MessageQueue(Protocol):
     #: True when the queue keeps undelivered messages for a later process (the
     #: disk spool): what shutdown cuts short is then kept, not dropped.
     durable: bool
+    #: The most messages it holds, 0 for no limit on the count (as in ``queue.Queue``).
+    maxsize: int
 
     def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool:
         """Append an encoded message; False when there is no room (after waiting up to ``timeout``)."""
@@ -125,6 +128,59 @@ class MessageQueue(Protocol):
         """Release what the queue holds (files, locks) once the pipeline has stopped."""
         ...
 
+    # The reads of queue.Queue that code written for segment-analytics-python
+    # calls on ``client.queue`` (``QueueReads`` implements them from the above).
+
+    def empty(self) -> bool:
+        """True when no message is waiting."""
+        ...
+
+    def full(self) -> bool:
+        """True when ``maxsize`` messages are waiting."""
+        ...
+
+    def join(self) -> None:
+        """Have everything accepted sent now, and wait until all of it is delivered or dropped."""
+        ...
+
+
+class QueueReads:
+    """``empty``, ``full`` and ``join`` as ``queue.Queue`` has them, from the protocol's other calls.
+
+    segment-analytics-python's ``client.queue`` is a ``queue.Queue``; code and
+    tests written for it read it with these. ``join`` waits for every accepted
+    message to be settled, as ``queue.Queue.join`` waits for every task to be
+    done (and, like it, waits as long as that takes).
+    """
+
+    maxsize = 0
+
+    def qsize(self) -> int:  # pragma: no cover - the queue's own
+        raise NotImplementedError
+
+    def accepted_count(self) -> int:  # pragma: no cover - the queue's own
+        raise NotImplementedError
+
+    def request_flush(self, target: int) -> None:  # pragma: no cover - the queue's own
+        raise NotImplementedError
+
+    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def empty(self) -> bool:
+        """True when no message is waiting."""
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        """True when ``maxsize`` messages are waiting (a byte bound may refuse one before that)."""
+        return 0 < self.maxsize <= self.qsize()
+
+    def join(self) -> None:
+        """Have everything accepted sent now, and wait until all of it is delivered or dropped."""
+        target = self.accepted_count()
+        self.request_flush(target)
+        self.wait_settled(target, None)
+
 
 class _Packed:
     """``PACK_COUNT`` consecutive messages, compressed together while delivery is stalled.
@@ -154,7 +210,7 @@ class _Packed:
         return items
 
 
-class MemoryQueue:
+class MemoryQueue(QueueReads):
     """A bounded in-memory FIFO of encoded messages, bounded by count and by bytes.
 
     One lock guards a ``collections.deque``; ``put`` is a few attribute updates
@@ -170,7 +226,9 @@ class MemoryQueue:
     durable = False
 
     def __init__(self, max_count: int, max_bytes: int, wake_at: int) -> None:
-        self.max_count = max(1, int(max_count))
+        # As in queue.Queue, a max_count of 0 (or less) means no limit on the count.
+        self.maxsize = max(0, int(max_count))
+        self.max_count = self.maxsize or sys.maxsize
         self.max_bytes = max(1, int(max_bytes))
         self.wake_at = max(1, int(wake_at))
         self.wake = threading.Event()
@@ -356,3 +414,4 @@ class MemoryQueue:
                     return False
                 self._settled.wait(remaining)
             return True
+

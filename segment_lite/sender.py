@@ -220,14 +220,19 @@ class BatchSender:
         self._transport: Optional[Transport] = None
         self._answers = 0  # requests the server answered (any status)
         self._answered_last = True  # whether the latest request got an answer
+        self.set_write_key(write_key)
+
+    def set_write_key(self, write_key: str) -> None:
+        """Authenticate with ``write_key`` from the next request on."""
         credentials = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
-        self._headers = {
+        headers = {
             "Content-Type": "application/json",
             "User-Agent": f"segment-lite/{VERSION}",
             "Authorization": f"Basic {credentials}",
         }
-        if gzip:
-            self._headers["Content-Encoding"] = "gzip"
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+        self._headers = headers
         self._key_suffix = b'","writeKey":' + json.dumps(write_key).encode() + b"}"
 
     @staticmethod

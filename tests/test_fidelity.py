@@ -282,11 +282,9 @@ def test_sync_mode_without_an_answer_raises_an_api_error_compatible_error(collec
     assert client.stats()["dropped"]["retries_exhausted"] == 1
 
 
-def test_on_error_gets_status_code_and_message_when_retries_run_out(collector) -> None:
+def test_on_error_gets_status_code_and_message_when_retries_run_out(collector, make_client) -> None:
     errors: list[Any] = []
-    client = segment_lite.Client(
-        "write-key",
-        host=collector.url,
+    client = make_client(
         max_retries=1,
         clock=FakeClock(),
         on_error=lambda error, batch: errors.append((error, batch)),
@@ -298,3 +296,55 @@ def test_on_error_gets_status_code_and_message_when_retries_run_out(collector) -
     assert (error.status, error.code) == (503, "retries_exhausted") and "503" in error.message
     assert batch[0]["event"] == "E"
     client.shutdown(timeout=1)
+
+
+# -- upload_size, the queue and attributes -----------------------------------------------------------
+
+
+def test_upload_size_when_passed_caps_each_request(collector, make_client) -> None:
+    client = make_client(upload_size=10, upload_interval=3600)
+    client.join()  # stop the consumer so the backlog builds up
+    for i in range(35):
+        client.track("u", "E", {"i": i})
+    assert client.flush(timeout=10)
+    assert [len(r.json["batch"]) for r in collector.requests] == [10, 10, 10, 5]
+
+
+def test_upload_size_left_out_lets_a_backlog_go_in_bigger_batches(collector, make_client) -> None:
+    client = make_client(upload_interval=3600)
+    assert client.max_batch_size == 2500 and client.upload_size == 100
+    collector.delay_next(1, 0.5)  # the first batch is slow to answer: the rest piles up meanwhile
+    for i in range(1000):
+        client.track("u", "E", {"i": i})
+    assert client.flush(timeout=10)
+    sizes = [len(r.json["batch"]) for r in collector.requests]
+    assert sum(sizes) == 1000 and max(sizes) > 100
+
+
+def test_max_queue_size_zero_is_unbounded_and_the_queue_answers_queue_reads(collector, make_client) -> None:
+    client = make_client(max_queue_size=0, upload_interval=3600)
+    client.join()
+    assert client.queue.maxsize == 0 and client.queue.empty() and not client.queue.full()
+    collector.delay_next(1, 1.0)  # hold the consumer up while the queue grows
+    assert all(client.track("u", "E")[0] for _ in range(20_000))  # more than the default 10,000
+    assert client.stats()["dropped"]["queue_full"] == 0
+    assert client.queue.qsize() > 10_000 and not client.queue.empty() and not client.queue.full()
+    client.queue.join()
+    assert client.queue.empty() and len(collector.messages()) == 20_000
+
+    small = make_client(max_queue_size=2, upload_interval=3600)
+    small.join()
+    small.track("u", "A")
+    small.track("u", "B")
+    assert small.queue.full() and small.queue.maxsize == 2
+
+
+def test_write_key_can_be_assigned(collector) -> None:
+    client = segment_lite.Client("first-key", host=collector.url, sync_mode=True)
+    client.track("u", "E")
+    client.write_key = "second-key"
+    assert client.write_key == "second-key"
+    client.track("u", "E")
+    keys = [r.json["writeKey"] for r in collector.requests]
+    assert keys == ["first-key", "second-key"]
+    assert client._pipeline.ledger.redact("second-key and first-key") == "*** and ***"

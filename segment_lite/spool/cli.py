@@ -200,6 +200,7 @@ def _drain(args: argparse.Namespace) -> int:
             gzip=args.gzip,
             thread=args.threads,
             upload_size=500,
+            max_batch_size=2500,  # bigger batches while draining a backlog
             upload_interval=0.05,
             spool_dir=args.dir,
             shutdown_timeout=0,

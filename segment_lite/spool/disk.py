@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from segment_lite.errors import SpoolCorruptError, SpoolWriteError
-from segment_lite.queue import Batch
+from segment_lite.queue import Batch, QueueReads
 from segment_lite.spool.directory import (
     InFlight,
     Loss,
@@ -59,7 +59,7 @@ class _Taken:
     counted_as_kept: bool = False
 
 
-class DiskSpool:
+class DiskSpool(QueueReads):
     """A ``MessageQueue`` on disk: what ``put`` accepted is delivered by this process or the next.
 
     The spool lives in an owner directory of its own under ``root`` (see
