@@ -13,10 +13,12 @@ default client is first used.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
-from segment_lite.client import MAX_MESSAGE_BYTES, Client
+from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
 from segment_lite.errors import (
     APIError,
     EncodeError,
@@ -58,6 +60,7 @@ __all__ = [
     "OnError",
     "PlanViolationError",
     "QueueFullError",
+    "Result",
     "RetriesExhaustedError",
     "RetryPolicy",
     "SegmentLiteError",
@@ -113,68 +116,140 @@ strict: bool = False
 default_client: Optional[Client] = None
 
 
+_default_lock = threading.Lock()
+
+
 def _default() -> Client:
+    """The default client, made from the module settings on first use (once, whatever the threads)."""
     global default_client
-    if default_client is None:
-        default_client = Client(
-            write_key,
-            host=host,
-            debug=debug,
-            max_queue_size=max_queue_size,
-            send=send,
-            on_error=on_error,
-            gzip=gzip,
-            max_retries=max_retries,
-            sync_mode=sync_mode,
-            timeout=timeout,
-            log_handler=log_handler,
-            oauth_client_id=oauth_client_id,
-            oauth_client_key=oauth_client_key,
-            oauth_key_id=oauth_key_id,
-            oauth_auth_server=oauth_auth_server,
-            oauth_scope=oauth_scope,
-            region=region,
-            on_drop=on_drop,
-            spool_dir=spool_dir,
-            spool_max_bytes=spool_max_bytes,
-            spool_fsync=spool_fsync,
-            tracking_plan=tracking_plan,
-            on_violation=on_violation,
-            on_unplanned=on_unplanned,
-            tag_violations=tag_violations,
-            strict=strict,
-        )
-    return default_client
+    client = default_client
+    if client is not None:
+        return client
+    with _default_lock:
+        if default_client is None:
+            default_client = Client(
+                write_key,
+                host=host,
+                debug=debug,
+                max_queue_size=max_queue_size,
+                send=send,
+                on_error=on_error,
+                gzip=gzip,
+                max_retries=max_retries,
+                sync_mode=sync_mode,
+                timeout=timeout,
+                log_handler=log_handler,
+                oauth_client_id=oauth_client_id,
+                oauth_client_key=oauth_client_key,
+                oauth_key_id=oauth_key_id,
+                oauth_auth_server=oauth_auth_server,
+                oauth_scope=oauth_scope,
+                region=region,
+                on_drop=on_drop,
+                spool_dir=spool_dir,
+                spool_max_bytes=spool_max_bytes,
+                spool_fsync=spool_fsync,
+                tracking_plan=tracking_plan,
+                on_violation=on_violation,
+                on_unplanned=on_unplanned,
+                tag_violations=tag_violations,
+                strict=strict,
+            )
+        return default_client
 
 
-def track(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
-    """Send a track call through the default client (see ``Client.track``)."""
-    return _default().track(*args, **kwargs)
+# The six calls, with Client's signatures so type checkers check calls through the module.
 
 
-def identify(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+def identify(
+    user_id: Any = None,
+    traits: Optional[Mapping[str, Any]] = None,
+    context: Optional[Mapping[str, Any]] = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Optional[Mapping[str, Any]] = None,
+    message_id: Optional[str] = None,
+) -> Result:
     """Send an identify call through the default client (see ``Client.identify``)."""
-    return _default().identify(*args, **kwargs)
+    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
 
 
-def group(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
-    """Send a group call through the default client (see ``Client.group``)."""
-    return _default().group(*args, **kwargs)
+def track(
+    user_id: Any = None,
+    event: Optional[str] = None,
+    properties: Optional[Mapping[str, Any]] = None,
+    context: Optional[Mapping[str, Any]] = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Optional[Mapping[str, Any]] = None,
+    message_id: Optional[str] = None,
+) -> Result:
+    """Send a track call through the default client (see ``Client.track``)."""
+    return _default().track(
+        user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id
+    )
 
 
-def alias(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+def alias(
+    previous_id: Any = None,
+    user_id: Any = None,
+    context: Optional[Mapping[str, Any]] = None,
+    timestamp: Any = None,
+    integrations: Optional[Mapping[str, Any]] = None,
+    message_id: Optional[str] = None,
+) -> Result:
     """Send an alias call through the default client (see ``Client.alias``)."""
-    return _default().alias(*args, **kwargs)
+    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
 
 
-def page(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+def group(
+    user_id: Any = None,
+    group_id: Any = None,
+    traits: Optional[Mapping[str, Any]] = None,
+    context: Optional[Mapping[str, Any]] = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Optional[Mapping[str, Any]] = None,
+    message_id: Optional[str] = None,
+) -> Result:
+    """Send a group call through the default client (see ``Client.group``)."""
+    return _default().group(
+        user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
+    )
+
+
+def page(
+    user_id: Any = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Mapping[str, Any]] = None,
+    context: Optional[Mapping[str, Any]] = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Optional[Mapping[str, Any]] = None,
+    message_id: Optional[str] = None,
+) -> Result:
     """Send a page call through the default client (see ``Client.page``)."""
-    return _default().page(*args, **kwargs)
+    return _default().page(
+        user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
+    )
 
 
-def screen(*args: Any, **kwargs: Any) -> tuple[bool, Optional[dict[str, Any]]]:
+def screen(
+    user_id: Any = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Mapping[str, Any]] = None,
+    context: Optional[Mapping[str, Any]] = None,
+    timestamp: Any = None,
+    anonymous_id: Any = None,
+    integrations: Optional[Mapping[str, Any]] = None,
+    message_id: Optional[str] = None,
+) -> Result:
     """Send a screen call through the default client (see ``Client.screen``)."""
-    return _default().screen(*args, **kwargs)
+    return _default().screen(
+        user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
+    )
 
 
 def flush(timeout: Optional[float] = None) -> bool:

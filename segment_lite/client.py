@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from segment_lite.plan.enforce import PlanEnforcer
     from segment_lite.plan.model import TrackingPlan
 
-__all__ = ["MAX_MESSAGE_BYTES", "Client"]
+__all__ = ["MAX_MESSAGE_BYTES", "Client", "Result"]
 
 #: Segment's limit for one message, encoded.
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -52,7 +52,6 @@ DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 #: With a spool and max_retries left at its default, the retry count is not
 #: limited: an outage is bounded by max_total_backoff_duration and the disk.
 SPOOL_MAX_RETRIES = 1 << 62
-
 
 
 class _DefaultUploadSize(int):

@@ -414,4 +414,3 @@ class MemoryQueue(QueueReads):
                     return False
                 self._settled.wait(remaining)
             return True
-

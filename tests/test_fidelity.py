@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import importlib.util
+import inspect
 import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import types
 from typing import Any
 
@@ -348,3 +352,46 @@ def test_write_key_can_be_assigned(collector) -> None:
     keys = [r.json["writeKey"] for r in collector.requests]
     assert keys == ["first-key", "second-key"]
     assert client._pipeline.ledger.redact("second-key and first-key") == "*** and ***"
+
+
+# -- the module API -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["identify", "track", "alias", "group", "page", "screen"])
+def test_module_functions_carry_the_client_signatures(call: str) -> None:
+    method = inspect.signature(getattr(segment_lite.Client, call))
+    function = inspect.signature(getattr(segment_lite, call))
+    assert list(function.parameters.values()) == list(method.parameters.values())[1:]  # all but self
+    assert function.return_annotation == method.return_annotation
+
+
+def test_the_stats_function_is_not_shadowed_by_a_module() -> None:
+    import segment_lite.ledger  # importing every core module must not replace it
+
+    assert inspect.isfunction(segment_lite.stats)
+    assert importlib.util.find_spec("segment_lite.stats") is None
+
+
+def test_the_default_client_is_made_once_whatever_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[segment_lite.Client] = []
+
+    class SlowToMake(segment_lite.Client):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            time.sleep(0.05)  # widen the window two threads could both see no client in
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(segment_lite, "Client", SlowToMake)
+    segment_lite.write_key, segment_lite.send, segment_lite.default_client = "k", False, None
+    start = threading.Barrier(8)
+
+    def call() -> None:
+        start.wait()
+        segment_lite.track("u", "E")
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and segment_lite.default_client is made[0]
