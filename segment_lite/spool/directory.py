@@ -43,8 +43,8 @@ from segment_lite.spool.records import (
 
 __all__ = [
     "OWNER_PREFIX",
-    "InFlight",
     "Loss",
+    "PendingBatch",
     "ReadResult",
     "Scan",
     "SpoolDirectory",
@@ -202,7 +202,7 @@ class Scan:
 
 
 @dataclass
-class InFlight:
+class PendingBatch:
     """A batch taken from a directory and not yet acknowledged."""
 
     end: tuple[int, int]  # cursor just after its last record
@@ -238,7 +238,7 @@ class SpoolDirectory:
         self.segments: list[int] = []
         self.segment_end: dict[int, int] = {}  # readable end of each sealed segment
         self.written: dict[int, int] = {}  # records this process appended, by segment
-        self.in_flight: collections.deque[InFlight] = collections.deque()
+        self.in_flight: collections.deque[PendingBatch] = collections.deque()
         self.unacked = 0  # records here not yet settled (delivered or dropped)
         self.exhausted = False  # a read-only directory whose every record has been taken
         self.write_number = 0
@@ -510,7 +510,7 @@ class SpoolDirectory:
 
     # -- acknowledging -------------------------------------------------------------
 
-    def settle(self, entry: InFlight) -> int:
+    def settle(self, entry: PendingBatch) -> int:
         """Mark a batch settled; move the cursor over every settled batch in order. Returns bytes freed."""
         entry.settled = True
         freed = 0

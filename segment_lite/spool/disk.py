@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Optional
 from segment_lite.errors import SpoolCorruptError, SpoolWriteError
 from segment_lite.queue import Batch, QueueReads
 from segment_lite.spool.directory import (
-    InFlight,
     Loss,
+    PendingBatch,
     SpoolDirectory,
     fdatasync,
     fsync_directory,
@@ -55,7 +55,7 @@ class _Taken:
     """A batch out for delivery: where its records are, and whether they count as left in the spool."""
 
     directory: SpoolDirectory
-    entry: InFlight
+    entry: PendingBatch
     counted_as_kept: bool = False
 
 
@@ -351,7 +351,7 @@ class DiskSpool(QueueReads):
                         self._taken += count
                         self._queued -= count
                         self._queued_bytes -= result.nbytes - count
-                        entry = InFlight(result.end, count, result.disk_bytes)
+                        entry = PendingBatch(result.end, count, result.disk_bytes)
                         directory.in_flight.append(entry)
                         self._in_flight[batch.seq] = _Taken(directory, entry)
                     elif directory is not self._home and directory.exhausted:
