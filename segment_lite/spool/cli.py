@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from typing import Any, Optional
+
+from segment_lite.cli_common import SigtermAsInterrupt, add_destination_arguments, add_progress_arguments
 
 __all__ = ["register"]
 
@@ -56,14 +57,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     drain.add_argument("dir", metavar="DIR", help="the spool directory (a client's spool_dir)")
-    drain.add_argument(
-        "--write-key",
-        default=os.environ.get("SEGMENT_WRITE_KEY"),
-        help="the write key the messages were spooled with (default: $SEGMENT_WRITE_KEY)",
+    add_destination_arguments(
+        drain, "the write key the messages were spooled with (default: $SEGMENT_WRITE_KEY)"
     )
-    where = drain.add_mutually_exclusive_group()
-    where.add_argument("--host", help="API host, e.g. http://127.0.0.1:8787 for a local collector")
-    where.add_argument("--region", choices=("us", "eu"), help="Segment region (default: us)")
     drain.add_argument(
         "--timeout",
         type=float,
@@ -72,19 +68,7 @@ def register(subparsers: Any) -> None:
     )
     drain.add_argument("--gzip", action="store_true", help="gzip request bodies (default: off)")
     drain.add_argument("--threads", type=int, default=1, metavar="N", help="sender threads (default: 1)")
-    drain.add_argument(
-        "--progress",
-        choices=("auto", "bar", "plain", "none"),
-        default="auto",
-        help="auto: a bar on a terminal (needs segment-lite[cli]), plain lines otherwise (default: auto)",
-    )
-    drain.add_argument(
-        "--progress-interval",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="seconds between plain progress lines (default: 10)",
-    )
+    add_progress_arguments(drain)
     drain.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     drain.set_defaults(handler=_drain)
 
@@ -231,34 +215,23 @@ def _drain(args: argparse.Namespace) -> int:
             total_bytes=total_bytes or None,
         )
 
-    terminated: list[bool] = []
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        terminated.append(True)
-        raise KeyboardInterrupt
-
-    previous_handler: Any = None
-    try:
-        previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread
-        previous_handler = None
     deadline = None if args.timeout is None else started + args.timeout
     settled = interrupted = False
+    sigterm = SigtermAsInterrupt()
     try:
-        while True:
-            wait = progress.interval_s
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
-            settled = client.flush(timeout=wait)
-            if settled or (deadline is not None and time.monotonic() >= deadline):
-                break
-            progress.update(snapshot())
+        with sigterm:
+            while True:
+                wait = progress.interval_s
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                settled = client.flush(timeout=wait)
+                if settled or (deadline is not None and time.monotonic() >= deadline):
+                    break
+                progress.update(snapshot())
     except KeyboardInterrupt:
         interrupted = True
     finally:
         client.shutdown(timeout=0)  # whatever is undelivered stays in the spool
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
     final = snapshot()
     progress.close(final)
     stats = client.stats()
@@ -283,5 +256,5 @@ def _drain(args: argparse.Namespace) -> int:
     )
     if interrupted:
         print("segment-lite spool drain: interrupted", file=sys.stderr)
-        return 143 if terminated else 130
+        return sigterm.exit_status
     return 0 if settled and not summary["left_in_spool"] else 4
