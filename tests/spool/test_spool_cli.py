@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,30 @@ def test_drain_needs_a_key_and_a_directory(tmp_path: Path) -> None:
     )
     assert no_key.returncode == 2 and "--write-key is required" in no_key.stderr
     assert cli("status", str(tmp_path / "nowhere")).returncode == 2
+
+
+def test_drain_stopped_by_sigterm_exits_143_and_keeps_what_is_undelivered(
+    tmp_path: Path, collector: Collector, spool_dir: Path
+) -> None:
+    _orphan(tmp_path, collector, spool_dir, 300)  # the collector stays down: nothing can be delivered
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "segment_lite.cli", "spool", "drain", str(spool_dir)),
+            *("--write-key", WRITE_KEY, "--host", collector.url),
+            *("--progress", "plain", "--progress-interval", "0.1"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=REPO_ROOT,
+    )
+    assert proc.stderr is not None
+    first = ""
+    while "segment-lite spool drain" not in first:  # wait for a progress line: the drain is under way
+        line = proc.stderr.readline()
+        assert line, "the drain ended before printing progress"
+        first += line
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143, first + rest
+    assert "interrupted" in rest and "300 left in the spool" in rest
