@@ -239,6 +239,8 @@ class Client:
         else:
             self._hooks = tuple(before_send)
         self._transport_factory = default_transport_factory(transport, proxies)
+        if transport is None:
+            self._transport_factory = _with_reference_seams(self._transport_factory, proxies)
         if oauth_client_id and oauth_client_key and oauth_key_id:
             self._transport_factory = _with_oauth(
                 self._transport_factory,
@@ -658,6 +660,16 @@ class Client:
         earlier process left there, and messages this one leaves for the next.
         """
         return self._pipeline.stats()
+
+
+def _with_reference_seams(base: TransportFactory, proxies: Optional[Mapping[str, str]]) -> TransportFactory:
+    """Wrap the default transport so patches of the reference's ``post`` and ``_session`` apply."""
+    from segment_lite.request import ReferenceSeamTransport
+
+    def factory() -> ReferenceSeamTransport:
+        return ReferenceSeamTransport(base(), proxies)
+
+    return factory
 
 
 def _with_oauth(

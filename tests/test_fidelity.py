@@ -16,6 +16,7 @@ import threading
 import time
 import types
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -395,3 +396,62 @@ def test_the_default_client_is_made_once_whatever_the_threads(monkeypatch: pytes
     for thread in threads:
         thread.join()
     assert len(made) == 1 and segment_lite.default_client is made[0]
+
+
+# -- the reference's module names that tests patch ------------------------------------------------------
+
+
+def test_patching_consumer_post_sees_every_batch_as_the_reference_passes_it(make_client) -> None:
+    import segment_lite.consumer
+
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    client = make_client(upload_size=5, upload_interval=3600)
+    with mock.patch("segment_lite.consumer.post", side_effect=lambda *a, **kw: calls.append((a, kw))):
+        for i in range(10):
+            client.track("u", "E", {"i": i})
+        assert client.flush(timeout=10)
+    assert [len(kwargs["batch"]) for _, kwargs in calls] == [5, 5]
+    args, kwargs = calls[0]
+    assert args[0] == "test-secret-write-key-1234" and kwargs["batch"][0]["properties"] == {"i": 0}
+    assert client.stats()["delivered"] == 10
+    assert segment_lite.consumer.MAX_MSG_SIZE == 32 * 1024
+
+
+def test_a_patched_consumer_post_that_raises_an_api_error_rejects_the_batch(make_client) -> None:
+    errors: list[Any] = []
+    client = make_client(on_error=lambda error, batch: errors.append(error))
+    refusal = segment_lite.APIError(400, "invalid", "no thanks")
+    with mock.patch("segment_lite.consumer.post", side_effect=refusal):
+        client.track("u", "E")
+        assert client.flush(timeout=10)
+    [error] = errors
+    assert (error.status, error.code, error.message) == (400, "invalid", "no thanks")
+
+
+def test_patching_the_request_session_sees_the_post_and_its_proxies(collector, make_client) -> None:
+    proxies = {"https": "http://proxy.invalid:3128"}
+    client = make_client(proxies=proxies)
+    answer = mock.Mock(status_code=200)
+    with mock.patch("segment_lite.request._session.post", return_value=answer) as post:
+        client.track("u", "E")
+        assert client.flush(timeout=10)
+    post.assert_called_once()
+    url, kwargs = post.call_args.args[0], post.call_args.kwargs
+    assert url == collector.url + "/v1/batch" and kwargs["proxies"] == proxies
+    assert json.loads(kwargs["data"])["batch"][0]["event"] == "E"
+    assert collector.requests == []  # the patch answered, nothing reached the network
+    client.track("u", "After")
+    assert client.flush(timeout=10) and len(collector.messages()) == 1  # unpatched: the real transport
+
+
+def test_request_post_posts_a_batch_as_the_reference_function_does(collector) -> None:
+    from segment_lite import request
+
+    response = request.post(
+        "write-key", collector.url, batch=[{"type": "track", "userId": "u", "event": "E"}]
+    )
+    assert response.status_code == 200 and collector.messages()[0]["event"] == "E"
+    collector.fail_next(1, 400)
+    with pytest.raises(segment_lite.APIError) as refused:
+        request.post("write-key", collector.url, batch=[{"type": "track", "userId": "u", "event": "E"}])
+    assert refused.value.status == 400
