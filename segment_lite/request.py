@@ -96,6 +96,11 @@ class ReferenceSeamTransport:
         self._inner = inner
         self._proxies = proxies
 
+    @property
+    def inner(self) -> Transport:
+        """The transport every request goes to while nothing is patched."""
+        return self._inner
+
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
         # segment_lite.consumer is imported only by code that uses it (mock.patch does).
         consumer = sys.modules.get("segment_lite.consumer")
