@@ -4,7 +4,8 @@
   ISO-8601 with milliseconds and the offset kept (``2024-05-01T12:00:00.000+02:00``),
   reading a naive ``datetime`` as that client does (:func:`guess_timezone`).
 * :func:`parse_iso` reads ISO-8601 text; :func:`parse_timestamp` also reads epoch
-  numbers and naive values in a chosen zone (the importer, the collector).
+  numbers and naive values in a chosen zone (the importer); :func:`parse_api_timestamp`
+  reads only the forms the Tracking API takes (the collector).
 * :func:`format_utc` writes an instant in UTC with a ``Z`` (the collector's
   ``receivedAt``, the batch's ``sentAt``).
 """
@@ -33,6 +34,7 @@ __all__ = [
     "guess_timezone",
     "iso_from_epoch",
     "now_iso",
+    "parse_api_timestamp",
     "parse_iso",
     "parse_timestamp",
 ]
@@ -177,6 +179,32 @@ def parse_iso(text: str, tz: datetime.tzinfo = UTC) -> datetime.datetime:
         # For an ambiguous or skipped local time, fold=0 decides.
         parsed = parsed.replace(tzinfo=tz)
     return parsed
+
+
+#: The ISO-8601 forms the Tracking API takes: an extended date, optionally with
+#: hh:mm[:ss[.fraction]] (after "T", "t" or a space) and an offset (Z, ±hh, ±hhmm, ±hh:mm).
+_API_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+_SPACE_BEFORE_OFFSET = re.compile(r"\s+(?=(?:Z|z|[+-]\d{2}(?::?\d{2})?)$)")
+
+
+def parse_api_timestamp(text: str) -> datetime.datetime:
+    """An aware UTC datetime from a timestamp in a form the Tracking API takes (see ``_API_TIMESTAMP``).
+
+    Stricter than :func:`parse_iso`: no basic (``20240501T1200``), week or
+    ordinal forms, no hour without minutes. Text without an offset is UTC;
+    fractions beyond microseconds are cut. Raises ``TimestampError``.
+    """
+    value = text.strip()
+    if not _API_TIMESTAMP.match(value):
+        raise TimestampError(f"not an ISO-8601 timestamp: {text[:64]!r}")
+    value = _SPACE_BEFORE_OFFSET.sub("", value)  # the API takes "12:00 +01:00"; parsers do not
+    try:
+        return parse_iso(value).astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        raise TimestampError(f"not a timestamp that exists in UTC: {text[:64]!r}") from None
 
 
 def _from_epoch(number: float) -> datetime.datetime:

@@ -6,16 +6,15 @@ import base64
 import binascii
 import json
 import math
-import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from segment_lite.errors import SegmentLiteError
 from segment_lite.limits import MAX_NESTING_DEPTH
-from segment_lite.timestamps import format_utc
+from segment_lite.timestamps import format_utc, parse_api_timestamp
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -216,40 +215,14 @@ def write_key_from_auth(header: Optional[str]) -> Optional[str]:
 
 # -- timestamps ---------------------------------------------------------------
 
-_ISO = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
-    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
-)
-
 
 def parse_timestamp(value: str) -> datetime:
     """Parse an ISO 8601 timestamp into an aware UTC datetime (no offset means UTC).
 
-    Fractions beyond microseconds are truncated. Raises ValueError.
+    Fractions beyond microseconds are truncated. Raises ValueError (a
+    ``TimestampError``: parsing is ``segment_lite.timestamps``').
     """
-    match = _ISO.match(value.strip())
-    if match is None:
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r}")
-    year, month, day, hour, minute, second, fraction, offset = match.groups()
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    tz = timezone.utc
-    if offset and offset not in ("Z", "z"):
-        sign = -1 if offset[0] == "-" else 1
-        digits = offset[1:].replace(":", "")
-        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        tz = timezone(sign * delta)
-    dt = datetime(
-        int(year),
-        int(month),
-        int(day),
-        int(hour or 0),
-        int(minute or 0),
-        int(second or 0),
-        micro,
-        tzinfo=tz,
-    )
-    return dt.astimezone(timezone.utc)
+    return parse_api_timestamp(value)
 
 
 # -- validation and enrichment --------------------------------------------------
