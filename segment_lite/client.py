@@ -199,7 +199,8 @@ class Client:
 
         self._write_key = write_key or ""
         self.host = host
-        self.url = batch_url(host, region)
+        # DefaultConfig.host is read now, not when the class was made, so setting it applies.
+        self.url = batch_url(host or Client.DefaultConfig.host, region)
         self.debug = debug
         self.send = send
         self.sync_mode = sync_mode

@@ -69,7 +69,8 @@ def batch_url(host: Optional[str], region: Optional[str] = None) -> str:
         key = (region or "us").lower()
         if key not in REGION_HOSTS:
             raise ValidationError(f"region must be 'us' or 'eu', got {region!r}", "region")
-        host = REGION_HOSTS[key]
+        # Read at call time, so code that repoints DEFAULT_HOST (a test harness) is honoured.
+        host = DEFAULT_HOST if key == "us" else REGION_HOSTS[key]
     base = host.strip().rstrip("/")
     if base.endswith("/v1/batch"):
         base = base[: -len("/v1/batch")]

@@ -136,7 +136,7 @@ def segment_endpoint_is_collector(
     """Clients without ``host`` post to the collector; clients made by the test are shut down after it."""
     class_name = request.node.callspec.params["class_name"]
     if class_name not in NETWORK_FREE_CLASSES:
-        monkeypatch.setitem(segment_lite.transport.REGION_HOSTS, "us", collector.url)
+        monkeypatch.setattr(segment_lite.transport, "DEFAULT_HOST", collector.url)
     segment_logger = logging.getLogger("segment")  # debug=True sets it up, as in the reference
     saved_level, saved_handlers = segment_logger.level, list(segment_logger.handlers)
     before = set(_LIVE)
