@@ -18,6 +18,7 @@ from segment_lite.errors import (
 )
 from segment_lite.ledger import OnDrop, OnError
 from segment_lite.message import (
+    CALLER_FIELDS,
     Message,
     build_alias,
     build_group,
@@ -493,17 +494,18 @@ class Client:
                 ledger.drop("invalid", exc, [], count=1)
                 raise
             message, coerced = self._build_leniently(builder, args)
+        built: Optional[tuple[str, ...]] = CALLER_FIELDS  # as the builder made it: see encode_plain
         if self._hooks:
             hooked = self._run_hooks(message)
             if hooked is None:
                 return False, message
-            message = hooked
+            message, built = hooked, None
         if self._plan is not None:
             planned = self._plan.apply(message, ledger)  # may raise PlanViolationError
             if planned is None:
                 return False, message
-            message = planned
-        data = encode_plain(message)
+            message, built = planned, None
+        data = encode_plain(message, built)
         left_out: Optional[list[EncodeError]] = None
         if data is None:
             left_out = None if self.strict else []

@@ -16,13 +16,13 @@ import enum
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Callable, Optional
 
 from segment_lite.errors import EncodeError, NestingTooDeepError
 from segment_lite.limits import MAX_NESTING_DEPTH
-from segment_lite.shape import check_shape, key_text, may_be_too_deep
+from segment_lite.shape import check_shape, is_plain, key_text, may_be_too_deep
 
 __all__ = ["HAVE_ORJSON", "encode", "encode_converting", "encode_plain", "json_default"]
 
@@ -153,13 +153,16 @@ def encode(message: Any) -> bytes:
         raise  # _raise_with_path always raises; this keeps type checkers content
 
 
-def encode_plain(message: Any) -> Optional[bytes]:
+def encode_plain(message: Any, fields: Optional[Iterable[str]] = None) -> Optional[bytes]:
     """``message`` as JSON if it holds only JSON values and datetimes, else None (convert it first).
 
     The hot path: nothing is copied. A Decimal, set, bytes, a non-dict Mapping,
     a non-str key, nesting past ``limits.MAX_NESTING_DEPTH``, an unencodable
     value, a NaN (with the standard library) or an int beyond 64 bits (with
-    orjson) return None, for ``encode_converting``.
+    orjson) return None, for ``encode_converting``. ``fields``: ``message`` was
+    made by a builder of ``segment_lite.message`` and not changed since, and only
+    these fields (``message.CALLER_FIELDS``) can hold containers (see
+    ``shape.is_plain``).
     """
     if HAVE_ORJSON:
         try:
@@ -172,12 +175,13 @@ def encode_plain(message: Any) -> Optional[bytes]:
             except EncodeError:
                 return None
         return data
-    try:
-        # The standard library writes non-str keys without a word: only a walk can
-        # tell whether two keys of a dict collide.
-        check_shape(message)
-    except EncodeError:
-        return None
+    # The standard library writes non-str keys without a word: only a walk can
+    # tell whether two keys of a dict collide.
+    if not is_plain(message, fields):
+        try:
+            check_shape(message)
+        except EncodeError:
+            return None
     if _c_encode_plain is not None:
         try:
             return "".join(_c_encode_plain(message, 0)).encode("utf-8")

@@ -14,6 +14,7 @@ from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
 from segment_lite.version import VERSION
 
 __all__ = [
+    "CALLER_FIELDS",
     "LIBRARY",
     "MAX_MESSAGE_ID_CHARS",
     "build_alias",
@@ -28,6 +29,11 @@ __all__ = [
 ]
 
 LIBRARY = {"name": "segment-lite", "version": VERSION}
+#: The fields where the builders below put the caller's objects (properties and
+#: traits as given, copies of context and integrations). Every other value of a
+#: message they build is a str or None, and every key of it a str: so checking
+#: the shape of a built message (``shape.is_plain``) needs to look only here.
+CALLER_FIELDS = ("properties", "traits", "context", "integrations")
 MAX_MESSAGE_ID_CHARS = 100
 
 _ID_TYPES = (str, numbers.Number, uuid.UUID)

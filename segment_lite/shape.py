@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Optional
 
 from segment_lite.errors import EncodeError, NestingTooDeepError
 from segment_lite.limits import MAX_NESTING_DEPTH
 
-__all__ = ["check_shape", "key_text", "may_be_too_deep", "without_too_deep"]
+__all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep", "without_too_deep"]
 
 _CONTAINERS = (dict, list, tuple)
 
@@ -51,28 +52,66 @@ def check_shape(message: Any, limit: int = MAX_NESTING_DEPTH, keys: bool = True)
     stops at the limit, so a message nested 10,000 deep costs no more than one
     nested ``limit + 1`` deep and never raises ``RecursionError``.
     """
-    if not _plain(message, 1, limit, keys):
+    if not (limit >= 1 and _plain(message, 1, limit, keys)):
         _walk(message, "", 1, limit, keys, set())  # find the place and name it (or clear non-str keys)
 
 
-def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
-    """The fast pass: True if nothing is too deep and (with ``keys``) every key is a str."""
-    if depth > limit:
+def is_plain(message: Any, fields: Optional[Iterable[str]] = None, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """True when ``check_shape(message)`` has nothing to find: every key a str, nothing nested past ``limit``.
+
+    The fast pass of ``check_shape``, without a path or an error: False means
+    "walk it" (``check_shape`` may still pass it: int keys that do not collide).
+    ``fields``: ``message`` is a dict made by a builder of ``segment_lite.message``
+    and not changed since (no hook, no plan): its own keys are str and only the
+    values of these fields (``message.CALLER_FIELDS``) can hold a container, so
+    only they are looked at. That skips a third of the walk of a typical event.
+    """
+    if fields is None:
+        return limit >= 1 and _plain(message, 1, limit, True)
+    if limit < 1:
         return False
+    for field in fields:
+        value = message.get(field)
+        if isinstance(value, _CONTAINERS) and value and (limit == 1 or not _plain(value, 2, limit, True)):
+            return False
+    return True
+
+
+def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
+    """The fast pass: True if nothing is too deep and (with ``keys``) every key is a str.
+
+    ``value`` is a dict, list or tuple at level ``depth``, which is at most ``limit``.
+    """
     if isinstance(value, dict):
-        if keys:
-            for key in value:
-                if type(key) is not str:
-                    return False
-        children: Any = value.values()
-    else:
-        children = value
+        if not keys:
+            return _plain_items(value.values(), depth, limit, keys)
+        for key, child in value.items():  # keys and values in one loop
+            if type(key) is not str:
+                return False
+            kind = type(child)
+            if kind is str or kind is int or kind is float or kind is bool or child is None:
+                continue
+            if (
+                isinstance(child, _CONTAINERS)
+                and child
+                and (depth == limit or not _plain(child, depth + 1, limit, keys))
+            ):
+                return False
+        return True
+    return _plain_items(value, depth, limit, keys)
+
+
+def _plain_items(children: Any, depth: int, limit: int, keys: bool) -> bool:
     for child in children:
         kind = type(child)
         if kind is str or kind is int or kind is float or kind is bool or child is None:
             continue
         # An empty container cannot be too deep or hold a key: not worth a call.
-        if isinstance(child, _CONTAINERS) and child and not _plain(child, depth + 1, limit, keys):
+        if (
+            isinstance(child, _CONTAINERS)
+            and child
+            and (depth == limit or not _plain(child, depth + 1, limit, keys))
+        ):
             return False
     return True
 

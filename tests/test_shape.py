@@ -7,11 +7,21 @@ import datetime
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import segment_lite
-from segment_lite import EncodeError, ValidationError, encoding
+from segment_lite import EncodeError, ValidationError, encoding, shape
 from segment_lite.errors import NestingTooDeepError
 from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.message import (
+    CALLER_FIELDS,
+    build_alias,
+    build_group,
+    build_identify,
+    build_track,
+    build_view,
+)
 from segment_lite.shape import check_shape, key_text, without_too_deep
 from segment_lite.testing import RecordingClient
 
@@ -179,3 +189,105 @@ def test_non_str_keys_are_written_alike_by_both_encoders(key) -> None:
         finally:
             encoding.HAVE_ORJSON = saved
     assert outputs == {expected}
+
+
+# -- the fast pass: exact by construction --------------------------------------------------------
+#
+# ``check_shape`` walks only when ``is_plain`` (its fast pass) says no, and the
+# client skips the top level of a message its builders made (``CALLER_FIELDS``).
+# Both must say yes only for what the full walk passes without a word.
+
+_SHAPE_FUZZ = settings(max_examples=300, deadline=None, derandomize=True)
+_shape_keys = st.one_of(st.text(max_size=3), st.integers(-2, 2), st.booleans(), st.none(), st.floats(-2, 2))
+_shape_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=3)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.tuples(children),
+        st.dictionaries(_shape_keys, children, max_size=3),
+        st.builds(collections.OrderedDict, st.dictionaries(_shape_keys, children, max_size=2)),
+    ),
+    max_leaves=12,
+)
+
+
+def _reference_plain(value: object, depth: int, limit: int) -> bool:
+    """The fast pass as first written (before it was made faster): the oracle for the current one."""
+    if depth > limit:
+        return False
+    if isinstance(value, dict):
+        if any(type(key) is not str for key in value):
+            return False
+        children: object = value.values()
+    else:
+        children = value
+    for child in children:  # type: ignore[attr-defined]
+        if isinstance(child, (dict, list, tuple)) and child and not _reference_plain(child, depth + 1, limit):
+            return False
+    return True
+
+
+def _outcome(check, value: object) -> str:
+    try:
+        check(value)
+    except EncodeError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+@_SHAPE_FUZZ
+@given(value=_shape_values, limit=st.integers(1, 4))
+def test_the_fast_pass_agrees_with_the_first_one(value, limit) -> None:
+    message = {"properties": value}
+    plain = _reference_plain(message, 1, limit)
+    assert shape.is_plain(message, limit=limit) == plain
+    assert shape.is_plain(message, CALLER_FIELDS, limit=limit) == plain
+
+    def reference_check(checked: object) -> None:
+        if not plain:
+            shape._walk(checked, "", 1, limit, True, set())
+
+    assert _outcome(lambda m: check_shape(m, limit=limit), message) == _outcome(reference_check, message)
+
+
+@_SHAPE_FUZZ
+@given(properties=_shape_values, context=_shape_values, integrations=_shape_values)
+def test_a_built_message_needs_its_caller_fields_only(properties, context, integrations) -> None:
+    for message in (
+        build_track("u", "E", {"p": properties}, {"c": context}, integrations={"i": integrations}),
+        build_identify("u", {"t": properties}, {"c": context}),
+    ):
+        assert shape.is_plain(message, CALLER_FIELDS) == shape.is_plain(message)
+        for orjson_on in [True, False] if encoding.HAVE_ORJSON else [False]:
+            saved = encoding.HAVE_ORJSON
+            encoding.HAVE_ORJSON = orjson_on
+            try:
+                assert encoding.encode_plain(message, CALLER_FIELDS) == encoding.encode_plain(message)
+            finally:
+                encoding.HAVE_ORJSON = saved
+
+
+def test_builders_put_containers_only_in_the_caller_fields() -> None:
+    given_dict = {"nested": {"a": [1]}}
+    messages = [
+        build_track("u", "E", given_dict, given_dict, integrations=given_dict),
+        build_identify("u", given_dict, given_dict, integrations=given_dict),
+        build_group("u", "g", given_dict, given_dict, integrations=given_dict),
+        build_alias("p", "u", given_dict, integrations=given_dict),
+        build_view("page", "u", "cat", "name", given_dict, given_dict, integrations=given_dict),
+        build_view("screen", "u", None, "name", given_dict, given_dict, integrations=given_dict),
+    ]
+    for message in messages:
+        for key, value in message.items():
+            assert type(key) is str
+            assert key in CALLER_FIELDS or value is None or isinstance(value, str), (message["type"], key)
+
+
+def test_the_caller_fields_are_still_checked() -> None:
+    deep = build_track("u", "Deep", {"tree": nested(40)})
+    colliding = build_identify("u", {1: "a", "1": "b"})
+    context_deep = build_track("u", "E", None, {"x": nested(40)})
+    for message in (deep, colliding, context_deep):
+        assert not shape.is_plain(message, CALLER_FIELDS)
+    assert shape.is_plain(build_track("u", "E", {1: "a"}), CALLER_FIELDS) is False  # walked, then passed
+    check_shape(build_track("u", "E", {1: "a"}))
