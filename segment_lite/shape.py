@@ -17,10 +17,11 @@ _CONTAINERS = (dict, list, tuple)
 def may_be_too_deep(encoded: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
     """Whether encoded JSON could nest deeper than ``limit``: False when it has too few brackets.
 
-    Two C-speed counts, so the common message is cleared without a walk. Brackets
-    inside strings can only make it say True, and the exact check then decides.
+    One C-speed pass (deleting the opening brackets and comparing lengths), so the
+    common message is cleared without a walk. Brackets inside strings can only make
+    it say True, and the exact check then decides.
     """
-    return encoded.count(b"{") + encoded.count(b"[") > limit
+    return len(encoded) - len(encoded.translate(None, b"{[")) > limit
 
 
 def key_text(key: Any) -> str:

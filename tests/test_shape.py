@@ -291,3 +291,18 @@ def test_the_caller_fields_are_still_checked() -> None:
         assert not shape.is_plain(message, CALLER_FIELDS)
     assert shape.is_plain(build_track("u", "E", {1: "a"}), CALLER_FIELDS) is False  # walked, then passed
     check_shape(build_track("u", "E", {1: "a"}))
+
+
+@pytest.mark.parametrize(
+    ("encoded", "too_deep"),
+    [
+        (b"{}", False),
+        (b"[" * 32, False),
+        (b"[" * 33, True),
+        (b"{" * 16 + b"[" * 17, True),
+        (b'{"a":"{[x"}', False),
+    ],
+)
+def test_may_be_too_deep_counts_both_opening_brackets(encoded, too_deep) -> None:
+    assert shape.may_be_too_deep(encoded) is too_deep
+    assert shape.may_be_too_deep(encoded, limit=2) is (encoded.count(b"{") + encoded.count(b"[") > 2)
