@@ -27,13 +27,16 @@ from segment_lite.shape import check_shape, is_plain, key_text, may_be_too_deep
 __all__ = ["HAVE_ORJSON", "encode", "encode_converting", "encode_plain", "json_default"]
 
 
+_DATE_TYPES = (datetime.datetime, datetime.date, datetime.time)  # written as ISO-8601
+
+
 def json_default(value: Any) -> Any:
     """Map the non-JSON types users put in properties to JSON values.
 
     datetime/date/time -> ISO-8601 string, Decimal -> number, UUID -> string,
     Enum -> its value, set/frozenset -> list, UTF-8 bytes -> string, Mapping -> dict.
     """
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+    if isinstance(value, _DATE_TYPES):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         number = float(value)
@@ -71,7 +74,7 @@ _c_encode: Optional[Callable[[Any, int], Any]] = (
 
 def _datetime_only(value: Any) -> Any:
     """The hot path's ``default``: datetimes as ISO-8601; anything else takes the converting path."""
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+    if isinstance(value, _DATE_TYPES):
         return value.isoformat()
     raise TypeError("needs converting")
 
