@@ -27,6 +27,7 @@ from segment_lite.message import (
     build_view,
 )
 from segment_lite.pipeline import (
+    QUEUED,
     Accepted,
     BatchingConfig,
     DeliveryConfig,
@@ -485,13 +486,13 @@ class Client:
     # -- the path of one message ------------------------------------------------
 
     def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
-        ledger = self._pipeline.ledger
+        pipeline = self._pipeline
         coerced: Optional[ValidationError] = None
         try:
             message = builder(*args)
         except ValidationError as exc:
             if self.strict:
-                ledger.drop("invalid", exc, [], count=1)
+                pipeline.ledger.drop("invalid", exc, [], count=1)
                 raise
             message, coerced = self._build_leniently(builder, args)
         built: Optional[tuple[str, ...]] = CALLER_FIELDS  # as the builder made it: see encode_plain
@@ -501,7 +502,7 @@ class Client:
                 return False, message
             message, built = hooked, None
         if self._plan is not None:
-            planned = self._plan.apply(message, ledger)  # may raise PlanViolationError
+            planned = self._plan.apply(message, pipeline.ledger)  # may raise PlanViolationError
             if planned is None:
                 return False, message
             message, built = planned, None
@@ -512,40 +513,40 @@ class Client:
             try:
                 data, message = encode_converting(message, left_out)
             except EncodeError as exc:
-                ledger.drop("encode_error", exc, [message])
+                pipeline.ledger.drop("encode_error", exc, [message])
                 raise
         if len(data) > MAX_MESSAGE_BYTES:
             too_large = MessageTooLargeError(len(data), MAX_MESSAGE_BYTES, str(message.get("type")))
-            ledger.drop("oversize", too_large, [message])
+            pipeline.ledger.drop("oversize", too_large, [message])
             raise too_large
         if coerced is not None:
-            ledger.warn("coerced", coerced, [message])
+            pipeline.ledger.warn("coerced", coerced, [message])
         if left_out:
-            ledger.warn("value_dropped", _left_out_error(left_out), [message])
-        if self._pipeline.closed:
-            ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
+            pipeline.ledger.warn("value_dropped", _left_out_error(left_out), [message])
+        if pipeline.closed:
+            pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
             return False, message
         if not self.send:
             return True, message
         if self.sync_mode:
-            self._pipeline.send_now(data)  # raises when the server did not take it
+            pipeline.send_now(data)  # raises when the server did not take it
             return True, message
-        accepted = self._pipeline.accept(data, self._block, self.block_timeout)
-        if accepted is Accepted.QUEUED:
+        accepted = pipeline.accept(data, self._block, self.block_timeout)
+        if accepted is QUEUED:
             return True, message
         if accepted is Accepted.CLOSED:
-            ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
+            pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
             return False, message
         if accepted is Accepted.FAILED:  # counted and reported by the pipeline
             return False, message
-        queue = self._pipeline.queue
+        queue = pipeline.queue
         limits = (
             f"spool_max_bytes={self.spool_max_bytes}"
             if queue.durable
             else f"max_queue_size={self.max_queue_size}, max_queue_bytes={self.max_queue_bytes}"
         )
         full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
-        ledger.drop("queue_full", full, [message])
+        pipeline.ledger.drop("queue_full", full, [message])
         return False, message
 
     def _build_leniently(

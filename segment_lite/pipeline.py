@@ -32,6 +32,7 @@ from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender, P
 from segment_lite.transport import TransportFactory
 
 __all__ = [
+    "QUEUED",
     "Accepted",
     "BatchingConfig",
     "DeliveryConfig",
@@ -58,6 +59,11 @@ class Accepted(enum.Enum):
     FULL = "full"  # no room in the queue (after waiting, when blocking)
     CLOSED = "closed"  # the pipeline was shut down
     FAILED = "failed"  # the queue could not store it (a spool's disk is full); counted and reported
+
+
+#: ``Accepted.QUEUED``, the answer to nearly every call: looking a member up on its
+#: Enum class costs about 50 ns on Python 3.11, a module global a few.
+QUEUED = Accepted.QUEUED
 
 
 @dataclass(frozen=True)
@@ -337,7 +343,7 @@ class Pipeline:
             return Accepted.CLOSED
         try:
             if self.queue.put(data, block, block_timeout_s):
-                return Accepted.QUEUED
+                return QUEUED
         except SpoolWriteError as exc:
             self.ledger.drop("spool_write_failed", exc, [data])
             return Accepted.FAILED
