@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Iterable
 from typing import Any, Optional
@@ -12,6 +13,7 @@ from segment_lite.limits import MAX_NESTING_DEPTH
 __all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep", "without_too_deep"]
 
 _CONTAINERS = (dict, list, tuple)
+_DATETIME = datetime.datetime  # a common leaf, compared by identity
 
 
 def may_be_too_deep(encoded: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
@@ -73,7 +75,13 @@ def is_plain(message: Any, fields: Optional[Iterable[str]] = None, limit: int = 
         return False
     for field in fields:
         value = message.get(field)
-        if isinstance(value, _CONTAINERS) and value and (limit == 1 or not _plain(value, 2, limit, True)):
+        if value is None:  # a field this kind of message does not have
+            continue
+        if (
+            (type(value) is dict or isinstance(value, _CONTAINERS))
+            and value
+            and (limit == 1 or not _plain(value, 2, limit, True))
+        ):
             return False
     return True
 
@@ -82,18 +90,27 @@ def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
     """The fast pass: True if nothing is too deep and (with ``keys``) every key is a str.
 
     ``value`` is a dict, list or tuple at level ``depth``, which is at most ``limit``.
+    Each child's type is compared with the common ones by identity before any
+    ``isinstance`` call (a subclass of them falls through to ``isinstance``).
     """
-    if isinstance(value, dict):
+    if type(value) is dict or isinstance(value, dict):
         if not keys:
             return _plain_items(value.values(), depth, limit, keys)
         for key, child in value.items():  # keys and values in one loop
             if type(key) is not str:
                 return False
             kind = type(child)
-            if kind is str or kind is int or kind is float or kind is bool or child is None:
+            if (
+                kind is str
+                or kind is int
+                or kind is float
+                or kind is bool
+                or child is None
+                or kind is _DATETIME
+            ):
                 continue
             if (
-                isinstance(child, _CONTAINERS)
+                (kind is dict or kind is list or isinstance(child, _CONTAINERS))
                 and child
                 and (depth == limit or not _plain(child, depth + 1, limit, keys))
             ):
@@ -105,11 +122,11 @@ def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
 def _plain_items(children: Any, depth: int, limit: int, keys: bool) -> bool:
     for child in children:
         kind = type(child)
-        if kind is str or kind is int or kind is float or kind is bool or child is None:
+        if kind is str or kind is int or kind is float or kind is bool or child is None or kind is _DATETIME:
             continue
         # An empty container cannot be too deep or hold a key: not worth a call.
         if (
-            isinstance(child, _CONTAINERS)
+            (kind is dict or kind is list or isinstance(child, _CONTAINERS))
             and child
             and (depth == limit or not _plain(child, depth + 1, limit, keys))
         ):
