@@ -495,17 +495,18 @@ class Client:
                 pipeline.ledger.drop("invalid", exc, [], count=1)
                 raise
             message, coerced = self._build_leniently(builder, args)
-        built: Optional[tuple[str, ...]] = CALLER_FIELDS  # as the builder made it: see encode_plain
+        built: Optional[tuple[str, ...]] = CALLER_FIELDS  # made by a builder, unchanged: see encode_plain
         if self._hooks:
             hooked = self._run_hooks(message)
             if hooked is None:
                 return False, message
             message, built = hooked, None
         if self._plan is not None:
+            # The plan only reads the message, or tags it under "context": it stays as built.
             planned = self._plan.apply(message, pipeline.ledger)  # may raise PlanViolationError
             if planned is None:
                 return False, message
-            message, built = planned, None
+            message = planned
         data = encode_plain(message, built)
         left_out: Optional[list[EncodeError]] = None
         if data is None:

@@ -163,9 +163,9 @@ def encode_plain(message: Any, fields: Optional[Iterable[str]] = None) -> Option
     a non-str key, nesting past ``limits.MAX_NESTING_DEPTH``, an unencodable
     value, a NaN (with the standard library) or an int beyond 64 bits (with
     orjson) return None, for ``encode_converting``. ``fields``: ``message`` was
-    made by a builder of ``segment_lite.message`` and not changed since, and only
-    these fields (``message.CALLER_FIELDS``) can hold containers (see
-    ``shape.is_plain``).
+    made by a builder of ``segment_lite.message`` (and at most tagged under
+    ``context`` by a tracking plan), so only these fields
+    (``message.CALLER_FIELDS``) can hold containers (see ``shape.is_plain``).
     """
     if HAVE_ORJSON:
         try:

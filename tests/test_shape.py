@@ -306,3 +306,32 @@ def test_the_caller_fields_are_still_checked() -> None:
 def test_may_be_too_deep_counts_both_opening_brackets(encoded, too_deep) -> None:
     assert shape.may_be_too_deep(encoded) is too_deep
     assert shape.may_be_too_deep(encoded, limit=2) is (encoded.count(b"{") + encoded.count(b"[") > 2)
+
+
+def test_the_client_passes_caller_fields_only_for_messages_its_builders_made(monkeypatch) -> None:
+    from segment_lite import client as client_module
+
+    seen: list[bool] = []
+
+    def checked_encode_plain(message, fields=None):
+        if fields is not None:  # the client vouches for the message's shape outside these fields
+            for key, value in message.items():
+                assert type(key) is str
+                assert key in fields or value is None or isinstance(value, str), key
+            assert shape.is_plain(message, fields) == shape.is_plain(message)
+        seen.append(fields is not None)
+        return encoding.encode_plain(message, fields)
+
+    monkeypatch.setattr(client_module, "encode_plain", checked_encode_plain)
+    plan = {"events": {"Order Completed": {"properties": {"total": {"type": "number", "required": True}}}}}
+    planned = RecordingClient(tracking_plan=plan, tag_violations=True)
+    planned.track("u", "Order Completed", {"total": "27.5"}, {"protocols": {"sourceId": "s"}})  # tagged
+    planned.track("u", "Cart Abandoned", {"items": [{"sku": 1}]})  # unplanned: tagged
+    planned.track("u", "Order Completed", {"total": 27.5})
+    hooked = RecordingClient(before_send=lambda message: dict(message, extra={1: "a", "1": "b"}))
+    with pytest.raises(EncodeError):  # the hook's colliding keys are still found
+        hooked.track("u", "E")
+    assert seen == [True, True, True, False]
+    assert planned.messages[0]["context"]["protocols"]["violations"], "the plan did tag it"
+    planned.shutdown()
+    hooked.shutdown()
