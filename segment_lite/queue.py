@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue", "QueueReads"]
 
-#: While delivery is stalled, queued messages are compressed this many at a time.
+#: A backlog past twice this many messages is kept in blocks of this many: joined
+#: into one bytes object (about 5 bytes of bookkeeping per message instead of the
+#: 41 of a bytes object in a deque), and compressed as well while delivery is stalled.
 PACK_COUNT = 128
 #: Delivery is stalled when a batch has been out (sending, retrying, waiting out a
 #: Retry-After) this long; a healthy server answers in milliseconds.
@@ -183,25 +185,32 @@ class QueueReads:
 
 
 class _Packed:
-    """``PACK_COUNT`` consecutive messages, compressed together while delivery is stalled.
+    """``PACK_COUNT`` consecutive messages of a backlog, kept as one block.
 
-    Queued JSON events share most of their text, so zlib at level 1 keeps them in
-    about a twentieth of the space for about 1.5 us per message; they are unpacked,
-    byte for byte, when a worker takes them.
+    The messages are joined into one bytes object with their sizes beside it, so
+    a long backlog costs about 5 bytes of bookkeeping per message rather than 41.
+    While delivery is stalled the block is also compressed: queued JSON events
+    share most of their text, so zlib at level 1 keeps them in about a twentieth
+    of the space for about 1.5 us per message. Either way they are given back
+    byte for byte when a worker takes them.
     """
 
-    __slots__ = ("blob", "sizes")
+    __slots__ = ("blob", "compressed", "sizes")
 
-    def __init__(self, items: list[bytes]) -> None:
-        self.sizes = array.array("I", [len(item) for item in items])
-        self.blob = zlib.compress(b"".join(items), 1)
+    def __init__(self, items: list[bytes], compress: bool) -> None:
+        sizes = [len(item) for item in items]
+        # Messages are at most 32 KB, so two bytes a size is the rule; four if a bigger one came.
+        self.sizes = array.array("H" if max(sizes) <= 0xFFFF else "I", sizes)
+        joined = b"".join(items)
+        self.compressed = compress
+        self.blob = zlib.compress(joined, 1) if compress else joined
 
     def __len__(self) -> int:
         return len(self.sizes)
 
     def unpack(self) -> list[bytes]:
         """The messages, in order."""
-        data = zlib.decompress(self.blob)
+        data = zlib.decompress(self.blob) if self.compressed else self.blob
         items = []
         position = 0
         for size in self.sizes:
@@ -217,10 +226,13 @@ class MemoryQueue(QueueReads):
     under it. ``wake`` is set when ``wake_at`` items are waiting, so a worker
     sends a full batch at once instead of waiting out its interval.
 
-    While delivery is stalled (a batch out for more than ``STALL_S``: the server is
-    down or very slow), the newest messages are compressed ``PACK_COUNT`` at a time
-    as they arrive, so an outage holds a fraction of the memory. A healthy pipeline
-    never pays for it. Counts and byte budgets are always of the encoded messages.
+    A backlog of more than ``2 * PACK_COUNT`` messages keeps its newest ones in
+    blocks of ``PACK_COUNT`` (``_Packed``), joined into one bytes object, which
+    saves about 36 bytes per queued message. While delivery is stalled (a batch
+    out for more than ``STALL_S``: the server is down or very slow), the blocks
+    are compressed too, so an outage holds a fraction of the memory; a healthy
+    pipeline never compresses. Counts and byte budgets are always of the encoded
+    messages.
     """
 
     durable = False
@@ -261,8 +273,8 @@ class MemoryQueue(QueueReads):
                 self._unpacked_puts = 0
                 # Keep the head raw for the next take; the newest PACK_COUNT entries
                 # are then all raw (nothing is removed from the right).
-                if count >= 2 * PACK_COUNT and self._delivery_stalled():
-                    self._pack_newest()
+                if count >= 2 * PACK_COUNT:
+                    self._pack_newest(self._delivery_stalled())
         if count >= self.wake_at and not self.wake.is_set():
             self.wake.set()
         return True
@@ -273,11 +285,11 @@ class MemoryQueue(QueueReads):
         oldest = min(taken_at for _, taken_at in self._in_flight.values())
         return time.monotonic() - oldest > STALL_S
 
-    def _pack_newest(self) -> None:
+    def _pack_newest(self, compress: bool) -> None:
         items = self._items
         newest = [items.pop() for _ in range(PACK_COUNT)]
         newest.reverse()
-        items.append(_Packed(newest))  # type: ignore[arg-type]  # all raw: see put()
+        items.append(_Packed(newest, compress))  # type: ignore[arg-type]  # all raw: see put()
 
     def _wait_for_room(self, size: int, timeout: Optional[float]) -> bool:
         # A message bigger than the whole byte budget can never fit; waiting would hang.
