@@ -71,3 +71,13 @@ def test_retry_policy_and_max_retries_together_are_refused() -> None:
     # Either alone is fine.
     segment_lite.Client("key", max_retries=3, send=False).shutdown()
     segment_lite.Client("key", retry_policy=segment_lite.RetryPolicy(max_retries=3), send=False).shutdown()
+
+
+def test_every_client_option_is_documented() -> None:
+    import inspect
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    options = list(inspect.signature(segment_lite.Client.__init__).parameters)[1:]
+    assert len(options) > 30
+    assert [name for name in options if f"`{name}`" not in doc] == []
