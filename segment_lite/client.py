@@ -38,7 +38,7 @@ from segment_lite.pipeline import (
 )
 from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender
+from segment_lite.sender import MAX_BATCH_COUNT, BatchSender
 from segment_lite.transport import TransportFactory, batch_url, default_transport_factory
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ class Client:
             if not log.handlers:
                 log.addHandler(logging.StreamHandler())
 
-        max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(self._write_key) - 64
+        max_batch_bytes = BatchSender.max_batch_bytes(self._write_key)
         self.spool_dir = None if spool_dir is None else os.fspath(spool_dir)
         self.spool_max_bytes = spool_max_bytes
         self.spool_fsync = spool_fsync

@@ -28,7 +28,7 @@ from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger, OnDrop, OnError
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.sender import MAX_BATCH_BYTES, MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
+from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
 from segment_lite.transport import TransportFactory
 
 __all__ = [
@@ -368,7 +368,7 @@ class Pipeline:
     def change_write_key(self, write_key: str) -> None:
         """Send with ``write_key`` from the next request on (both keys stay masked in logs)."""
         self.delivery = dataclasses.replace(self.delivery, write_key=write_key)
-        max_batch_bytes = MAX_BATCH_BYTES - BatchSender.envelope_bytes(write_key) - 64
+        max_batch_bytes = BatchSender.max_batch_bytes(write_key)
         self.batching = dataclasses.replace(self.batching, max_batch_bytes=max_batch_bytes)
         self.ledger.add_secret(write_key)
         with self._start_lock:

@@ -10,6 +10,7 @@ import gzip as gzip_module
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Optional
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
 from segment_lite.message import iso_from_epoch
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
-from segment_lite.transport import Transport, TransportError, TransportFactory
+from segment_lite.transport import Transport, TransportError, TransportFactory, TransportResponse
 from segment_lite.version import VERSION
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "BatchSender", "PipelinePause", "Settlement"]
@@ -242,6 +243,11 @@ class BatchSender:
             json.dumps(write_key)
         )
 
+    @staticmethod
+    def max_batch_bytes(write_key: str) -> int:
+        """The most bytes of joined messages one request may carry with this key (within 500 KB)."""
+        return MAX_BATCH_BYTES - BatchSender.envelope_bytes(write_key) - 64
+
     def _body(self, items: list[bytes]) -> bytes:
         # The batch body is a join of the already-encoded messages; sentAt is
         # stamped now, at each attempt, so the server's clock-skew fix stays right.
@@ -251,7 +257,15 @@ class BatchSender:
             # Logged without the write key.
             shown = b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', sent_at, b'"}'))
             self.log.debug("posting %d message(s) to %s: %s", len(items), self.url, shown.decode())
+        if self.gzip:
+            body = gzip_module.compress(body, compresslevel=GZIP_LEVEL)
         return body
+
+    def _post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
+        """One request on this sender's transport (made on first use); raises ``TransportError``."""
+        if self._transport is None:
+            self._transport = self._transport_factory()
+        return self._transport.post(self.url, body, headers, timeout)
 
     def close(self) -> None:
         """Close the transport's connections."""
@@ -269,12 +283,6 @@ class BatchSender:
         if abort is not None:
             abort()
 
-    def send(self, items: list[bytes], abort: threading.Event) -> bool:
-        """Deliver ``items`` on the calling thread (sync mode); True if all were delivered."""
-        settlement = Settlement(items, self.ledger)
-        self.deliver(settlement, abort)
-        return settlement.delivered_count == len(items)
-
     def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
         """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.
 
@@ -286,14 +294,10 @@ class BatchSender:
         replaced at once, as for every request.
         """
         body = self._body(items)
-        if self.gzip:
-            body = gzip_module.compress(body, compresslevel=GZIP_LEVEL)
         stale_retry_used = False
         while True:
             try:
-                if self._transport is None:
-                    self._transport = self._transport_factory()
-                response = self._transport.post(self.url, body, self._headers, self.timeout)
+                response = self._post(body, self._headers, self.timeout)
             except TransportError as exc:
                 if exc.stale_connection and not stale_retry_used:
                     stale_retry_used = True
@@ -385,14 +389,10 @@ class BatchSender:
             if attempt:
                 headers = {**headers, "X-Retry-Count": str(attempt)}
             body = self._body(items)
-            if self.gzip:
-                body = gzip_module.compress(body, compresslevel=GZIP_LEVEL)
             attempt += 1
             retry_after: Optional[float] = None
             try:
-                if self._transport is None:
-                    self._transport = self._transport_factory()
-                response = self._transport.post(self.url, body, headers, timeout)
+                response = self._post(body, headers, timeout)
             except TransportError as exc:
                 self._answered_last = False
                 last_status = None
