@@ -574,9 +574,7 @@ class Pipeline:
             self._give_up(timeout)
         self._record_flush(settled, before, "shutdown")
         self.join(None if settled else WORKER_STOP_GRACE_S)
-        self.ledger.flush_reports()
-        self._close_thread_senders()
-        self.queue.close()
+        self.close()
         return settled
 
     def _give_up(self, timeout: Optional[float]) -> int:
@@ -635,9 +633,7 @@ class Pipeline:
             return
         pending = self.queue.pending_count()
         if not pending:
-            self._closed = True
-            self.queue.close()
-            self.ledger.flush_reports()
+            self.close()
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
