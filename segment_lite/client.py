@@ -1,4 +1,4 @@
-"""The Client: the six Spec calls, the queue behind them, and the lifecycle (flush, shutdown, fork, exit)."""
+"""The Client: the six Spec calls and their options; delivery and its lifecycle are the pipeline's."""
 
 from __future__ import annotations
 
@@ -525,8 +525,7 @@ class Client:
         if left_out:
             pipeline.ledger.warn("value_dropped", _left_out_error(left_out), [message])
         if pipeline.closed:
-            pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
-            return False, message
+            return self._refuse_after_shutdown(message)
         if not self.send:
             return True, message
         if self.sync_mode:
@@ -536,8 +535,7 @@ class Client:
         if accepted is QUEUED:
             return True, message
         if accepted is Accepted.CLOSED:
-            pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
-            return False, message
+            return self._refuse_after_shutdown(message)
         if accepted is Accepted.FAILED:  # counted and reported by the pipeline
             return False, message
         queue = pipeline.queue
@@ -548,6 +546,10 @@ class Client:
         )
         full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
         pipeline.ledger.drop("queue_full", full, [message])
+        return False, message
+
+    def _refuse_after_shutdown(self, message: Message) -> Result:
+        self._pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
         return False, message
 
     def _build_leniently(
