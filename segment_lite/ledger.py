@@ -221,21 +221,18 @@ class Ledger:
 
     def deliver_due_reports(self) -> None:
         """Deliver held reports whose interval has passed (called after each batch is sent)."""
+        self._deliver_held(every=False)
+
+    def flush_reports(self) -> None:
+        """Deliver every held report now (at ``flush()`` and ``shutdown()``)."""
+        self._deliver_held(every=True)
+
+    def _deliver_held(self, every: bool) -> None:
         if not self._pending:  # read without the lock: a hint, checked again under it
             return
         now = self._monotonic()
         with self._lock:
-            deliver = self._take_due(now)
-        for item in deliver:
-            self._deliver(*item)
-
-    def flush_reports(self) -> None:
-        """Deliver every held report now (at ``flush()`` and ``shutdown()``)."""
-        if not self._pending:
-            return
-        now = self._monotonic()
-        with self._lock:
-            deliver = self._take_due(now, every=True)
+            deliver = self._take_due(now, every)
         for item in deliver:
             self._deliver(*item)
 
