@@ -10,7 +10,7 @@ from typing import Any, Optional
 from segment_lite.errors import EncodeError, NestingTooDeepError
 from segment_lite.limits import MAX_NESTING_DEPTH
 
-__all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep", "without_too_deep"]
+__all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep"]
 
 _CONTAINERS = (dict, list, tuple)
 _DATETIME = datetime.datetime  # a common leaf, compared by identity
@@ -170,47 +170,3 @@ def _check_keys(value: dict[Any, Any], path: str) -> None:
                 f"keys {seen[text]!r} and {key!r} are both written as {text!r}: one value would be lost",
             )
         seen[text] = key
-
-
-def without_too_deep(message: Any, limit: int = MAX_NESTING_DEPTH) -> tuple[Any, list[str]]:
-    """A copy of ``message`` without the objects and arrays nested beyond ``limit``, and their paths.
-
-    Dict entries and list items that would be too deep are left out; containers
-    that hold none are returned as they are (not copied).
-    """
-    dropped: list[str] = []
-    return _trim(message, "", 1, limit, dropped), dropped
-
-
-def _trim(value: Any, path: str, depth: int, limit: int, dropped: list[str]) -> Any:
-    if isinstance(value, dict):
-        out: dict[Any, Any] = {}
-        changed = False
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(item, _CONTAINERS):
-                if depth + 1 > limit:
-                    dropped.append(where)
-                    changed = True
-                    continue
-                trimmed = _trim(item, where, depth + 1, limit, dropped)
-                changed = changed or trimmed is not item
-                item = trimmed
-            out[key] = item
-        return out if changed else value
-    if isinstance(value, (list, tuple)):
-        items: list[Any] = []
-        changed = False
-        for index, item in enumerate(value):
-            where = f"{path}[{index}]"
-            if isinstance(item, _CONTAINERS):
-                if depth + 1 > limit:
-                    dropped.append(where)
-                    changed = True
-                    continue
-                trimmed = _trim(item, where, depth + 1, limit, dropped)
-                changed = changed or trimmed is not item
-                item = trimmed
-            items.append(item)
-        return items if changed else value
-    return value

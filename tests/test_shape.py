@@ -22,7 +22,7 @@ from segment_lite.message import (
     build_track,
     build_view,
 )
-from segment_lite.shape import check_shape, key_text, without_too_deep
+from segment_lite.shape import check_shape, key_text
 from segment_lite.testing import RecordingClient
 
 ENCODERS = [pytest.param(True, id="orjson"), pytest.param(False, id="stdlib")]
@@ -87,16 +87,27 @@ def test_brackets_inside_strings_do_not_count() -> None:
     assert json.loads(encoding.encode({"properties": {"s": text}}))["properties"]["s"] == text
 
 
-def test_without_too_deep_leaves_out_only_what_is_past_the_limit() -> None:
-    message = {"properties": {"ok": [1, {"fine": True}], "deep": nested(50), "n": 1}}
-    trimmed, dropped = without_too_deep(message, limit=4)
-    assert trimmed == {"properties": {"ok": [1, {"fine": True}], "deep": {"a": {}}, "n": 1}}
-    assert dropped == ["properties.deep.a.a"]
-    check_shape(trimmed, limit=4)
-    assert message["properties"]["deep"] == nested(50), "the caller's message is not changed"
-    original = {"properties": {"a": 1}}
-    same, none = without_too_deep(original)
-    assert same is original and none == [], "nothing copied when nothing is too deep"
+def test_lenient_client_leaves_out_only_what_is_past_the_limit() -> None:
+    warnings = []
+    client = RecordingClient(
+        strict=False, on_drop=lambda reason, exc, msgs: warnings.append((reason, getattr(exc, "path", "")))
+    )
+    properties = {"ok": [1, {"fine": True}], "deep": nested(50), "n": 1}
+    ok, _ = client.track("u", "Deep", properties)
+    assert ok
+    [sent] = client.messages
+    assert sent["properties"]["ok"] == [1, {"fine": True}] and sent["properties"]["n"] == 1
+    kept = sent["properties"]["deep"]
+    depth = 3  # the message, properties, deep
+    while isinstance(kept, dict) and "a" in kept:
+        kept, depth = kept["a"], depth + 1
+    assert depth == MAX_NESTING_DEPTH, "everything up to the limit is kept"
+    check_shape(sent)
+    assert properties["deep"] == nested(50), "the caller's message is not changed"
+    assert [reason for reason, _ in warnings] == ["value_dropped"]
+    assert warnings[0][1].startswith("properties.deep.a")
+    assert client.stats()["warnings"]["value_dropped"] == 1
+    client.shutdown()
 
 
 # -- keys that collide once written -----------------------------------------------------------
