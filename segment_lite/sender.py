@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
-from segment_lite.message import iso_from_epoch
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
+from segment_lite.timestamps import iso_from_epoch
 from segment_lite.transport import Transport, TransportError, TransportFactory, TransportResponse
 from segment_lite.version import VERSION
 
