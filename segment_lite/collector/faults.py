@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
+from segment_lite.collector.processing import error_body
+
 __all__ = ["Failure", "Fault", "FaultBody", "FaultPlan", "RetryAfter"]
 
 RetryAfter = Union[int, float, str, datetime, None]
@@ -43,11 +45,7 @@ class Failure:
         extra = tuple(headers.items()) if headers else ()
         when = _format_retry_after(retry_after)
         if body is None:
-            body = {
-                "success": False,
-                "code": "injected_fault",
-                "message": f"fault injected by the local collector: answering {status}",
-            }
+            body = error_body("injected_fault", f"fault injected by the local collector: answering {status}")
         if isinstance(body, (dict, list)):
             raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             return cls(status, when, raw, "application/json", extra)

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from segment_lite.collector.processing import RequestError, json_bytes
+from segment_lite.collector.processing import RequestError, error_body, json_bytes
 from segment_lite.errors import SegmentLiteError
 
 __all__ = [
@@ -180,11 +180,6 @@ def _host_of(value: str) -> Optional[str]:
     if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
         return None
     return host or None
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    """The JSON error body every endpoint answers: ``success``, a stable ``code`` and a ``message``."""
-    return {"success": False, "code": code, "message": message}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ __all__ = [
     "RequestError",
     "batch_too_large",
     "decode_body",
+    "error_body",
     "json_bytes",
     "nesting_error",
     "parse_json",
@@ -43,6 +44,11 @@ class Limits:
     max_batch_messages: int = 2500
 
 
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The JSON error body every endpoint answers: ``success``, a stable ``code`` and a ``message``."""
+    return {"success": False, "code": code, "message": message}
+
+
 @dataclass
 class RequestError(SegmentLiteError):
     """A request the collector refuses: HTTP status, a stable machine code and a readable message.
@@ -60,9 +66,7 @@ class RequestError(SegmentLiteError):
 
     def body(self) -> dict[str, Any]:
         """The JSON error body answered to the client."""
-        out: dict[str, Any] = {"success": False, "code": self.code, "message": self.message}
-        out.update(self.details)
-        return out
+        return {**error_body(self.code, self.message), **self.details}
 
 
 # -- decoding -----------------------------------------------------------------

@@ -19,13 +19,14 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from segment_lite.collector.faults import FaultPlan
-from segment_lite.collector.http_server import LocalNames, Request, Response, error_body
+from segment_lite.collector.http_server import LocalNames, Request, Response
 from segment_lite.collector.processing import (
     MESSAGE_TYPES,
     Limits,
     RequestError,
     batch_too_large,
     decode_body,
+    error_body,
     parse_json,
     prepare_messages,
     write_key_from_auth,
