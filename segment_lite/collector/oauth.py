@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
-from segment_lite.collector.http_server import Request, Response, json_bytes
+from segment_lite.collector.http_server import Request, Response
 from segment_lite.collector.processing import RequestError
 from segment_lite.collector.tracking import CredentialCheck, Credentials
 from segment_lite.errors import ValidationError
@@ -39,7 +39,7 @@ MAX_FORM_BYTES = 64 * 1024
 
 def _oauth_error(status: int, error: str, description: str) -> Response:
     # OAuth's own error shape (RFC 6749 section 5.2), which the client reads.
-    return Response(status, json_bytes({"error": error, "error_description": description}))
+    return Response.json(status, {"error": error, "error_description": description})
 
 
 class TokenIssuer:
@@ -134,7 +134,7 @@ class TokenIssuer:
             "expires_in": self.token_lifetime_s,
             "scope": form.get("scope", ""),
         }
-        return Response(200, json_bytes(answer))
+        return Response.json(200, answer)
 
     def expire_all(self) -> int:
         """Expire every token issued so far (as a server that rotated its keys); returns how many."""
