@@ -172,7 +172,7 @@ def _host_of(value: str) -> Optional[str]:
         if end < 0:
             return None
         host, rest = value[1:end], value[end + 1 :]
-        if _ip(host) is None or not isinstance(_ip(host), ipaddress.IPv6Address):
+        if not isinstance(_ip(host), ipaddress.IPv6Address):
             return None
     else:
         host, colon, port = value.partition(":")
