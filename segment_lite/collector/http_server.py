@@ -315,6 +315,12 @@ class _Connection:
     def busy(self) -> bool:
         return self.state != _IDLE
 
+    def move_to(self, state: str, timeout_s: Optional[float]) -> None:
+        """Enter ``state``, to end within ``timeout_s`` (None: unbounded); the caller holds ``lock``."""
+        now = time.monotonic()
+        self.state, self.since = state, now
+        self.deadline = None if timeout_s is None else now + timeout_s
+
 
 class ConnectionTracker:
     """The client connections and handler threads, across restarts of the listening socket (thread-safe)."""
@@ -370,9 +376,7 @@ class ConnectionTracker:
     def enter(conn: _Connection, state: str, timeout_s: Optional[float]) -> None:
         """Move ``conn`` to ``state``, to end within ``timeout_s`` (None: unbounded)."""
         with conn.lock:
-            now = time.monotonic()
-            conn.state, conn.since = state, now
-            conn.deadline = None if timeout_s is None else now + timeout_s
+            conn.move_to(state, timeout_s)
 
     def expire(self, now: float) -> None:
         """Close connections whose state outlived its deadline.
@@ -701,9 +705,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
             if not self.close_connection:
-                now = time.monotonic()
-                self._conn.state, self._conn.since = _IDLE, now
-                self._conn.deadline = now + self.server.limits.idle_timeout_s
+                self._conn.move_to(_IDLE, self.server.limits.idle_timeout_s)
 
     def _reset_connection(self) -> None:
         """Close the connection with a TCP RST (SO_LINGER 0) instead of answering."""
