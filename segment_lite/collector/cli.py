@@ -406,14 +406,11 @@ def _events(args: argparse.Namespace) -> int:
     if not events:
         out.write("no events stored yet\n" if stored == 0 else "no events match\n")
         return 0
-    if any(e.violations for e in events):
-        lines = [header()]
-        for e in events:
-            lines.append(format_row(e))
-            lines.extend(format_violations(e))
-        out.write("\n".join(lines) + "\n")
-    else:
-        out.write(format_table(events) + "\n")
+    lines = [header()]
+    for e in events:
+        lines.append(format_row(e))
+        lines.extend(format_violations(e))  # none unless `serve --plan` recorded some
+    out.write("\n".join(lines) + "\n")
     if total > len(events):
         out.write(f"({len(events)} of {total} shown, newest first; use --limit to see more)\n")
     out.flush()
