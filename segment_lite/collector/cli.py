@@ -12,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
-from segment_lite.collector.processing import replace_non_finite
+from segment_lite.collector.processing import MESSAGE_TYPES, replace_non_finite
 from segment_lite.collector.table import format_row, format_table, format_violations, header
 from segment_lite.collector.text import printable_json
 
@@ -287,7 +287,7 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--type",
-        choices=["identify", "track", "page", "screen", "group", "alias"],
+        choices=MESSAGE_TYPES,
         metavar="TYPE",
         help="only this type: identify, track, page, screen, group or alias (default: all)",
     )
