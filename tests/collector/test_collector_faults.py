@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-from collector_helpers import post, track
+from collector_helpers import post, track, wait_until
 
 from segment_lite.collector import Collector
 
@@ -282,18 +282,9 @@ def test_close_idle_connections_spares_a_busy_connection(collector: Collector) -
     sock = raw_request(collector.port, json.dumps({"batch": [track(1)]}).encode())
     try:
         # Wait until the server has parsed the request line (the connection is busy).
-        assert _wait_busy(collector)
+        assert wait_until(lambda: collector._tracker.busy_count > 0, timeout=5)
         assert collector.close_idle_connections() == 0
         answer = sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 200")
     finally:
         sock.close()
-
-
-def _wait_busy(collector: Collector) -> bool:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if collector._tracker.busy_count:
-            return True
-        time.sleep(0.005)
-    return False

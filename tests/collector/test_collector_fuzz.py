@@ -8,13 +8,12 @@ everything it does not store with a JSON error, and keeps serving.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from collector_helpers import post, track
+from collector_helpers import connect, post, read_answer, track
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,26 +40,10 @@ def fuzzed() -> Iterator[Collector]:
 
 
 def exchange(collector: Collector, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send raw bytes, read one answer; fails if the connection closes without one."""
-    with socket.create_connection(("127.0.0.1", collector.port), timeout=10) as sock:
+    """Send raw bytes, read one answer; raises ConnectionError if the connection closes without one."""
+    with connect(collector) as sock:
         sock.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed without an answer to {raw[:200]!r}"
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = lines[0].split(" ", 2)
-        assert version == "HTTP/1.1"
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = int(headers["content-length"])
-        while len(body) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return int(status), headers, body[:length]
+        return read_answer(sock)
 
 
 # -- request framing and headers ------------------------------------------------------------------

@@ -10,14 +10,13 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from collector_helpers import post, track
+from collector_helpers import connect, post, read_answer, track, wait_until
 
 from segment_lite.collector import Collector
 from segment_lite.collector.debugger import CONTENT_SECURITY_POLICY
@@ -25,31 +24,6 @@ from segment_lite.collector.http_server import ConnectionLimits, LocalNames
 from segment_lite.limits import MAX_NESTING_DEPTH
 
 JSON = "application/json"
-
-
-def connect(collector: Collector) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", collector.port), timeout=10)
-
-
-def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read one HTTP answer (status, lower-cased headers, body) from a raw socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before an answer; got {data!r}")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return status, headers, rest[:length]
 
 
 def closed_by_server(sock: socket.socket) -> bool:
@@ -309,7 +283,7 @@ def test_a_request_that_arrives_too_slowly_is_answered_408() -> None:
             status, _, body = read_answer(sock)
             assert (status, json.loads(body)["code"]) == (408, "request_timeout")
         assert c.requests[-1].status == 408
-        assert c.open_connections == 0 or _wait(lambda: c.open_connections == 0)
+        assert c.open_connections == 0 or wait_until(lambda: c.open_connections == 0)
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() -> None:
@@ -324,16 +298,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() -> Non
             )
             assert read_answer(sock)[0] == 200
             assert closed_by_server(sock)
-        assert _wait(lambda: c.open_connections == 0)
-
-
-def _wait(condition: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
+        assert wait_until(lambda: c.open_connections == 0)
 
 
 @pytest.fixture
@@ -348,7 +313,7 @@ def test_when_every_handler_thread_is_busy_a_new_connection_gets_503(small_colle
     try:
         for sock in busy:
             sock.sendall(b"POST /v1/batch HTTP/1.1\r\n")  # a request in progress
-        assert _wait(lambda: c._tracker.busy_count == 4)
+        assert wait_until(lambda: c._tracker.busy_count == 4)
         with connect(c) as extra:
             status, headers, body = read_answer(extra)
         assert (status, headers["retry-after"]) == (503, "1")
@@ -356,7 +321,7 @@ def test_when_every_handler_thread_is_busy_a_new_connection_gets_503(small_colle
     finally:
         for sock in busy:
             sock.close()
-    assert _wait(lambda: c.open_connections == 0)
+    assert wait_until(lambda: c.open_connections == 0)
     assert post(c, "/v1/track", track(1)).status_code == 200
 
 
