@@ -248,10 +248,7 @@ class Collector:
         """
         with self._lifecycle:
             self._stopping.set()
-            if self._up_timer is not None:
-                self._up_timer.cancel()
-                self._up_timer = None
-            self._unbind()
+            self.go_down()
             store = self._store
             if store is not None and not store.closed:
                 if store.temporary:
