@@ -161,20 +161,23 @@ _STALE_CAUSES = (
 )
 
 
-def _is_stale(exc: BaseException) -> bool:
-    """Whether ``exc``, or an exception nested in it, means a pooled connection had died."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception nested in it (arguments, causes, contexts), outermost first."""
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
     while pending:
-        current = pending.pop()
+        current = pending.pop(0)
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, _STALE_CAUSES):
-            return True
+        yield current
         pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
+
+
+def _is_stale(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception nested in it, means a pooled connection had died."""
+    return any(isinstance(cause, _STALE_CAUSES) for cause in _causes(exc))
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -189,20 +192,6 @@ def _describe(exc: BaseException) -> str:
     # URLs are shown without their user info).
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception nested in it (arguments, causes, contexts), outermost first."""
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 def _server(url: str) -> str:
