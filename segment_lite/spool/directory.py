@@ -57,6 +57,7 @@ __all__ = [
     "read_meta",
     "remove_stale_new_directories",
     "scan_segments",
+    "sync_files",
 ]
 
 OWNER_PREFIX = "spool-"
@@ -556,16 +557,8 @@ class SpoolDirectory:
         loss only means records sent again, so it is synced at close).
         """
         retired, self.retired_fds = self.retired_fds, []
-        for fd in retired:
-            try:
-                fdatasync(fd)
-            finally:
-                os.close(fd)
-        if self.write_fd >= 0:
-            fdatasync(self.write_fd)
-        if self.new_file:
-            self.new_file = False
-            fsync_directory(self.path)
+        sync_files(self.path, retired, self.write_fd, self.new_file)
+        self.new_file = False
         if cursor and self.ack.fd >= 0:
             fdatasync(self.ack.fd)
 
@@ -711,6 +704,20 @@ def _unmapped_segment(fd: int, capacity: int) -> tuple[None, int]:
     if os.pwrite(fd, SEGMENT_MAGIC, 0) != SEGMENT_HEADER_BYTES:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return None, capacity
+
+
+def sync_files(path: str, retired: list[int], write_fd: int, new_file: bool) -> None:
+    """fsync the writes of owner directory ``path``: ``retired`` segments (then closed), the one
+    being written (``write_fd``, -1 for none), and its names when ``new_file`` was created."""
+    for fd in retired:
+        try:
+            fdatasync(fd)
+        finally:
+            os.close(fd)
+    if write_fd >= 0:
+        fdatasync(write_fd)
+    if new_file:
+        fsync_directory(path)
 
 
 def fdatasync(fd: int) -> None:

@@ -18,10 +18,9 @@ from segment_lite.spool.directory import (
     Loss,
     PendingBatch,
     SpoolDirectory,
-    fdatasync,
-    fsync_directory,
     owner_directories,
     remove_stale_new_directories,
+    sync_files,
 )
 from segment_lite.spool.factory import FSYNC_POLICIES
 from segment_lite.spool.records import RECORD_HEADER_BYTES, encode_record
@@ -307,16 +306,16 @@ class DiskSpool(QueueReads):
             write_fd, new_file = home.write_fd, home.new_file
             home.new_file = False
         try:
-            _sync_files(home.path, retired, write_fd, new_file)
+            sync_files(home.path, retired, write_fd, new_file)
         except OSError as exc:
             log.error("spool: fsync failed in %s: %s", home.path, exc)
 
-    def _sync_home_locked(self) -> None:
+    def _sync_home_locked(self, cursor: bool = False) -> None:
         home = self._home
         if home is None:
             return
         try:
-            home.sync()
+            home.sync(cursor)
         except OSError as exc:
             log.error("spool: fsync failed in %s: %s", home.path, exc)
 
@@ -521,13 +520,10 @@ class DiskSpool(QueueReads):
                 return
             self._leave_undelivered_locked(in_flight=True)
             self._closed = True
+            if self.fsync != "never":
+                self._sync_home_locked(cursor=True)
             home = self._home
             if home is not None:
-                if self.fsync != "never":
-                    try:
-                        home.sync(cursor=True)
-                    except OSError as exc:
-                        log.error("spool: fsync failed in %s: %s", home.path, exc)
                 home.close(remove=home.unacked <= 0 and not home.in_flight)
             for directory in self._adopted:
                 directory.close(remove=directory.unacked <= 0 and not directory.in_flight)
@@ -546,18 +542,6 @@ class DiskSpool(QueueReads):
 
     def __repr__(self) -> str:
         return f"<DiskSpool {self.directory!r} queued={self._queued} fsync={self.fsync!r}>"
-
-
-def _sync_files(path: str, retired: list[int], write_fd: int, new_file: bool) -> None:
-    for fd in retired:
-        try:
-            fdatasync(fd)
-        finally:
-            os.close(fd)
-    if write_fd >= 0:
-        fdatasync(write_fd)
-    if new_file:
-        fsync_directory(path)
 
 
 def _close_quietly(directories: list[Optional[SpoolDirectory]]) -> None:

@@ -232,7 +232,6 @@ def _count_syncs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         real(fd)
 
     monkeypatch.setattr(directory, "fdatasync", counting)
-    monkeypatch.setattr(disk_module, "fdatasync", counting)
     return calls
 
 
