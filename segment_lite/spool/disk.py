@@ -536,9 +536,7 @@ class DiskSpool(QueueReads):
         """In a forked child: drop the parent's descriptors without touching its files or lock."""
         self._forked_away = True
         self._syncer = None
-        for directory in [*self._adopted, self._home]:
-            if directory is not None:
-                directory.abandon()
+        _close_quietly([*self._adopted, self._home])
 
     def __repr__(self) -> str:
         return f"<DiskSpool {self.directory!r} queued={self._queued} fsync={self.fsync!r}>"
