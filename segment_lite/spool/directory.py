@@ -42,6 +42,7 @@ from segment_lite.spool.records import (
 )
 
 __all__ = [
+    "DISK_FULL_ERRNOS",
     "OWNER_PREFIX",
     "Loss",
     "PendingBatch",
@@ -68,6 +69,8 @@ _NEW_PREFIX = ".new-"
 #: A directory still being created (under ``_NEW_PREFIX``) after this long was abandoned.
 STALE_STAGING_S = 600.0
 _OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0)
+#: The errors of a write that found no room: the disk (or the user's quota) is full.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def owner_directories(root: str) -> list[str]:
@@ -683,12 +686,11 @@ def _prepare_segment(fd: int, wanted: int, needed: int) -> tuple[Optional[mmap.m
             os.posix_fallocate(fd, 0, size)
             break
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT) and size > needed:
-                size = max(needed, size // 4)
-                continue
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno not in DISK_FULL_ERRNOS:
+                return _unmapped_segment(fd, wanted)  # not supported here: plain writes
+            if size <= needed:
                 raise
-            return _unmapped_segment(fd, wanted)  # not supported here: plain writes
+            size = max(needed, size // 4)
         except AttributeError:  # pragma: no cover - platforms without posix_fallocate
             return _unmapped_segment(fd, wanted)
     try:

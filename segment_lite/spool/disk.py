@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import os
 import threading
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Optional
 from segment_lite.errors import SpoolCorruptError, SpoolWriteError
 from segment_lite.queue import Batch, QueueReads
 from segment_lite.spool.directory import (
+    DISK_FULL_ERRNOS,
     Loss,
     PendingBatch,
     SpoolDirectory,
@@ -41,7 +41,6 @@ SYNC_INTERVAL_S = 0.02
 #: delivered records are deleted a segment at a time.
 DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
 MIN_SEGMENT_BYTES = 4096
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
@@ -220,7 +219,7 @@ class DiskSpool(QueueReads):
                     home.append(record)
                 except OSError as exc:
                     # A full disk may be full of our own delivered records: free them and retry once.
-                    if exc.errno not in _DISK_FULL or not home.reclaim():
+                    if exc.errno not in DISK_FULL_ERRNOS or not home.reclaim():
                         raise
                     home.append(record)
             except OSError as exc:
