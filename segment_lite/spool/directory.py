@@ -58,6 +58,7 @@ __all__ = [
     "read_meta",
     "remove_stale_new_directories",
     "scan_segments",
+    "start_cursor",
     "sync_files",
 ]
 
@@ -310,9 +311,7 @@ class SpoolDirectory:
 
     def _load(self) -> None:
         self.segments = list_segments(self.path)
-        cursor = self.ack.read()
-        if cursor is None:
-            cursor = (self.segments[0] if self.segments else 1, SEGMENT_HEADER_BYTES)
+        cursor = self.ack.read() or start_cursor(self.segments)
         self.cursor = cursor
         self._read_from = cursor[0]  # the first segment not yet read through
         for number in [n for n in self.segments if n < cursor[0]]:
@@ -623,6 +622,11 @@ def list_segments(path: str) -> list[int]:
     """The segment numbers in owner directory ``path``, in order."""
     numbers = [segment_number(name) for name in os.listdir(path)]
     return sorted(n for n in numbers if n is not None)
+
+
+def start_cursor(segments: list[int]) -> tuple[int, int]:
+    """The cursor of a directory with no acknowledgement yet: its first record."""
+    return (segments[0] if segments else 1, SEGMENT_HEADER_BYTES)
 
 
 def read_cursor(path: str) -> Optional[tuple[int, int]]:

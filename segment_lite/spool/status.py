@@ -14,8 +14,8 @@ from segment_lite.spool.directory import (
     read_cursor,
     read_meta,
     scan_segments,
+    start_cursor,
 )
-from segment_lite.spool.records import SEGMENT_HEADER_BYTES
 
 __all__ = ["OwnerStatus", "SpoolStatus", "spool_status"]
 
@@ -100,7 +100,7 @@ def spool_status(root: str, now_s: Optional[float] = None) -> SpoolStatus:
             segments = list_segments(path)
         except OSError:
             continue  # deleted by its owner as we looked
-        cursor = read_cursor(path) or (segments[0] if segments else 1, SEGMENT_HEADER_BYTES)
+        cursor = read_cursor(path) or start_cursor(segments)
         scan = scan_segments(path, segments, cursor, live=live)
         pid = meta.get("pid")
         hostname = meta.get("hostname")
