@@ -61,6 +61,13 @@ def encode_record(payload: bytes, accepted_at_ms: int) -> bytes:
     return b"".join((head, _CRC.pack(zlib.crc32(payload, zlib.crc32(head))), payload))
 
 
+def _intact_payload(buf: bytes, pos: int, total: int) -> Optional[bytes]:
+    """The payload of the ``total``-byte record at ``buf[pos]``, or None when its checksum fails."""
+    payload = buf[pos + RECORD_HEADER_BYTES : pos + total]
+    (crc,) = _CRC.unpack_from(buf, pos + _HEAD.size)
+    return payload if zlib.crc32(payload, zlib.crc32(buf[pos : pos + _HEAD.size])) == crc else None
+
+
 def segment_name(number: int) -> str:
     """The file name of segment ``number``; names sort in segment order."""
     return f"{number:016d}{SEGMENT_SUFFIX}"
@@ -117,11 +124,9 @@ class SegmentReader:
             if magic == RECORD_MAGIC and length <= MAX_RECORD_BYTES:
                 total = RECORD_HEADER_BYTES + length
                 if self._ensure(total):
-                    buf, pos = self._buf, self._pos
-                    payload = buf[pos + RECORD_HEADER_BYTES : pos + total]
-                    (crc,) = _CRC.unpack_from(buf, pos + _HEAD.size)
-                    if zlib.crc32(payload, zlib.crc32(buf[pos : pos + _HEAD.size])) == crc:
-                        self._pos = pos + total
+                    payload = _intact_payload(self._buf, self._pos, total)
+                    if payload is not None:
+                        self._pos += total
                         self.records_read += 1
                         return payload, accepted_ms
                 elif not self.sealed:
@@ -154,6 +159,7 @@ class SegmentReader:
             total = header + length
             if magic != RECORD_MAGIC or length > MAX_RECORD_BYTES or size - pos < total:
                 break
+            # _intact_payload, inlined: this runs once per message delivered.
             payload = buf[pos + header : pos + total]
             if crc32(payload, crc32(buf[pos : pos + head_size])) != crc_at(buf, pos + head_size)[0]:
                 break
@@ -202,12 +208,7 @@ class SegmentReader:
         if magic != RECORD_MAGIC or length > MAX_RECORD_BYTES:
             return False
         total = RECORD_HEADER_BYTES + length
-        if not self._ensure(total):
-            return False
-        buf, pos = self._buf, self._pos
-        (crc,) = _CRC.unpack_from(buf, pos + _HEAD.size)
-        payload = buf[pos + RECORD_HEADER_BYTES : pos + total]
-        return bool(zlib.crc32(payload, zlib.crc32(buf[pos : pos + _HEAD.size])) == crc)
+        return self._ensure(total) and _intact_payload(self._buf, self._pos, total) is not None
 
     def _resync(self) -> None:
         """Skip from an unreadable record to the next valid one (or the end), counting one loss."""
