@@ -9,7 +9,16 @@ from typing import Any
 
 from benchmarks.workload import label
 
-__all__ = ["DEFAULT_TARGETS", "METRICS", "TARGETS", "Metric", "format_table", "summarize", "target"]
+__all__ = [
+    "DEFAULT_TARGETS",
+    "METRICS",
+    "TARGETS",
+    "Metric",
+    "finite_median",
+    "format_table",
+    "summarize",
+    "target",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +76,8 @@ TIMED_METRICS = ("cpu_us_per_msg", "msgs_per_s", "p50_us", "p99_us")
 MEMORY_METRICS = ("bytes_per_msg",)
 
 
-def _median(values: list[float]) -> float:
+def finite_median(values: list[float]) -> float:
+    """The median of the values that are not NaN (NaN when none is)."""
     finite = [value for value in values if not math.isnan(value)]
     return statistics.median(finite) if finite else math.nan
 
@@ -93,7 +103,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for client, client_runs in by_client.items():
             keys = [key for key in (*METRICS, *DETAILS) if key in client_runs[0]]
             medians.setdefault(scenario, {})[client] = {
-                key: _median([float(run[key]) for run in client_runs]) for key in keys
+                key: finite_median([float(run[key]) for run in client_runs]) for key in keys
             }
             medians[scenario][client]["runs"] = len(client_runs)
     ratios: dict[str, dict[str, dict[str, float]]] = {}

@@ -27,7 +27,7 @@ from benchmarks.sink import DEFAULT_WRITE_KEY
 from benchmarks.worker import DEFAULT_SCENARIOS, MAX_QUEUED, SCENARIOS, WorkerSpec
 from benchmarks.workload import CLIENTS, EXPERIMENTS, available_clients
 
-__all__ = ["BenchmarkError", "main", "run_benchmark"]
+__all__ = ["BenchmarkError", "main", "run_benchmark", "run_in_fresh_process"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "latest.json"
@@ -70,8 +70,17 @@ def start_sink(write_key: str) -> tuple[subprocess.Popen[str], str]:
 
 def run_worker(spec: WorkerSpec) -> dict[str, Any]:
     """Run one measured run in a fresh process and return its result."""
+    return run_in_fresh_process(["benchmarks.worker", spec.to_json()], f"{spec.client}/{spec.scenario}")
+
+
+def run_in_fresh_process(module_and_arguments: list[str], where: str) -> dict[str, Any]:
+    """Run ``python -m MODULE ARGUMENTS...`` and return the ``RESULT {json}`` it prints.
+
+    A worker that prints ``ERROR {"error": ...}`` instead, or nothing, fails with
+    ``BenchmarkError`` naming ``where`` (the run).
+    """
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", spec.to_json()],
+        [sys.executable, "-m", *module_and_arguments],
         capture_output=True,
         cwd=REPO_ROOT,
         env=_worker_env(),
@@ -83,9 +92,9 @@ def run_worker(spec: WorkerSpec) -> dict[str, Any]:
             result: dict[str, Any] = json.loads(line[len("RESULT ") :])
             return result
         if line.startswith("ERROR "):
-            raise BenchmarkError(f"{spec.client}/{spec.scenario}: {json.loads(line[6:])['error']}")
+            raise BenchmarkError(f"{where}: {json.loads(line[6:])['error']}")
     raise BenchmarkError(
-        f"{spec.client}/{spec.scenario}: the worker exited with {completed.returncode} and no result; "
+        f"{where}: the worker exited with {completed.returncode} and no result; "
         f"stderr: {completed.stderr[-2000:]}"
     )
 

@@ -32,8 +32,6 @@ import json
 import math
 import os
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,7 +40,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks.run import REPO_ROOT, start_sink
+from benchmarks.report import finite_median
+from benchmarks.run import REPO_ROOT, run_in_fresh_process, start_sink
 from benchmarks.sink import DEFAULT_WRITE_KEY
 from benchmarks.worker import (
     MEMORY_WARMUP,
@@ -58,7 +57,6 @@ from benchmarks.workload import make_client, preload, unavailable_reason
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "spool-run.json"
 FULL = {"n": 9_500, "warmup": 500, "reps": 5}
 QUICK = {"n": 1_000, "warmup": 100, "reps": 1}
-WORKER_TIMEOUT_S = 300.0
 
 #: (name, client kind, spool fsync policy or None for the memory queue)
 VARIANTS: tuple[tuple[str, str, Optional[str]], ...] = (
@@ -207,28 +205,8 @@ def worker_main(spec_json: str) -> None:
 
 
 def _run(spec: SpoolSpec) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.spool", "--worker", json.dumps(dataclasses.asdict(spec))],
-        capture_output=True,
-        cwd=REPO_ROOT,
-        env=env,
-        text=True,
-        timeout=WORKER_TIMEOUT_S,
-    )
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line[7:])
-            return result
-        if line.startswith("ERROR "):
-            raise RuntimeError(f"{spec.variant} {spec.scenario}: {json.loads(line[6:])['error']}")
-    raise RuntimeError(f"{spec.variant} {spec.scenario}: no result\n{done.stderr[-2000:]}")
-
-
-def _median(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return statistics.median(finite) if finite else math.nan
+    arguments = ["benchmarks.spool", "--worker", json.dumps(dataclasses.asdict(spec))]
+    return run_in_fresh_process(arguments, f"{spec.variant} {spec.scenario}")
 
 
 def run_benchmark(n: int, warmup: int, reps: int, spool_root: str, log: Any = sys.stderr) -> dict[str, Any]:
@@ -263,7 +241,7 @@ def run_benchmark(n: int, warmup: int, reps: int, spool_root: str, log: Any = sy
             mine = [r for r in runs if r["variant"] == name and r["scenario"] == scenario]
             if mine:
                 medians.setdefault(scenario, {})[name] = {
-                    m: _median([float(r[m]) for r in mine]) for m in metrics
+                    m: finite_median([float(r[m]) for r in mine]) for m in metrics
                 }
     return {"runs": runs, "medians": medians, "n": n, "warmup": warmup, "reps": reps}
 
