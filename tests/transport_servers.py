@@ -10,7 +10,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 from urllib.parse import urlsplit
 
 OK_BODY = b'{"success": true}'
@@ -140,31 +140,69 @@ class TLSServer(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
-class SilentServer:
+class _LoopbackListener:
+    """A listener on 127.0.0.1 whose accept loop hands each connection to ``_handle``, in turn.
+
+    Subclasses set their own attributes before calling ``__init__``: the loop starts there.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # stopped
+                return
+            self._handle(conn)
+
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._listener.close()
+
+
+def _read_head(reader: BinaryIO) -> tuple[bytes, int]:
+    """One request's head, up to its blank line, and its Content-Length (b"" once the client closed)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = reader.readline()
+        if not line:
+            break
+        head += line
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head, length
+
+
+class SilentServer(_LoopbackListener):
     """Accepts connections and reads requests but never answers; ``received`` is set on the first bytes.
 
     ``hung_up`` is set when a client closes a connection (as an aborted request does).
     """
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
         self.received = threading.Event()
         self.hung_up = threading.Event()
         self._connections: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            self._connections.append(conn)
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+    def _handle(self, conn: socket.socket) -> None:
+        self._connections.append(conn)
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn: socket.socket) -> None:
         try:
@@ -175,7 +213,7 @@ class SilentServer:
         self.hung_up.set()
 
     def stop(self) -> None:
-        self._listener.close()
+        super().stop()
         for conn in self._connections:
             conn.close()
 
@@ -203,58 +241,22 @@ class FullBacklogServer:
             sock.close()
 
 
-class CannedServer:
+class CannedServer(_LoopbackListener):
     """Answers every request with the same raw bytes, then closes: for responses cut off mid-way."""
 
     def __init__(self, answer: bytes) -> None:
         self.answer = answer
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with conn:
-                self._read_request(conn)
-                conn.sendall(self.answer)
-
-    @staticmethod
-    def _read_request(conn: socket.socket) -> None:
-        # Read the whole request, so closing sends a FIN and not a reset.
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(body) < length:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            body += chunk
-
-    def stop(self) -> None:
-        self._listener.close()
+    def _handle(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            # Read the whole request, so closing sends a FIN and not a reset.
+            _, length = _read_head(reader)
+            reader.read(length)
+            conn.sendall(self.answer)
 
 
-class ScriptedServer:
+class ScriptedServer(_LoopbackListener):
     """Answers each request with the next of ``answers`` (raw bytes), closing the connection after
     the answers listed in ``close_after`` (indexes) or when they run out."""
 
@@ -264,42 +266,27 @@ class ScriptedServer:
         self._read_body = read_body
         self._answers = list(answers)
         self._close_after = set(close_after)
-        self._listener = socket.create_server(("127.0.0.1", 0))
         self.connections = 0
         self.requests: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1/batch"
+        return f"{super().url}/v1/batch"
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            try:
-                self._answer(conn)
-            except OSError:  # the client went away
-                pass
+    def _handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        try:
+            self._answer(conn)
+        except OSError:  # the client went away
+            pass
 
     def _answer(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as reader:
             while self._answers:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        break
-                    head += line
+                head, length = _read_head(reader)
                 if not head:
                     break
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
                 if not self._read_body:  # answer at once and close, the body unread
                     self.requests.append(head)
                     conn.sendall(self._answers.pop(0))
@@ -311,6 +298,3 @@ class ScriptedServer:
                 if index in self._close_after:
                     break
             conn.shutdown(socket.SHUT_RDWR)  # the reader holds the socket open otherwise
-
-    def stop(self) -> None:
-        self._listener.close()
