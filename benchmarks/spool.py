@@ -36,23 +36,15 @@ import sys
 import tempfile
 import threading
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any, Optional
 
 from benchmarks.report import finite_median
 from benchmarks.run import REPO_ROOT, run_in_fresh_process, start_sink
 from benchmarks.sink import DEFAULT_WRITE_KEY
-from benchmarks.worker import (
-    MEMORY_WARMUP,
-    OUTAGE_S,
-    SinkControl,
-    _produce,
-    _produce_fresh,
-    closed_port,
-    percentile,
-)
-from benchmarks.workload import make_client, preload, unavailable_reason
+from benchmarks.worker import SCENARIOS, SinkControl, WorkerSpec, _produce, percentile
+from benchmarks.worker import run_memory as worker_run_memory
+from benchmarks.workload import make_client, unavailable_reason
 
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "spool-run.json"
 FULL = {"n": 9_500, "warmup": 500, "reps": 5}
@@ -165,30 +157,9 @@ def run_timed(spec: SpoolSpec) -> dict[str, Any]:
 
 
 def run_memory(spec: SpoolSpec) -> dict[str, Any]:
-    """Bytes held per queued message while the server is unreachable (fresh arguments, no packing)."""
-    preload(spec.kind)
-    if spec.kind != "reference":
-        import segment_lite.queue
-
-        segment_lite.queue.STALL_S = math.inf  # the memory queue's figure before it packs its backlog
-    tracemalloc.start()
-    client, track = make_client(
-        spec.kind, f"http://127.0.0.1:{closed_port()}", spec.write_key, False, **_options(spec)
-    )
-    warm = _produce(track, 0, MEMORY_WARMUP, None)
-    time.sleep(OUTAGE_S)
-    gc.collect()
-    before = tracemalloc.get_traced_memory()[0]
-    accepted = _produce_fresh(track, MEMORY_WARMUP, spec.n)
-    gc.collect()
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    del client
-    return {
-        "sent": MEMORY_WARMUP + spec.n,
-        "accepted": warm + accepted,
-        "bytes_per_msg": (after - before) / spec.n,
-    }
+    """Bytes held per queued message while the server is unreachable: benchmarks.worker's ``memory``."""
+    worker_spec = WorkerSpec(spec.kind, "memory", spec.n, spec.warmup, spec.sink_url, spec.write_key)
+    return worker_run_memory(worker_spec, SCENARIOS["memory"], **_options(spec))
 
 
 def worker_main(spec_json: str) -> None:

@@ -320,14 +320,15 @@ def _produce_fresh(track: Callable[..., Any], start: int, count: int) -> int:
     return accepted
 
 
-def run_memory(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
+def run_memory(spec: WorkerSpec, scenario: Scenario, **lite_options: Any) -> dict[str, Any]:
     """Bytes held per queued message (``tracemalloc``), with the server unreachable.
 
     With ``scenario.fresh_arguments``, each call gets newly built arguments (see
     ``workload.fresh_call_args``), else the same objects every call. Without
     ``scenario.packing``, segment_lite's queue never counts delivery as stalled, so
     its backlog stays as encoded (what it holds in the first ``STALL_S`` of an
-    outage, or in any backlog of a healthy pipeline).
+    outage, or in any backlog of a healthy pipeline). ``lite_options`` are more
+    ``segment_lite.Client`` arguments (``spool_dir`` for benchmarks.spool).
     """
     fresh = scenario.fresh_arguments
     n = min(spec.n, MAX_QUEUED - MEMORY_WARMUP - 100)  # the reference's consumer holds up to 100 more
@@ -337,7 +338,9 @@ def run_memory(spec: WorkerSpec, scenario: Scenario) -> dict[str, Any]:
 
         segment_lite.queue.STALL_S = math.inf  # read at each put
     tracemalloc.start()
-    client, track = make_client(spec.client, f"http://127.0.0.1:{closed_port()}", spec.write_key, False)
+    client, track = make_client(
+        spec.client, f"http://127.0.0.1:{closed_port()}", spec.write_key, False, **lite_options
+    )
     warm_accepted = _produce(track, 0, MEMORY_WARMUP, None)
     time.sleep(OUTAGE_S)  # the client's thread has taken a batch and keeps failing to connect
     gc.collect()
