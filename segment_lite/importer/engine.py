@@ -111,6 +111,7 @@ class ImportEngine:
         self.id_salt = options.id_salt
         self.total_bytes = total_bytes
         self.on_settled = on_settled
+        self.interrupt_timeout = options.interrupt_timeout
         self.sending = not options.dry_run
 
         self.rows_read = 0
@@ -339,6 +340,41 @@ class ImportEngine:
             self.fatal_error = self.fatal_error or "the client refused a message (queue full or shut down)"
             self.fatal_pos = min(self.fatal_pos or (index, line), (index, line))
         raise Stop
+
+    # -- a whole run ------------------------------------------------------------------
+
+    def run(self, read: Callable[[], None], *, interruptible: bool = False) -> str:
+        """Call ``read`` (which feeds rows through :meth:`run_source`), settle, shut down; the status.
+
+        The status is ``completed``, ``max_errors`` or ``delivery_failed``; with
+        ``interruptible``, a KeyboardInterrupt ends the run as ``interrupted``
+        (what was in flight is flushed for up to ``interrupt_timeout`` seconds),
+        otherwise it propagates once the client is shut down. The rejects file
+        and the progress reporter are closed in every case.
+        """
+        status = "completed"
+        try:
+            try:
+                read()
+                self.finish()
+            except Stop:
+                status = self.stop_reason or "delivery_failed"
+                self.finish_stopped(self.interrupt_timeout if status == "max_errors" else 0.0)
+            except KeyboardInterrupt:
+                if not interruptible:
+                    raise
+                status = "interrupted"
+                self.finish_stopped(self.interrupt_timeout)
+            except ImportConfigError:
+                self.finish_stopped(self.interrupt_timeout)
+                raise
+            if status == "completed" and self.fatal_error is not None:
+                status = "delivery_failed"
+        finally:
+            self.close(self.interrupt_timeout if status == "completed" else 0.0)
+            self.rejects.close()
+            self.progress.close(self.snapshot())
+        return status
 
     # -- confirming delivery --------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, Optional
 
 from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
 from segment_lite.importer.convert import RowConverter
-from segment_lite.importer.engine import CLIENT_DEFAULTS, ImportEngine, Stop
+from segment_lite.importer.engine import CLIENT_DEFAULTS, ImportEngine
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError
 from segment_lite.importer.ids import ID_NAMESPACE, derive_message_id
 from segment_lite.importer.mapping import FieldMapping
@@ -227,47 +227,31 @@ def run_import(
         total_bytes=total_bytes,
         on_settled=on_settled,
     )
-    interrupt_timeout = opts.interrupt_timeout
-    status = "completed"
-    try:
-        try:
-            for index, path in enumerate(paths):
-                source = open_source(
-                    path, opts.format, delimiter=opts.delimiter, encoding=opts.encoding, stdin=stdin
-                )
-                try:
-                    entry = files[index]
-                    if entry.key and entry.key != source.key:
-                        raise ImportConfigError(
-                            f"{source.path} is not the input the checkpoint recorded as input {index + 1}"
-                            " (its content differs); run without --resume to start over"
-                        )
-                    entry.key = source.key
-                    skip = entry.lines_done  # lines appended since are imported
-                    own: Optional[RowConverter] = None
-                    if isinstance(source, CsvSource) and row_options.mapping is None:
-                        own = RowConverter(
-                            dataclasses.replace(row_options, mapping=FieldMapping.identity(source.header))
-                        )
-                    engine.run_source(index, source, skip, own)
-                finally:
-                    source.close()
-            engine.finish()
-        except Stop:
-            status = engine.stop_reason or "delivery_failed"
-            engine.finish_stopped(interrupt_timeout if status == "max_errors" else 0.0)
-        except KeyboardInterrupt:
-            status = "interrupted"
-            engine.finish_stopped(interrupt_timeout)
-        except ImportConfigError:
-            engine.finish_stopped(interrupt_timeout)
-            raise
-        if status == "completed" and engine.fatal_error is not None:
-            status = "delivery_failed"
-    finally:
-        engine.close(interrupt_timeout if status == "completed" else 0.0)
-        rejects_writer.close()
-        engine.progress.close(engine.snapshot())
+
+    def read_inputs() -> None:
+        for index, path in enumerate(paths):
+            source = open_source(
+                path, opts.format, delimiter=opts.delimiter, encoding=opts.encoding, stdin=stdin
+            )
+            try:
+                entry = files[index]
+                if entry.key and entry.key != source.key:
+                    raise ImportConfigError(
+                        f"{source.path} is not the input the checkpoint recorded as input {index + 1}"
+                        " (its content differs); run without --resume to start over"
+                    )
+                entry.key = source.key
+                skip = entry.lines_done  # lines appended since are imported
+                own: Optional[RowConverter] = None
+                if isinstance(source, CsvSource) and row_options.mapping is None:
+                    own = RowConverter(
+                        dataclasses.replace(row_options, mapping=FieldMapping.identity(source.header))
+                    )
+                engine.run_source(index, source, skip, own)
+            finally:
+                source.close()
+
+    status = engine.run(read_inputs, interruptible=True)
     summary = engine.summary([f.path for f in files], status)
     summary.checkpoint = None if opts.dry_run else checkpoint_path
     summary.fail_on_rejects = opts.fail_on_rejects
@@ -319,20 +303,7 @@ def send_records(
         raise ImportConfigError("import_rows: rejects must be a file path (or None/False to only count)")
     rejects_writer = RejectsWriter(opts.rejects or None, append=True)
     engine = ImportEngine(opts, RowConverter(opts.row_options()), rejects_writer, progress=NullProgress())
-    interrupt_timeout = opts.interrupt_timeout
-    status = "completed"
-    try:
-        try:
-            engine.run_source(0, source)
-            engine.finish()
-        except Stop:
-            status = engine.stop_reason or "delivery_failed"
-            engine.finish_stopped(interrupt_timeout if status == "max_errors" else 0.0)
-        if status == "completed" and engine.fatal_error is not None:
-            status = "delivery_failed"
-    finally:
-        engine.close(interrupt_timeout if status == "completed" else 0.0)
-        rejects_writer.close()
+    status = engine.run(lambda: engine.run_source(0, source))
     summary = engine.summary([source.path] if source.path else [], status)
     summary.fail_on_rejects = opts.fail_on_rejects
     if raise_on_failure and status == "delivery_failed":
