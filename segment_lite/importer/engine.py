@@ -162,31 +162,23 @@ class ImportEngine:
             for message in messages:
                 mid = message.get("messageId") if isinstance(message, dict) else None
                 found = self._lookup(mid)
-                if found is None:
-                    record = self.rejects.encode(
-                        file="",
-                        line=None,
-                        stage="server",
-                        reason=reason,
-                        field=None,
-                        row=message,
-                        status=exc.status,
-                        messageId=mid,
-                    )
-                    self._keep_reject(None, record)
-                else:
+                # A message no chunk knows is recorded as it was sent, without file or line.
+                chunk: Optional[_Chunk] = None
+                file, line, row = "", None, message
+                if found is not None:
                     chunk, (source, line, raw) = found
-                    record = self.rejects.encode(
-                        file=source.path,
-                        line=line,
-                        stage="server",
-                        reason=reason,
-                        field=None,
-                        row=source.original(raw),
-                        status=exc.status,
-                        messageId=mid,
-                    )
-                    self._keep_reject(chunk, record)
+                    file, row = source.path, source.original(raw)
+                record = self.rejects.encode(
+                    file=file,
+                    line=line,
+                    stage="server",
+                    reason=reason,
+                    field=None,
+                    row=row,
+                    status=exc.status,
+                    messageId=mid,
+                )
+                self._keep_reject(chunk, record)
             with self._lock:
                 self.rejected_by_server += len(messages)
                 self._check_max_errors()

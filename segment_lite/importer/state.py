@@ -177,10 +177,6 @@ class RejectsWriter:
         text = json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
         return text.encode("utf-8", "surrogatepass")
 
-    def write(self, **fields: Any) -> None:
-        """Record one rejected row now (the fields of :meth:`encode`)."""
-        self.append([self.encode(**fields)])
-
     def append(self, records: list[bytes]) -> None:
         """Write records made by :meth:`encode`, in order."""
         if not records:
