@@ -271,15 +271,15 @@ def handle(args: argparse.Namespace, *, on_checkpoint: Optional[Callable[[Checkp
     ``on_checkpoint`` is called after each checkpoint is written (see ``ImportOptions``).
     """
     from segment_lite.importer.errors import ImportConfigError
-    from segment_lite.importer.runner import default_checkpoint_path, run_import
+    from segment_lite.importer.runner import checkpoint_path_of, run_import
 
     try:
         options = options_from_args(args)
         if on_checkpoint is not None:
             options = dataclasses.replace(options, on_checkpoint=on_checkpoint)
-        if not args.resume and not args.dry_run and not args.no_checkpoint:
-            existing = args.checkpoint or default_checkpoint_path(args.files[0], options.shard_spec)
-            if existing and os.path.exists(existing):
+        if not options.resume and not options.dry_run:
+            existing = checkpoint_path_of(options, args.files[0])
+            if existing is not None and os.path.exists(existing):
                 print(f"segment-lite import: note: {_starting_over(existing, options)}", file=sys.stderr)
     except ImportConfigError as exc:
         return _error(str(exc))

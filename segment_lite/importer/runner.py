@@ -7,7 +7,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Optional, Union
 
 from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
 from segment_lite.importer.convert import RowConverter
@@ -28,6 +28,7 @@ __all__ = [
     "ID_NAMESPACE",
     "ImportOptions",
     "ImportSummary",
+    "checkpoint_path_of",
     "default_checkpoint_path",
     "default_rejects_path",
     "derive_message_id",
@@ -68,6 +69,20 @@ def default_rejects_path(first_input: str, shard: Optional[tuple[int, int]] = No
     return f"{base}{_shard_suffix(shard)}.rejects.jsonl"
 
 
+def _chosen_path(value: Union[str, bool, None], default: Optional[str]) -> Optional[str]:
+    """A path option's file: None or True take ``default``, False or "" mean none, text is the path."""
+    if value is None or value is True:
+        return default
+    if value is False or value == "":
+        return None
+    return str(value)
+
+
+def checkpoint_path_of(options: ImportOptions, first_input: str) -> Optional[str]:
+    """The checkpoint file of an import with ``options`` starting at ``first_input`` (None: none is kept)."""
+    return _chosen_path(options.checkpoint, default_checkpoint_path(first_input, options.shard_spec))
+
+
 def total_input_bytes(paths: Sequence[str]) -> Optional[int]:
     """The summed size of ``paths`` when all are regular files (for progress and ETA), else None."""
     total = 0
@@ -85,7 +100,10 @@ def total_input_bytes(paths: Sequence[str]) -> Optional[int]:
 
 
 def _load_previous(
-    options: ImportOptions, checkpoint_path: Optional[str], paths: Sequence[str]
+    options: ImportOptions,
+    checkpoint_path: Optional[str],
+    paths: Sequence[str],
+    effective_shard: Optional[tuple[int, int]],
 ) -> Optional[Checkpoint]:
     """The checkpoint to resume from (None to start over); refuses one written for another import."""
     if not options.resume or checkpoint_path is None:
@@ -93,8 +111,6 @@ def _load_previous(
     previous = Checkpoint.load(checkpoint_path)
     if previous is None:
         return None
-    shard = options.shard_spec
-    effective_shard = shard if shard is not None and shard[1] > 1 else None
     if previous.shard != effective_shard:
         was = "no shard" if previous.shard is None else f"shard {previous.shard[0]}/{previous.shard[1]}"
         raise ImportConfigError(f"checkpoint {checkpoint_path} was written for {was}; pass the same --shard")
@@ -159,24 +175,14 @@ def run_import(
     row_options = opts.row_options()
     converter = RowConverter(row_options)
 
-    if opts.checkpoint is None or opts.checkpoint is True:
-        checkpoint_path = default_checkpoint_path(paths[0], shard)
-    elif opts.checkpoint is False or opts.checkpoint == "":
-        checkpoint_path = None
-    else:
-        checkpoint_path = str(opts.checkpoint)
+    checkpoint_path = checkpoint_path_of(opts, paths[0])
     if opts.resume and checkpoint_path is None:
         raise ImportConfigError(
             "--resume needs a checkpoint: pass --checkpoint PATH (reading stdin has no default)"
         )
-    if opts.rejects is None or opts.rejects is True:
-        rejects_path: Optional[str] = default_rejects_path(paths[0], shard)
-    elif opts.rejects is False or opts.rejects == "":
-        rejects_path = None
-    else:
-        rejects_path = str(opts.rejects)
+    rejects_path = _chosen_path(opts.rejects, default_rejects_path(paths[0], shard))
     effective_shard = shard if shard is not None and shard[1] > 1 else None
-    previous = _load_previous(opts, checkpoint_path, paths)
+    previous = _load_previous(opts, checkpoint_path, paths, effective_shard)
 
     total_bytes = total_input_bytes(paths)
     progress: Progress
