@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from segment_lite.errors import FrameworkNotInstalledError
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError
 from segment_lite.importer.options import ImportOptions
-from segment_lite.importer.runner import send_records
+from segment_lite.importer.runner import FILE_ONLY_OPTIONS, send_records
 from segment_lite.importer.sources import RecordSource
 from segment_lite.importer.summary import ImportSummary
 
@@ -64,20 +64,9 @@ __all__ = ["REJECTS_FILE", "send_dataframe"]
 
 #: Name of a partition's rejects file under ``rejects_path`` (``part-00007.rejects.jsonl``).
 REJECTS_FILE = "part-{partition:05d}.rejects.jsonl"
-#: Options of the file import that have no meaning for a DataFrame.
-_REFUSED = ("rejects", "format", "delimiter", "encoding", "checkpoint", "resume", "shard", "on_checkpoint")
-#: The counters summed on the driver.
-_COUNTS = (
-    "partitions",
-    "rows_read",
-    "sent",
-    "delivered",
-    "rejected",
-    "rejected_by_server",
-    "undelivered",
-    "filtered",
-    "stopped_max_errors",
-)
+#: Options that have no meaning for a DataFrame: those each partition's send_records refuses, checked
+#: on the driver before any task starts, and ``rejects`` (a DataFrame takes ``rejects_path``).
+_REFUSED = ("rejects", *FILE_ONLY_OPTIONS)
 
 Counts = dict[str, int]
 

@@ -250,6 +250,8 @@ def test_options_are_checked_on_the_driver(spark: SparkSession, tmp_path: Path) 
         send_dataframe(df, write_key=WRITE_KEY, rejects=str(tmp_path / "r.jsonl"))
     with pytest.raises(ImportConfigError, match="resume"):
         send_dataframe(df, write_key=WRITE_KEY, resume=True)
+    with pytest.raises(ImportConfigError, match="progress"):  # refused by the partitions too: before them
+        send_dataframe(df, write_key=WRITE_KEY, progress="plain")
     with pytest.raises(ImportConfigError, match="order_id are not columns"):
         send_dataframe(df, write_key=WRITE_KEY, id_columns=["order_id"])
     with pytest.raises(ImportConfigError, match="write key is required"):
