@@ -8,6 +8,9 @@ import signal
 from types import FrameType, TracebackType
 from typing import Any, Optional
 
+from segment_lite.importer.constants import PROGRESS_MODES
+from segment_lite.transport import REGION_HOSTS
+
 __all__ = ["SigtermAsInterrupt", "add_destination_arguments", "add_progress_arguments"]
 
 
@@ -20,14 +23,14 @@ def add_destination_arguments(container: argparse._ActionsContainer, write_key_h
     container.add_argument("--write-key", default=os.environ.get("SEGMENT_WRITE_KEY"), help=write_key_help)
     where = container.add_mutually_exclusive_group()
     where.add_argument("--host", help="API host, e.g. http://127.0.0.1:8787 for a local collector")
-    where.add_argument("--region", choices=("us", "eu"), help="Segment region (default: us)")
+    where.add_argument("--region", choices=tuple(REGION_HOSTS), help="Segment region (default: us)")
 
 
 def add_progress_arguments(container: argparse._ActionsContainer) -> None:
     """Add ``--progress`` (auto, bar, plain or none) and ``--progress-interval``, for ``make_progress``."""
     container.add_argument(
         "--progress",
-        choices=("auto", "bar", "plain", "none"),
+        choices=PROGRESS_MODES,
         default="auto",
         help="auto: a bar on a terminal (needs segment-lite[cli]), plain lines otherwise (default: auto)",
     )

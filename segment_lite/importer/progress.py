@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Any, Optional, Protocol
 
+from segment_lite.importer.constants import PROGRESS_MODES
+
 __all__ = [
     "PROGRESS_MODES",
     "NullProgress",
@@ -17,7 +19,6 @@ __all__ = [
     "make_progress",
 ]
 
-PROGRESS_MODES = ("auto", "bar", "plain", "none")
 INSTALL_HINT = "progress bar unavailable: pip install 'segment-lite[cli]' to get one"
 
 
