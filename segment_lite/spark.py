@@ -27,18 +27,17 @@ accumulator, which Spark applies once per successful task. Needs the
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from segment_lite.errors import FrameworkNotInstalledError
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError
 from segment_lite.importer.options import ImportOptions
 from segment_lite.importer.runner import FILE_ONLY_OPTIONS, send_records
-from segment_lite.importer.sources import RecordSource
+from segment_lite.importer.sources import RecordSource, json_loads
 from segment_lite.importer.summary import ImportSummary
 
 try:
@@ -52,13 +51,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-
-try:  # the [fast] extra parses each row's JSON several times faster
-    import orjson
-
-    _loads: Callable[[str], Any] = orjson.loads
-except ImportError:  # pragma: no cover - depends on the environment
-    _loads = json.loads
 
 __all__ = ["REJECTS_FILE", "send_dataframe"]
 
@@ -129,7 +121,7 @@ def _send_partition(rows: Iterable[Any], *, job: _PartitionJob, counts: Any) -> 
         temp, final = _rejects_paths(job.rejects_dir, partition, attempt_id)
         options = ImportOptions.build(options, {"rejects": temp}, "send_dataframe")
     source = RecordSource(
-        (_loads(row[0]) for row in rows),
+        (json_loads(row[0]) for row in rows),
         None,
         path=f"part-{partition:05d}",
         id_columns=options.id_columns,
