@@ -39,7 +39,7 @@ __all__ = [
     "total_input_bytes",
 ]
 
-#: Options that concern files, refused by ``import_rows`` (rows in memory have no file to resume).
+#: Options that concern files, refused by ``import_rows`` and ``send_dataframe`` (rows in memory).
 FILE_ONLY_OPTIONS = (
     "format",
     "delimiter",
