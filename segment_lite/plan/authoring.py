@@ -25,7 +25,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from segment_lite.plan.model import DRAFT_07, PlanError, Rule, TrackingPlan
+from segment_lite.plan.model import PlanError, Rule, TrackingPlan, payload_message_schema, payload_only
 
 __all__ = ["AUTHORING_SECTIONS", "from_authoring", "is_authoring", "to_authoring"]
 
@@ -109,8 +109,6 @@ _SECTIONS: dict[str, tuple[str, str]] = {
     "common": ("COMMON", "context"),
 }
 _ENTRY_KEYS = ("description", "version", "additionalProperties", "jsonSchema")
-# Keys a whole-message schema may have and still be written in the authoring form.
-_MESSAGE_KEYS = frozenset({"$schema", "type", "description", "title", "properties", "required"})
 _PAYLOAD_KEYS = frozenset({"type", "description", "title", "properties", "required", "additionalProperties"})
 
 
@@ -184,13 +182,7 @@ def _rule(
             if isinstance(extra, bool)
             else _property_schema(extra, f"{path}.additionalProperties", source)[0]
         )
-    message: dict[str, Any] = {"$schema": DRAFT_07, "type": "object"}
-    if description is not None:
-        message["description"] = description
-    message["properties"] = {payload: payload_schema}
-    if payload_schema.get("required"):
-        message["required"] = [payload]
-    return Rule(rule_type, key, message, version)
+    return Rule(rule_type, key, payload_message_schema(payload, payload_schema, description), version)
 
 
 def _object_schema(fields: Mapping[str, Any], path: str, source: Optional[str]) -> dict[str, Any]:
@@ -324,17 +316,10 @@ def _entry(rule: Rule) -> dict[str, Any]:
 
 
 def _reverse_message(schema: Mapping[str, Any], payload: str) -> Optional[tuple[dict[str, Any], Any]]:
-    if not set(schema) <= _MESSAGE_KEYS or schema.get("type", "object") != "object":
+    found = payload_only(schema, payload)
+    if found is None:
         return None
-    fields = schema.get("properties", {})
-    if not isinstance(fields, Mapping):
-        return None
-    # Segment's exported schemas carry empty placeholders for the other fields.
-    if any(name != payload and item not in ({}, None) for name, item in fields.items()):
-        return None
-    if not set(schema.get("required", [])) <= {payload}:
-        return None
-    body = fields.get(payload) or {}
+    body = found[0] or {}
     if (
         not isinstance(body, Mapping)
         or not set(body) <= _PAYLOAD_KEYS

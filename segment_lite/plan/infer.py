@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from segment_lite.plan.model import DRAFT_07, Rule, TrackingPlan
+from segment_lite.plan.model import Rule, TrackingPlan, payload_message_schema
 from segment_lite.plan.validate import FORMAT_CHECKS
 
 __all__ = ["InferOptions", "infer_plan"]
@@ -175,13 +175,5 @@ def infer_plan(
         shapes.items(), key=lambda item: (order[item[0][0]], item[0][1] or "")
     ):
         payload_name = _RULES_BY_TYPE[rule_type.lower()][1]
-        payload_schema = shape.object_schema(options)
-        message_schema: dict[str, Any] = {
-            "$schema": DRAFT_07,
-            "type": "object",
-            "properties": {payload_name: payload_schema},
-        }
-        if payload_schema.get("required"):
-            message_schema["required"] = [payload_name]
-        rules.append(Rule(rule_type, key, message_schema))
+        rules.append(Rule(rule_type, key, payload_message_schema(payload_name, shape.object_schema(options))))
     return TrackingPlan(name=name, rules=tuple(rules))

@@ -8,7 +8,16 @@ from typing import Any, Optional
 
 from segment_lite.errors import ValidationError
 
-__all__ = ["DRAFT_07", "MESSAGE_TYPES_BY_RULE", "RULE_TYPES", "PlanError", "Rule", "TrackingPlan"]
+__all__ = [
+    "DRAFT_07",
+    "MESSAGE_TYPES_BY_RULE",
+    "RULE_TYPES",
+    "PlanError",
+    "Rule",
+    "TrackingPlan",
+    "payload_message_schema",
+    "payload_only",
+]
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
@@ -23,6 +32,10 @@ MESSAGE_TYPES_BY_RULE = {
     "PAGE": "page",
     "SCREEN": "screen",
 }
+
+
+# Keys a whole-message schema may have and still say nothing beyond which fields it declares.
+_MESSAGE_KEYS = frozenset({"$schema", "type", "description", "title", "properties", "required"})
 
 
 class PlanError(ValidationError):
@@ -121,6 +134,44 @@ class TrackingPlan:
             plan["description"] = self.description
         plan["rules"] = [rule.to_segment() for rule in self.rules]
         return plan
+
+
+def payload_message_schema(
+    payload: str, payload_schema: dict[str, Any], description: Optional[str] = None
+) -> dict[str, Any]:
+    """The whole-message schema of a rule about one field (``properties``, ``traits`` or ``context``).
+
+    The message must have the field when the field's own schema requires keys.
+    """
+    message: dict[str, Any] = {"$schema": DRAFT_07, "type": "object"}
+    if description is not None:
+        message["description"] = description
+    message["properties"] = {payload: payload_schema}
+    if payload_schema.get("required"):
+        message["required"] = [payload]
+    return message
+
+
+def payload_only(message_schema: Mapping[str, Any], payload: str) -> Optional[tuple[Any, bool]]:
+    """(the schema of ``payload``, whether it is required) when ``message_schema`` constrains nothing else.
+
+    That is the shape :func:`payload_message_schema` builds and most of Segment's
+    rules have; the other fields may be there as the empty placeholders of
+    Segment's exported schemas. The payload's schema is None when it is not
+    declared. Any other schema gives None.
+    """
+    fields = message_schema.get("properties", {})
+    required = message_schema.get("required", [])
+    if (
+        not set(message_schema) <= _MESSAGE_KEYS
+        or message_schema.get("type", "object") != "object"
+        or not isinstance(fields, Mapping)
+        or any(name != payload and item not in ({}, None) for name, item in fields.items())
+        or not isinstance(required, list)
+        or not set(required) <= {payload}
+    ):
+        return None
+    return fields.get(payload), payload in required
 
 
 def _plain(value: Any) -> Any:
