@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 from segment_lite.plan.authoring import from_authoring, is_authoring, to_authoring
-from segment_lite.plan.model import RULE_TYPES, PlanError, Rule, TrackingPlan
+from segment_lite.plan.model import RULE_TYPES, PlanError, Rule, TrackingPlan, format_path
 
 __all__ = ["PlanSource", "dump_plan", "load_plan", "parse_plan", "read_document", "write_plan"]
 
@@ -147,9 +147,9 @@ def _check_rules(plan: TrackingPlan) -> None:
         try:
             Draft7Validator.check_schema(rule.json_schema)
         except SchemaError as exc:
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+            where = format_path(["jsonSchema", *exc.absolute_path])
             raise PlanError(
-                f"{rule.label}: invalid JSON Schema at jsonSchema{where}: {exc.message}", None, plan.source
+                f"{rule.label}: invalid JSON Schema at {where}: {exc.message}", None, plan.source
             ) from None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -15,6 +15,7 @@ __all__ = [
     "PlanError",
     "Rule",
     "TrackingPlan",
+    "format_path",
     "payload_message_schema",
     "payload_only",
 ]
@@ -134,6 +135,17 @@ class TrackingPlan:
             plan["description"] = self.description
         plan["rules"] = [rule.to_segment() for rule in self.rules]
         return plan
+
+
+def format_path(parts: Iterable[Any]) -> str:
+    """A path from its parts: ``("properties", "items", 0)`` -> ``properties.items[0]``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text = f"{text}.{part}" if text else str(part)
+    return text
 
 
 def payload_message_schema(

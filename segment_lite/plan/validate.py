@@ -11,16 +11,16 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from segment_lite.encoding import encode
 from segment_lite.errors import EncodeError
 from segment_lite.plan.files import PlanSource, load_plan
-from segment_lite.plan.model import Rule, TrackingPlan, payload_only
+from segment_lite.plan.model import Rule, TrackingPlan, format_path, payload_only
 
-__all__ = ["FORMAT_CHECKS", "PlanValidator", "Verdict", "Violation", "format_path"]
+__all__ = ["FORMAT_CHECKS", "PlanValidator", "Verdict", "Violation"]
 
 MAX_MESSAGE_CHARS = 200
 
@@ -140,17 +140,6 @@ class Verdict:
 
 _UNCOVERED = Verdict(None)
 _UNPLANNED = Verdict(None, unplanned=True)
-
-
-def format_path(parts: Iterable[Any]) -> str:
-    """A message path from its parts: ``("properties", "items", 0)`` -> ``properties.items[0]``."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text = f"{text}.{part}" if text else str(part)
-    return text
 
 
 def _shorten(text: str) -> str:
