@@ -113,8 +113,8 @@ class Violation:
         if max_value_chars is not None:
             if isinstance(value, (dict, list)):
                 return out
-            if isinstance(value, str) and len(value) > max_value_chars:
-                value = value[: max_value_chars - 1] + "…"
+            if isinstance(value, str):
+                value = _shorten(value, max_value_chars)
         out["value"] = value
         return out
 
@@ -142,8 +142,9 @@ _UNCOVERED = Verdict(None)
 _UNPLANNED = Verdict(None, unplanned=True)
 
 
-def _shorten(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+def _shorten(text: str, max_chars: int = MAX_MESSAGE_CHARS) -> str:
+    """``text``, or its first ``max_chars - 1`` characters and an ellipsis when it is longer."""
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
 # -- compiled rules ---------------------------------------------------------------
