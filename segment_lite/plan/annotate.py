@@ -25,10 +25,11 @@ class PlanAnnotator:
 
     def __call__(self, message: dict[str, Any], index: int) -> dict[str, Any]:
         """Tag (or untag) ``message``; ``index`` is its place in the request (unused)."""
-        verdict = self.validator.check(untagged(message))
+        clean = untagged(message)
+        verdict = self.validator.check(clean)
         problems = list(verdict.violations)
         if verdict.unplanned:
             problems.insert(0, unplanned_violation(self.validator.plan.name, message.get("event")))
-        if not problems and untagged(message) is message:
+        if not problems and clean is message:
             return message
         return tag_message(message, problems)
