@@ -139,10 +139,9 @@ def check_messages(validator: PlanValidator, messages: Iterable[Mapping[str, Any
         verdict = validator.check(untagged(message))  # recorded violations are not part of it
         report = reports.get((kind, name))
         if report is None:
-            rule = validator.rule_for(message)
-            report = reports[(kind, name)] = EventReport(
-                name=name, type=kind, rule=None if rule is None else rule.label, unplanned=verdict.unplanned
-            )
+            label = None if verdict.rule is None else verdict.rule.label
+            report = EventReport(name=name, type=kind, rule=label, unplanned=verdict.unplanned)
+            reports[(kind, name)] = report
         report.count += 1
         if verdict.violations:
             report.violating += 1
