@@ -278,7 +278,7 @@ def _in_case(name: str, case: str) -> bool:
         )
     if case == "sentence":
         return name[:1].isupper() and all(w == w.lower() or w.isupper() for w in words[1:])
-    return _case_of(name) == case or (case in ("snake", "camel") and _case_of(name) == "lower")
+    return _fits(_case_of(name), case)
 
 
 def _to_case(words: list[str], case: str) -> str:
@@ -367,6 +367,11 @@ def _case_of(name: str) -> str:
     return "other"
 
 
+def _fits(case: str, wanted: str) -> bool:
+    """Whether a name written in ``case`` (as :func:`_case_of` says) is in ``wanted`` case."""
+    return case == wanted or (case == "lower" and wanted in ("snake", "camel"))
+
+
 def _payload_names(rule: Rule, payload: str) -> Iterator[tuple[str, str]]:
     """(path, name) of every property the rule declares under ``payload``, nested ones too."""
     if rule.payload_field != payload:
@@ -420,8 +425,7 @@ def _case_findings(plan: TrackingPlan, payload: str, wanted: str, config: LintCo
     else:
         described = f"{_SINGULAR[payload]} names are {wanted} case"
     for rule, path, name in names:
-        case = _case_of(name)
-        if case == wanted or (case == "lower" and wanted in ("snake", "camel")):
+        if _fits(_case_of(name), wanted):
             continue
         yield Finding(
             "property-case",
