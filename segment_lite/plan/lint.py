@@ -326,6 +326,10 @@ def _event_name_findings(name: str, config: LintConfig, enabled: list[str]) -> I
             yield Finding("event-form", name, message, suggestion=suggestion)
 
 
+# The Spec's event names without spaces, in lower case ("ordercompleted"), for close matches.
+_SEMANTIC_BY_SQUASHED = {name.replace(" ", "").lower(): name for name in SEMANTIC_EVENTS}
+
+
 def _semantic_match(words: list[str]) -> Optional[str]:
     squashed = "".join(word.lower() for word in words)
     bag = sorted(word.lower() for word in words)
@@ -333,10 +337,8 @@ def _semantic_match(words: list[str]) -> Optional[str]:
         spec_words = [word.lower() for word in spec_name.split()]
         if squashed == "".join(spec_words) or bag == sorted(spec_words):
             return spec_name
-    close = difflib.get_close_matches(squashed, [n.replace(" ", "").lower() for n in SEMANTIC_EVENTS], 1, 0.9)
-    if close:
-        return next(n for n in SEMANTIC_EVENTS if n.replace(" ", "").lower() == close[0])
-    return None
+    close = difflib.get_close_matches(squashed, list(_SEMANTIC_BY_SQUASHED), 1, 0.9)
+    return _SEMANTIC_BY_SQUASHED[close[0]] if close else None
 
 
 def _object_action_problem(words: list[str]) -> Optional[tuple[str, Optional[list[str]]]]:
