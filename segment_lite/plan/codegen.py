@@ -448,24 +448,14 @@ def _docstring(text: str, indent: str) -> str:
 def _literal(value: Any, indent: str = "") -> str:
     """``value`` (JSON data) as a Python literal: on one line when short, else one item per line."""
     flat = _flat_literal(value)
-    if len(indent) + len(flat) <= 80:
-        return flat
+    if len(indent) + len(flat) <= 80 or not isinstance(value, (Mapping, list, tuple)) or not value:
+        return flat  # short, a scalar or empty: one line whatever its length
     inner = indent + "    "
     if isinstance(value, Mapping):
-        if not value:
-            return "{}"
         items = "".join(f"{inner}{_string(str(k))}: {_literal(v, inner)},\n" for k, v in value.items())
         return "{\n" + items + indent + "}"
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[]"
-        items = "".join(f"{inner}{_literal(v, inner)},\n" for v in value)
-        return "[\n" + items + indent + "]"
-    if isinstance(value, str):
-        return _string(value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)
-    return _string(str(value))
+    items = "".join(f"{inner}{_literal(v, inner)},\n" for v in value)
+    return "[\n" + items + indent + "]"
 
 
 def _flat_literal(value: Any) -> str:
