@@ -541,10 +541,11 @@ def _identify(
     message_id: Any,
     client: Optional[segment_lite.Client],
 ) -> Result:
+    traits = dict(traits or {})
     if _validator is not None:
-        _check(build_identify(user_id, dict(traits or {}), context, timestamp, anonymous_id, integrations))
+        _check(build_identify(user_id, traits, context, timestamp, anonymous_id, integrations))
     result: Result = _target(client).identify(
-        user_id, dict(traits or {}), context, timestamp, anonymous_id, integrations, message_id
+        user_id, traits, context, timestamp, anonymous_id, integrations, message_id
     )
     return result
 """
@@ -562,12 +563,11 @@ def _group(
     message_id: Any,
     client: Optional[segment_lite.Client],
 ) -> Result:
+    traits = dict(traits or {})
     if _validator is not None:
-        _check(
-            build_group(user_id, group_id, dict(traits or {}), context, timestamp, anonymous_id, integrations)
-        )
+        _check(build_group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations))
     result: Result = _target(client).group(
-        user_id, group_id, dict(traits or {}), context, timestamp, anonymous_id, integrations, message_id
+        user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
     )
     return result
 """
