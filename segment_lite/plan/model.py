@@ -10,7 +10,6 @@ from segment_lite.errors import ValidationError
 
 __all__ = [
     "DRAFT_07",
-    "MESSAGE_TYPES_BY_RULE",
     "RULE_TYPES",
     "PlanError",
     "Rule",
@@ -24,15 +23,6 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 #: The rule types of Segment's Public API, in the order plans list them.
 RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
-
-#: The Spec message type each rule type checks (COMMON checks every message).
-MESSAGE_TYPES_BY_RULE = {
-    "TRACK": "track",
-    "IDENTIFY": "identify",
-    "GROUP": "group",
-    "PAGE": "page",
-    "SCREEN": "screen",
-}
 
 
 # Keys a whole-message schema may have and still say nothing beyond which fields it declares.
