@@ -159,21 +159,20 @@ def infer_plan(
         kind = message.get("type")
         if kind not in _RULES_BY_TYPE:
             continue
-        rule_type, payload_name = _RULES_BY_TYPE[str(kind)]
         key: Optional[str] = None
-        if rule_type == "TRACK":
+        if kind == "track":
             event = message.get("event")
             if not isinstance(event, str) or not event:
                 continue
             key = event
-        payload = message.get(payload_name)
-        shape = shapes.setdefault((rule_type, key), _Shape())
+        payload = message.get(_RULES_BY_TYPE[kind][1])
+        shape = shapes.setdefault((kind, key), _Shape())
         shape.observe(payload if isinstance(payload, Mapping) else {}, options)
-    order = {rule_type: index for index, (rule_type, _) in enumerate(_RULES_BY_TYPE.values())}
+    order = list(_RULES_BY_TYPE)
     rules = []
-    for (rule_type, key), shape in sorted(
-        shapes.items(), key=lambda item: (order[item[0][0]], item[0][1] or "")
+    for (kind, key), shape in sorted(
+        shapes.items(), key=lambda item: (order.index(item[0][0]), item[0][1] or "")
     ):
-        payload_name = _RULES_BY_TYPE[rule_type.lower()][1]
+        rule_type, payload_name = _RULES_BY_TYPE[kind]
         rules.append(Rule(rule_type, key, payload_message_schema(payload_name, shape.object_schema(options))))
     return TrackingPlan(name=name, rules=tuple(rules))
