@@ -25,7 +25,14 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from segment_lite.plan.model import PlanError, Rule, TrackingPlan, payload_message_schema, payload_only
+from segment_lite.plan.model import (
+    PlanError,
+    Rule,
+    TrackingPlan,
+    payload_message_schema,
+    payload_only,
+    rule_version,
+)
 
 __all__ = ["AUTHORING_SECTIONS", "from_authoring", "is_authoring", "to_authoring"]
 
@@ -152,9 +159,7 @@ def _rule(
     if not isinstance(entry, Mapping):
         raise PlanError(f"must be a mapping, got {type(entry).__name__}", path, source)
     _refuse_unknown(entry, (payload, *_ENTRY_KEYS), path, source, "key")
-    version = entry.get("version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise PlanError(f"version must be a positive integer, got {version!r}", f"{path}.version", source)
+    version = rule_version(entry, path, source)
     description = entry.get("description")
     if description is not None and not isinstance(description, str):
         raise PlanError("description must be a string", f"{path}.description", source)

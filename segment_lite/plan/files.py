@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Optional, Union
 
 from segment_lite.plan.authoring import from_authoring, is_authoring, to_authoring
-from segment_lite.plan.model import RULE_TYPES, PlanError, Rule, TrackingPlan, format_path
+from segment_lite.plan.model import RULE_TYPES, PlanError, Rule, TrackingPlan, format_path, rule_version
 
 __all__ = ["PlanSource", "dump_plan", "load_plan", "parse_plan", "read_document", "write_plan"]
 
@@ -112,9 +112,7 @@ def _from_segment(data: Mapping[str, Any], source: Optional[str]) -> TrackingPla
             raise PlanError("a TRACK rule needs a key (the event name)", path, source)
         if rule_type in ("IDENTIFY", "GROUP", "COMMON"):
             key = None
-        version = raw.get("version", 1)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise PlanError(f"version must be a positive integer, got {version!r}", f"{path}.version", source)
+        version = rule_version(raw, path, source)
         schema = raw.get("jsonSchema")
         if not isinstance(schema, Mapping):
             raise PlanError("jsonSchema must be a JSON Schema object", f"{path}.jsonSchema", source)

@@ -17,6 +17,7 @@ __all__ = [
     "format_path",
     "payload_message_schema",
     "payload_only",
+    "rule_version",
 ]
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -136,6 +137,14 @@ def format_path(parts: Iterable[Any]) -> str:
         else:
             text = f"{text}.{part}" if text else str(part)
     return text
+
+
+def rule_version(entry: Mapping[str, Any], path: str, source: Optional[str] = None) -> int:
+    """The ``version`` of the rule at ``path``: 1 when absent; ``PlanError`` if not a positive integer."""
+    version = entry.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise PlanError(f"version must be a positive integer, got {version!r}", f"{path}.version", source)
+    return version
 
 
 def payload_message_schema(
