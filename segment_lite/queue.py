@@ -8,12 +8,13 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 if TYPE_CHECKING:
     from segment_lite.ledger import Ledger
 
-__all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue", "QueueReads"]
+__all__ = ["PACK_COUNT", "STALL_S", "Batch", "MemoryQueue", "MessageQueue", "NumberedQueue"]
 
 #: A backlog past twice this many messages is kept in blocks of this many: joined
 #: into one bytes object (about 5 bytes of bookkeeping per message instead of the
@@ -131,7 +132,7 @@ class MessageQueue(Protocol):
         ...
 
     # The reads of queue.Queue that code written for segment-analytics-python
-    # calls on ``client.queue`` (``QueueReads`` implements them from the above).
+    # calls on ``client.queue`` (``NumberedQueue`` implements them from the above).
 
     def empty(self) -> bool:
         """True when no message is waiting."""
@@ -146,16 +147,28 @@ class MessageQueue(Protocol):
         ...
 
 
-class QueueReads:
-    """``empty``, ``full`` and ``join`` as ``queue.Queue`` has them, from the protocol's other calls.
+class NumberedQueue:
+    """What both queues share: flush and settle bookkeeping over numbered messages, and ``queue.Queue`` reads.
 
-    segment-analytics-python's ``client.queue`` is a ``queue.Queue``; code and
-    tests written for it read it with these. ``join`` waits for every accepted
-    message to be settled, as ``queue.Queue.join`` waits for every task to be
-    done (and, like it, waits as long as that takes).
+    Messages are numbered in acceptance order; a batch taken from the queue is
+    out (``_in_flight``, keyed by the number of its first message) until
+    ``done``. A subclass sets, under one ``_lock``: ``_taken`` (how many were
+    ever taken), ``_flush_target``, ``_in_flight`` and the ``_settled``
+    condition on ``_lock``, notified whenever a batch is settled; and ``wake``.
+
+    ``empty``, ``full`` and ``join`` answer as segment-analytics-python's
+    ``client.queue`` (a ``queue.Queue``) does; ``join`` waits for every
+    accepted message to be settled, as ``queue.Queue.join`` waits for every
+    task to be done (and, like it, waits as long as that takes).
     """
 
     maxsize = 0
+    wake: threading.Event
+    _lock: threading.Lock
+    _settled: threading.Condition
+    _taken: int
+    _flush_target: int
+    _in_flight: Mapping[int, object]
 
     def qsize(self) -> int:  # pragma: no cover - the queue's own
         raise NotImplementedError
@@ -163,11 +176,26 @@ class QueueReads:
     def accepted_count(self) -> int:  # pragma: no cover - the queue's own
         raise NotImplementedError
 
-    def request_flush(self, target: int) -> None:  # pragma: no cover - the queue's own
-        raise NotImplementedError
+    def request_flush(self, target: int) -> None:
+        """Have workers send everything accepted before ``target`` now, full batch or not."""
+        with self._lock:
+            if target > self._flush_target:
+                self._flush_target = target
+        self.wake.set()
 
-    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:  # pragma: no cover
-        raise NotImplementedError
+    def _is_settled(self, target: int) -> bool:
+        return self._taken >= target and all(seq >= target for seq in self._in_flight)
+
+    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:
+        """Wait until every message numbered below ``target`` is settled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not self._is_settled(target):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._settled.wait(remaining)
+            return True
 
     def empty(self) -> bool:
         """True when no message is waiting."""
@@ -219,7 +247,7 @@ class _Packed:
         return items
 
 
-class MemoryQueue(QueueReads):
+class MemoryQueue(NumberedQueue):
     """A bounded in-memory FIFO of encoded messages, bounded by count and by bytes.
 
     One lock guards a ``collections.deque``; ``put`` is a few attribute updates
@@ -336,13 +364,6 @@ class MemoryQueue(QueueReads):
                 self._not_full.notify_all()
             return batch
 
-    def request_flush(self, target: int) -> None:
-        """Have workers send everything accepted before ``target`` now, full batch or not."""
-        with self._lock:
-            if target > self._flush_target:
-                self._flush_target = target
-        self.wake.set()
-
     def send_due(self, batch_size: int) -> bool:
         """Whether a worker should take a batch now rather than wait for one to fill.
 
@@ -412,17 +433,3 @@ class MemoryQueue(QueueReads):
 
     def close(self) -> None:
         """Nothing to release: the queue lives in memory."""
-
-    def _is_settled(self, target: int) -> bool:
-        return self._taken >= target and all(seq >= target for seq in self._in_flight)
-
-    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:
-        """Wait until every item with sequence number below ``target`` is settled."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while not self._is_settled(target):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._settled.wait(remaining)
-            return True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from segment_lite.errors import SpoolCorruptError, SpoolWriteError
-from segment_lite.queue import Batch, QueueReads
+from segment_lite.queue import Batch, NumberedQueue
 from segment_lite.spool.directory import (
     DISK_FULL_ERRNOS,
     Loss,
@@ -57,7 +57,7 @@ class _Taken:
     counted_as_kept: bool = False
 
 
-class DiskSpool(QueueReads):
+class DiskSpool(NumberedQueue):
     """A ``MessageQueue`` on disk: what ``put`` accepted is delivered by this process or the next.
 
     The spool lives in an owner directory of its own under ``root`` (see
@@ -393,13 +393,6 @@ class DiskSpool(QueueReads):
         self._adopted.remove(directory)
         directory.close(remove=directory.unacked <= 0)
 
-    def request_flush(self, target: int) -> None:
-        """Have workers send everything numbered before ``target`` now, full batch or not."""
-        with self._lock:
-            if target > self._flush_target:
-                self._flush_target = target
-        self.wake.set()
-
     def send_due(self, batch_size: int) -> bool:
         """Whether a worker should take a batch now rather than wait for one to fill."""
         return (
@@ -467,20 +460,6 @@ class DiskSpool(QueueReads):
     def kept_count(self) -> int:
         """Records left on disk undelivered, for the next process (once draining or closed)."""
         return self._kept
-
-    def _is_settled(self, target: int) -> bool:
-        return self._taken >= target and all(seq >= target for seq in self._in_flight)
-
-    def wait_settled(self, target: int, timeout: Optional[float]) -> bool:
-        """Wait until every record numbered below ``target`` is settled."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while not self._is_settled(target):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._settled.wait(remaining)
-            return True
 
     # -- losses --------------------------------------------------------------------
 
