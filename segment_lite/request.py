@@ -12,7 +12,6 @@ through the fast transport otherwise (two identity checks per request).
 
 from __future__ import annotations
 
-import base64
 import gzip as gzip_module
 import json
 import sys
@@ -23,9 +22,9 @@ import requests
 
 from segment_lite.encoding import encode
 from segment_lite.errors import APIError
+from segment_lite.sender import batch_headers
 from segment_lite.timestamps import now_iso
 from segment_lite.transport import Transport, TransportError, TransportResponse, batch_url
-from segment_lite.version import VERSION
 
 __all__ = ["APIError", "ReferenceSeamTransport", "post"]
 
@@ -54,16 +53,12 @@ def post(
     body["writeKey"] = write_key
     data = encode(body)
     token = oauth_manager.get_token() if oauth_manager is not None else None
-    credentials = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": f"segment-lite/{VERSION}",
-        "Authorization": f"Bearer {token}" if token else f"Basic {credentials}",
-    }
+    headers = batch_headers(write_key, gzip)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     if retry_count > 0:
         headers["X-Retry-Count"] = str(retry_count)
     if gzip:
-        headers["Content-Encoding"] = "gzip"
         data = gzip_module.compress(data)
     options: dict[str, Any] = {"data": data, "headers": headers, "timeout": timeout}
     if proxies:

@@ -22,7 +22,14 @@ from segment_lite.timestamps import iso_from_epoch
 from segment_lite.transport import Transport, TransportError, TransportFactory, TransportResponse
 from segment_lite.version import VERSION
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_COUNT", "BatchSender", "PipelinePause", "Settlement"]
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_COUNT",
+    "BatchSender",
+    "PipelinePause",
+    "Settlement",
+    "batch_headers",
+]
 
 #: Segment's limits for one batch request.
 MAX_BATCH_BYTES = 500 * 1024
@@ -31,6 +38,22 @@ GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its C
 
 #: Refusals about the messages in a batch, not about the client: they say nothing of an outage.
 _MESSAGE_STATUSES = frozenset({400, 413, 422})
+
+
+def batch_headers(write_key: str, gzip: bool) -> dict[str, str]:
+    """The headers of a batch request: JSON, our User-Agent, the write key as HTTP Basic auth.
+
+    ``gzip`` adds ``Content-Encoding: gzip`` (the body must then be compressed).
+    """
+    credentials = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"segment-lite/{VERSION}",
+        "Authorization": f"Basic {credentials}",
+    }
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return headers
 
 
 class PipelinePause:
@@ -225,15 +248,7 @@ class BatchSender:
 
     def set_write_key(self, write_key: str) -> None:
         """Authenticate with ``write_key`` from the next request on."""
-        credentials = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"segment-lite/{VERSION}",
-            "Authorization": f"Basic {credentials}",
-        }
-        if self.gzip:
-            headers["Content-Encoding"] = "gzip"
-        self._headers = headers
+        self._headers = batch_headers(write_key, self.gzip)
         self._key_suffix = b'","writeKey":' + json.dumps(write_key).encode() + b"}"
 
     @staticmethod
