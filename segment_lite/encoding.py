@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from segment_lite.errors import EncodeError, NestingTooDeepError
 from segment_lite.limits import MAX_NESTING_DEPTH
-from segment_lite.shape import check_shape, is_plain, key_text, may_be_too_deep
+from segment_lite.shape import check_shape, is_plain, key_text, may_be_too_deep, replace_non_finite
 
 __all__ = ["HAVE_ORJSON", "encode", "encode_converting", "encode_plain", "json_default"]
 
@@ -110,18 +110,8 @@ def _encode_stdlib(message: Any) -> bytes:
     # substring test can only give false positives (a string containing "NaN"),
     # which merely take the slower, exact path.
     if "NaN" in text or "Infinity" in text:
-        text = _stdlib_encoder.encode(_replace_non_finite(message))
+        text = _stdlib_encoder.encode(replace_non_finite(message))
     return text.encode("utf-8")
-
-
-def _replace_non_finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _replace_non_finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_replace_non_finite(item) for item in value]
-    return value
 
 
 def encode(message: Any) -> bytes:

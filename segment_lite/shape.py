@@ -10,7 +10,7 @@ from typing import Any, Optional
 from segment_lite.errors import EncodeError, NestingTooDeepError
 from segment_lite.limits import MAX_NESTING_DEPTH
 
-__all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep"]
+__all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep", "replace_non_finite"]
 
 _CONTAINERS = (dict, list, tuple)
 _DATETIME = datetime.datetime  # a common leaf, compared by identity
@@ -170,3 +170,17 @@ def _check_keys(value: dict[Any, Any], path: str) -> None:
                 f"keys {seen[text]!r} and {key!r} are both written as {text!r}: one value would be lost",
             )
         seen[text] = key
+
+
+def replace_non_finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (which JSON cannot carry) replaced by None.
+
+    Dicts, lists and tuples are copied (tuples become lists); other values are returned as they are.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: replace_non_finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [replace_non_finite(item) for item in value]
+    return value

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from segment_lite.errors import SegmentLiteError
 from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.shape import replace_non_finite
 from segment_lite.timestamps import format_utc, parse_api_timestamp
 
 __all__ = [
@@ -162,17 +163,6 @@ def json_bytes(value: Any) -> bytes:
             replace_non_finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False
         )
     return text.encode("utf-8")
-
-
-def replace_non_finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (which JSON cannot carry) replaced by None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: replace_non_finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [replace_non_finite(v) for v in value]
-    return value
 
 
 def nesting_error(value: Any, where: str, limit: int = MAX_NESTING_DEPTH) -> Optional[str]:
