@@ -155,19 +155,6 @@ def _pascal(text: str) -> str:
     return f"T{name}" if name[:1].isdigit() else name
 
 
-def _parameter_names(names: list[str], taken: set[str]) -> list[str]:
-    result = []
-    for name in names:
-        candidate = _snake(name) or "value"
-        if candidate[0].isdigit():
-            candidate = f"p_{candidate}"
-        while keyword.iskeyword(candidate) or candidate in taken:
-            candidate += "_"
-        taken.add(candidate)
-        result.append(candidate)
-    return result
-
-
 def _string(text: str) -> str:
     """A Python string literal (JSON's escapes are all valid Python)."""
     return json.dumps(text)
@@ -378,8 +365,15 @@ def _view_function(writer: _Writer, rule: Rule) -> None:
 
 
 def _name_parameters(fields: list[_Field], taken: Optional[set[str]] = None) -> None:
-    names = _parameter_names([f.name for f in fields], set(taken or _SHARED_PARAMETERS))
-    for field_, parameter in zip(fields, names):
+    """Give each field a parameter name: a Python identifier, no keyword, none of ``taken``."""
+    taken = set(taken or _SHARED_PARAMETERS)
+    for field_ in fields:
+        parameter = _snake(field_.name) or "value"
+        if parameter[0].isdigit():
+            parameter = f"p_{parameter}"
+        while keyword.iskeyword(parameter) or parameter in taken:
+            parameter += "_"
+        taken.add(parameter)
         field_.parameter = parameter
 
 
