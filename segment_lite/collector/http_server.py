@@ -543,6 +543,9 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """Errors found by the request parser, answered as JSON like every other error."""
         self.close_connection = True
+        # The parser takes a request line it cannot read for HTTP/0.9, whose answers
+        # carry no status line: answer garbage as HTTP/1.1, with its 4xx.
+        self.request_version = "HTTP/1.1"
         if self._conn.timed_out:
             self._send(Response.error(408, "request_timeout", self._timeout_message()))
             return

@@ -152,6 +152,13 @@ def test_garbage_never_gets_a_500_and_the_collector_keeps_serving(fuzzed: Collec
     assert status is None or status in EXPECTED_STATUSES, (status, garbage)
 
 
+@pytest.mark.parametrize("garbage", [b"abc\r\n\r\n", b"\x00\r\n\r\n", b"POST\r\n\r\n", b"A B C D\r\n\r\n"])
+def test_an_unreadable_request_line_gets_a_400_with_a_status_line(fuzzed: Collector, garbage: bytes) -> None:
+    status, _, body = exchange(fuzzed, garbage)
+    assert status == 400
+    assert json.loads(body)["code"] == "bad_request"
+
+
 def test_the_fuzzed_collector_still_stores_a_normal_request(fuzzed: Collector) -> None:
     assert post(fuzzed, "/v1/track", track(99, messageId="after-fuzz")).status_code == 200
     assert "after-fuzz" in fuzzed.message_ids()
