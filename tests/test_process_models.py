@@ -1,0 +1,82 @@
+"""Process models: multiprocessing children deliver at exit; a terminated child's spool is delivered next."""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import segment_lite
+from segment_lite.collector import Collector
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = str(Path(__file__).resolve().parent / "mp_children.py")
+METHODS = [
+    method for method in ("fork", "forkserver", "spawn") if method in multiprocessing.get_all_start_methods()
+]
+KINDS = ("process", "pool", "executor")
+APIS = ("client", "module")
+#: Events per child (or pool task); the driver runs two per combination.
+COUNT = 5
+TASKS = 2
+
+
+def run_driver(collector: Collector, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MP_HOST=collector.url)
+    return subprocess.run(
+        [sys.executable, DRIVER, *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def delivered() -> Iterator[dict[str, dict[str, int]]]:
+    """Per start method, the distinct messages the collector got for each ``kind/api`` (one run each)."""
+    runs: dict[str, dict[str, int]] = {}
+
+    def run(method: str) -> dict[str, int]:
+        if method not in runs:
+            with Collector() as collector:
+                result = run_driver(collector, method, str(COUNT))
+                assert result.returncode == 0, result.stderr
+                # Children exit only after their exit flush, and the driver after its children:
+                # what was delivered is stored now.
+                ids = collections.defaultdict(set)
+                for message in collector.messages():
+                    ids[message["event"]].add(message["messageId"])
+                runs[method] = {event: len(found) for event, found in ids.items()}
+        return runs[method]
+
+    yield run  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_child_delivers_at_exit_without_flushing(delivered, method: str, kind: str, api: str) -> None:
+    counts = delivered(method)
+    assert counts.get(f"{kind}/{api}", 0) == TASKS * COUNT, counts
+    assert counts.get("parent") == 1  # the parent's own event, tracked before the children were made
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_spool_of_a_terminated_pool_worker_is_delivered_by_the_next_client(
+    collector: Collector, tmp_path: Path, method: str
+) -> None:
+    # The server is down while the worker runs, so nothing it accepted leaves it before
+    # `with Pool()` terminates it (SIGTERM: no exit flush, no finalizers).
+    collector.go_down()
+    count = 25
+    result = run_driver(collector, "terminated", method, str(tmp_path), str(count))
+    assert result.returncode == 0, result.stderr
+    assert collector.message_ids() == set()
+    collector.go_up()
+    with segment_lite.Client("mp-key", host=collector.url, spool_dir=str(tmp_path)) as client:
+        assert client.flush(timeout=30)
+    events = [message for message in collector.messages() if message["event"] == "terminated"]
+    assert sorted(message["properties"]["i"] for message in events) == list(range(count))
