@@ -80,3 +80,54 @@ def test_spool_of_a_terminated_pool_worker_is_delivered_by_the_next_client(
         assert client.flush(timeout=30)
     events = [message for message in collector.messages() if message["event"] == "terminated"]
     assert sorted(message["properties"]["i"] for message in events) == list(range(count))
+
+
+def test_client_as_a_context_manager_shuts_down_on_leaving(collector: Collector) -> None:
+    with segment_lite.Client("ctx-key", host=collector.url, upload_interval=60) as client:
+        client.track("user-1", "Inside")
+    assert len(collector.message_ids()) == 1  # delivered by the shutdown, not by the interval
+    assert client.track("user-1", "After")[0] is False
+    assert client.stats()["dropped"]["after_shutdown"] == 1
+
+
+def test_client_context_manager_shuts_down_when_the_block_raises(collector: Collector) -> None:
+    client = segment_lite.Client("ctx-key", host=collector.url, upload_interval=60)
+    with pytest.raises(KeyError), client:
+        client.track("user-1", "Inside")
+        raise KeyError("boom")
+    assert len(collector.message_ids()) == 1
+    assert client.track("user-1", "After")[0] is False
+
+
+EXIT_SCRIPT = """
+import sys
+import segment_lite as analytics
+host, how = sys.argv[1], sys.argv[2]
+if how == "client-off":
+    client = analytics.Client("exit-key", host=host, upload_interval=60, flush_at_exit=False)
+elif how == "client-off-then-on":
+    client = analytics.Client("exit-key", host=host, upload_interval=60, flush_at_exit=False)
+    client.flush_at_exit = True
+else:  # "module-off": the module setting, for the default client
+    analytics.write_key, analytics.host, analytics.flush_at_exit = "exit-key", host, False
+    client = analytics
+for i in range(5):
+    client.track("user-1", "Exiting", {"i": i})
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "delivered"), [("client-off", 0), ("module-off", 0), ("client-off-then-on", 5)]
+)
+def test_flush_at_exit_can_be_turned_off_and_on(collector: Collector, how: str, delivered: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, collector.url, how],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(collector.message_ids()) == delivered
+    if delivered == 0:  # left behind, but not silently
+        assert "flush_at_exit=False and 5 message(s) still queued" in result.stderr
