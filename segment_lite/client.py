@@ -360,6 +360,7 @@ class Client:
         self._pipeline.flush_at_exit = bool(flush_at_exit)
 
     def __enter__(self) -> Client:
+        """Use the client in a ``with`` block; it is shut down when the block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:

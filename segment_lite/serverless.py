@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Coroutine
 from typing import Any, Callable, Optional, TypeVar, Union, overload
 
 from segment_lite.client import Client
@@ -74,9 +75,16 @@ def flush_after(
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return function(*args, **kwargs)
-            finally:
+                result = function(*args, **kwargs)
+            except BaseException:
                 _flush(client, timeout)
+                raise
+            if inspect.iscoroutine(result):
+                # An async handler that does not look like one (an object with an async
+                # __call__, a partial): flush once the caller has awaited it.
+                return _awaited_then_flushed(result, client, timeout)
+            _flush(client, timeout)
+            return result
 
         return wrapper  # type: ignore[return-value]
 
@@ -97,6 +105,15 @@ def _flush(client: Optional[Client], timeout: Optional[float]) -> None:
             "next invocation",
             timeout,
         )
+
+
+async def _awaited_then_flushed(
+    coroutine: Coroutine[Any, Any, Any], client: Optional[Client], timeout: Optional[float]
+) -> Any:
+    try:
+        return await coroutine
+    finally:
+        await _flush_async(client, timeout)
 
 
 async def _flush_async(client: Optional[Client], timeout: Optional[float]) -> None:

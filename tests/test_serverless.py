@@ -75,6 +75,22 @@ def test_async_handler_has_delivered_when_it_returns_or_raises(collector: Collec
     assert len(collector.message_ids()) == 2
 
 
+def test_handler_object_with_an_async_call_is_flushed_after_it_is_awaited(
+    collector: Collector, make_client
+) -> None:
+    client = make_client(upload_interval=60)
+
+    class Handler:
+        async def __call__(self, event: dict[str, Any], context: object) -> str:
+            await asyncio.sleep(0)
+            client.track("user-1", "From an object")
+            return "done"
+
+    handler = flush_after(client=client)(Handler())
+    assert asyncio.run(handler({}, None)) == "done"
+    assert len(collector.message_ids()) == 1
+
+
 def test_bare_decorator_flushes_every_client_of_the_process(collector: Collector, make_client) -> None:
     first, second = make_client(upload_interval=60), make_client(upload_interval=60)
     segment_lite.write_key = "module-key"
