@@ -77,6 +77,8 @@ def test_spool_of_a_terminated_pool_worker_is_delivered_by_the_next_client(
     assert collector.message_ids() == set()
     collector.go_up()
     with segment_lite.Client("mp-key", host=collector.url, spool_dir=str(tmp_path)) as client:
+        # A client that finds a spool left behind delivers it without being asked.
+        assert collector.wait_for_messages(count, timeout=30)
         assert client.flush(timeout=30)
     events = [message for message in collector.messages() if message["event"] == "terminated"]
     assert sorted(message["properties"]["i"] for message in events) == list(range(count))
@@ -131,3 +133,21 @@ def test_flush_at_exit_can_be_turned_off_and_on(collector: Collector, how: str, 
     assert len(collector.message_ids()) == delivered
     if delivered == 0:  # left behind, but not silently
         assert "flush_at_exit=False and 5 message(s) still queued" in result.stderr
+
+
+def _exit_flush_registered_before_the_target() -> None:
+    from segment_lite import pipeline
+
+    finalizer = pipeline._multiprocessing_exit
+    sys.exit(0 if finalizer is not None and finalizer.still_active() else 3)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_forked_child_has_the_exit_flush_before_its_target_runs() -> None:
+    # A pipeline that starts while the child is being made (a spool adopting what an
+    # earlier process left) is not started again by the target: the hook must already be
+    # in place, registered after multiprocessing cleared the parent's finalizers.
+    child = multiprocessing.get_context("fork").Process(target=_exit_flush_registered_before_the_target)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
