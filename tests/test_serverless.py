@@ -217,3 +217,11 @@ def test_sandbox_frozen_right_after_the_handler_returns_loses_nothing(
             process.wait()
     assert len(at_freeze) == count
     assert len(collector.message_ids()) == count
+
+
+def test_the_cost_benchmark_runs() -> None:
+    from benchmarks.serverless import measure
+
+    results = measure(n=50, reps=1, n_events=3)
+    assert len(results) == 6
+    assert results["one event tracked and delivered (loopback)"] > 0
