@@ -225,3 +225,19 @@ def test_the_cost_benchmark_runs() -> None:
     results = measure(n=50, reps=1, n_events=3)
     assert len(results) == 6
     assert results["one event tracked and delivered (loopback)"] > 0
+
+
+def test_lambda_example_has_delivered_when_each_invocation_returns() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "aws_lambda" / "handler.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.rsplit("has ", 1)[1] for line in result.stdout.splitlines()] == [
+        "2 message(s)",
+        "4 message(s)",
+        "6 message(s)",
+    ]
