@@ -123,10 +123,14 @@ async def _flush_async(client: Optional[Client], timeout: Optional[float]) -> No
     import asyncio
 
     # The flush waits on delivery threads; the event loop keeps running meanwhile.
-    await asyncio.get_running_loop().run_in_executor(None, _flush, client, timeout)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, _flush, client, timeout)
+    except RuntimeError:  # the loop's executor is shut down: flush on this thread instead
+        _flush(client, timeout)
 
 
 def _anything_queued(client: Optional[Client]) -> bool:
-    if client is not None:
-        return bool(client.queue.pending_count())
-    return pending_all() > 0
+    try:
+        return (pending_all() if client is None else client.queue.pending_count()) > 0
+    except Exception:  # let _flush find (and log) what is wrong
+        return True
