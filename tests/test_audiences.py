@@ -364,3 +364,18 @@ def test_importing_segment_lite_loads_neither_duckdb_nor_yaml() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_failed_delivery_keeps_the_changes_pending_and_the_next_sync_finishes_them(
+    events: Path, tmp_path: Path
+) -> None:
+    defs = _definitions_file(tmp_path)
+    with Collector(write_keys={"right"}) as collector:
+        failed = sync(defs, [str(events)], write_key="wrong", host=collector.url, now=NOW, max_retries=0)
+        assert failed.status == "delivery_failed" and failed.exit_code == 4
+        assert collector.store.count() == 0
+        assert os.path.exists(f"{defs}.state.db.outbox.jsonl")
+        done = sync(defs, [str(events)], write_key="right", host=collector.url, now=NOW)
+        assert (done.status, done.resumed, done.changed) == ("completed", 3, 0)
+        assert sorted(_identifies(collector.store)) == ["u1", "u2", "u3"]
+        assert not os.path.exists(f"{defs}.state.db.outbox.jsonl")

@@ -202,6 +202,8 @@ def _sync(args: argparse.Namespace) -> int:
         if a.json:
             print(json.dumps(summary.as_dict(), indent=2))
         else:
+            if summary.delivery is not None and summary.status != "completed":
+                print(summary.delivery.format(), file=sys.stderr)
             print(summary.format(), file=sys.stderr)
         return summary.exit_code
 

@@ -96,7 +96,6 @@ def compute(
     now: Union[str, datetime.datetime, None] = None,
     input_format: Optional[str] = None,
     threads: Optional[int] = None,
-    memory_limit: Optional[str] = None,
 ) -> AudienceResult:
     """Compute traits, attribution and audiences of every identified user in ``inputs``.
 
@@ -118,8 +117,6 @@ def compute(
         connection.execute("SET TimeZone = 'UTC'")
         if threads is not None:
             connection.execute(f"SET threads = {int(threads)}")
-        if memory_limit is not None:
-            connection.execute("SET memory_limit = ?", [memory_limit])
         stats = load_events(connection, inputs, moment, input_format)
         result = _run(connection, definitions, moment, stats)
     finally:

@@ -128,7 +128,8 @@ class SyncSummary:
             lines.append(f"  {key}: +{self.entered.get(key, 0):,} / -{self.exited.get(key, 0):,}")
         if self.refused:
             lines.append(
-                f"  refused:        {self.refused:,} (kept unsent in the state: sent again next time)"
+                f"  refused:        {self.refused:,} (not recorded as sent, so computed again next time;"
+                f" see {self.state}.rejects.jsonl)"
             )
         lines.append(f"  elapsed:        {self.elapsed_s:.2f} s (compute {self.compute_s:.2f} s)")
         if self.state:
@@ -228,6 +229,18 @@ def _write_outbox(path: str, messages: Sequence[dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
+def _keep_rejects(rejects_path: str, kept_path: str) -> None:
+    """Append the outbox's rejects file to ``STATE.rejects.jsonl``, which outlives the outbox."""
+    try:
+        with open(rejects_path, "rb") as src:
+            data = src.read()
+    except FileNotFoundError:
+        return
+    if data:
+        with open(kept_path, "ab") as dst:
+            dst.write(data)
+
+
 def _refused_ids(rejects_path: str) -> set[str]:
     """messageIds of the rows the importer rejected (from its rejects file)."""
     refused: set[str] = set()
@@ -286,6 +299,7 @@ def sync(
     outbox = f"{state}.outbox.jsonl"
     checkpoint = f"{outbox}.checkpoint.json"
     rejects = f"{outbox}.rejects.jsonl"
+    kept_rejects = f"{state}.rejects.jsonl"
     summary = SyncSummary(dry_run=dry_run, state=state)
     import_options: dict[str, Any] = dict(send_options)
     import_options.update(write_key=write_key, host=host, progress=progress)
@@ -318,6 +332,7 @@ def sync(
                     return summary
                 summary.refused += len(unfinished) - db.commit(_refused_ids(rejects))
                 summary.resumed = len(unfinished)
+                _keep_rejects(rejects, kept_rejects)
         if not dry_run:
             _remove(outbox, checkpoint, rejects)  # leftovers of a finished or never-started sync
 
@@ -345,6 +360,7 @@ def sync(
             summary.elapsed_s = time.perf_counter() - started
             return summary
         summary.refused += len(pending) - db.commit(_refused_ids(rejects))
+        _keep_rejects(rejects, kept_rejects)
         _remove(outbox, checkpoint, rejects)
     summary.elapsed_s = time.perf_counter() - started
     return summary
