@@ -48,6 +48,40 @@ def _generate(out: Path, users: int, *extra: str) -> None:
     )
 
 
+def _spark(definitions: str, events: Path, expected: dict[str, Any]) -> dict[str, Any]:
+    from pyspark.sql import SparkSession
+
+    from segment_lite.audiences.spark import compute_spark
+
+    started = time.perf_counter()
+    session = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.driver.memory", "3g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("FATAL")
+    startup = time.perf_counter() - started
+    try:
+        result = compute_spark(definitions, [str(events)], now=NOW, spark=session)
+    finally:
+        session.stop()
+    n = result.inputs.used
+    same = result.users == expected
+    print(
+        f"spark local[2]: {n:,} events in {result.elapsed_s:.2f} s ({n / result.elapsed_s:,.0f} events/s;"
+        f" session start {startup:.1f} s); equal to DuckDB: {same}"
+    )
+    return {
+        "compute_s": round(result.elapsed_s, 2),
+        "events_per_s": round(n / result.elapsed_s),
+        "startup_s": round(startup, 1),
+        "equal_to_duckdb": same,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=50000)
     parser.add_argument("--changed", type=float, default=0.01, help="fraction of users active again")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--spark", action="store_true", help="also compute with Spark local[2]")
     args = parser.parse_args(argv)
     definitions = str(EXAMPLE / "definitions.yaml")
     report: dict[str, Any] = {"users": args.users}
@@ -74,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             f"compute: {n:,} events, {len(result.users):,} users in {result.elapsed_s:.2f} s"
             f" ({n / result.elapsed_s:,.0f} events/s; budget {COMPUTE_BUDGET_S:.0f} s)"
         )
+
+        if args.spark:
+            report["spark"] = _spark(definitions, events, result.users)
 
         sink, url = start_sink(DEFAULT_WRITE_KEY)
         try:
