@@ -21,6 +21,7 @@ Parquet files. --now fixes the moment windows are measured from.
 
   compute  print every user's values as JSON Lines
   preview  audience sizes, sample members and a few users' traits
+  serve    the same as a page, computed from a collector's store on each load
   sync     send each changed user one identify call (state: DEFINITIONS.state.db)
 """
 
@@ -76,6 +77,14 @@ def register(subparsers: Any) -> None:
     add_progress_arguments(sync)
     sync.add_argument("--json", action="store_true", help="print the summary as JSON")
     sync.set_defaults(handler=_sync)
+    serve = actions.add_parser("serve", help="a preview page computed from a collector's stored events")
+    serve.add_argument("definitions", metavar="DEFINITIONS", help="traits and audiences (YAML or JSON)")
+    serve.add_argument(
+        "--db", required=True, metavar="PATH", help="the store of `segment-lite serve --db PATH`"
+    )
+    serve.add_argument("--port", type=int, default=8788, help="port on 127.0.0.1 (default: 8788)")
+    serve.add_argument("--now", metavar="TIME", help="ISO 8601 moment to compute at (default: the clock)")
+    serve.set_defaults(handler=_serve)
     parser.set_defaults(handler=lambda args: _usage(parser))
 
 
@@ -126,27 +135,10 @@ def _compute(args: argparse.Namespace) -> int:
     return _guarded(run, args)
 
 
-def preview_data(result: Any, sample: int, users: list[str]) -> dict[str, Any]:
-    """What ``preview`` shows, as a JSON-ready dict (also used by the collector's debugger)."""
-    audiences = []
-    for audience in result.definitions.audiences:
-        members = result.members(audience.key)
-        audiences.append(
-            {"name": audience.name, "key": audience.key, "size": len(members), "sample": members[:sample]}
-        )
-    shown = users or sorted(result.users)[: min(3, sample)]
-    return {
-        "now": result.now.isoformat() + "Z",
-        "users": len(result.users),
-        "inputs": result.inputs.as_dict(),
-        "audiences": audiences,
-        "values": {u: result.users.get(u) for u in shown},
-    }
-
-
 def _preview(args: argparse.Namespace) -> int:
     def run(a: argparse.Namespace) -> int:
         from segment_lite.audiences.compute import compute
+        from segment_lite.audiences.preview import preview_data
 
         result = compute(a.definitions, a.inputs, now=a.now, input_format=a.input_format, threads=a.threads)
         data = preview_data(result, a.sample, a.user)
@@ -162,6 +154,23 @@ def _preview(args: argparse.Namespace) -> int:
             print(f"\n{uid}:")
             for key, value in (values or {}).items():
                 print(f"  {key:<30} {json.dumps(value)}")
+        return 0
+
+    return _guarded(run, args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    def run(a: argparse.Namespace) -> int:
+        from segment_lite.audiences.preview import PreviewServer
+
+        server = PreviewServer(a.definitions, a.db, port=a.port, now=a.now)
+        print(f"segment-lite audiences: preview of {a.definitions} over {a.db} at {server.url}/", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
         return 0
 
     return _guarded(run, args)
