@@ -359,8 +359,11 @@ def compute_spark(
     JSON text or structs/maps. ``spark`` defaults to the active session. The
     session time zone should be UTC (``spark.sql.session.timeZone``).
     """
+    import pyspark
     from pyspark.sql import SparkSession
 
+    if int(pyspark.__version__.split(".")[0]) < 4:
+        raise AudienceInputError(f"compute_spark needs PySpark 4.0 or later (found {pyspark.__version__})")
     if not isinstance(definitions, Definitions):
         definitions = load_definitions(definitions)
     moment = parse_now(now)
