@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ from segment_lite.collector import Collector
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "audiences"
+DEFS = str(EXAMPLE / "definitions.yaml")
+STATE = ("--state", "audiences.state.db")
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +29,6 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_example_generate_preview_sync_and_a_day_later(tmp_path: Path) -> None:
-    shutil.copy(EXAMPLE / "definitions.yaml", tmp_path)
     subprocess.run(
         [sys.executable, str(EXAMPLE / "generate_events.py"), "--users", "400", "--out", "events.jsonl"],
         cwd=tmp_path,
@@ -39,7 +39,7 @@ def test_example_generate_preview_sync_and_a_day_later(tmp_path: Path) -> None:
         tmp_path,
         "audiences",
         "preview",
-        "definitions.yaml",
+        DEFS,
         "events.jsonl",
         "--now",
         "2024-06-01T00:00:00Z",
@@ -56,10 +56,11 @@ def test_example_generate_preview_sync_and_a_day_later(tmp_path: Path) -> None:
             tmp_path,
             "audiences",
             "sync",
-            "definitions.yaml",
+            DEFS,
             "events.jsonl",
             "--now",
             "2024-06-01T00:00:00Z",
+            *STATE,
             "--host",
             collector.url,
             "--write-key",
@@ -80,10 +81,11 @@ def test_example_generate_preview_sync_and_a_day_later(tmp_path: Path) -> None:
             tmp_path,
             "audiences",
             "sync",
-            "definitions.yaml",
+            DEFS,
             "events.jsonl",
             "--now",
             "2024-06-02T00:00:00Z",
+            *STATE,
             "--dry-run",
         )
         assert dry.returncode == 0, dry.stderr
@@ -95,10 +97,11 @@ def test_example_generate_preview_sync_and_a_day_later(tmp_path: Path) -> None:
             tmp_path,
             "audiences",
             "sync",
-            "definitions.yaml",
+            DEFS,
             "events.jsonl",
             "--now",
             "2024-06-02T00:00:00Z",
+            *STATE,
             "--host",
             collector.url,
             "--write-key",

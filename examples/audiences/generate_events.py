@@ -1,6 +1,10 @@
 """Generate a deterministic month of product events (sessions, features, onboarding, campaigns, orders).
 
-    python generate_events.py --users 2000 --end 2024-06-01T00:00:00Z --out events.jsonl
+    pip install ".[audiences]"
+    python examples/audiences/generate_events.py --users 2000 --out events.jsonl
+    segment-lite audiences preview examples/audiences/definitions.yaml events.jsonl --now 2024-06-01T00:00:00Z
+
+The month ends at ``--end`` (default 2024-06-01T00:00:00Z); see README.md beside this file.
 
 The same arguments always write the same bytes. ``--touch-fraction F --after-day``
 writes, instead, one more day of activity for a fraction F of the users (the day
