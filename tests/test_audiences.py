@@ -211,6 +211,9 @@ def test_hostile_names_and_values_are_data_not_sql(tmp_path: Path) -> None:
     )
     result = compute(parse_definitions(text), [str(events)], now=NOW)
     assert result.users == {"u'1": {"n": 1, "d": 2, "a": True}}
+    quoted = tmp_path / "it's; DROP TABLE ev.jsonl"
+    quoted.write_bytes(events.read_bytes())
+    assert compute(parse_definitions(text), [str(quoted)], now=NOW).users == result.users
     with pytest.raises(DefinitionError) as info:
         parse_definitions(json.dumps({"traits": [{"name": 'x" FROM ev; --', "kind": "count"}]}))
     assert info.value.field == "name"
@@ -245,6 +248,17 @@ def test_validation_errors_name_line_definition_and_field() -> None:
         parse_definitions("audiences: " + "[" * 40 + "]" * 40)
     with pytest.raises(DefinitionError, match="larger than"):
         parse_definitions("#" * (2 << 20))
+    with pytest.raises(DefinitionError, match="not valid YAML"):
+        parse_definitions("traits: !!python/object/apply:os.system ['true']\n")
+    # JSON indented with tabs (which YAML refuses) is read as JSON
+    tabbed = '{\n\t"traits": [\n\t\t{"name": "a", "kind": "count", "within_days": 0}\n\t]\n}\n'
+    with pytest.raises(DefinitionError) as info:
+        parse_definitions(tabbed, source="defs.json")
+    assert (info.value.definition, info.value.field) == ("a", "within_days")
+    with pytest.raises(DefinitionError, match=r"defs.json:2: not valid JSON"):
+        parse_definitions('{"traits":\n ]', source="defs.json")
+    with pytest.raises(DefinitionError, match="deeper"):
+        parse_definitions('{"traits": ' + "[" * 5000 + "]" * 5000 + "}")
     with pytest.raises(DefinitionError, match=r"<definitions>:3: not valid YAML"):
         parse_definitions("traits:\n  - name: [unclosed\n")
 

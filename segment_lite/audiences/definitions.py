@@ -224,6 +224,30 @@ def _compose(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     return data, lines
 
 
+def _load_json(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse JSON (tabs and all, which YAML refuses), with YAML's line numbers when YAML can read it too."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise DefinitionError(f"nested deeper than {MAX_DEPTH} levels", path=source) from None
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        reason = getattr(exc, "msg", str(exc))
+        raise DefinitionError(f"not valid JSON: {reason}", line=line, path=source) from None
+    pending: list[tuple[Any, int]] = [(data, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise DefinitionError(f"nested deeper than {MAX_DEPTH} levels", path=source)
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        pending.extend((child, depth + 1) for child in children)
+    try:
+        _, lines = _compose(text, source)
+    except DefinitionError:
+        lines = {}  # valid JSON that YAML cannot read (tabs): errors name the definition and field only
+    return data, lines
+
+
 def load_definitions(path: Union[str, os.PathLike[str]]) -> Definitions:
     """Read and validate a definitions file (YAML, or JSON); raises :class:`DefinitionError`."""
     name = os.fspath(path)
@@ -245,7 +269,10 @@ def parse_definitions(text: str, source: str = "<definitions>") -> Definitions:
     """Validate definitions given as YAML or JSON text; raises :class:`DefinitionError`."""
     if len(text.encode("utf-8")) > MAX_DEFINITIONS_BYTES:
         raise DefinitionError(f"larger than {MAX_DEFINITIONS_BYTES} bytes", path=source)
-    data, lines = _compose(text, source)
+    if source.lower().endswith(".json") or text.lstrip().startswith("{"):
+        data, lines = _load_json(text, source)
+    else:
+        data, lines = _compose(text, source)
     where = _Where(source, lines)
     if not isinstance(data, dict):
         raise where.error("the file must hold a mapping with traits and/or audiences", [])
