@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import gzip
 import json
 import os
@@ -14,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 duckdb = pytest.importorskip("duckdb")
 pytest.importorskip("yaml")
 
 from segment_lite.audiences import DefinitionError, compute, parse_definitions, sync  # noqa: E402
+from segment_lite.audiences.compute import format_time  # noqa: E402
 from segment_lite.collector import Collector, EventStore  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,3 +398,97 @@ def test_a_failed_delivery_keeps_the_changes_pending_and_the_next_sync_finishes_
         assert (done.status, done.resumed, done.changed) == ("completed", 3, 0)
         assert sorted(_identifies(collector.store)) == ["u1", "u2", "u3"]
         assert not os.path.exists(f"{defs}.state.db.outbox.jsonl")
+
+
+# -- a plain Python reference for the aggregate kinds, and a property test that DuckDB agrees ----------
+
+REFERENCE_DEFINITIONS = {
+    "traits": [
+        {"name": "n_all", "kind": "count"},
+        {"name": "n_a_week", "kind": "count", "event": "A'", "within_days": 7},
+        {"name": "n_b_red", "kind": "count", "event": "B", "where": {"color": "red"}},
+        {"name": "colors", "kind": "distinct_count", "event": ["A'", "B"], "property": "color"},
+        {"name": "total", "kind": "sum", "event": "B", "property": "amount"},
+        {"name": "last_a", "kind": "last_time", "event": "A'"},
+        {"name": "first_any", "kind": "first_time"},
+        {"name": "last_color", "kind": "last", "property": "color"},
+    ]
+}
+
+
+def _reference(events: list[dict[str, Any]], now: datetime.datetime) -> dict[str, dict[str, Any]]:
+    """The same traits by a plain loop over events: what the SQL must agree with."""
+    out: dict[str, dict[str, Any]] = {}
+    week_ago = now - datetime.timedelta(days=7)
+    for user in sorted({e["userId"] for e in events}):
+        mine = [
+            (i, e, datetime.datetime.fromisoformat(e["timestamp"][:-1]))
+            for i, e in enumerate(events)
+            if e["userId"] == user
+        ]
+        mine = [m for m in mine if m[2] <= now]
+        if not mine:
+            continue
+        a = [m for m in mine if m[1].get("event") == "A'"]
+        b = [m for m in mine if m[1].get("event") == "B"]
+        amounts = [m[1]["properties"]["amount"] for m in b if "amount" in m[1]["properties"]]
+        colored = sorted(
+            (m for m in mine if m[1]["properties"].get("color") is not None), key=lambda m: (m[2], m[0])
+        )
+        fmt = format_time
+        out[user] = {
+            "n_all": len(mine),
+            "n_a_week": sum(1 for m in a if m[2] > week_ago),
+            "n_b_red": sum(1 for m in b if m[1]["properties"].get("color") == "red"),
+            "colors": len(
+                {m[1]["properties"]["color"] for m in a + b if m[1]["properties"].get("color") is not None}
+            ),
+            "total": round(sum(decimal.Decimal(str(x)) for x in amounts), 6) if amounts else None,
+            "last_a": fmt(max(m[2] for m in a)) if a else None,
+            "first_any": fmt(min(m[2] for m in mine)),
+            "last_color": colored[-1][1]["properties"]["color"] if colored else None,
+        }
+        if out[user]["total"] is not None:
+            out[user]["total"] = float(out[user]["total"])
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "userId": st.sampled_from(["u1", "u'2", "u3"]),
+                "event": st.sampled_from(["A'", "B", "C"]),
+                "minutes": st.integers(min_value=0, max_value=60 * 24 * 20),
+                "color": st.one_of(st.none(), st.sampled_from(["red", "blue", "gr'een"])),
+                "amount": st.one_of(st.none(), st.decimals(min_value=-1000, max_value=1000, places=2)),
+            }
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_duckdb_agrees_with_a_plain_python_reference(tmp_path: Path, drawn: list[dict[str, Any]]) -> None:
+    now = datetime.datetime(2024, 6, 1)
+    start = now - datetime.timedelta(days=18)  # some events land after "now"
+    events = []
+    for item in drawn:
+        properties: dict[str, Any] = {}
+        if item["color"] is not None:
+            properties["color"] = item["color"]
+        if item["amount"] is not None:
+            properties["amount"] = float(item["amount"])
+        at = start + datetime.timedelta(minutes=item["minutes"])
+        events.append(
+            {
+                "type": "track",
+                "userId": item["userId"],
+                "event": item["event"],
+                "timestamp": format_time(at),
+                "properties": properties,
+            }
+        )
+    path = _write_jsonl(tmp_path / "drawn.jsonl", events)
+    result = compute(parse_definitions(json.dumps(REFERENCE_DEFINITIONS)), [str(path)], now=now)
+    assert result.users == _reference(events, now)
