@@ -214,6 +214,6 @@ def _sync(args: argparse.Namespace) -> int:
             if summary.delivery is not None and summary.status != "completed":
                 print(summary.delivery.format(), file=sys.stderr)
             print(summary.format(), file=sys.stderr)
-        return summary.exit_code
+        return signals.exit_status if summary.status == "interrupted" else summary.exit_code
 
     return _guarded(run, args)

@@ -210,6 +210,33 @@ def _messages(
     return messages, pending
 
 
+class _StateLock:
+    """An exclusive lock on ``STATE.lock`` for one sync at a time (advisory; where fcntl exists)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fh: Any = None
+
+    def __enter__(self) -> _StateLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return self
+        self._fh = open(self.path, "a")  # held until __exit__
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            self._fh = None
+            raise AudienceSyncError(f"another sync is using this state ({self.path} is locked)") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the lock
+            self._fh = None
+
+
 def _remove(*paths: str) -> None:
     for path in paths:
         try:
@@ -320,7 +347,7 @@ def sync(
             return False
         return True
 
-    with SyncState(state) as db:
+    with _StateLock(f"{state}.lock"), SyncState(state) as db:
         unfinished = db.pending()
         if unfinished and not dry_run:
             if not os.path.exists(outbox):
