@@ -128,3 +128,51 @@ def test_validation_error_exit_status_and_message(tmp_path: Path) -> None:
     out = _cli(tmp_path, "audiences", "compute", "bad.yaml", "e.jsonl")
     assert out.returncode == 2
     assert "bad.yaml:4, definition 'x', field within_days: must be a number" in out.stderr
+
+
+def test_sigterm_stops_a_sync_with_143_and_the_next_sync_finishes_it(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    subprocess.run(
+        [sys.executable, str(EXAMPLE / "generate_events.py"), "--users", "300", "--out", "events.jsonl"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    args = [
+        "audiences",
+        "sync",
+        DEFS,
+        "events.jsonl",
+        "--now",
+        "2024-06-01T00:00:00Z",
+        *STATE,
+        "--chunk-size",
+        "20",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with Collector(delay_s=0.05) as collector:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "segment_lite.cli", *args, "--host", collector.url, "--write-key", "k"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while collector.store.count() == 0 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        assert child.poll() is None, "the sync ended before it could be stopped"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 143, err
+        stopped_at = collector.store.count()
+        assert stopped_at < 300
+        done = _cli(tmp_path, *args, "--host", collector.url, "--write-key", "k", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["resumed"] > 0
+        identifies = [m for m in collector.store.messages() if m["type"] == "identify"]
+        assert sorted(m["userId"] for m in identifies) == sorted({m["userId"] for m in identifies})
+        assert len(identifies) == 300
