@@ -11,7 +11,8 @@ From the command line, ``segment-lite audiences compute|preview|sync DEFINITIONS
 
 Modules: ``definitions`` (the file and its validation), ``inputs`` (events into
 DuckDB), ``sql`` (definitions compiled to SQL), ``compute`` (running it),
-``state`` and ``sync`` (what was sent, and sending the changes), ``cli``.
+``state`` and ``sync`` (what was sent, and sending the changes), ``spark``
+(the same on a Spark DataFrame), ``preview`` (a local page), ``cli``.
 Needs ``pip install "segment-lite[audiences]"`` (DuckDB and PyYAML); the names
 below are imported on first use, so ``import segment_lite`` loads neither.
 """
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from segment_lite.audiences.compute import AudienceResult, compute
     from segment_lite.audiences.definitions import Definitions, load_definitions, parse_definitions
     from segment_lite.audiences.errors import AudienceInputError, AudienceSyncError, DefinitionError
+    from segment_lite.audiences.preview import PreviewServer
+    from segment_lite.audiences.spark import compute_spark
     from segment_lite.audiences.sync import SyncSummary, sync
 
 __all__ = [
@@ -34,8 +37,10 @@ __all__ = [
     "AudienceSyncError",
     "DefinitionError",
     "Definitions",
+    "PreviewServer",
     "SyncSummary",
     "compute",
+    "compute_spark",
     "load_definitions",
     "parse_definitions",
     "sync",
@@ -50,6 +55,8 @@ _HOMES = {
     "AudienceInputError": "errors",
     "AudienceSyncError": "errors",
     "DefinitionError": "errors",
+    "PreviewServer": "preview",
+    "compute_spark": "spark",
     "SyncSummary": "sync",
     "sync": "sync",
 }
