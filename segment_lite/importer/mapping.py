@@ -272,7 +272,9 @@ class FieldMapping:
                         reason = reason[:_MAX_REASON_CHARS] + f"... ({len(str(value)):,} characters)"
                     raise RowError(f"{target}: cannot convert column {source!r}: {reason}", target) from None
                 except RecursionError:  # :json of a value nested thousands deep
-                    raise RowError(f"{target}: cannot convert column {source!r}: nested too deep", target) from None
+                    raise RowError(
+                        f"{target}: cannot convert column {source!r}: nested too deep", target
+                    ) from None
             _put(out, path, value)
         if self._wildcard is not None:
             used = self._used

@@ -9,7 +9,7 @@ import pytest
 from import_helpers import WRITE_KEY, by_n, read_jsonl, run_cli, track_rows, write_jsonl
 
 from segment_lite.collector import Collector
-from segment_lite.importer import FieldMapping, RowConverter, RowError, RowOptions, run_import
+from segment_lite.importer import FieldMapping, RowConverter, RowError, RowOptions, open_source, run_import
 
 # -- timestamps ---------------------------------------------------------------------
 
@@ -55,3 +55,97 @@ def test_the_command_rejects_a_bad_timestamp_without_a_traceback(collector: Coll
     assert "Traceback" not in done.stderr
     summary = json.loads(done.stdout)
     assert (summary["rejected"], summary["delivered"]) == (1, 2)
+
+
+# -- damaged checkpoints ------------------------------------------------------------
+
+
+def _valid_checkpoint(path: Path) -> dict[str, object]:
+    """A checkpoint of the first two lines of ``path`` (a file the test wrote, or not)."""
+    key = "0" * 64
+    if path.exists():
+        source = open_source(str(path))
+        key = source.key
+        source.close()
+    return {
+        "version": 1,
+        "tool": "segment-lite import",
+        "shard": None,
+        "id_salt": "",
+        "files": [{"path": str(path), "key": key, "lines_done": 2, "complete": False}],
+        "counts": {"rows_read": 2, "sent": 2, "rejected": 0, "rejected_by_server": 0},
+        "rejects": {"path": str(path) + ".rejects.jsonl", "bytes": 0},
+    }
+
+
+DAMAGE = [
+    ("shard", "x/y"),
+    ("shard", "3/2"),
+    ("shard", 7),
+    ("counts", []),
+    ("counts", {"sent": "many"}),
+    ("files", {"path": "a"}),
+    ("files", [{"path": "a", "key": "k", "lines_done": "x", "complete": False}]),
+    ("files", [{"path": "a", "key": "k", "lines_done": -1, "complete": False}]),
+    ("files", [{"path": "a", "key": "k", "lines_done": 2, "complete": "no"}]),
+    ("files", [{"path": "a", "key": "k", "lines_done": 2, "complete": False, "read_sha256": 5}]),
+    ("files", ["a"]),
+    ("id_salt", ["s"]),
+    ("rejects", {"path": "r", "bytes": -5}),
+    ("rejects", {"path": 3, "bytes": 0}),
+    ("rejects", "r.jsonl"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), DAMAGE)
+def test_a_damaged_checkpoint_is_an_error_naming_the_file_and_field(
+    workdir: Path, field: str, value: object
+) -> None:
+    from segment_lite.importer import Checkpoint, ImportConfigError
+
+    path = workdir / "events.jsonl.checkpoint.json"
+    data = _valid_checkpoint(workdir / "events.jsonl")
+    data[field] = value
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ImportConfigError) as caught:
+        Checkpoint.load(str(path))
+    assert str(path) in str(caught.value)
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"version": 1, "files": ' + "[" * 100_000, "\xff\xfe{", ""])
+def test_an_unreadable_checkpoint_is_an_error_not_a_traceback(workdir: Path, text: str) -> None:
+    from segment_lite.importer import Checkpoint, ImportConfigError
+
+    path = workdir / "c.checkpoint.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ImportConfigError, match=r"c\.checkpoint\.json"):
+        Checkpoint.load(str(path))
+
+
+@pytest.mark.parametrize(("field", "value"), [("shard", "x/y"), ("counts", []), ("counts", [1])])
+def test_a_damaged_checkpoint_blocks_resume_but_not_a_fresh_import(
+    collector: Collector, workdir: Path, field: str, value: object
+) -> None:
+    events = write_jsonl(workdir / "events.jsonl", track_rows(5))
+    checkpoint = workdir / "events.jsonl.checkpoint.json"
+    data = _valid_checkpoint(events)
+    data[field] = value
+    checkpoint.write_text(json.dumps(data), encoding="utf-8")
+    args = [str(events), "--write-key", WRITE_KEY, "--host", collector.url, "--progress", "none", "--json"]
+
+    resumed = run_cli([*args, "--resume"], cwd=workdir)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert str(checkpoint) in resumed.stderr and f"'{field}'" in resumed.stderr
+    assert collector.stats.messages_received == 0
+
+    fresh = run_cli(args, cwd=workdir)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "Traceback" not in fresh.stderr
+    assert "cannot be read" in fresh.stderr and f"'{field}'" in fresh.stderr
+    assert json.loads(fresh.stdout)["delivered"] == 5
+    # The damaged file was replaced by this run's checkpoint, which a resume now reads.
+    again = run_cli([*args, "--resume"], cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["skipped_resume"] == 5
