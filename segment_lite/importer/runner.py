@@ -199,11 +199,13 @@ def run_import(
     if previous is not None:
         for entry, done in zip(files, previous.files):
             entry.key, entry.lines_done, entry.complete = done.key, done.lines_done, done.complete
+            entry.read_sha256 = done.read_sha256
 
-    def on_settled(chunks: list[tuple[int, int, bool]]) -> None:
-        for index, line, complete in chunks:
+    def on_settled(chunks: list[tuple[int, int, bool, Optional[str]]]) -> None:
+        for index, line, complete, digest in chunks:
             current = files[index]
-            current.lines_done = max(current.lines_done, line)
+            if line > current.lines_done or (line == current.lines_done and digest is not None):
+                current.lines_done, current.read_sha256 = line, digest
             current.complete = current.complete or complete
         if checkpoint_path is None or opts.dry_run:
             return
@@ -253,7 +255,7 @@ def run_import(
                     own = RowConverter(
                         dataclasses.replace(row_options, mapping=FieldMapping.identity(source.header))
                     )
-                engine.run_source(index, source, skip, own)
+                engine.run_source(index, source, skip, own, entry.read_sha256)
             finally:
                 source.close()
 

@@ -149,3 +149,105 @@ def test_a_damaged_checkpoint_blocks_resume_but_not_a_fresh_import(
     again = run_cli([*args, "--resume"], cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["skipped_resume"] == 5
+
+
+# -- CSV ----------------------------------------------------------------------------
+
+QUIET = ("--progress", "none", "--json")
+CSV_HEADER = b"userId,event,timestamp,properties.note\r\n"
+
+
+def _csv_rows(n: int) -> list[bytes]:
+    """``n`` CSV records (lines 2 to n + 1), the user id numbering them from 0."""
+    return [f"u{i},Paid,2024-05-01T10:00:{i % 60:02d}Z,row {i}\r\n".encode() for i in range(n)]
+
+
+def _import_csv(collector: Collector, workdir: Path, records: list[bytes]) -> tuple[dict[str, object], Path]:
+    path = workdir / "signups.csv"
+    path.write_bytes(CSV_HEADER + b"".join(records))
+    done = run_cli(
+        [str(path), "--type", "track", "--write-key", WRITE_KEY, "--host", collector.url, *QUIET],
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), workdir / "signups.csv.rejects.jsonl"
+
+
+def _users(collector: Collector) -> set[str]:
+    return {m["userId"] for m in collector.messages()}
+
+
+def test_a_csv_field_over_the_field_limit_is_one_rejected_row(collector: Collector, workdir: Path) -> None:
+    records = _csv_rows(51)
+    records[10] = b"u10,Paid,2024-05-01T10:00:10Z," + b"x" * (200 * 1024) + b"\r\n"  # line 12
+    summary, rejects = _import_csv(collector, workdir, records)
+    assert (summary["rows_read"], summary["rejected"], summary["delivered"]) == (51, 1, 50)
+    [record] = read_jsonl(rejects)
+    assert record["line"] == 12
+    assert "131,072" in record["reason"] and record["field"] == "properties.note"
+    assert "column 'properties.note'" in record["reason"]
+    assert _users(collector) == {f"u{i}" for i in range(51)} - {"u10"}
+
+
+def test_a_csv_row_in_another_encoding_is_one_rejected_row_on_its_own_line(
+    collector: Collector, workdir: Path
+) -> None:
+    records = _csv_rows(51)
+    records[10] = "u10,Paid,2024-05-01T10:00:10Z,Zoë café\r\n".encode("latin-1")  # line 12
+    records[40] = "u40,Paid,2024-05-01T10:00:40Z,Zoë café\r\n".encode()  # UTF-8, as the file says
+    summary, rejects = _import_csv(collector, workdir, records)
+    assert (summary["rows_read"], summary["rejected"], summary["delivered"]) == (51, 1, 50)
+    [record] = read_jsonl(rejects)
+    assert record["line"] == 12
+    assert "line 12" in record["reason"] and "utf-8" in record["reason"] and "0xeb" in record["reason"]
+    assert record["field"] == "properties.note"
+    assert record["row"].startswith("u10,Paid,") and "Zo\ufffd caf\ufffd" in record["row"]
+    assert {m["properties"]["note"] for m in collector.messages() if m["userId"] == "u40"} == {"Zoë café"}
+
+
+def test_a_csv_header_in_another_encoding_names_line_1(workdir: Path) -> None:
+    path = workdir / "signups.csv"
+    path.write_bytes("userId,event,timestamp,properties.café\n".encode("latin-1") + b"".join(_csv_rows(3)))
+    done = run_cli([str(path), "--type", "track", "--dry-run", "--progress", "none"], cwd=workdir)
+    assert done.returncode == 2
+    assert "line 1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unterminated_quote_rejects_its_line_and_the_rest_is_read(
+    collector: Collector, workdir: Path
+) -> None:
+    records = _csv_rows(51)
+    records[10] = b'u10,Paid,2024-05-01T10:00:10Z,"row 10\r\n'  # line 12: the quote is never closed
+    summary, rejects = _import_csv(collector, workdir, records)
+    assert (summary["rows_read"], summary["rejected"], summary["delivered"]) == (51, 1, 50)
+    [record] = read_jsonl(rejects)
+    assert record["line"] == 12 and "quote" in record["reason"] and "line 12" in record["reason"]
+    assert record["row"] == 'u10,Paid,2024-05-01T10:00:10Z,"row 10'
+    assert _users(collector) == {f"u{i}" for i in range(51)} - {"u10"}
+
+
+def test_an_unterminated_quote_closed_by_a_later_one_is_caught_too(
+    collector: Collector, workdir: Path
+) -> None:
+    records = _csv_rows(51)
+    records[10] = b'u10,Paid,2024-05-01T10:00:10Z,"row 10\r\n'  # line 12
+    records[20] = b'u20,Paid,2024-05-01T10:00:20Z,"quoted, with a comma"\r\n'  # line 22
+    records[30] = b'u30,Paid,2024-05-01T10:00:30Z,"two\r\nlines"\r\n'  # lines 32-33: a real multi-line value
+    summary, rejects = _import_csv(collector, workdir, records)
+    assert (summary["rows_read"], summary["rejected"], summary["delivered"]) == (51, 1, 50)
+    assert [r["line"] for r in read_jsonl(rejects)] == [12]
+    notes = {m["userId"]: m["properties"]["note"] for m in collector.messages()}
+    assert notes["u20"] == "quoted, with a comma"
+    assert notes["u30"] == "two\r\nlines"
+    assert notes["u31"] == "row 31"  # on line 34, after the two-line record
+
+
+def test_csv_line_numbers_count_physical_lines(workdir: Path) -> None:
+    records = _csv_rows(20)
+    records[2] = b'u2,Paid,2024-05-01T10:00:02Z,"three\nphysical\nlines"\n'  # lines 4-6
+    records[9] = b"u9,Paid,not a time,x\n"  # line 13
+    path = workdir / "signups.csv"
+    path.write_bytes(CSV_HEADER + b"".join(records))
+    summary = run_import([str(path)], type="track", dry_run=True)
+    assert (summary.rows_read, summary.rejected) == (20, 1)
+    assert [r["line"] for r in read_jsonl(workdir / "signups.csv.rejects.jsonl")] == [13]
