@@ -102,8 +102,9 @@ class ReadDigest:
     anywhere never hashes a row twice or skips one.
     """
 
-    #: Rows held before the older half is hashed (a resume skips millions before its first digest).
-    _BATCH = 4096
+    #: Rows held before the older half is hashed (a resume skips millions of rows before its first
+    #: digest, and a row may be large).
+    _BATCH = 256
 
     def __init__(self) -> None:
         self._rows: collections.deque[tuple[int, Union[bytes, str]]] = collections.deque()
