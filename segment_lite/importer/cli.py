@@ -197,11 +197,7 @@ def _starting_over(checkpoint_path: str, options: ImportOptions) -> str:
         previous = Checkpoint.load(checkpoint_path)
     except ImportConfigError as exc:
         # Never a reason not to start over: the first checkpoint of this run replaces the file.
-        reason = str(exc).split(" (run without --resume")[0]
-        return (
-            f"{checkpoint_path} exists but cannot be read ({reason}); starting over,"
-            " and this run's first checkpoint replaces it"
-        )
+        return f"{exc}; it cannot be read, so the import starts over and its first checkpoint replaces it"
     if previous is None:
         return f"{checkpoint_path} vanished; starting over"
     if previous.id_salt != options.id_salt:

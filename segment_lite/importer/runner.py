@@ -108,7 +108,12 @@ def _load_previous(
     """The checkpoint to resume from (None to start over); refuses one written for another import."""
     if not options.resume or checkpoint_path is None:
         return None
-    previous = Checkpoint.load(checkpoint_path)
+    try:
+        previous = Checkpoint.load(checkpoint_path)
+    except ImportConfigError as exc:
+        raise ImportConfigError(
+            f"{exc}; run without --resume to start over (its first checkpoint then replaces the file)"
+        ) from None
     if previous is None:
         return None
     if previous.shard != effective_shard:

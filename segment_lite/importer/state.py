@@ -109,9 +109,12 @@ class Checkpoint:
             raise ImportConfigError(f"checkpoint {path} is not valid JSON: {str(exc)[:200]}") from None
         except RecursionError:
             raise ImportConfigError(f"checkpoint {path} is not valid JSON: nested too deep") from None
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+        if not isinstance(data, dict):
+            raise ImportConfigError(f"{path} is not a segment-lite import checkpoint (not a JSON object)")
+        if data.get("version") != CHECKPOINT_VERSION:
             raise ImportConfigError(
-                f"{path} is not a segment-lite import checkpoint (version {CHECKPOINT_VERSION})"
+                f"{path} is not a segment-lite import checkpoint:"
+                f" 'version' must be {CHECKPOINT_VERSION}, got {data.get('version')!r:.40}"
             )
         return _Fields(path, data).checkpoint()
 
@@ -129,7 +132,6 @@ class _Fields:
             shown = shown[:60] + "..."
         return ImportConfigError(
             f"checkpoint {self.path} is damaged: {field!r} must be {expected}, got {shown}"
-            " (run without --resume to start over; the file is then replaced)"
         )
 
     def text(self, field: str, value: Any) -> str:
