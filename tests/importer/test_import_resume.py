@@ -412,3 +412,33 @@ def test_resume_refuses_a_csv_edited_within_the_confirmed_lines(collector: Colle
     summary = run_import([str(path)], resume=True, **common)
     assert (summary.status, summary.skipped_resume) == ("completed", confirmed - 1)
     assert sorted(by_n(collector.messages())) == list(range(ROWS))
+
+
+def test_the_read_digest_is_the_sha256_of_the_rows_up_to_the_line_asked() -> None:
+    import hashlib
+    import random
+
+    from segment_lite.importer.sources import ReadDigest
+
+    rng = random.Random(7)
+    lines = [rng.randbytes(rng.randint(0, 80)) + b"\n" for _ in range(5000)]
+    digest = ReadDigest()
+    asked = 0
+    for n, line in enumerate(lines, 1):
+        digest.add(n, line if n % 3 else line.decode("latin-1"))  # text rows are hashed as UTF-8
+        if rng.random() < 0.01:
+            at = rng.randint(max(asked, n - 5), n)  # the engine asks about a row just read
+            expected = b"".join(
+                x if i % 3 else x.decode("latin-1").encode() for i, x in enumerate(lines[:at], 1)
+            )
+            assert digest.digest(at) == hashlib.sha256(expected).hexdigest()
+            asked = at
+    # A trim cut short (an interrupt after the hash was committed, before the rows were dropped)
+    # leaves hashed rows queued: they are not hashed twice.
+    digest = ReadDigest()
+    for n, line in enumerate(lines[:100], 1):
+        digest.add(n, line)
+    queued = list(digest._rows)
+    digest.digest(40)
+    digest._rows.extendleft(reversed(queued[:40]))
+    assert digest.digest(100) == hashlib.sha256(b"".join(lines[:100])).hexdigest()
