@@ -248,8 +248,12 @@ class ImportEngine:
             reason = str(exc)
             path = "message" if isinstance(exc, MessageTooLargeError) else getattr(exc, "path", None)
             stage = "validate"
+        try:
+            row = source.original(raw)
+        except (ValueError, TypeError, OverflowError, RecursionError):  # as unreadable as the row
+            row = repr(raw)[:10_000]
         record = self.rejects.encode(
-            file=source.path, line=line, stage=stage, reason=reason, field=path, row=source.original(raw)
+            file=source.path, line=line, stage=stage, reason=reason, field=path, row=row
         )
         self._keep_reject(None, record)
         with self._lock:
@@ -311,6 +315,11 @@ class ImportEngine:
                     queued, _ = methods[method](**kwargs)
                 except (RowError, ValidationError, EncodeError) as exc:
                     self._reject(source, line, raw, exc)
+                except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                    # A row no check foresaw is one rejected row, its exception named, never the end
+                    # of the import.
+                    reason = f"cannot make a message of the row: {type(exc).__name__}: {str(exc)[:200]}"
+                    self._reject(source, line, raw, RowError(reason))
                 else:
                     if queued:
                         self.sent += 1

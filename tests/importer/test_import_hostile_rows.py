@@ -251,3 +251,25 @@ def test_csv_line_numbers_count_physical_lines(workdir: Path) -> None:
     summary = run_import([str(path)], type="track", dry_run=True)
     assert (summary.rows_read, summary.rejected) == (20, 1)
     assert [r["line"] for r in read_jsonl(workdir / "signups.csv.rejects.jsonl")] == [13]
+
+
+class UnreadableRow:
+    """A record whose ``asDict`` fails the way no check foresees."""
+
+    def asDict(self, recursive: bool = False) -> dict[str, object]:
+        raise OverflowError("this row cannot be read")
+
+    def __repr__(self) -> str:
+        return "UnreadableRow()"
+
+
+def test_a_row_failing_in_an_unforeseen_way_is_one_rejected_row(collector: Collector, workdir: Path) -> None:
+    from segment_lite.importer import import_rows
+
+    rows: list[object] = list(track_rows(3))
+    rows.insert(1, UnreadableRow())
+    summary = import_rows(rows, write_key=WRITE_KEY, host=collector.url, rejects=str(workdir / "r.jsonl"))
+    assert (summary.status, summary.rejected, summary.delivered) == ("completed", 1, 3)
+    [record] = read_jsonl(workdir / "r.jsonl")
+    assert record["line"] == 2 and record["row"] == "UnreadableRow()"
+    assert record["reason"] == "cannot make a message of the row: OverflowError: this row cannot be read"
