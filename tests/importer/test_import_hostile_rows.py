@@ -1,4 +1,4 @@
-"""Hostile rows: unreadable timestamps and broken CSV become rejected rows, and the import goes on."""
+"""Hostile input: unreadable timestamps, broken CSV records, damaged checkpoints: clear errors or rejected rows."""
 
 from __future__ import annotations
 
