@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def parse_json(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise RequestError(
             400,
@@ -152,6 +153,39 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    # Strict UTF-8 has no surrogates: only a \u escape can make one.
+    return _replace_lone_surrogates(value) if _SURROGATE_ESCAPE.search(text) else value
+
+
+# A surrogate left alone after json.loads joined the valid pairs: half of a character.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """``value`` with each lone surrogate (``"\\ud83d"``, an emoji cut in two) in keys and strings as U+FFFD.
+
+    UTF-8 cannot encode a lone surrogate, so it could be neither stored nor sent back;
+    like decoders that replace rather than refuse (Go's ``encoding/json``), keep the
+    message with U+FFFD in its place.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    # Iterative: the value may be nested as deeply as json.loads allows.
+    stack: list[Any] = [value] if isinstance(value, (dict, list)) else []
+    while stack:
+        node = stack.pop()
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        if isinstance(node, dict):
+            node.clear()
+        key: Any
+        for key, child in items:
+            if isinstance(child, str):
+                child = _LONE_SURROGATE.sub("\ufffd", child)
+            elif isinstance(child, (dict, list)):
+                stack.append(child)
+            node[_LONE_SURROGATE.sub("\ufffd", key) if isinstance(key, str) else key] = child
+    return value
 
 
 def json_bytes(value: Any) -> bytes:
