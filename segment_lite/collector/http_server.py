@@ -61,9 +61,7 @@ __all__ = [
     "LocalNames",
     "Request",
     "Response",
-    "error_body",
     "is_loopback_host",
-    "json_bytes",
 ]
 
 
@@ -508,8 +506,8 @@ class _Server(socketserver.ThreadingTCPServer):
 
     def _refuse_busy(self, sock: socket.socket) -> None:
         message = f"all {self.limits.max_connections} connections are busy; retry shortly"
-        busy = Response.error(503, "too_many_connections", message, close=True)
-        answer = _frame(h11.Connection(h11.SERVER), busy, (("Retry-After", "1"),))
+        busy = Response.json(503, error_body("too_many_connections", message), [("Retry-After", "1")])
+        answer = _frame(h11.Connection(h11.SERVER), busy, close=True)
         try:
             sock.settimeout(0.5)
             sock.sendall(answer)
@@ -532,57 +530,50 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-# h11 takes "Content-Length: 5, 5" and repeated equal lines as 5, which RFC 9110 allows; a
-# collector is there to show a client's mistakes, so it refuses them as the RFC also allows.
+# h11 reads "Content-Length: 5, 5" and repeated equal lines as 5, as RFC 9110 allows; a
+# collector is there to show a client its mistakes, so it refuses them, as the RFC also allows.
 _CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
-# h11 reads chunk sizes of up to 20 hexadecimal digits; more than 16 (2^64 bytes) is refused.
+# h11 reads chunk sizes of up to 20 hexadecimal digits; over 16 (2^64 bytes) is refused.
 _OVERSIZED_CHUNK = re.compile(rb"\r?\n?[0-9A-Fa-f]{17}")
 
 
-class _ServerConnection:
-    """The server side of one client connection: h11 parses and frames, this reads and writes the socket."""
+class _ServerConnection(_Connection):
+    """The server side of one connection: h11 parses and frames, this reads and writes the socket."""
 
     def __init__(self, sock: socket.socket, server: _Server) -> None:
-        self.sock = sock
-        self._app = server.app
-        self._tracker = server.tracker
-        self._limits = server.limits
-        self._conn = _Connection(sock)
+        super().__init__(sock)
+        self._app, self._tracker, self._limits = server.app, server.tracker, server.limits
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        # The bytes of the request head being read (None once it is parsed).
-        self._head: Optional[bytearray] = None
+        self._head: Optional[bytearray] = None  # the request head while it is read
         self._method = b"GET"
-        self._content_length: Optional[int] = None
-        self._chunked = False
-        self._framing_error: Optional[RequestError] = None
-        self._at_chunk_size = False  # the next bytes of a chunked body are a chunk-size line
-        self._close = False
+        self._length: Optional[int] = None  # Content-Length
+        self._chunked = self._at_chunk_size = self._close = False
 
     def serve(self) -> None:
         """Serve requests until one side closes the connection."""
-        self._tracker.opened(self._conn)
+        self._tracker.opened(self)
         try:
             while self._serve_one():
                 self._h11.start_next_cycle()
         finally:
-            self._tracker.closed(self._conn)
+            self._tracker.closed(self)
 
     def _serve_one(self) -> bool:
         """Read one request and answer it; whether the connection stays open for another."""
         limits = self._limits
-        self._tracker.enter(self._conn, _IDLE, limits.idle_timeout_s)
-        pipelined, _ = self._h11.trailing_data
-        self._head = bytearray(pipelined)
+        self._tracker.enter(self, _IDLE, limits.idle_timeout_s)
+        pipelined = self._h11.trailing_data[0]
+        self._head, self._close = bytearray(pipelined), False
         try:
             # The socket timeouts only back up the tracker's deadlines.
             self.sock.settimeout(limits.idle_timeout_s + 1)
             if not pipelined:
-                self._recv()  # the first byte of a request, or the end of an idle connection
-            self._tracker.enter(self._conn, _READING, limits.read_timeout_s)
+                self._recv()  # the first bytes of a request, or the end of the connection
+            self._tracker.enter(self, _READING, limits.read_timeout_s)
             self.sock.settimeout(limits.read_timeout_s + 1)
             event = self._next_event()
             if not isinstance(event, h11.Request):
-                return False  # the client closed between requests
+                return False  # closed between requests
             request = self._start(event)
         except ClientGone:
             return False
@@ -595,7 +586,7 @@ class _ServerConnection:
         except ClientGone:
             return False
         except Exception:  # a bug of the app: answer 500 rather than drop the connection
-            log.exception("the collector failed on %s %s", request.method, request.path)
+            log.exception("the collector failed on a request")
             response = Response.error(500, "internal_error", INTERNAL_ERROR, close=True)
         if not request.body_read:
             try:
@@ -604,65 +595,54 @@ class _ServerConnection:
                 pass
         if response.action == "reset":
             _reset(self.sock)
-            return False
-        if response.action == "hang_up":
-            return False
-        self._close = self._close or response.close
-        self._answer(response)
-        return not self._close and self._h11.our_state is h11.DONE
+        elif response.action == "answer":
+            self._close = self._close or response.close
+            self._answer(response)
+        return response.action == "answer" and not self._close and self._h11.our_state is h11.DONE
 
     def _start(self, event: h11.Request) -> Request:
-        """The app's view of a parsed request head; notes how its body is framed."""
+        """The app's view of a parsed request head, once its framing is checked."""
         assert self._head is not None
-        head = bytes(self._head[: len(self._head) - len(self._h11.trailing_data[0])])
-        self._head = None
+        head, self._head = self._head[: len(self._head) - len(self._h11.trailing_data[0])], None
         if len(head) > MAX_HEAD_BYTES:  # h11 bounds only a head still incomplete
             raise _head_too_large()
         headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
-        self._method = event.method
-        self._chunked = "Transfer-Encoding" in headers
+        self._method, self._chunked = event.method, "Transfer-Encoding" in headers
         length = headers.get("Content-Length")
-        self._content_length = None if length is None else int(length)
-        self._framing_error = None
-        self._close = False
-        lengths = _CONTENT_LENGTH_LINE.findall(head)
+        self._length = None if length is None else int(length)
         if self._chunked and length is not None:
             # RFC 9112, section 6.1: the bytes after the body could be read as a smuggled request.
             message = "Content-Length and Transfer-Encoding were both sent; send one of them"
-            self._framing_error = RequestError(400, "invalid_transfer_encoding", message)
-        elif len(lengths) > 1 or any(b"," in value for value in lengths):
-            self._framing_error = RequestError(400, "invalid_length", "Content-Length is not a valid length")
-        if not self._chunked and not self._content_length and self._framing_error is None:
-            self._tracker.enter(self._conn, _HANDLING, None)
+            raise RequestError(400, "invalid_transfer_encoding", message)
+        lengths = _CONTENT_LENGTH_LINE.findall(head)
+        if len(lengths) > 1 or any(b"," in value for value in lengths):
+            raise RequestError(400, "invalid_length", "Content-Length is not a valid length")
+        if not (self._chunked or self._length):
+            self._tracker.enter(self, _HANDLING, None)
         return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers, self)
 
-    # -- reading ---------------------------------------------------------------------------
-
     def _recv(self) -> None:
-        """Hand h11 the next bytes from the socket; raise if there will be none."""
+        """Hand h11 the next bytes from the socket; raise if none will come."""
         try:
             data = self.sock.recv(_RECV_BYTES)
         except socket.timeout:
-            self._conn.timed_out = self._conn.state == _READING
-            data = b""
+            self.timed_out, data = self.state == _READING, b""
         except OSError:
             data = b""
+        if not data and self.timed_out:
+            message = f"the request was not received within {self._limits.read_timeout_s:g} s"
+            raise RequestError(408, "request_timeout", message)
         if not data:
-            if self._conn.timed_out:
-                message = f"the request was not received within {self._limits.read_timeout_s:g} s"
-                raise RequestError(408, "request_timeout", message)
             raise ClientGone()
         if self._head is not None:
             self._head += data
         self._h11.receive_data(data)
 
     def _next_event(self) -> Any:
-        """The next event h11 reads (an h11 event or PAUSED), receiving as much as it needs."""
+        """The next event h11 reads, receiving as much as it needs."""
         while True:
             if self._at_chunk_size and _OVERSIZED_CHUNK.match(self._h11.trailing_data[0]):
-                raise RequestError(
-                    400, "invalid_chunking", "a chunk size has more than 16 hexadecimal digits"
-                )
+                raise RequestError(400, "invalid_chunking", "a chunk size has over 16 hexadecimal digits")
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -677,17 +657,12 @@ class _ServerConnection:
         keep = limit if keep_bytes is None else max(0, keep_bytes)
         out, size = bytearray(), 0
         try:
-            if self._framing_error is not None:
-                raise self._framing_error
-            if self._content_length is not None and self._content_length > limit:
-                raise _body_too_large(self._content_length, limit, exact=True)
+            if self._length is not None and self._length > limit:
+                raise _body_too_large(self._length, limit, exact=True)
             if self._h11.they_are_waiting_for_100_continue:
                 self._send(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
             self._at_chunk_size = self._chunked
-            while True:
-                event = self._next_event()
-                if isinstance(event, h11.EndOfMessage):
-                    break
+            while not isinstance(event := self._next_event(), h11.EndOfMessage):
                 if not isinstance(event, h11.Data):
                     raise ClientGone()
                 size += len(event.data)
@@ -700,25 +675,21 @@ class _ServerConnection:
             raise
         finally:
             self._at_chunk_size = False
-        self._tracker.enter(self._conn, _HANDLING, None)
+        self._tracker.enter(self, _HANDLING, None)
         return Body(bytes(out), size)
-
-    # -- answering -------------------------------------------------------------------------
 
     def _answer(self, response: Response) -> None:
         """Write ``response`` and, unless the connection is closing, mark it idle."""
         try:
-            data = _frame(
-                self._h11, response, (("Connection", "close"),) if self._close else (), self._method
-            )
+            data = _frame(self._h11, response, self._close, self._method)
         except h11.LocalProtocolError:  # headers h11 will not write (an injected fault's, say)
             log.exception("the collector could not write a %d answer", response.status)
             self._close = True
             return
-        with self._conn.lock:
+        with self.lock:
             self._send(data)
             if not self._close:
-                self._conn.move_to(_IDLE, self._limits.idle_timeout_s)
+                self.move_to(_IDLE, self._limits.idle_timeout_s)
 
     def _send(self, data: bytes) -> None:
         try:
@@ -727,9 +698,7 @@ class _ServerConnection:
             self._close = True
 
 
-def _frame(
-    conn: h11.Connection, response: Response, extra: Iterable[tuple[str, str]] = (), method: bytes = b"GET"
-) -> bytes:
+def _frame(conn: h11.Connection, response: Response, close: bool, method: bytes = b"GET") -> bytes:
     """``response`` as bytes on the wire, framed by ``conn``, with the security headers."""
     # 1xx, 204 and 304 answers have no body, and a HEAD request gets only the head.
     has_body = response.status >= 200 and response.status not in (204, 304)
@@ -740,7 +709,7 @@ def _frame(
         *([("Content-Length", str(len(response.body)))] if has_body else []),
         *SECURITY_HEADERS,
         *response.headers,
-        *extra,
+        *([("Connection", "close")] if close else []),
     ]
     reason = responses.get(response.status, "").encode("ascii")
     data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""

@@ -144,6 +144,12 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if _SURROGATE_ESCAPE.search(text):
+            # A lone surrogate ("\\ud83d", what JSON.stringify writes for an emoji cut in two) has
+            # no UTF-8 form to store; like decoders that replace rather than refuse (Go's
+            # encoding/json), read it as U+FFFD. Strict UTF-8 has none: only an escape makes one.
+            units = json.dumps(value, ensure_ascii=False).encode("utf-16-le", "surrogatepass")
+            value = json.loads(units.decode("utf-16-le", "replace"))
     except RecursionError:
         raise RequestError(
             400,
@@ -153,39 +159,10 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    # Strict UTF-8 has no surrogates: only a \u escape can make one.
-    return _replace_lone_surrogates(value) if _SURROGATE_ESCAPE.search(text) else value
-
-
-# A surrogate left alone after json.loads joined the valid pairs: half of a character.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _replace_lone_surrogates(value: Any) -> Any:
-    """``value`` with each lone surrogate (``"\\ud83d"``, an emoji cut in two) in keys and strings as U+FFFD.
-
-    UTF-8 cannot encode a lone surrogate, so it could be neither stored nor sent back;
-    like decoders that replace rather than refuse (Go's ``encoding/json``), keep the
-    message with U+FFFD in its place.
-    """
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    # Iterative: the value may be nested as deeply as json.loads allows.
-    stack: list[Any] = [value] if isinstance(value, (dict, list)) else []
-    while stack:
-        node = stack.pop()
-        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
-        if isinstance(node, dict):
-            node.clear()
-        key: Any
-        for key, child in items:
-            if isinstance(child, str):
-                child = _LONE_SURROGATE.sub("\ufffd", child)
-            elif isinstance(child, (dict, list)):
-                stack.append(child)
-            node[_LONE_SURROGATE.sub("\ufffd", key) if isinstance(key, str) else key] = child
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def json_bytes(value: Any) -> bytes:
