@@ -3,11 +3,8 @@
 The server hands each request to an *app* (``Callable[[Request], Response]``)
 and writes back the :class:`Response` it returns. The app may read the body
 through :meth:`Request.read_body`; whatever it leaves unread is drained so the
-connection can be kept alive.
-
-h11 parses requests and frames answers; it never touches a socket, so this
-module keeps the sockets and can time out, reset or hang up on a connection
-when it chooses (the faults of :mod:`segment_lite.collector.faults`).
+connection can be kept alive. h11 parses and frames; it never touches a socket,
+so this module can time out, reset or hang up on a connection when it chooses.
 
 Every connection is bounded (see :class:`ConnectionLimits`): a request must
 arrive within the read timeout, a kept-alive connection is closed after the
@@ -78,8 +75,6 @@ SECURITY_HEADERS = (
 
 # The request line and headers together; a longer head is answered 431.
 MAX_HEAD_BYTES = 64 * 1024
-
-_RECV_BYTES = 64 * 1024
 
 log = logging.getLogger("segment_lite.collector")
 
@@ -334,21 +329,31 @@ App = Callable[[Request], Response]
 _IDLE, _READING, _HANDLING = "idle", "reading", "handling"
 
 
-class _Connection:
-    """A client connection the server holds: what it is doing and until when it may."""
+# h11 reads "Content-Length: 5, 5" and repeated equal lines as 5, as RFC 9110 allows; a
+# collector is there to show a client its mistakes, so it refuses them, as the RFC also allows.
+_CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
+# h11 reads chunk sizes of up to 20 hexadecimal digits; over 16 (2^64 bytes) is refused.
+_OVERSIZED_CHUNK = re.compile(rb"\r?\n?[0-9A-Fa-f]{17}")
 
-    __slots__ = ("deadline", "lock", "since", "sock", "state", "timed_out")
 
-    def __init__(self, sock: socket.socket) -> None:
+class _ServerConnection:
+    """The server side of one connection: h11 parses and frames, this reads and writes the socket."""
+
+    def __init__(self, sock: socket.socket, server: HttpServer) -> None:
         self.sock = sock
         self.state = _IDLE
         self.since = time.monotonic()
-        # When the current state must end (None: no bound, e.g. while the app works).
+        # When the current state (idle, reading, handling) must end (None: no bound).
         self.deadline: Optional[float] = None
         self.timed_out = False
         # Held while an answer is written and the connection marked idle, so a
         # client that has read its answer finds the connection already idle.
         self.lock = threading.Lock()
+        self._app, self._tracker, self._limits = server.app, server.tracker, server.limits
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._head: Optional[bytearray] = None  # the request head while it is read
+        self._length: Optional[int] = None  # Content-Length
+        self._chunked = self._at_chunk_size = self._close = False
 
     @property
     def busy(self) -> bool:
@@ -360,13 +365,163 @@ class _Connection:
         self.state, self.since = state, now
         self.deadline = None if timeout_s is None else now + timeout_s
 
+    def serve(self) -> None:
+        """Serve requests until one side closes the connection."""
+        self._tracker.opened(self)
+        try:
+            while self._serve_one():
+                self._h11.start_next_cycle()
+        finally:
+            self._tracker.closed(self)
+
+    def _serve_one(self) -> bool:
+        """Read one request and answer it; whether the connection stays open for another."""
+        limits = self._limits
+        self._tracker.enter(self, _IDLE, limits.idle_timeout_s)
+        pipelined = self._h11.trailing_data[0]
+        self._head, self._close = bytearray(pipelined), False
+        try:
+            # The socket timeouts only back up the tracker's deadlines.
+            self.sock.settimeout(limits.idle_timeout_s + 1)
+            if not pipelined:
+                self._recv()  # the first bytes of a request, or the end of the connection
+            self._tracker.enter(self, _READING, limits.read_timeout_s)
+            self.sock.settimeout(limits.read_timeout_s + 1)
+            event = self._next_event()
+            if not isinstance(event, h11.Request):
+                return False  # closed between requests
+            request = self._start(event)
+        except ClientGone:
+            return False
+        except RequestError as exc:  # no request could be read: answer why, and close
+            self._close = True
+            self._answer(Response.json(exc.status, exc.body()))
+            return False
+        try:
+            response = self._app(request)
+        except ClientGone:
+            return False
+        except Exception:  # a bug of the app: answer 500 rather than drop the connection
+            log.exception("the collector failed on a request")
+            response = Response.error(500, "internal_error", INTERNAL_ERROR, close=True)
+        if not request.body_read:
+            try:
+                request.read_body(keep_bytes=0)  # drain it, to keep the connection in step
+            except (RequestError, ClientGone):
+                pass
+        if response.action == "reset":  # a TCP RST (SO_LINGER 0) instead of an answer
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            finally:
+                self.sock.close()
+        elif response.action == "answer":
+            self._close = self._close or response.close
+            self._answer(response, request.method)
+        return response.action == "answer" and not self._close and self._h11.our_state is h11.DONE
+
+    def _start(self, event: h11.Request) -> Request:
+        """The app's view of a parsed request head, once its framing is checked."""
+        assert self._head is not None
+        head, self._head = self._head[: len(self._head) - len(self._h11.trailing_data[0])], None
+        if len(head) > MAX_HEAD_BYTES:  # h11 bounds only a head still incomplete
+            raise _head_too_large()
+        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
+        self._chunked = "Transfer-Encoding" in headers
+        length = headers.get("Content-Length")
+        self._length = None if length is None else int(length)
+        if self._chunked and length is not None:
+            # RFC 9112, section 6.1: the bytes after the body could be read as a smuggled request.
+            message = "Content-Length and Transfer-Encoding were both sent; send one of them"
+            raise RequestError(400, "invalid_transfer_encoding", message)
+        lengths = _CONTENT_LENGTH_LINE.findall(head)
+        if len(lengths) > 1 or any(b"," in value for value in lengths):
+            raise RequestError(400, "invalid_length", "Content-Length is not a valid length")
+        if not (self._chunked or self._length):
+            self._tracker.enter(self, _HANDLING, None)
+        return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers, self)
+
+    def _recv(self) -> None:
+        """Hand h11 the next bytes from the socket; raise if none will come."""
+        try:
+            data = self.sock.recv(64 * 1024)
+        except socket.timeout:
+            self.timed_out, data = self.state == _READING, b""
+        except OSError:
+            data = b""
+        if not data and self.timed_out:
+            message = f"the request was not received within {self._limits.read_timeout_s:g} s"
+            raise RequestError(408, "request_timeout", message)
+        if not data:
+            raise ClientGone()
+        if self._head is not None:
+            self._head += data
+        self._h11.receive_data(data)
+
+    def _next_event(self) -> Any:
+        """The next event h11 reads, receiving as much as it needs."""
+        while True:
+            if self._at_chunk_size and _OVERSIZED_CHUNK.match(self._h11.trailing_data[0]):
+                raise RequestError(400, "invalid_chunking", "a chunk size has over 16 hexadecimal digits")
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _protocol_error(exc) from None
+            if event is not h11.NEED_DATA:
+                return event
+            self._recv()
+
+    def read_body(self, keep_bytes: Optional[int]) -> Body:
+        """Read the request body (Content-Length or chunked), keeping at most ``keep_bytes`` of it."""
+        limit = self._limits.max_body_bytes
+        keep = limit if keep_bytes is None else max(0, keep_bytes)
+        out, size = bytearray(), 0
+        try:
+            if self._length is not None and self._length > limit:
+                raise _body_too_large(self._length, limit, exact=True)
+            if self._h11.they_are_waiting_for_100_continue:
+                self._send(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+            self._at_chunk_size = self._chunked
+            while not isinstance(event := self._next_event(), h11.EndOfMessage):
+                if not isinstance(event, h11.Data):
+                    raise ClientGone()
+                size += len(event.data)
+                if size > limit:
+                    raise _body_too_large(size, limit, exact=False)
+                out += event.data[: max(0, keep - len(out))]
+                self._at_chunk_size = self._chunked and event.chunk_end
+        except (RequestError, ClientGone):
+            self._close = True
+            raise
+        self._at_chunk_size = False
+        self._tracker.enter(self, _HANDLING, None)
+        return Body(bytes(out), size)
+
+    def _answer(self, response: Response, method: str = "GET") -> None:
+        """Write ``response`` and, unless the connection is closing, mark it idle."""
+        try:
+            data = _frame(self._h11, response, self._close, method)
+        except h11.LocalProtocolError:  # headers h11 will not write (an injected fault's, say)
+            log.exception("the collector could not write a %d answer", response.status)
+            self._close = True
+            return
+        with self.lock:
+            self._send(data)
+            if not self._close:
+                self.move_to(_IDLE, self._limits.idle_timeout_s)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self._close = True
+
 
 class ConnectionTracker:
     """The client connections and handler threads, across restarts of the listening socket (thread-safe)."""
 
     def __init__(self, on_open: Optional[Callable[[], None]] = None) -> None:
         self._changed = threading.Condition(threading.Lock())
-        self._connections: set[_Connection] = set()
+        self._connections: set[_ServerConnection] = set()
         self._threads = 0
         self._on_open = on_open
 
@@ -401,18 +556,18 @@ class ConnectionTracker:
 
     # -- connections ------------------------------------------------------------
 
-    def opened(self, conn: _Connection) -> None:
+    def opened(self, conn: _ServerConnection) -> None:
         with self._changed:
             self._connections.add(conn)
         if self._on_open is not None:
             self._on_open()
 
-    def closed(self, conn: _Connection) -> None:
+    def closed(self, conn: _ServerConnection) -> None:
         with self._changed:
             self._connections.discard(conn)
 
     @staticmethod
-    def enter(conn: _Connection, state: str, timeout_s: Optional[float]) -> None:
+    def enter(conn: _ServerConnection, state: str, timeout_s: Optional[float]) -> None:
         """Move ``conn`` to ``state``, to end within ``timeout_s`` (None: unbounded)."""
         with conn.lock:
             conn.move_to(state, timeout_s)
@@ -471,19 +626,34 @@ class ConnectionTracker:
             _shutdown(conn.sock)
 
 
-class _Server(socketserver.ThreadingTCPServer):
+class HttpServer(socketserver.ThreadingTCPServer):
+    """One listening socket served by a thread, handing requests to ``app``.
+
+    ``tracker`` follows the connections; it may outlive the server (a listening
+    socket closed and opened again on the same port shares one tracker).
+    """
+
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], app: App, tracker: ConnectionTracker, limits: ConnectionLimits
+        self, host: str, port: int, app: App, tracker: ConnectionTracker, limits: ConnectionLimits
     ) -> None:
-        self.app = app
-        self.tracker = tracker
-        self.limits = limits
+        self.app, self.tracker, self.limits = app, tracker, limits
         self.request_queue_size = limits.listen_backlog
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # Each connection is served by finish_request below, not by a handler class.
-        super().__init__(address, socketserver.BaseRequestHandler)
+        super().__init__((host, port), socketserver.BaseRequestHandler)
+        self.port = int(self.server_address[1])
+        name = f"segment-lite-collector:{self.port}"
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket (open connections are left to the tracker)."""
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.tracker.reserve_thread(self.limits.max_connections):
@@ -526,179 +696,7 @@ class _Server(socketserver.ThreadingTCPServer):
         super().handle_error(request, client_address)
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-# h11 reads "Content-Length: 5, 5" and repeated equal lines as 5, as RFC 9110 allows; a
-# collector is there to show a client its mistakes, so it refuses them, as the RFC also allows.
-_CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
-# h11 reads chunk sizes of up to 20 hexadecimal digits; over 16 (2^64 bytes) is refused.
-_OVERSIZED_CHUNK = re.compile(rb"\r?\n?[0-9A-Fa-f]{17}")
-
-
-class _ServerConnection(_Connection):
-    """The server side of one connection: h11 parses and frames, this reads and writes the socket."""
-
-    def __init__(self, sock: socket.socket, server: _Server) -> None:
-        super().__init__(sock)
-        self._app, self._tracker, self._limits = server.app, server.tracker, server.limits
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        self._head: Optional[bytearray] = None  # the request head while it is read
-        self._method = b"GET"
-        self._length: Optional[int] = None  # Content-Length
-        self._chunked = self._at_chunk_size = self._close = False
-
-    def serve(self) -> None:
-        """Serve requests until one side closes the connection."""
-        self._tracker.opened(self)
-        try:
-            while self._serve_one():
-                self._h11.start_next_cycle()
-        finally:
-            self._tracker.closed(self)
-
-    def _serve_one(self) -> bool:
-        """Read one request and answer it; whether the connection stays open for another."""
-        limits = self._limits
-        self._tracker.enter(self, _IDLE, limits.idle_timeout_s)
-        pipelined = self._h11.trailing_data[0]
-        self._head, self._close = bytearray(pipelined), False
-        try:
-            # The socket timeouts only back up the tracker's deadlines.
-            self.sock.settimeout(limits.idle_timeout_s + 1)
-            if not pipelined:
-                self._recv()  # the first bytes of a request, or the end of the connection
-            self._tracker.enter(self, _READING, limits.read_timeout_s)
-            self.sock.settimeout(limits.read_timeout_s + 1)
-            event = self._next_event()
-            if not isinstance(event, h11.Request):
-                return False  # closed between requests
-            request = self._start(event)
-        except ClientGone:
-            return False
-        except RequestError as exc:  # no request could be read: answer why, and close
-            self._close = True
-            self._answer(Response.json(exc.status, exc.body()))
-            return False
-        try:
-            response = self._app(request)
-        except ClientGone:
-            return False
-        except Exception:  # a bug of the app: answer 500 rather than drop the connection
-            log.exception("the collector failed on a request")
-            response = Response.error(500, "internal_error", INTERNAL_ERROR, close=True)
-        if not request.body_read:
-            try:
-                request.read_body(keep_bytes=0)  # drain it, to keep the connection in step
-            except (RequestError, ClientGone):
-                pass
-        if response.action == "reset":
-            _reset(self.sock)
-        elif response.action == "answer":
-            self._close = self._close or response.close
-            self._answer(response)
-        return response.action == "answer" and not self._close and self._h11.our_state is h11.DONE
-
-    def _start(self, event: h11.Request) -> Request:
-        """The app's view of a parsed request head, once its framing is checked."""
-        assert self._head is not None
-        head, self._head = self._head[: len(self._head) - len(self._h11.trailing_data[0])], None
-        if len(head) > MAX_HEAD_BYTES:  # h11 bounds only a head still incomplete
-            raise _head_too_large()
-        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
-        self._method, self._chunked = event.method, "Transfer-Encoding" in headers
-        length = headers.get("Content-Length")
-        self._length = None if length is None else int(length)
-        if self._chunked and length is not None:
-            # RFC 9112, section 6.1: the bytes after the body could be read as a smuggled request.
-            message = "Content-Length and Transfer-Encoding were both sent; send one of them"
-            raise RequestError(400, "invalid_transfer_encoding", message)
-        lengths = _CONTENT_LENGTH_LINE.findall(head)
-        if len(lengths) > 1 or any(b"," in value for value in lengths):
-            raise RequestError(400, "invalid_length", "Content-Length is not a valid length")
-        if not (self._chunked or self._length):
-            self._tracker.enter(self, _HANDLING, None)
-        return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers, self)
-
-    def _recv(self) -> None:
-        """Hand h11 the next bytes from the socket; raise if none will come."""
-        try:
-            data = self.sock.recv(_RECV_BYTES)
-        except socket.timeout:
-            self.timed_out, data = self.state == _READING, b""
-        except OSError:
-            data = b""
-        if not data and self.timed_out:
-            message = f"the request was not received within {self._limits.read_timeout_s:g} s"
-            raise RequestError(408, "request_timeout", message)
-        if not data:
-            raise ClientGone()
-        if self._head is not None:
-            self._head += data
-        self._h11.receive_data(data)
-
-    def _next_event(self) -> Any:
-        """The next event h11 reads, receiving as much as it needs."""
-        while True:
-            if self._at_chunk_size and _OVERSIZED_CHUNK.match(self._h11.trailing_data[0]):
-                raise RequestError(400, "invalid_chunking", "a chunk size has over 16 hexadecimal digits")
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise _protocol_error(exc) from None
-            if event is not h11.NEED_DATA:
-                return event
-            self._recv()
-
-    def read_body(self, keep_bytes: Optional[int]) -> Body:
-        """Read the request body (Content-Length or chunked), keeping at most ``keep_bytes`` of it."""
-        limit = self._limits.max_body_bytes
-        keep = limit if keep_bytes is None else max(0, keep_bytes)
-        out, size = bytearray(), 0
-        try:
-            if self._length is not None and self._length > limit:
-                raise _body_too_large(self._length, limit, exact=True)
-            if self._h11.they_are_waiting_for_100_continue:
-                self._send(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
-            self._at_chunk_size = self._chunked
-            while not isinstance(event := self._next_event(), h11.EndOfMessage):
-                if not isinstance(event, h11.Data):
-                    raise ClientGone()
-                size += len(event.data)
-                if size > limit:
-                    raise _body_too_large(size, limit, exact=False)
-                out += event.data[: max(0, keep - len(out))]
-                self._at_chunk_size = self._chunked and event.chunk_end
-        except (RequestError, ClientGone):
-            self._close = True
-            raise
-        finally:
-            self._at_chunk_size = False
-        self._tracker.enter(self, _HANDLING, None)
-        return Body(bytes(out), size)
-
-    def _answer(self, response: Response) -> None:
-        """Write ``response`` and, unless the connection is closing, mark it idle."""
-        try:
-            data = _frame(self._h11, response, self._close, self._method)
-        except h11.LocalProtocolError:  # headers h11 will not write (an injected fault's, say)
-            log.exception("the collector could not write a %d answer", response.status)
-            self._close = True
-            return
-        with self.lock:
-            self._send(data)
-            if not self._close:
-                self.move_to(_IDLE, self._limits.idle_timeout_s)
-
-    def _send(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            self._close = True
-
-
-def _frame(conn: h11.Connection, response: Response, close: bool, method: bytes = b"GET") -> bytes:
+def _frame(conn: h11.Connection, response: Response, close: bool, method: str = "GET") -> bytes:
     """``response`` as bytes on the wire, framed by ``conn``, with the security headers."""
     # 1xx, 204 and 304 answers have no body, and a HEAD request gets only the head.
     has_body = response.status >= 200 and response.status not in (204, 304)
@@ -713,7 +711,7 @@ def _frame(conn: h11.Connection, response: Response, close: bool, method: bytes 
     ]
     reason = responses.get(response.status, "").encode("ascii")
     data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
-    if has_body and method != b"HEAD":
+    if has_body and method != "HEAD":
         data += conn.send(h11.Data(data=response.body)) or b""
     return data + (conn.send(h11.EndOfMessage()) or b"")
 
@@ -724,8 +722,7 @@ def _protocol_error(exc: h11.RemoteProtocolError) -> RequestError:
     if "Content-Length" in text:
         return RequestError(400, "invalid_length", "Content-Length is not a valid length")
     if "Transfer-Encoding" in text:
-        message = "only one Transfer-Encoding, chunked, is supported"
-        return RequestError(400, "invalid_transfer_encoding", message)
+        return RequestError(400, "invalid_transfer_encoding", "only one Transfer-Encoding: chunked is read")
     if "chunk" in text:
         return RequestError(400, "invalid_chunking", f"the chunked body is malformed: {text[:100]}")
     if exc.error_status_hint == 431:
@@ -747,48 +744,6 @@ def _body_too_large(size: int, limit: int, exact: bool) -> RequestError:
         f"this server does not read bodies over {limit} bytes",
         {"size": size, "limit": limit} if exact else {"limit": limit},
     )
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close the connection with a TCP RST (SO_LINGER 0) instead of answering."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
-
-
-class HttpServer:
-    """One listening socket served by a thread, handing requests to ``app``.
-
-    ``tracker`` follows the connections; it may outlive the server (a listening
-    socket closed and opened again on the same port shares one tracker).
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        app: App,
-        tracker: ConnectionTracker,
-        limits: Optional[ConnectionLimits] = None,
-    ) -> None:
-        server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), app, tracker, limits or ConnectionLimits())
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"segment-lite-collector:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop accepting and close the listening socket (open connections are left to the tracker)."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

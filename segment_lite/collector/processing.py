@@ -144,7 +144,7 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-        if _SURROGATE_ESCAPE.search(text):
+        if re.search(r"\\u[dD][89a-fA-F]", text):
             # A lone surrogate ("\\ud83d", what JSON.stringify writes for an emoji cut in two) has
             # no UTF-8 form to store; like decoders that replace rather than refuse (Go's
             # encoding/json), read it as U+FFFD. Strict UTF-8 has none: only an escape makes one.
@@ -160,9 +160,6 @@ def parse_json(body: bytes) -> Any:
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     return value
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def json_bytes(value: Any) -> bytes:

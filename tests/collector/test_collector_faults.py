@@ -288,3 +288,17 @@ def test_close_idle_connections_spares_a_busy_connection(collector: Collector) -
         assert answer.startswith(b"HTTP/1.1 200")
     finally:
         sock.close()
+
+
+def test_an_injected_204_has_no_body_and_the_connection_stays_in_step(collector: Collector) -> None:
+    collector.fail_next(1, status=204)
+    with requests.Session() as session:
+        r = session.post(collector.url + "/v1/batch", json={"batch": [track(1)]}, timeout=5)
+        assert (r.status_code, r.content) == (204, b"")
+        # A body sent after a 204 would be read as the start of the next answer.
+        assert session.post(collector.url + "/v1/batch", json={"batch": [track(1)]}, timeout=5).json() == {
+            "success": True
+        }
+    assert collector.stats.connections == 1
+    with pytest.raises(ValueError, match="200 to 599"):
+        collector.fail_next(1, status=100)
