@@ -371,6 +371,10 @@ class Pipeline:
         max_batch_bytes = BatchSender.max_batch_bytes(write_key)
         self.batching = dataclasses.replace(self.batching, max_batch_bytes=max_batch_bytes)
         self.ledger.add_secret(write_key)
+        for target in (self._queue_factory, self.queue):  # a spool stores each message's key
+            change = getattr(target, "change_write_key", None)
+            if change is not None:
+                change(write_key)
         with self._start_lock:
             workers = list(self._workers)
             senders = [worker.sender for worker in workers] + list(self._thread_senders)
