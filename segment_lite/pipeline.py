@@ -641,10 +641,12 @@ class Pipeline:
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
+            kept = self.queue.kept_count()
             self._log.warning(
-                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s); last error: %s",
+                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s)%s; last error: %s",
                 self.shutdown_timeout_s,
                 self._dropped_at_shutdown,
+                f", left {kept} message(s) in the spool for the next process" if kept else "",
                 self.health.last_error or "none (delivery was still in progress)",
             )
 

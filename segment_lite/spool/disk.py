@@ -38,7 +38,9 @@ SYNC_INTERVAL_S = 0.02
 
 log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
-_INSERT = "INSERT INTO messages (key, accepted_ms, body) VALUES (?, ?, ?)"
+# Ids are given here, not by SQLite: it would start again at 1 once the table is empty,
+# behind the rows already handed out.
+_INSERT = "INSERT INTO messages (id, key, accepted_ms, body) VALUES (?, ?, ?, ?)"
 _SELECT = "SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 _DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
 _ADOPT = (
@@ -117,6 +119,7 @@ class DiskSpool(NumberedQueue):
         self._adopted: list[str] = []
         self._open_error: Optional[BaseException] = None
         self._read_after = 0  # id of the last row handed out
+        self._next_id = 1  # id of the next row put
         self._queued = 0  # rows not yet taken
         self._queued_bytes = 0  # their message bytes
         self._disk_bytes = 0  # rows not yet settled, with ROW_OVERHEAD_BYTES each
@@ -167,9 +170,10 @@ class DiskSpool(NumberedQueue):
         for path in owner_directories(root):
             if path != self._home.path:
                 self._adopt(path, self._writer)
-        count, nbytes = self._writer.execute(
-            "SELECT count(*), coalesce(sum(length(body)), 0) FROM messages"
+        count, nbytes, last = self._writer.execute(
+            "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(id), 0) FROM messages"
         ).fetchone()
+        self._next_id = last + 1
         self._recovered = self._accepted = self._queued = count
         self._queued_bytes = nbytes
         self._disk_bytes = nbytes + count * ROW_OVERHEAD_BYTES
@@ -267,9 +271,10 @@ class DiskSpool(NumberedQueue):
                 if not block or not self._wait_for_room(size, timeout):
                     return False
             try:
-                writer.execute(_INSERT, (self._fingerprint, int(time.time() * 1000), item))
+                writer.execute(_INSERT, (self._next_id, self._fingerprint, int(time.time() * 1000), item))
             except sqlite3.Error as exc:
                 raise self._write_error(exc) from None
+            self._next_id += 1
             self._disk_bytes += size
             self._queued_bytes += len(item)
             count = self._queued = self._queued + 1
