@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import logging
 import os
@@ -120,6 +121,7 @@ class DiskSpool(NumberedQueue):
         self._open_error: Optional[BaseException] = None
         self._read_after = 0  # id of the last row handed out
         self._next_id = 1  # id of the next row put
+        self._undeleted: list[tuple[int, int]] = []  # id ranges settled, still to delete
         self._queued = 0  # rows not yet taken
         self._queued_bytes = 0  # their message bytes
         self._disk_bytes = 0  # rows not yet settled, with ROW_OVERHEAD_BYTES each
@@ -152,11 +154,7 @@ class DiskSpool(NumberedQueue):
         try:
             remove_stale_new_directories(root)
             self._home = OwnerDirectory.create(root, sync=self.fsync != "never")
-            synchronous = SYNCHRONOUS[self.fsync]
-            self._writer = connect(self._home.database, synchronous, create=True)
-            create_schema(self._writer)
-            self._reader = connect(self._home.database, synchronous, create=False)
-            self._wal_fd = os.open(self._home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._open_database(self._home)
         except (OSError, sqlite3.Error) as exc:
             self._open_error = exc
             self._release(remove=True)
@@ -167,6 +165,7 @@ class DiskSpool(NumberedQueue):
                 exc,
             )
             return
+        assert self._writer is not None
         for path in owner_directories(root):
             if path != self._home.path:
                 self._adopt(path, self._writer)
@@ -180,6 +179,25 @@ class DiskSpool(NumberedQueue):
         if count:
             log.info("spool: adopted %d undelivered message(s) left by earlier processes in %s", count, root)
             self.wake.set()
+
+    def _open_database(self, home: OwnerDirectory) -> None:
+        synchronous = SYNCHRONOUS[self.fsync]
+        self._writer = connect(home.database, synchronous, create=True)
+        create_schema(self._writer)
+        self._reader = connect(home.database, synchronous, create=False)
+        self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def _release_database(self) -> None:
+        if self._wal_fd >= 0:
+            os.close(self._wal_fd)
+            self._wal_fd = -1
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                try:
+                    connection.close()  # the last one checkpoints the WAL into the database
+                except sqlite3.Error as exc:
+                    log.error("spool: closing %s: %s", self.directory, exc)
+        self._reader = self._writer = None
 
     def _adopt(self, path: str, writer: sqlite3.Connection) -> None:
         """Move the rows of our write key from an orphaned directory into ours; delete it once empty.
@@ -270,10 +288,18 @@ class DiskSpool(NumberedQueue):
             if self._disk_bytes + size > self.max_bytes:
                 if not block or not self._wait_for_room(size, timeout):
                     return False
+            row = (self._next_id, self._fingerprint, int(time.time() * 1000), item)
             try:
-                writer.execute(_INSERT, (self._next_id, self._fingerprint, int(time.time() * 1000), item))
+                writer.execute(_INSERT, row)
             except sqlite3.Error as exc:
-                raise self._write_error(exc) from None
+                # A full disk may be full of delivered rows not yet deleted: start over and retry once.
+                if not self._all_settled() or not self._undeleted or not self._start_over():
+                    raise self._write_error(exc) from None
+                row = (self._next_id, *row[1:])
+                try:
+                    self._writer.execute(_INSERT, row)  # type: ignore[union-attr]  # made again above
+                except sqlite3.Error as again:
+                    raise self._write_error(again) from None
             self._next_id += 1
             self._disk_bytes += size
             self._queued_bytes += len(item)
@@ -419,16 +445,61 @@ class DiskSpool(NumberedQueue):
                 if taken.counted_as_kept:  # settled after close: not left after all (sent again, though)
                     self._kept -= taken.count
             else:
-                try:
-                    self._writer.execute(_DELETE, (taken.first_id, taken.last_id))
-                    self._committed()
-                except sqlite3.Error as exc:
-                    # The rows stay: sent again by the next process (deduplicated by messageId).
-                    log.error("spool: could not delete delivered messages in %s: %s", self.directory, exc)
+                self._undeleted.append((taken.first_id, taken.last_id))
                 self._disk_bytes -= taken.disk_bytes
+                self._delete_settled()
             self._settled.notify_all()
             if self._blocked:
                 self._not_full.notify_all()
+
+    def _delete_settled(self) -> None:
+        """Delete the rows of settled batches (under the lock); those a full disk refuses wait.
+
+        A delete is a write too: on a full disk SQLite cannot append it to the
+        WAL. The rows are then deleted with a later batch, or, once everything
+        accepted is settled, the database is made again from nothing, which
+        gives the disk back its space.
+        """
+        writer = self._writer
+        if writer is None:
+            return
+        try:
+            while self._undeleted:
+                writer.execute(_DELETE, self._undeleted[0])
+                self._undeleted.pop(0)
+                self._committed()
+        except sqlite3.Error as exc:
+            if not self._all_settled() or not self._start_over():
+                log.error("spool: could not delete delivered messages in %s: %s", self.directory, exc)
+
+    def _all_settled(self) -> bool:
+        return not (self._queued or self._in_flight or self._returned)
+
+    def _start_over(self) -> bool:
+        """Replace the database, every message in it settled, by an empty one (under the lock).
+
+        False when a reader is busy (tried again later) or the new database cannot be made.
+        """
+        home = self._home
+        if home is None or not self._read_lock.acquire(blocking=False):
+            return False  # never wait for the read lock under this one: take() holds them the other way
+        try:
+            self._release_database()
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(home.database + suffix)
+                self._open_database(home)
+            except (OSError, sqlite3.Error) as exc:
+                self._open_error = exc
+                log.error("spool: could not make the database in %s again: %s", home.path, exc)
+                return False
+        finally:
+            self._read_lock.release()
+        self._undeleted.clear()
+        self._read_after = 0
+        self._next_id = 1
+        return True
 
     def send_due(self, batch_size: int) -> bool:
         """Whether a worker should take a batch now rather than wait for one to fill."""
@@ -527,12 +598,7 @@ class DiskSpool(NumberedQueue):
                 return
             self._leave_undelivered_locked(in_flight=True)
             self._closed = True
-            remove = False
-            if self._writer is not None:
-                try:
-                    remove = self._writer.execute("SELECT 1 FROM messages LIMIT 1").fetchone() is None
-                except sqlite3.Error:
-                    remove = False
+            remove = self._writer is not None and self._disk_bytes <= 0  # every row settled
             if self.fsync == "batch" and not remove:
                 self._sync_wal()
             self._release(remove=remove)
@@ -541,16 +607,7 @@ class DiskSpool(NumberedQueue):
         _OPEN.discard(self)
 
     def _release(self, remove: bool) -> None:
-        if self._wal_fd >= 0:
-            os.close(self._wal_fd)
-            self._wal_fd = -1
-        for connection in (self._reader, self._writer):
-            if connection is not None:
-                try:
-                    connection.close()  # the last one checkpoints the WAL into the database
-                except sqlite3.Error as exc:
-                    log.error("spool: closing %s: %s", self.directory, exc)
-        self._reader = self._writer = None
+        self._release_database()
         if self._home is not None:
             self._home.release(remove=remove)
 

@@ -58,10 +58,10 @@ TRACKING_UNTIL_KILLED = r"""
 import os, sys
 import segment_lite
 
-host, spool_dir, ids_path, run = sys.argv[1:5]
+host, spool_dir, ids_path, run, write_key = sys.argv[1:6]
 # Two sender threads and a small spool, as in the issue (the old format rotated 64 KiB segments).
 client = segment_lite.Client(
-    %r, host=host, spool_dir=spool_dir, thread=2, spool_max_bytes=262144, spool_fsync="never"
+    write_key, host=host, spool_dir=spool_dir, thread=2, spool_max_bytes=262144, spool_fsync="never"
 )
 fd = os.open(ids_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 print("ready", flush=True)
@@ -71,7 +71,7 @@ while True:
     if ok:
         os.write(fd, (message["messageId"] + "\n").encode())  # written only once accepted
     i += 1
-""" % (WRITE_KEY,)
+"""
 
 
 def test_kill_9_at_random_points_loses_no_accepted_message(
@@ -82,7 +82,9 @@ def test_kill_9_at_random_points_loses_no_accepted_message(
     accepted: set[str] = set()
     for run in range(8):
         ids_path = tmp_path / f"ids-{run}"
-        child = python(TRACKING_UNTIL_KILLED, collector.url, str(spool_dir), str(ids_path), str(run))
+        child = python(
+            TRACKING_UNTIL_KILLED, collector.url, str(spool_dir), str(ids_path), str(run), WRITE_KEY
+        )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))
@@ -283,17 +285,17 @@ EXITING_WITH_A_BACKLOG = r"""
 import sys
 import segment_lite
 
-client = segment_lite.Client(%r, host=sys.argv[1], spool_dir=sys.argv[2], shutdown_timeout=0.5)
+client = segment_lite.Client(sys.argv[3], host=sys.argv[1], spool_dir=sys.argv[2], shutdown_timeout=0.5)
 for i in range(120):
     assert client.track("u", "Left", {"i": i})[0]
-""" % (WRITE_KEY,)
+"""
 
 
 def test_the_exit_log_says_how_many_messages_stay_in_the_spool(collector: Collector, spool_dir: Path) -> None:
     """Defect 8: the exit warning said "dropped 0 undelivered message(s)" and nothing of the spool."""
     collector.go_down()
     done = subprocess.run(
-        [sys.executable, "-c", EXITING_WITH_A_BACKLOG, collector.url, str(spool_dir)],
+        [sys.executable, "-c", EXITING_WITH_A_BACKLOG, collector.url, str(spool_dir), WRITE_KEY],
         capture_output=True,
         text=True,
         env=child_env(),
