@@ -186,6 +186,8 @@ class DiskSpool(NumberedQueue):
         create_schema(self._writer)
         self._reader = connect(home.database, synchronous, create=False)
         self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if self.fsync != "never":
+            store.fsync_directory(home.path)  # the names of the database and its WAL, once
 
     def _release_database(self) -> None:
         if self._wal_fd >= 0:

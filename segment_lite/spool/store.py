@@ -45,6 +45,7 @@ __all__ = [
     "connect",
     "create_schema",
     "fdatasync",
+    "fsync_directory",
     "orphan_contents",
     "owner_directories",
     "probe_lock",
@@ -209,7 +210,8 @@ def fdatasync(fd: int) -> None:
     sync(fd)
 
 
-def _fsync_directory(path: str) -> None:
+def fsync_directory(path: str) -> None:
+    """Make the names created in directory ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     try:
         os.fsync(fd)
@@ -295,7 +297,7 @@ class OwnerDirectory:
             final = os.path.join(root, name)
             os.rename(staging, final)
             if sync:
-                _fsync_directory(root)
+                fsync_directory(root)
         except BaseException:
             remove_tree(staging)
             if fd >= 0:
