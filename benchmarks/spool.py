@@ -220,6 +220,7 @@ def run_kill_rounds(rounds: int, spool_root: str, seed: int = 22) -> dict[str, A
 
     import segment_lite
     from segment_lite.collector import Collector
+    from segment_lite.sender import MAX_BATCH_COUNT
 
     rng = random.Random(seed)
     spool_dir = tempfile.mkdtemp(dir=spool_root)
@@ -253,8 +254,9 @@ def run_kill_rounds(rounds: int, spool_root: str, seed: int = 22) -> dict[str, A
         "accepted": len(accepted),
         "lost": len(accepted - delivered),
         "duplicates": duplicates,
-        # One sender thread, batches of at most upload_size (100): the most a kill can send twice.
-        "duplicates_bound": rounds * 100,
+        # One sender thread, whose batches grow with a backlog to MAX_BATCH_COUNT: the most a kill
+        # can have in flight, so the most it can send twice.
+        "duplicates_bound": rounds * MAX_BATCH_COUNT,
         "spool_corrupt": corrupt,
     }
 
