@@ -158,6 +158,7 @@ class DiskSpool(NumberedQueue):
         except (OSError, sqlite3.Error) as exc:
             self._open_error = exc
             self._release(remove=True)
+            self._home = None
             log.error(
                 "cannot create a spool under %s (%s); messages will be refused and counted "
                 "as spool_write_failed",
