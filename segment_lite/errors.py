@@ -40,8 +40,8 @@ besides the refusals above, which also raise at the call:
   deadline passed, or was tracked after shutdown.
 * ``SpoolWriteError`` -- the disk spool could not store the message (disk full,
   I/O error); it was not accepted.
-* ``SpoolCorruptError`` -- records of the disk spool could not be read back (torn
-  by a crash or power loss, or corrupted) and were skipped.
+* ``SpoolCorruptError`` -- a database of the disk spool could not be read back
+  (overwritten or corrupted on disk) and was set aside.
 * ``FilteredError`` -- a ``before_send`` hook returned ``None`` (a choice, counted
   as ``filtered``; never raised).
 
@@ -207,16 +207,17 @@ class SpoolWriteError(SpoolError):
 
 
 class SpoolCorruptError(SpoolError):
-    """Records of the disk spool could not be read back and were skipped.
+    """Messages of the disk spool could not be read back and were set aside.
 
-    ``records`` is how many were lost (a torn tail is one record), ``path`` the
-    segment file and ``offset`` where the unreadable bytes start.
+    ``records`` is how many were lost (an unreadable database, whose count
+    cannot be read, is one), ``path`` where they were, ``offset`` where the
+    unreadable bytes start (0: the whole file) and ``nbytes`` how many.
     """
 
     def __init__(self, records: int, path: str, offset: int, nbytes: int) -> None:
         super().__init__(
-            f"{records} unreadable record(s) ({nbytes} bytes) skipped in {path} at offset {offset}: "
-            "torn by a crash or power loss, or corrupted on disk"
+            f"{records} message(s) lost: {path} could not be read back ({nbytes} bytes from offset "
+            f"{offset}; corrupted on disk) and was set aside"
         )
         self.records = records
         self.path = path

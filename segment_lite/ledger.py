@@ -55,7 +55,7 @@ DROP_REASONS = (
     "rejected",  # the server answered a status that is not retried (see rejected_by_status)
     "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
     "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed
-    "spool_corrupt",  # unreadable in the disk spool (torn by a crash or power loss, or corrupted)
+    "spool_corrupt",  # unreadable in the disk spool (its database corrupted on disk)
 )
 #: Drops reported to ``on_error`` (delivery failures, as the reference reports them);
 #: every other report goes to ``on_drop``.

@@ -374,6 +374,10 @@ class Pipeline:
         max_batch_bytes = BatchSender.max_batch_bytes(write_key)
         self.batching = dataclasses.replace(self.batching, max_batch_bytes=max_batch_bytes)
         self.ledger.add_secret(write_key)
+        for target in (self._queue_factory, self.queue):  # a spool stores each message's key
+            change = getattr(target, "change_write_key", None)
+            if change is not None:
+                change(write_key)
         with self._start_lock:
             workers = list(self._workers)
             senders = [worker.sender for worker in workers] + list(self._thread_senders)
@@ -650,10 +654,12 @@ class Pipeline:
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
+            kept = self.queue.kept_count()
             self._log.warning(
-                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s); last error: %s",
+                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s)%s; last error: %s",
                 self.shutdown_timeout_s,
                 self._dropped_at_shutdown,
+                f", left {kept} message(s) in the spool for the next process" if kept else "",
                 self.health.last_error or "none (delivery was still in progress)",
             )
 
