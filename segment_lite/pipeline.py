@@ -347,7 +347,8 @@ class Pipeline:
         except SpoolWriteError as exc:
             self.ledger.drop("spool_write_failed", exc, [data])
             return Accepted.FAILED
-        return Accepted.FULL
+        # A producer blocked for room when shutdown sealed the queue is refused as after shutdown.
+        return Accepted.CLOSED if self._closed else Accepted.FULL
 
     def send_now(self, data: bytes) -> None:
         """Deliver one message on the calling thread in one attempt (sync mode), or raise why not.
@@ -560,6 +561,9 @@ class Pipeline:
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; later messages are refused.
 
+        Producers blocked for room may still get it while the first flush runs;
+        then the queue is sealed (each still waiting, and every later put, is
+        refused as ``after_shutdown``) and what got in is flushed too.
         Returns True when everything accepted was settled in time. Otherwise, at
         the deadline, requests still in flight are aborted (their connections
         closed) and everything undelivered, in flight or queued, is dropped as
@@ -570,6 +574,11 @@ class Pipeline:
         started = time.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
+        # Producers blocked for room (on_full="block") may have been let in while the flush
+        # ran; from here on every put is refused, and what got in is delivered or dropped too.
+        self.queue.seal()
+        if settled:
+            settled = self._flush(timeout, started)
         if not settled:
             self._give_up(timeout)
         self._record_flush(settled, before, "shutdown")
@@ -601,6 +610,7 @@ class Pipeline:
     def close(self) -> None:
         """Stop without delivering (for clients that never send): refuse messages, release resources."""
         self._closed = True
+        self.queue.seal()
         self.ledger.flush_reports()
         self._close_thread_senders()
         self.queue.close()
