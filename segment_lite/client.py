@@ -495,6 +495,8 @@ class Client:
                 pipeline.ledger.drop("invalid", exc, [], count=1)
                 raise
             message, coerced = self._build_leniently(builder, args)
+        except Exception as exc:
+            raise self._unreadable(exc) from None
         built: Optional[tuple[str, ...]] = CALLER_FIELDS  # made by a builder, unchanged: see encode_plain
         if self._hooks:
             hooked = self._run_hooks(message)
@@ -567,9 +569,23 @@ class Client:
         except ValidationError as exc:
             self._pipeline.ledger.drop("invalid", exc, [], count=1)
             raise
+        except Exception as exc:
+            raise self._unreadable(exc) from None
         kind = message.get("type")
         details = "; ".join(f"{path}: {done}" for path, done in notes)
         return message, ValidationError(f"{kind}: {details} (strict=True refuses this)", notes[0][0])
+
+    def _unreadable(self, exc: Exception) -> ValidationError:
+        """Count, and return to raise, a call whose arguments raised where no check expected it.
+
+        The builders read each argument defensively and name the field; this is
+        the last guard, so a caller's exception never escapes uncounted.
+        """
+        error = ValidationError(
+            f"the call's arguments could not be read: {type(exc).__name__} raised while building the message"
+        )
+        self._pipeline.ledger.drop("invalid", error, [], count=1)
+        return error
 
     def _run_hooks(self, message: Message) -> Optional[Message]:
         for hook in self._hooks:

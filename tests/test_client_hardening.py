@@ -7,11 +7,23 @@ counted as dropped with a reason) or refused and counted.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import json
 import threading
 import time
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import segment_lite
+from segment_lite import EncodeError, ValidationError, encoding
+from segment_lite.encoding import HAVE_ORJSON
+from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.testing import RecordingClient
 from tests.conftest import WRITE_KEY
 from tests.transport_servers import SilentServer
 
@@ -134,3 +146,350 @@ def test_producers_let_in_during_a_clean_shutdown_are_delivered(make_client, col
     assert stats["delivered"] == stats["accepted"] == outcomes.count(True)
     assert stats["dropped"]["after_shutdown"] == outcomes.count(False) == 8
     assert len(collector.messages()) == stats["delivered"]
+
+
+# -- 10. a caller's objects that raise are refused or left out at their path, and counted -----------
+
+
+class _Boom(Exception):
+    pass
+
+
+class RaisingStr:
+    """An object whose __str__, __repr__ and __format__ all raise."""
+
+    def __str__(self) -> str:
+        raise _Boom("str")
+
+    def __repr__(self) -> str:
+        raise _Boom("repr")
+
+    def __format__(self, spec: str) -> str:
+        raise _Boom("format")
+
+
+class RaisingFormatInt(int):
+    def __format__(self, spec: str) -> str:
+        raise _Boom("format")
+
+    def __repr__(self) -> str:
+        raise _Boom("repr")
+
+    def __str__(self) -> str:
+        raise _Boom("str")
+
+
+class RaisingBoolStr(str):
+    def __bool__(self) -> bool:
+        raise _Boom("bool")
+
+    def __len__(self) -> int:
+        raise _Boom("len")
+
+
+class RaisingBool:
+    def __bool__(self) -> bool:
+        raise _Boom("bool")
+
+    def __len__(self) -> int:
+        raise _Boom("len")
+
+
+class RaisingKeys(Mapping[str, Any]):
+    """A Mapping that cannot be read: keys(), iteration and lookup all raise."""
+
+    def keys(self) -> Any:
+        raise _Boom("keys")
+
+    def __iter__(self) -> Iterator[str]:
+        raise _Boom("iter")
+
+    def __getitem__(self, key: str) -> Any:
+        raise _Boom("getitem")
+
+    def __len__(self) -> int:
+        return 1
+
+
+class NoOffset(datetime.tzinfo):
+    """A tzinfo whose utcoffset() returns a number, not a timedelta."""
+
+    def utcoffset(self, moment: Optional[datetime.datetime]) -> Any:
+        return 5
+
+    def dst(self, moment: Optional[datetime.datetime]) -> Any:
+        return None
+
+    def tzname(self, moment: Optional[datetime.datetime]) -> str:
+        return "broken"
+
+
+BROKEN_TIME = datetime.datetime(2024, 3, 1, 12, tzinfo=NoOffset())
+
+#: (call keyword arguments, the error's class and path, or None when the call is accepted, in each mode)
+REFUSED_IN_BOTH = [
+    ({"timestamp": BROKEN_TIME}, ValidationError, "timestamp"),
+    ({"user_id": RaisingStr()}, ValidationError, "userId"),
+    ({"message_id": RaisingStr()}, ValidationError, "messageId"),
+    ({"properties": RaisingBool()}, ValidationError, "properties"),
+    ({"event": RaisingBool()}, ValidationError, "event"),
+    ({"context": RaisingKeys()}, ValidationError, "context"),
+]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(("kwargs", "error", "path"), REFUSED_IN_BOTH)
+def test_arguments_that_raise_are_refused_naming_the_field_and_counted(
+    strict: bool, kwargs: dict[str, Any], error: type[Exception], path: str
+) -> None:
+    """The reference refuses these too; neither mode lets the caller's exception escape."""
+    client = RecordingClient(strict=strict)
+    call = {"user_id": "u", "event": "Hostile", **kwargs}
+    with pytest.raises(error) as refused:
+        client.track(**call)
+    assert refused.value.path == path  # type: ignore[attr-defined]
+    assert path in str(refused.value)
+    assert client.stats()["dropped"]["invalid"] == 1
+    assert client.messages == []
+
+
+def test_a_signaling_nan_is_left_out_when_lenient_and_refused_at_its_path_when_strict() -> None:
+    lenient = RecordingClient(strict=False)
+    accepted, _ = lenient.track("u", "Priced", {"price": decimal.Decimal("sNaN"), "qty": 2})
+    assert accepted
+    assert lenient.messages[0]["properties"] == {"qty": 2}
+    assert lenient.stats()["warnings"]["value_dropped"] == 1
+    strict = RecordingClient(strict=True)
+    with pytest.raises(EncodeError) as refused:
+        strict.track("u", "Priced", {"price": decimal.Decimal("sNaN")})
+    assert refused.value.path == "properties.price"
+    assert strict.stats()["dropped"]["encode_error"] == 1
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_values_the_reference_sends_are_sent_without_calling_their_raising_methods(strict: bool) -> None:
+    client = RecordingClient(strict=strict)
+    assert client.track("u", RaisingBoolStr("Checked Out"), {RaisingFormatInt(3): "three", "n": 1})[0]
+    assert client.track("u", "Nested", {"cart": {RaisingFormatInt(7): [1, 2]}})[0]
+    sent = client.messages
+    assert sent[0]["event"] == "Checked Out"
+    assert sent[0]["properties"] == {"3": "three", "n": 1}
+    assert sent[1]["properties"] == {"cart": {"7": [1, 2]}}
+    assert client.stats()["dropped_total"] == 0
+
+
+def test_values_that_raise_inside_properties_are_left_out_at_their_path_when_lenient() -> None:
+    client = RecordingClient(strict=False)
+    properties = {
+        "when": BROKEN_TIME,
+        "reader": RaisingKeys(),
+        "object": RaisingStr(),
+        "kept": "yes",
+    }
+    accepted, _ = client.track("u", "Hostile", properties, context={"page": {"tz": BROKEN_TIME}})
+    assert accepted
+    assert client.messages[0]["properties"] == {"kept": "yes"}
+    assert client.messages[0]["context"]["page"] == {}
+    assert client.stats()["warnings"]["value_dropped"] == 1  # one message, four values named in its report
+    strict = RecordingClient(strict=True)
+    with pytest.raises(EncodeError) as refused:
+        strict.track("u", "Hostile", {"reader": RaisingKeys()})
+    assert refused.value.path == "properties.reader"
+
+
+# -- 11. timestamp strings: only the documented ISO-8601 forms --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [
+        ("20240301120000", "a string of 14 digits"),
+        ("1" * 5000, "a string of 5000 digits"),
+        ("20240301T120000Z", "'20240301T120000Z'"),
+        ("next tuesday", "'next tuesday'"),
+        ("2024-03-01T12:00:00Z" + " " * 30 + "x" * 10, "a 60-character string"),
+    ],
+)
+@pytest.mark.parametrize("strict", [False, True])
+def test_timestamp_strings_outside_the_documented_forms_are_refused_naming_their_shape(
+    strict: bool, text: str, shape: str
+) -> None:
+    client = RecordingClient(strict=strict)
+    with pytest.raises(ValidationError) as refused:
+        client.track("u", "Dated", timestamp=text)
+    assert refused.value.path == "timestamp"
+    assert f"got {shape}" in str(refused.value)
+    assert len(str(refused.value)) < 300
+    assert client.stats()["dropped"]["invalid"] == 1
+    assert client.messages == []
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        ("2024-03-01", "2024-03-01T00:00:00.000+00:00"),
+        ("2024-03-01T12:00", "2024-03-01T12:00:00.000+00:00"),
+        ("2024-03-01T12:00:00Z", "2024-03-01T12:00:00.000+00:00"),
+        ("2024-03-01t12:00:00.5z", "2024-03-01T12:00:00.500+00:00"),
+        ("2024-03-01 12:00:00.123456789+02:00", "2024-03-01T12:00:00.123+02:00"),
+        ("2024-03-01T12:00:00-0530", "2024-03-01T12:00:00.000-05:30"),
+        ("2024-03-01T12:00:00 +01", "2024-03-01T12:00:00.000+01:00"),
+    ],
+)
+def test_documented_timestamp_strings_are_sent_with_their_offset(text: str, sent: str) -> None:
+    client = RecordingClient()
+    client.track("u", "Dated", timestamp=text)
+    assert client.messages[0]["timestamp"] == sent
+
+
+# -- 10. fuzzed: hostile objects never escape a call, and every call is accepted or counted ---------
+
+# derandomize: the same examples every run, so a pass or a failure is reproducible; a small budget.
+HOSTILE_FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+class RaisingEquality(RaisingStr):
+    def __eq__(self, other: object) -> bool:
+        raise _Boom("eq")
+
+    __hash__ = object.__hash__
+
+
+class RaisingItemsDict(dict):  # type: ignore[type-arg]
+    def items(self) -> Any:
+        raise _Boom("items")
+
+    def keys(self) -> Any:
+        raise _Boom("keys")
+
+    def __iter__(self) -> Any:
+        raise _Boom("iter")
+
+
+class RaisingFloat(float):
+    def __repr__(self) -> str:
+        raise _Boom("repr")
+
+    def __gt__(self, other: object) -> bool:
+        raise _Boom("gt")
+
+
+class RaisingIsoformat(datetime.datetime):
+    def isoformat(self, *args: Any, **kwargs: Any) -> str:
+        raise _Boom("isoformat")
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for index in range(depth):
+        value = {"k": value} if index % 2 else [value]
+    return value
+
+
+def _circular() -> Any:
+    loop: dict[str, Any] = {"name": "loop"}
+    loop["self"] = loop
+    return loop
+
+
+hostile_leaves = st.one_of(
+    st.sampled_from(
+        [
+            decimal.Decimal("sNaN"),
+            decimal.Decimal("NaN"),
+            decimal.Decimal("-Infinity"),
+            float("nan"),
+            float("inf"),
+            b"\xff\xfe",
+            "\ud800",
+            BROKEN_TIME,
+        ]
+    ),
+    st.builds(RaisingStr),
+    st.builds(RaisingBool),
+    st.builds(RaisingKeys),
+    st.builds(RaisingEquality),
+    st.builds(RaisingFormatInt, st.integers(-5, 5)),
+    st.builds(RaisingBoolStr, st.text(max_size=4)),
+    st.builds(RaisingFloat, st.floats(allow_nan=True)),
+    st.builds(RaisingItemsDict),
+    st.builds(lambda: RaisingIsoformat(2024, 1, 1)),
+    st.builds(_circular),
+    st.text(max_size=5),
+    st.integers(),
+)
+hostile_keys = st.one_of(
+    st.text(max_size=4),
+    st.builds(RaisingFormatInt, st.integers(-3, 3)),
+    st.builds(RaisingBoolStr, st.text(max_size=3)),
+    st.builds(RaisingFloat, st.floats(-2, 2)),
+    st.builds(RaisingEquality),
+    st.builds(RaisingStr),
+    st.integers(-3, 3),
+)
+hostile_values = st.one_of(
+    st.recursive(
+        hostile_leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=3),
+            st.dictionaries(hostile_keys, children, max_size=3),
+            st.tuples(children),
+        ),
+        max_leaves=8,
+    ),
+    st.builds(_nested, st.integers(1, 3 * MAX_NESTING_DEPTH), hostile_leaves),
+)
+hostile_containers = st.dictionaries(hostile_keys, hostile_values, max_size=4)
+anything = st.one_of(st.none(), hostile_values, hostile_keys)
+
+
+def _counted(client: RecordingClient) -> int:
+    stats = client.stats()
+    return int(stats["accepted"] + stats["dropped_total"])
+
+
+@HOSTILE_FUZZ
+@given(
+    properties=hostile_containers,
+    context=hostile_containers,
+    traits=hostile_containers,
+    orjson=st.booleans(),
+)
+def test_hostile_values_where_the_reference_sends_never_make_a_lenient_call_raise(
+    properties: dict[Any, Any], context: dict[Any, Any], traits: dict[Any, Any], orjson: bool
+) -> None:
+    encoding.HAVE_ORJSON = orjson and HAVE_ORJSON  # the autouse fixture restores it
+    client = RecordingClient(strict=False)
+    assert client.track("u", "Hostile", properties, context)[0]
+    assert client.identify("u", traits, context)[0]
+    assert client.page("u", "Docs", "Home", properties)[0]
+    assert client.stats()["accepted"] == 3 == len(client.messages)
+    for sent in client.messages:  # what went on the wire is plain, finite JSON within the limit
+        json.loads(json.dumps(sent, allow_nan=False))
+
+
+@HOSTILE_FUZZ
+@given(
+    strict=st.booleans(),
+    user_id=anything,
+    event=anything,
+    properties=st.one_of(hostile_containers, anything),
+    context=st.one_of(hostile_containers, anything),
+    timestamp=st.one_of(anything, st.datetimes(timezones=st.none() | st.timezones())),
+    message_id=anything,
+)
+def test_hostile_arguments_anywhere_raise_only_library_errors_and_every_call_is_counted(
+    strict: bool, user_id: Any, event: Any, properties: Any, context: Any, timestamp: Any, message_id: Any
+) -> None:
+    client = RecordingClient(strict=strict)
+    before = _counted(client)
+    try:
+        client.track(user_id, event, properties, context, timestamp, message_id=message_id)
+    except (ValidationError, EncodeError) as exc:
+        assert str(exc)  # its text can be formatted (no caller's code runs in it)
+    assert _counted(client) == before + 1, "the call was accepted or counted, exactly once"
