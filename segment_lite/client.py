@@ -16,7 +16,7 @@ from segment_lite.errors import (
     ShutdownError,
     ValidationError,
 )
-from segment_lite.ledger import OnDrop, OnError
+from segment_lite.ledger import Credentials, OnDrop, OnError
 from segment_lite.message import (
     CALLER_FIELDS,
     Message,
@@ -241,6 +241,9 @@ class Client:
             self._hooks = (before_send,)
         else:
             self._hooks = tuple(before_send)
+        # Every credential this client sends, to mask wherever text reaches a log or an error.
+        self._credentials = Credentials()
+        self._credentials.add(self._write_key)
         self._transport_factory = default_transport_factory(transport, proxies)
         if transport is None:
             self._transport_factory = _with_reference_seams(self._transport_factory, proxies)
@@ -255,6 +258,7 @@ class Client:
                 timeout,
                 proxies,
                 self.clock,
+                self._credentials,
             )
         elif oauth_client_id or oauth_client_key or oauth_key_id:
             log.warning(
@@ -316,6 +320,7 @@ class Client:
             on_drop=on_drop,
             log=log,
             shutdown_timeout_s=shutdown_timeout,
+            credentials=self._credentials,
         )
 
         if empty_key:  # accepted, as segment-analytics-python accepts it, but not quietly
@@ -705,12 +710,13 @@ def _with_oauth(
     timeout: float,
     proxies: Optional[Mapping[str, str]],
     clock: Clock,
+    credentials: Credentials,
 ) -> TransportFactory:
     """Wrap ``base`` so every batch carries an OAuth Bearer token (one token source per client)."""
     from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
 
     config = OAuthConfig(client_id, client_key, key_id, auth_server, scope, timeout, proxies)
-    tokens = OAuthTokenSource(config, clock)
+    tokens = OAuthTokenSource(config, clock, credentials=credentials)
 
     def factory() -> OAuthTransport:
         return OAuthTransport(base(), tokens)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
-from segment_lite.ledger import Ledger, OnDrop, OnError
+from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
@@ -268,8 +268,11 @@ class Pipeline:
         log: logging.Logger,
         shutdown_timeout_s: Optional[float],
         on_drop: Optional[OnDrop] = None,
+        credentials: Optional[Credentials] = None,
     ) -> None:
         self._queue_factory = queue_factory
+        # What to mask in logs and errors; shared with an OAuth token source, and kept across a fork.
+        self.credentials = Credentials() if credentials is None else credentials
         self.delivery = delivery
         self.batching = batching
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -295,6 +298,7 @@ class Pipeline:
             self.delivery.write_key,
             on_drop=self._on_drop,
             monotonic=self.delivery.clock.monotonic,
+            credentials=self.credentials,
         )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)
@@ -316,6 +320,7 @@ class Pipeline:
         # parent's messages (the parent will send them), and there are no worker
         # threads: start over, lazily, on first use.
         self._pid = os.getpid()
+        self.credentials.after_fork()
         self._reset()
         self._deliver_recovered()
 
@@ -519,7 +524,9 @@ class Pipeline:
             delivered=after["delivered"] - before["delivered"],
             dropped=dropped,
             pending=self.queue.pending_count(),
-            last_error=health.last_rejection if dropped.get("rejected") else health.last_error,
+            last_error=self._redacted(
+                health.last_rejection if dropped.get("rejected") else health.last_error
+            ),
         )
         self.last_flush = result
         if dropped:
@@ -531,6 +538,9 @@ class Pipeline:
                 result.delivered,
                 result.last_error or "none",
             )
+
+    def _redacted(self, text: Optional[str]) -> Optional[str]:
+        return None if text is None else self.ledger.redact(text)
 
     def mark(self) -> int:
         """A marker covering every message accepted so far, for ``wait_settled``."""

@@ -7,11 +7,15 @@ counted as dropped with a reason) or refused and counted.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import decimal
+import http.server
 import json
+import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
@@ -23,7 +27,7 @@ import segment_lite
 from segment_lite import EncodeError, ValidationError, encoding
 from segment_lite.encoding import HAVE_ORJSON
 from segment_lite.limits import MAX_NESTING_DEPTH
-from segment_lite.testing import RecordingClient
+from segment_lite.testing import FakeClock, RecordingClient
 from tests.conftest import WRITE_KEY
 from tests.transport_servers import SilentServer
 
@@ -493,3 +497,209 @@ def test_hostile_arguments_anywhere_raise_only_library_errors_and_every_call_is_
     except (ValidationError, EncodeError) as exc:
         assert str(exc)  # its text can be formatted (no caller's code runs in it)
     assert _counted(client) == before + 1, "the call was accepted or counted, exactly once"
+
+
+# -- 12. credentials echoed back by a server are masked in every form they were sent ----------------
+
+ECHO_KEY = "wk_live_4f9c2a7e81b34d0fa6c5e2d19b7a3c60"
+
+
+class EchoServer:
+    """A loopback server that refuses every batch, quoting the ``Authorization`` header it got.
+
+    With ``token_answer`` it is also an OAuth auth server: ``POST /token`` answers
+    ``token_answer(assertion)`` as (status, JSON object).
+    """
+
+    def __init__(self, status: int = 400, token_answer: Any = None) -> None:
+        self.status = status
+        self.token_answer = token_answer
+        self.authorizations: list[str] = []
+        self.assertions: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path == "/token":
+                    assertion = urllib.parse.parse_qs(body.decode())["client_assertion"][0]
+                    server.assertions.append(assertion)
+                    status, answer = server.token_answer(assertion)
+                else:
+                    header = self.headers.get("Authorization", "")
+                    server.authorizations.append(header)
+                    status, answer = server.status, {"code": f"bad {header}", "message": f"refused {header}"}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoServer]:
+    server = EchoServer()
+    yield server
+    server.stop()
+
+
+def basic_forms(key: str) -> list[str]:
+    """The write key as sent: as is, and base64 of ``key:`` (HTTP Basic), padded or not, standard or URL-safe."""
+    encoded = base64.b64encode(f"{key}:".encode()).decode()
+    return [key, encoded, encoded.rstrip("="), base64.urlsafe_b64encode(f"{key}:".encode()).decode()]
+
+
+def assert_masked(secrets: list[str], *texts: str) -> None:
+    for text in texts:
+        assert "***" in text, text
+        for secret in secrets:
+            assert secret not in text, (secret, text)
+
+
+def test_a_server_echoing_basic_auth_never_puts_the_key_in_logs_errors_or_reprs(echo, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="segment")
+    errors: list[BaseException] = []
+    client = segment_lite.Client(
+        ECHO_KEY, host=echo.url, on_error=lambda exc, messages: errors.append(exc), debug=True
+    )
+    try:
+        assert client.track("u", "Echoed")[0]
+        assert client.flush(timeout=10)
+        flushed = client.last_flush
+    finally:
+        client.shutdown(timeout=5)
+    [header] = echo.authorizations
+    assert header == "Basic " + base64.b64encode(f"{ECHO_KEY}:".encode()).decode()  # the server saw it
+    [error] = errors
+    assert flushed is not None and flushed.last_error
+    assert_masked(
+        basic_forms(ECHO_KEY),
+        caplog.text,
+        str(error),
+        repr(error),
+        getattr(error, "message", ""),
+        getattr(error, "code", ""),
+        flushed.last_error,
+        repr(flushed),
+    )
+    assert ECHO_KEY not in repr(client)
+
+
+def test_retried_failures_and_sync_mode_mask_the_echoed_key_too(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="segment")
+    server = EchoServer(status=503)
+    try:
+        errors: list[BaseException] = []
+        client = segment_lite.Client(
+            ECHO_KEY,
+            host=server.url,
+            max_retries=1,
+            clock=FakeClock(),
+            on_error=lambda exc, messages: errors.append(exc),
+        )
+        client.track("u", "Retried")
+        assert client.flush(timeout=10)
+        client.shutdown(timeout=5)
+        [exhausted] = errors
+        assert client.stats()["dropped"]["retries_exhausted"] == 1
+        server.status = 400
+        sync = segment_lite.Client(ECHO_KEY, host=server.url, sync_mode=True)
+        with pytest.raises(segment_lite.APIError) as raised:
+            sync.track("u", "Sync")
+        assert len(server.authorizations) == 3
+        assert_masked(
+            basic_forms(ECHO_KEY), caplog.text, str(exhausted), str(raised.value), raised.value.code
+        )
+    finally:
+        server.stop()
+
+
+def test_the_reference_style_request_post_masks_the_echoed_key(echo) -> None:
+    from segment_lite import request
+
+    with pytest.raises(segment_lite.APIError) as raised:
+        request.post(ECHO_KEY, host=echo.url, batch=[{"type": "track", "event": "E", "userId": "u"}])
+    assert_masked(basic_forms(ECHO_KEY), str(raised.value), raised.value.message, raised.value.code)
+
+
+def _private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _oauth_client(server: EchoServer, errors: list[BaseException]) -> segment_lite.Client:
+    return segment_lite.Client(
+        ECHO_KEY,
+        host=server.url,
+        oauth_client_id="client-1",
+        oauth_client_key=_private_key(),
+        oauth_key_id="key-1",
+        oauth_auth_server=server.url,
+        on_error=lambda exc, messages: errors.append(exc),
+        debug=True,
+    )
+
+
+def test_an_echoed_bearer_token_is_masked(caplog) -> None:
+    pytest.importorskip("jwt")
+    caplog.set_level(logging.DEBUG, logger="segment")
+    token = "tok_" + "9d1e7c3b5a" * 4
+    server = EchoServer(token_answer=lambda assertion: (200, {"access_token": token, "expires_in": 3600}))
+    errors: list[BaseException] = []
+    client = _oauth_client(server, errors)
+    try:
+        client.track("u", "Bearer")
+        assert client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+        server.stop()
+    assert server.authorizations == [f"Bearer {token}"]
+    [error] = errors
+    assert_masked([token], caplog.text, str(error), getattr(error, "code", ""))
+
+
+def test_an_assertion_echoed_by_the_auth_server_is_masked(caplog) -> None:
+    pytest.importorskip("jwt")
+    caplog.set_level(logging.DEBUG, logger="segment")
+    server = EchoServer(
+        token_answer=lambda assertion: (
+            400,
+            {"error": f"invalid_client {assertion}", "error_description": f"refused assertion {assertion}"},
+        )
+    )
+    errors: list[BaseException] = []
+    client = _oauth_client(server, errors)
+    try:
+        client.track("u", "Asserted")
+        assert client.flush(timeout=10)
+    finally:
+        client.shutdown(timeout=5)
+        server.stop()
+    [assertion] = server.assertions
+    signature = assertion.rpartition(".")[2]
+    [error] = errors
+    assert_masked([assertion, signature], caplog.text, str(error), getattr(error, "message", ""))
+    assert server.authorizations == [], "no batch went out without a token"
