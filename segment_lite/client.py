@@ -15,6 +15,7 @@ from segment_lite.errors import (
     QueueFullError,
     ShutdownError,
     ValidationError,
+    safe_repr,
 )
 from segment_lite.ledger import Credentials, OnDrop, OnError
 from segment_lite.message import (
@@ -603,13 +604,16 @@ class Client:
             if result is None:
                 ledger = self._pipeline.ledger
                 ledger.count("filtered")
-                filtered = FilteredError(f"before_send hook {hook!r} returned None")
+                filtered = FilteredError(f"before_send hook {safe_repr(hook)} returned None")
                 ledger.report("filtered", filtered, [message])
                 return None
             if not isinstance(result, dict):
-                raise ValidationError(
-                    f"before_send hook {hook!r} must return a dict or None, got {type(result).__name__}"
+                refused = ValidationError(
+                    f"before_send hook {safe_repr(hook)} must return a dict or None, "
+                    f"got {type(result).__name__}"
                 )
+                self._pipeline.ledger.drop("invalid", refused, [], count=1)
+                raise refused
             message = result
         return message
 

@@ -161,36 +161,24 @@ def encode_plain(message: Any, fields: Optional[Iterable[str]] = None) -> Option
     ``context`` by a tracking plan), so only these fields
     (``message.CALLER_FIELDS``) can hold containers (see ``shape.is_plain``).
     """
-    try:
-        return _encode_plain(message, fields)
-    except Exception:  # a caller's object whose methods raise: the converting path names it
-        return None
-
-
-def _encode_plain(message: Any, fields: Optional[Iterable[str]]) -> Optional[bytes]:
+    # Any exception (a caller's object whose methods raise) means None: the converting path names it.
     if HAVE_ORJSON:
         try:
             data = b"%b" % _orjson_dumps(message, default=_datetime_only, option=_ORJSON_OPTIONS)
-        except TypeError:  # orjson.JSONEncodeError is a TypeError
-            return None
-        if may_be_too_deep(data):
-            try:
+            if may_be_too_deep(data):
                 check_shape(message, keys=False)
-            except EncodeError:
-                return None
+        except Exception:  # orjson.JSONEncodeError is a TypeError; EncodeError from the shape check
+            return None
         return data
-    # The standard library writes non-str keys without a word: only a walk can
-    # tell whether two keys of a dict collide.
-    if not is_plain(message, fields):
-        try:
+    try:
+        # The standard library writes non-str keys without a word: only a walk can
+        # tell whether two keys of a dict collide.
+        if not is_plain(message, fields):
             check_shape(message)
-        except EncodeError:
-            return None
-    if _c_encode_plain is not None:
-        try:
+        if _c_encode_plain is not None:
             return "".join(_c_encode_plain(message, 0)).encode("utf-8")
-        except (TypeError, ValueError, UnicodeError, RecursionError):
-            return None
+    except Exception:
+        return None
     return None  # pragma: no cover - CPython always has the C encoder
 
 

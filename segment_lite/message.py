@@ -251,9 +251,11 @@ def _common(
     if context is None:
         message["context"] = {"library": LIBRARY}
     else:
-        merged = _copy_mapping(
-            context if type(context) is dict else _dict(context, "context", kind, notes), "context", kind
-        )
+        given = context if type(context) is dict else _dict(context, "context", kind, notes)
+        try:
+            merged = dict(given)
+        except Exception:  # a dict subclass whose keys() raises: refused, naming the field
+            merged = _copy_mapping(given, "context", kind)
         merged.setdefault("library", LIBRARY)
         message["context"] = merged
     message["integrations"] = {} if integrations is None else _dict(integrations, "integrations", kind, notes)

@@ -301,6 +301,20 @@ def test_values_that_raise_inside_properties_are_left_out_at_their_path_when_len
     assert refused.value.path == "properties.reader"
 
 
+def test_a_hook_that_returns_no_dict_is_counted_and_its_raising_repr_is_not_called() -> None:
+    class Hook:
+        def __call__(self, message: dict[str, Any]) -> Any:
+            return "not a message"
+
+        def __repr__(self) -> str:
+            raise _Boom("repr")
+
+    client = RecordingClient(before_send=Hook())
+    with pytest.raises(ValidationError, match="must return a dict or None, got str"):
+        client.track("u", "Hooked")
+    assert client.stats()["dropped"]["invalid"] == 1
+
+
 # -- 11. timestamp strings: only the documented ISO-8601 forms --------------------------------------
 
 
