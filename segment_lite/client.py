@@ -245,6 +245,8 @@ class Client:
         # Every credential this client sends, to mask wherever text reaches a log or an error.
         self._credentials = Credentials()
         self._credentials.add(self._write_key)
+        for proxy in (proxies or {}).values():  # a proxy's password goes out in Proxy-Authorization
+            self._credentials.add_proxy_credentials(str(proxy))
         self._transport_factory = default_transport_factory(transport, proxies)
         if transport is None:
             self._transport_factory = _with_reference_seams(self._transport_factory, proxies)

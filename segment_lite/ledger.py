@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from segment_lite.errors import SegmentLiteError
 
@@ -156,6 +156,18 @@ class Credentials:
             if secret and secret not in self._issued:
                 self._issued.appendleft(secret)
                 self._rebuild()
+
+    def add_proxy_credentials(self, proxy_url: str) -> None:
+        """Mask the password in ``proxy_url`` (``http://user:password@host``) and ``user:password``."""
+        try:
+            parts = urlsplit(proxy_url)
+            username, password = parts.username, parts.password
+        except ValueError:  # not a URL the transports could use either
+            return
+        if password:
+            for secret in {password, unquote(password)}:
+                self.add(secret)
+                self.add(f"{unquote(username or '')}:{secret}")
 
     def add_private_key(self, pem: str) -> None:
         """Mask a private key (never sent, but an error could quote it): the whole text and each long line."""

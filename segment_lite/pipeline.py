@@ -71,7 +71,7 @@ class DeliveryConfig:
     """What a sender needs to post batches: where, how, and how hard to retry."""
 
     url: str
-    write_key: str
+    write_key: str = field(repr=False)  # never in a repr (a traceback with locals shows them)
     gzip: bool
     timeout_s: float
     retry_policy: RetryPolicy

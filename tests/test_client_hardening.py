@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import segment_lite
 from segment_lite import EncodeError, ValidationError, encoding
 from segment_lite.encoding import HAVE_ORJSON
+from segment_lite.ledger import Credentials
 from segment_lite.limits import MAX_NESTING_DEPTH
 from segment_lite.testing import FakeClock, RecordingClient
 from tests.conftest import WRITE_KEY
@@ -717,3 +718,25 @@ def test_an_assertion_echoed_by_the_auth_server_is_masked(caplog) -> None:
     [error] = errors
     assert_masked([assertion, signature], caplog.text, str(error), getattr(error, "message", ""))
     assert server.authorizations == [], "no batch went out without a token"
+
+
+def test_credentials_are_masked_in_every_encoding_and_never_inside_a_word() -> None:
+    credentials = Credentials()
+    credentials.add(ECHO_KEY)
+    credentials.add_proxy_credentials("http://bob:pr%40xy-pass-77@proxy.internal:3128")
+    basic = base64.b64encode(f"{ECHO_KEY}:".encode()).decode()
+    proxy_basic = base64.b64encode(b"bob:pr@xy-pass-77").decode()
+    text = (
+        f"key={ECHO_KEY} basic={basic} bare={basic.rstrip('=')} json={json.dumps(ECHO_KEY)} "
+        f"proxy={proxy_basic} password=pr@xy-pass-77"
+    )
+    assert credentials.redact(text) == 'key=*** basic=*** bare=*** json="***" proxy=*** password=***'
+    short = Credentials()
+    short.add("k")  # a short key: masked where it stands alone, never inside a word
+    assert short.redact("wrong write key: k") == "wrong write key: ***"
+
+
+def test_no_repr_of_the_delivery_settings_shows_the_key() -> None:
+    client = segment_lite.Client(ECHO_KEY, send=False)
+    assert ECHO_KEY not in repr(client._pipeline.delivery)
+    assert ECHO_KEY not in repr(client)
