@@ -38,6 +38,7 @@ from segment_lite.errors import (
 from segment_lite.ledger import OnDrop, OnError
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
 
@@ -74,6 +75,7 @@ __all__ = [
     "ValidationError",
     "alias",
     "flush",
+    "flush_after",
     "group",
     "identify",
     "join",
@@ -112,6 +114,7 @@ on_violation: str = "send"
 on_unplanned: str = "send"
 tag_violations: bool = False
 strict: bool = False
+flush_at_exit: bool = True
 
 default_client: Optional[Client] = None
 
@@ -154,6 +157,7 @@ def _default() -> Client:
                 on_unplanned=on_unplanned,
                 tag_violations=tag_violations,
                 strict=strict,
+                flush_at_exit=flush_at_exit,
             )
         return default_client
 

@@ -157,6 +157,7 @@ class Client:
         on_violation: str = "send",
         on_unplanned: str = "send",
         tag_violations: bool = False,
+        flush_at_exit: bool = True,
     ) -> None:
         if send and not isinstance(write_key, str):
             raise ValidationError(
@@ -326,6 +327,8 @@ class Client:
             credentials=self._credentials,
         )
 
+        self._pipeline.flush_at_exit = flush_at_exit
+
         if empty_key:  # accepted, as segment-analytics-python accepts it, but not quietly
             self._pipeline.ledger.warn(
                 "coerced",
@@ -350,6 +353,27 @@ class Client:
             raise ValidationError(f"write_key must be a string, got {type(write_key).__name__}", "write_key")
         self._write_key = write_key
         self._pipeline.change_write_key(write_key)
+
+    @property
+    def flush_at_exit(self) -> bool:
+        """Whether interpreter exit (and a multiprocessing child's exit) delivers what is queued.
+
+        Assign False to manage the lifecycle yourself (``shutdown()`` before the
+        process ends), True to undo that.
+        """
+        return self._pipeline.flush_at_exit
+
+    @flush_at_exit.setter
+    def flush_at_exit(self, flush_at_exit: bool) -> None:
+        self._pipeline.flush_at_exit = bool(flush_at_exit)
+
+    def __enter__(self) -> Client:
+        """Use the client in a ``with`` block; it is shut down when the block ends."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Shut down (waiting at most ``shutdown_timeout``), whether or not the block raised."""
+        self.shutdown(self.shutdown_timeout)
 
     @property
     def queue(self) -> MessageQueue:

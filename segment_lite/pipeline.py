@@ -17,6 +17,7 @@ import dataclasses
 import enum
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -280,6 +281,8 @@ class Pipeline:
         self._on_drop = on_drop
         self._log = log
         self._closed = False
+        #: Whether the exit hooks deliver what is queued (``Client(flush_at_exit=...)``).
+        self.flush_at_exit = True
         self._dropped_at_shutdown = 0
         self._pid = os.getpid()
         self._reset()
@@ -450,7 +453,8 @@ class Pipeline:
                 self._log.debug("could not start worker threads (%s); delivering on flush", exc)
             self._running = True
             _STARTED.add(self)
-            return True
+        _watch_multiprocessing_exit()
+        return True
 
     def _deliver_inline(self, deadline: Optional[float]) -> None:
         """Send what is queued on the calling thread (when no worker thread could start).
@@ -652,6 +656,15 @@ class Pipeline:
         if self._pid != os.getpid() or self._closed:
             return
         pending = self.queue.pending_count()
+        if not self.flush_at_exit:
+            # The program manages this client's lifecycle; say what it leaves behind.
+            if pending and not self.queue.durable:
+                self._log.warning(
+                    "exit: flush_at_exit=False and %d message(s) still queued: they are not delivered "
+                    "(call shutdown() before the process ends)",
+                    pending,
+                )
+            return
         if not pending:
             self.close()
             return
@@ -673,10 +686,77 @@ def _shutdown_all_at_exit() -> None:
             pipeline._log.exception("error while shutting down a client at exit")
 
 
+def _open_pipelines() -> list[Pipeline]:
+    pid = os.getpid()
+    return [pipeline for pipeline in list(_LIVE) if not pipeline._closed and pipeline._pid == pid]
+
+
+def flush_all(timeout: Optional[float]) -> bool:
+    """Flush every open pipeline of this process within one ``timeout``; True if all settled."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    settled = True
+    for pipeline in _open_pipelines():
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        settled = pipeline.flush(remaining) and settled
+    return settled
+
+
+def pending_all() -> int:
+    """Messages accepted and not yet settled, over every open pipeline of this process."""
+    return sum(pipeline.queue.pending_count() for pipeline in _open_pipelines())
+
+
+# The exit flush in multiprocessing children. A child of the fork and forkserver start
+# methods ends with os._exit(), which skips atexit (and on 3.13 the fork child's atexit
+# list is cleared first). Before that, on every version from 3.9, multiprocessing calls
+# util._exit_function(), which runs the util.Finalize callbacks registered in the child:
+# Process._bootstrap calls it on 3.9-3.12, the atexit list 3.13 rebuilds in the child
+# (run before os._exit) on 3.13. Spawn children exit normally and run both; the second
+# finds every pipeline closed. _bootstrap clears the finalizers before the target runs,
+# so the callback is registered after that: by an after-forker (children forked from a
+# process that loaded segment_lite) and when a pipeline starts in a child.
+
+#: Finalizers of priority 0 and up run before a child's own daemon children are
+#: terminated; ours runs before the child's pools (15) and queues (10) are finalized.
+_MULTIPROCESSING_EXIT_PRIORITY = 20
+_multiprocessing_exit: Any = None  # the util.Finalize registered in this process
+_multiprocessing_exit_pid = 0
+_after_forker_registered = False
+
+
+def _watch_multiprocessing_exit() -> None:
+    """In a multiprocessing child, have multiprocessing's own exit run the exit flush (once)."""
+    global _multiprocessing_exit, _multiprocessing_exit_pid
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None or multiprocessing.parent_process() is None:
+        return  # not a multiprocessing child: atexit runs the exit flush
+    pid = os.getpid()
+    finalizer = _multiprocessing_exit
+    if finalizer is not None and _multiprocessing_exit_pid == pid and finalizer.still_active():
+        return
+    from multiprocessing import util
+
+    _multiprocessing_exit = util.Finalize(
+        None, _shutdown_all_at_exit, exitpriority=_MULTIPROCESSING_EXIT_PRIORITY
+    )
+    _multiprocessing_exit_pid = pid
+
+
+def _after_multiprocessing_fork(_: object) -> None:
+    _watch_multiprocessing_exit()
+
+
 def _reset_all_after_fork() -> None:
+    global _after_forker_registered
     _STARTED.clear()  # the child has none running; each restarts on first use
     for pipeline in list(_LIVE):
         pipeline._after_fork_in_child()
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and not _after_forker_registered:
+        # Run by multiprocessing in this child (and, inherited, in its own forked
+        # children) once it has cleared the finalizers, before the target runs.
+        util.register_after_fork(_after_multiprocessing_fork, _after_multiprocessing_fork)
+        _after_forker_registered = True
 
 
 atexit.register(_shutdown_all_at_exit)

@@ -81,5 +81,6 @@ _MODULE_SETTINGS = (
     "on_unplanned",
     "tag_violations",
     "strict",
+    "flush_at_exit",
     "default_client",
 )
