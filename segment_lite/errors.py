@@ -66,6 +66,19 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 
+def safe_repr(value: Any, limit: int = 64) -> str:
+    """``repr(value)`` for an error's text, cut to ``limit`` characters; never raises.
+
+    Error texts quote objects the caller passed, whose ``__repr__`` may raise:
+    the library's error must still be raised (and counted), not that exception.
+    """
+    try:
+        text = repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} whose repr() raised {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class SegmentLiteError(Exception):
     """Base class of every segment_lite exception."""
 

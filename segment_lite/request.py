@@ -22,6 +22,7 @@ import requests
 
 from segment_lite.encoding import encode
 from segment_lite.errors import APIError
+from segment_lite.ledger import Credentials
 from segment_lite.sender import batch_headers
 from segment_lite.timestamps import now_iso
 from segment_lite.transport import Transport, TransportError, TransportResponse, batch_url
@@ -73,7 +74,11 @@ def post(
         payload = None
     if isinstance(payload, dict):
         code, message = str(payload.get("code", code)), str(payload.get("message", message))
-    raise APIError(response.status_code, code, message)
+    credentials = Credentials()  # a server may echo the key (or token) it was sent
+    credentials.add(write_key)
+    if token:
+        credentials.add_issued(str(token))
+    raise APIError(response.status_code, credentials.redact(code), credentials.redact(message))
 
 
 def _session_post_patched() -> bool:
