@@ -99,6 +99,9 @@ class _Writer:
 
 def generate_module(plan: TrackingPlan, source_name: Optional[str] = None) -> str:
     """The source of a typed module for ``plan``; ``source_name`` is mentioned in its docstring."""
+    from segment_lite.plan.files import load_plan
+
+    plan = load_plan(plan)  # a plan built by hand is checked against the limits first
     writer = _Writer()
     # identify, group, page and screen claim their names before an event could; of two
     # events with the same function name, the shorter name ("Order Completed", not
