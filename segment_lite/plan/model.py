@@ -45,7 +45,7 @@ class PlanError(ValidationError):
         source: Optional[str] = None,
         line: Optional[int] = None,
     ) -> None:
-        place = f"{source or 'line'}:{line}" if line is not None else source
+        place = source if line is None else f"{source}:{line}" if source else f"line {line}"
         where = ": ".join(part for part in (place, path) if part)
         super().__init__(f"{where}: {message}" if where else message, path)
         self.reason = message

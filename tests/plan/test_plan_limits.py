@@ -463,3 +463,15 @@ def test_an_unreachable_allowed_base_is_a_plan_error() -> None:
     base = f"http://127.0.0.1:{port}/"
     with pytest.raises(PlanError, match=f"cannot fetch \\$ref {base}currency.json"):
         load_plan(ref_plan(base + "currency.json"), ref_bases=[base])
+
+
+def test_the_commands_take_ref_bases(schema_server: _SchemaServer, tmp_path: Path) -> None:
+    path = tmp_path / "remote.json"
+    path.write_text(json.dumps(ref_plan(schema_server.base + "currency.json")))
+    refused = cli("plan", "lint", str(path))
+    assert refused.returncode == 2 and "points outside the plan" in refused.stderr
+    assert schema_server.requests == []
+    module = tmp_path / "m.py"
+    allowed = cli("plan", "codegen", str(path), "-o", str(module), "--ref-base", schema_server.base)
+    assert allowed.returncode == 0, allowed.stderr
+    assert schema_server.requests == ["/schemas/currency.json"]
