@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from segment_lite.encoding import encode
 from segment_lite.errors import EncodeError
 from segment_lite.plan.files import PlanSource, load_plan
-from segment_lite.plan.limits import check_rule
+from segment_lite.plan.limits import check_rule, check_schema
 from segment_lite.plan.model import Rule, TrackingPlan, format_path, payload_only
 from segment_lite.plan.patterns import harden_fast_validator, search
 from segment_lite.plan.remote import fast_handlers, registry
@@ -163,7 +163,10 @@ class _CompiledRule:
 
         self.rule = rule
         self._documents = plan.remote_schemas
-        patterns = check_rule(rule, plan.source, tuple(plan.remote_schemas))[0]
+        bases = tuple(plan.remote_schemas)
+        patterns = check_rule(rule, plan.source, bases)[0]
+        for address, document in plan.remote_schemas.items():  # a $ref brings their patterns in too
+            patterns |= check_schema(document, address, plan.source, bases)[0]
         handlers = fast_handlers(plan.remote_schemas)
         payload = _payload_only(rule)
         try:

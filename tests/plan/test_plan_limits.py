@@ -475,3 +475,24 @@ def test_the_commands_take_ref_bases(schema_server: _SchemaServer, tmp_path: Pat
     allowed = cli("plan", "codegen", str(path), "-o", str(module), "--ref-base", schema_server.base)
     assert allowed.returncode == 0, allowed.stderr
     assert schema_server.requests == ["/schemas/currency.json"]
+
+
+def test_patterns_of_a_fetched_document_are_bounded_too() -> None:
+    server = _SchemaServer({"type": "string", "pattern": BACKTRACKING})
+    try:
+        document = ref_plan(server.base + "code.json")
+        try:
+            import re2  # noqa: F401
+        except ImportError:
+            with pytest.raises(PlanError, match="could take exponential time"):
+                load_plan(document, ref_bases=[server.base])
+            return
+        validator = PlanValidator(load_plan(document, ref_bases=[server.base]))
+        # On re this would not finish (2**40 steps); the suite's timeout turns a regression into a failure.
+        (violation,) = validator.check(
+            {"type": "track", "event": "E", "properties": {"currency": "a" * 40 + "!"}}
+        ).violations
+        assert violation.keyword == "pattern"
+    finally:
+        server.shutdown()
+        server.server_close()
