@@ -1,12 +1,13 @@
-"""The plan's regular expressions: on RE2 when installed, else screened for backtracking.
+"""The plan's regular expressions: screened for backtracking, and run on RE2 where ``re`` could blow up.
 
 Python's ``re`` backtracks: ``^(a+)+$`` takes seconds for a 27-character value
-and doubles with each more. RE2 (the ``google-re2`` package, in the ``[plan]``
-extra) matches in linear time, so every pattern it can compile runs on it.
-Without RE2, and for the few patterns RE2 cannot compile (backreferences,
-lookaround), a pattern is refused when it nests quantifiers, repeats a group
-with alternatives that can start alike, or uses a backreference; and a string
-longer than :data:`MAX_BACKTRACKING_VALUE_CHARS` does not match it.
+and doubles with each more. A pattern that nests quantifiers, repeats a group
+with alternatives that can start alike, or uses a backreference runs on RE2
+(the ``google-re2`` package, in the ``[plan]`` extra; linear time), and is
+refused when RE2 is not installed or cannot compile it. Other patterns run on
+``re``, which is faster for short values, up to
+:data:`MAX_BACKTRACKING_VALUE_CHARS`; a longer value goes to RE2, or, without
+it, does not match.
 """
 
 from __future__ import annotations
@@ -53,31 +54,41 @@ def engine() -> str:
 
 
 class Pattern:
-    """A compiled plan pattern with the ``search``/``match`` of ``re``, bounded in time."""
+    """A compiled plan pattern with the ``search``/``match`` of ``re``, bounded in time.
 
-    __slots__ = ("_compiled", "bounded", "pattern")
+    A pattern without a backtracking shape runs on ``re`` (the fastest for short
+    values) up to :data:`MAX_BACKTRACKING_VALUE_CHARS`; longer values, and every
+    value for a pattern with such a shape, go to RE2. Without RE2 a longer value
+    does not match (it is not tried). ``re`` runs with ``re.ASCII``, so ``\\d``,
+    ``\\w`` and ``\\s`` mean what they mean on RE2 and in ECMA-262.
+    """
+
+    __slots__ = ("_re", "_re2", "pattern")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self._compiled: Any = _re2_compile(pattern)
-        self.bounded = self._compiled is None  # matched by re: long values are not tried
-        if self._compiled is None:
-            self._compiled = re.compile(_DOLLAR.sub(r"\\Z", pattern))
+        self._re2: Any = _re2_compile(pattern)
+        self._re: Optional[re.Pattern[str]] = None
+        if _backtracking_problem(list(_sre_parse.parse(pattern)), inside_repeat=False) is None:
+            self._re = re.compile(_DOLLAR.sub(r"\\Z", pattern), re.ASCII)
+
+    def _engine(self, text: str) -> Any:
+        if self._re is not None and (len(text) <= MAX_BACKTRACKING_VALUE_CHARS or self._re2 is None):
+            return self._re if len(text) <= MAX_BACKTRACKING_VALUE_CHARS else None
+        return self._re2
 
     def search(self, text: str) -> Any:
         """A match object or None, like ``re.Pattern.search``."""
-        if self.bounded and len(text) > MAX_BACKTRACKING_VALUE_CHARS:
-            return None
-        return self._compiled.search(text)
+        engine = self._engine(text)
+        return None if engine is None else engine.search(text)
 
     def match(self, text: str) -> Any:
         """A match at the start or None, like ``re.Pattern.match``."""
-        if self.bounded and len(text) > MAX_BACKTRACKING_VALUE_CHARS:
-            return None
-        return self._compiled.match(text)
+        engine = self._engine(text)
+        return None if engine is None else engine.match(text)
 
     def __repr__(self) -> str:
-        return f"Pattern({self.pattern!r}, engine={'re' if self.bounded else 're2'!r})"
+        return f"Pattern({self.pattern!r})"
 
 
 def _re2_compile(pattern: str) -> Any:
@@ -110,11 +121,9 @@ def pattern_problem(pattern: str) -> Optional[str]:
         parsed = _sre_parse.parse(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         return f"is not a valid regular expression: {exc}"
-    if _re2_compile(pattern) is not None:
-        return None  # linear time, whatever its shape
     problem = _backtracking_problem(list(parsed), inside_repeat=False)
-    if problem is None:
-        return None
+    if problem is None or _re2_compile(pattern) is not None:
+        return None  # re cannot blow up on it, or RE2 runs it in linear time
     hint = "" if _re2 is not None else " (or install google-re2: pip install 'segment-lite[plan]')"
     return f"could take exponential time to match: {problem}; rewrite it{hint}"
 

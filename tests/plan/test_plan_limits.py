@@ -496,3 +496,20 @@ def test_patterns_of_a_fetched_document_are_bounded_too() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_long_values_go_to_re2_and_both_engines_read_patterns_alike() -> None:
+    pytest.importorskip("re2")
+    validator = PlanValidator(pattern_plan("^[0-9]+$"))
+
+    def violations(code: str) -> list[str]:
+        verdict = validator.check({"type": "track", "event": "E", "properties": {"code": code}})
+        return [violation.keyword for violation in verdict.violations]
+
+    assert violations("1" * 2000) == [], "a long value is matched (on RE2), not refused"
+    assert violations("1" * 2000 + "x") == ["pattern"]
+    assert violations("12\n") == ["pattern"], "$ is the end of the value on re as on RE2"
+    digits = PlanValidator(pattern_plan("^\\d+$"))
+    for value in ("\u0661\u0662", "\u0661" * 2000):  # Arabic-Indic digits: not \d in ECMA-262, nor on RE2
+        verdict = digits.check({"type": "track", "event": "E", "properties": {"code": value}})
+        assert [violation.keyword for violation in verdict.violations] == ["pattern"]
