@@ -233,22 +233,24 @@ def _name_from(source: Optional[str]) -> str:
     return os.path.splitext(os.path.basename(source))[0]
 
 
-def _check_rules(plan: TrackingPlan, ref_bases: tuple[str, ...]) -> set[str]:
+def _check_rules(plan: TrackingPlan, ref_bases: tuple[str, ...]) -> dict[str, str]:
     """Refuse duplicate rules, schemas past the limits and schemas that are not valid draft-07.
 
-    Returns the addresses of the remote documents the rules refer to (all under ``ref_bases``).
+    Returns the addresses of the remote documents the rules refer to (all under ``ref_bases``),
+    each with the path of a ``$ref`` to it.
     """
     from jsonschema import Draft7Validator
     from jsonschema.exceptions import SchemaError
 
     seen: set[tuple[str, Optional[str], int]] = set()
-    remote: set[str] = set()
+    remote: dict[str, str] = {}
     for rule in plan.rules:
         identity = (rule.type, rule.key, rule.version)
         if identity in seen:
             raise PlanError(f"{rule.label} is defined twice", None, plan.source)
         seen.add(identity)
-        remote |= check_rule(rule, plan.source, ref_bases)[1]
+        for address, where in check_rule(rule, plan.source, ref_bases)[1].items():
+            remote.setdefault(address, where)
         try:
             Draft7Validator.check_schema(rule.json_schema)
         except SchemaError as exc:

@@ -159,24 +159,28 @@ _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 _SCHEMA_MAPS = ("properties", "patternProperties", "definitions", "dependencies")
 
 
-def check_rule(rule: Rule, source: Optional[str], ref_bases: Sequence[str] = ()) -> tuple[set[str], set[str]]:
+def check_rule(
+    rule: Rule, source: Optional[str], ref_bases: Sequence[str] = ()
+) -> tuple[set[str], dict[str, str]]:
     """Check one rule's schema against the limits; return its patterns and its remote documents."""
     return check_schema(rule.json_schema, f"{rule.label}: jsonSchema", source, ref_bases)
 
 
 def check_schema(
     schema: Any, where: str, source: Optional[str], ref_bases: Sequence[str] = ()
-) -> tuple[set[str], set[str]]:
+) -> tuple[set[str], dict[str, str]]:
     """Check a schema against the limits; return its patterns and the remote documents it refers to.
+
+    The documents are a mapping of each address to the path of a ``$ref`` that names it.
 
     ``where`` is the start of the paths in errors (``TRACK "X" v1: jsonSchema``). A
     ``$ref`` must point inside the plan, or start with one of ``ref_bases``.
     """
     size = measure(schema, source=source, prefix=[where])  # first: the walk below needs a bounded depth
     if not isinstance(schema, Mapping):
-        return set(), set()
+        return set(), {}
     patterns: set[str] = set()
-    remote: set[str] = set()
+    remote: dict[str, str] = {}
     ids = _ids(schema)
 
     def visit(node: Any, path: list[Any], scope: str) -> None:
@@ -214,7 +218,7 @@ def check_schema(
                         short_path([*path, "$ref"]),
                         source,
                     )
-                remote.add(target)
+                remote.setdefault(target, short_path([*path, "$ref"]))
         for key in _ONE_SCHEMA:
             visit(node.get(key), [*path, key], scope)
         items = node.get("items")

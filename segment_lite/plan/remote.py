@@ -31,37 +31,37 @@ MAX_REMOTE_DOCUMENTS = 50
 
 
 def fetch_remote_schemas(
-    targets: set[str], ref_bases: tuple[str, ...], source: Optional[str]
+    targets: Mapping[str, str], ref_bases: tuple[str, ...], source: Optional[str]
 ) -> dict[str, Any]:
-    """The documents at ``targets`` and at every allowed address they refer to in turn."""
+    """The documents at ``targets`` (address -> path of a ``$ref`` to it), and at the addresses they name."""
     from segment_lite.plan.limits import MAX_PLAN_BYTES, check_document, check_schema
 
     documents: dict[str, Any] = {}
-    pending = sorted(targets)
+    pending = sorted(targets.items(), reverse=True)
     while pending:
-        address = pending.pop()
+        address, where = pending.pop()
         if address in documents:
             continue
         if len(documents) >= MAX_REMOTE_DOCUMENTS:
-            raise PlanError(f"refers to more than {MAX_REMOTE_DOCUMENTS} remote documents", None, source)
+            raise PlanError(f"refers to more than {MAX_REMOTE_DOCUMENTS} remote documents", where, source)
         if not address.startswith(("http://", "https://")):
-            raise PlanError(
-                f"cannot fetch $ref {address}: only http and https addresses are fetched", None, source
-            )
+            raise PlanError(f"cannot fetch $ref {address}: only http and https are fetched", where, source)
         try:
             with urllib.request.urlopen(address, timeout=FETCH_TIMEOUT_S) as response:
                 body = response.read(MAX_PLAN_BYTES + 1)
         except (OSError, ValueError) as exc:
-            raise PlanError(f"cannot fetch $ref {address}: {exc}", None, source) from None
+            raise PlanError(f"cannot fetch $ref {address}: {exc}", where, source) from None
         if len(body) > MAX_PLAN_BYTES:
-            raise PlanError(f"cannot use $ref {address}: larger than {MAX_PLAN_BYTES} bytes", None, source)
+            raise PlanError(f"cannot use $ref {address}: larger than {MAX_PLAN_BYTES} bytes", where, source)
         try:
             document = json.loads(body)
         except (ValueError, RecursionError) as exc:
-            raise PlanError(f"cannot use $ref {address}: not a JSON document ({exc})", None, source) from None
+            raise PlanError(
+                f"cannot use $ref {address}: not a JSON document ({exc})", where, source
+            ) from None
         check_document(document, source=address)
         documents[address] = document
-        pending.extend(sorted(check_schema(document, address, source, ref_bases)[1]))
+        pending.extend(sorted(check_schema(document, address, source, ref_bases)[1].items(), reverse=True))
     return documents
 
 

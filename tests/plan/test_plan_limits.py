@@ -461,8 +461,9 @@ def test_an_unreachable_allowed_base_is_a_plan_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}/"
-    with pytest.raises(PlanError, match=f"cannot fetch \\$ref {base}currency.json"):
+    with pytest.raises(PlanError, match=f"cannot fetch \\$ref {base}currency.json") as caught:
         load_plan(ref_plan(base + "currency.json"), ref_bases=[base])
+    assert caught.value.path == 'TRACK "E" v1: jsonSchema.properties.properties.properties.currency.$ref'
 
 
 def test_the_commands_take_ref_bases(schema_server: _SchemaServer, tmp_path: Path) -> None:
