@@ -19,7 +19,15 @@ from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
 from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
 from segment_lite.timestamps import iso_from_epoch
-from segment_lite.transport import Transport, TransportError, TransportFactory, TransportResponse
+from segment_lite.transport import (
+    Aborted,
+    ConnectionClosed,
+    StaleConnection,
+    Transport,
+    TransportError,
+    TransportFactory,
+    TransportResponse,
+)
 from segment_lite.version import VERSION
 
 __all__ = [
@@ -314,7 +322,7 @@ class BatchSender:
             try:
                 response = self._post(body, self._headers, self.timeout)
             except TransportError as exc:
-                if exc.stale_connection and not stale_retry_used:
+                if isinstance(exc, StaleConnection) and not stale_retry_used:
                     stale_retry_used = True
                     continue
                 return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
@@ -411,15 +419,15 @@ class BatchSender:
             except TransportError as exc:
                 self._answered_last = False
                 last_status = None
-                if exc.aborted or abort.is_set():
+                if isinstance(exc, Aborted) or abort.is_set():
                     self._drop_for_shutdown(settlement, part)
                     return _Step.SETTLED
                 last_error = self.ledger.redact(str(exc))
-                if exc.connection_closed:
+                if isinstance(exc, ConnectionClosed):
                     part.closes += 1
                     if bisection.answers_at_first_close is None:
                         bisection.answers_at_first_close = self._answers
-                    if exc.stale_connection and not part.stale_retry_used:
+                    if isinstance(exc, StaleConnection) and not part.stale_retry_used:
                         # A reused keep-alive connection the server had closed: almost
                         # always while idle, before our request; try again at once
                         # (the server deduplicates by messageId if it did get it).
@@ -530,10 +538,9 @@ class BatchSender:
                 )
                 return _Step.SPLIT
         elif alive:
-            error = TransportError(
+            error = ConnectionClosed(
                 f"{last_error}, each time this message was sent, while the server answered the rest of "
-                "its batch: dropped as refused",
-                connection_closed=True,
+                "its batch: dropped as refused"
             )
             self.health.rejected(str(error))
             settlement.drop("rejected", error, part.start, part.stop)
