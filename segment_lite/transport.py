@@ -708,13 +708,21 @@ class RequestsTransport:
     segment_lite's default before 0.2, and what ``segment-analytics-python`` uses:
     pass ``transport=RequestsTransport`` to the client to keep it (the client's
     ``proxies=`` is handed over). ``proxies`` win over the environment's proxy
-    variables; ``verify`` is as in requests.
+    variables; ``verify`` is as in requests. ``abortable=False`` keeps requests'
+    own adapter and pools (``abort()`` then does nothing), as HTTP mocking
+    libraries that replace urllib3's connection classes need.
     """
 
-    def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: Union[bool, str] = True) -> None:
+    def __init__(
+        self,
+        proxies: Optional[Mapping[str, str]] = None,
+        verify: Union[bool, str] = True,
+        *,
+        abortable: bool = True,
+    ) -> None:
         self._session = requests.Session()
         self._session.auth = _HeadersCarryAuth()
-        adapter = _WatchedAdapter()
+        adapter = _WatchedAdapter() if abortable else requests.adapters.HTTPAdapter()
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         # Passed with each request, not set on the session: requests lets the
