@@ -185,9 +185,7 @@ class ReferenceSeamTransport:
         )
 
     def abort(self) -> None:
-        abort = getattr(self._inner, "abort", None)
-        if abort is not None:
-            abort()
+        self._inner.abort()
 
     def close(self) -> None:
         self._inner.close()

@@ -259,14 +259,10 @@ class BatchSender:
             self._transport = None
 
     def abort(self) -> None:
-        """Close the connection of a request in flight, from another thread (shutdown gave up).
-
-        Transports written before ``Transport.abort`` existed are left to finish.
-        """
+        """Close the connection of a request in flight, from another thread (shutdown gave up)."""
         transport = self._transport
-        abort = getattr(transport, "abort", None)
-        if abort is not None:
-            abort()
+        if transport is not None:
+            transport.abort()
 
     def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
         """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.
@@ -279,16 +275,13 @@ class BatchSender:
         replaced at once, as for every request.
         """
         body = self._body(items)
-        stale_retry_used = False
-        while True:
+        try:
             try:
                 response = self._post(body, self._headers, self.timeout)
-            except TransportError as exc:
-                if isinstance(exc, StaleConnection) and not stale_retry_used:
-                    stale_retry_used = True
-                    continue
-                return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
-            break
+            except StaleConnection:  # closed by the server while idle: once more, at once
+                response = self._post(body, self._headers, self.timeout)
+        except TransportError as exc:
+            return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
         if classify(response.status) is Outcome.DELIVERED:
             self.ledger.delivered(len(items))
             return None

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -186,12 +186,6 @@ TransportFactory = Callable[[], Transport]
 # -- foreign exceptions to the tree, in one table ----------------------------------------
 
 
-class _Where(NamedTuple):
-    server: str  # host:port
-    host: str
-    timeout: float
-
-
 def _server(url: str) -> str:
     """``host:port`` of ``url``, as failures name it."""
     parts = urlsplit(url)
@@ -209,55 +203,44 @@ def _describe(exc: BaseException) -> str:
 
 def _tls_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "certificate verify failed"
-        return f"certificate verify failed: {reason}"
+        return f"certificate verify failed: {exc.verify_message or exc.reason or 'certificate verify failed'}"
     return str(getattr(exc, "reason", None) or exc)
 
 
-_Describe = Callable[[BaseException, _Where], str]
-_CLOSED: _Describe = lambda e, w: f"{w.server} closed the connection without a (complete) response"  # noqa: E731
+_CLOSED = "{server} closed the connection without a (complete) response"
+_NAME_NOT_RESOLVED = (socket.gaierror, getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror))
 
-#: Each row: the foreign exceptions, the class they become and the message. The first row
-#: that matches any exception in the chain (arguments, causes, contexts) wins. Order matters:
-#: urllib3's NewConnectionError is a ConnectTimeoutError, RemoteDisconnected a BadStatusLine.
-_FAILURES: tuple[tuple[tuple[type[BaseException], ...], type[TransportError], _Describe], ...] = (
-    ((ssl.SSLError,), ConnectError, lambda e, w: f"TLS error with {w.server}: {_tls_reason(e)}"),
-    (
-        (
-            socket.gaierror,
-            getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror),
-        ),  # urllib3 2 only
-        ConnectError,
-        lambda e, w: f"cannot resolve host {w.host} ({_describe(e)})",
-    ),
-    ((ConnectionRefusedError,), ConnectError, lambda e, w: f"connection refused to {w.server}"),
+#: Each row: the foreign exceptions, the class they become and the message ({server}, {host},
+#: {timeout}, {cause}: the exception, {tls}: its TLS reason). The first row that matches any
+#: exception in the chain (arguments, causes, contexts) wins. Order matters: urllib3's
+#: NewConnectionError is a ConnectTimeoutError, and RemoteDisconnected a BadStatusLine.
+_FAILURES: tuple[tuple[tuple[type[BaseException], ...], type[TransportError], str], ...] = (
+    ((ssl.SSLError,), ConnectError, "TLS error with {server}: {tls}"),
+    (_NAME_NOT_RESOLVED, ConnectError, "cannot resolve host {host} ({cause})"),
+    ((ConnectionRefusedError,), ConnectError, "connection refused to {server}"),
     (
         (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError),
         ConnectError,
-        lambda e, w: f"proxy error on the way to {w.server}: {_describe(e)}",
+        "proxy error on the way to {server}: {cause}",
     ),
-    ((urllib3.exceptions.NewConnectionError,), ConnectError, lambda e, w: _describe(e)),
+    ((urllib3.exceptions.NewConnectionError,), ConnectError, "{cause}"),
     (
         (urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout),
         TransportTimeout,
-        lambda e, w: f"connecting to {w.server} timed out after {w.timeout}s",
+        "connecting to {server} timed out after {timeout}s",
     ),
     (
         (TimeoutError, socket.timeout, urllib3.exceptions.TimeoutError, requests.exceptions.Timeout),
         TransportTimeout,
-        lambda e, w: f"no answer from {w.server}: timed out after {w.timeout}s",
+        "no answer from {server}: timed out after {timeout}s",
     ),
     ((http.client.RemoteDisconnected, http.client.IncompleteRead), ConnectionClosed, _CLOSED),
-    (
-        (ConnectionResetError,),
-        ConnectionClosed,
-        lambda e, w: f"connection reset by {w.server} before it answered",
-    ),
+    ((ConnectionResetError,), ConnectionClosed, "connection reset by {server} before it answered"),
     ((BrokenPipeError, ConnectionAbortedError), ConnectionClosed, _CLOSED),
     (
         (http.client.HTTPException, urllib3.exceptions.InvalidHeader),
         MalformedResponse,
-        lambda e, w: f"{w.server} sent a malformed response: {_describe(e)}",
+        "{server} sent a malformed response: {cause}",
     ),
     # urllib3's own words for a body cut short ("Response ended prematurely").
     ((urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError), ConnectionClosed, _CLOSED),
@@ -285,26 +268,26 @@ def _failure(
 
     ``reused``: the request went on a kept-alive connection, so a close is a ``StaleConnection``.
     """
-    where = _Where(_server(url), urlsplit(url).hostname or url, timeout)
+    server = _server(url)
     if aborted:
-        return Aborted(f"request to {where.server} aborted: {_describe(exc)}")
+        return Aborted(f"request to {server} aborted: {_describe(exc)}")
     if isinstance(exc, ValueError) and "header" in str(exc).lower():
         # http.client refuses a header value that would start a line of its own. Not quoted:
         # the value may be a credential.
         return TransportError("a request header contains a line break or another forbidden character")
     chain = _chain(exc)
-    for kinds, kind, describe in _FAILURES:
+    for kinds, kind, template in _FAILURES:
         cause = next((c for c in chain if isinstance(c, kinds)), None)
         if cause is not None:
             if kind is ConnectionClosed and reused:
                 kind = StaleConnection
-            return kind(describe(cause, where))
+            host = urlsplit(url).hostname
+            return kind(
+                template.format(
+                    server=server, host=host, timeout=timeout, cause=_describe(cause), tls=_tls_reason(cause)
+                )
+            )
     return TransportError(_describe(exc))
-
-
-def failure_cause(exc: BaseException, url: str, timeout: float) -> str:
-    """A short, plain account of why a request to ``url`` got no answer, naming the server."""
-    return str(_failure(exc, url, timeout, reused=False))
 
 
 def _answer(url: str, status: int, headers: Mapping[str, str], body: bytes) -> TransportResponse:

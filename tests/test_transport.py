@@ -32,7 +32,6 @@ from segment_lite.transport import (
     _failure,
     ca_bundle,
     default_transport_factory,
-    failure_cause,
     proxy_for,
 )
 from tests.conftest import WRITE_KEY
@@ -343,18 +342,19 @@ def test_a_post_interrupted_mid_way_never_leaves_its_connection_for_the_next(scr
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
 @pytest.mark.parametrize(
-    "status_line", [b"HTTP/1.1 2000 OK", b"HTTP/1.1 200x", b"HTTP/1.1 200x OK", b"HTTP/1.1 200OK", b"HTTP/1.1 20 OK"]
+    "status_line",
+    [b"HTTP/1.1 2000 OK", b"HTTP/1.1 200x", b"HTTP/1.1 200x OK", b"HTTP/1.1 200OK", b"HTTP/1.1 20 OK"],
 )
 def test_a_malformed_status_line_is_not_a_delivery(scripted, kind, status_line) -> None:
     """Only three digits make a status: "2000" or "200x" is not a 200 (issue 22, defect 13)."""
-    server = scripted([status_line + b"\r\nContent-Length: 16\r\n\r\n{\"success\":true}"])
+    server = scripted([status_line + b'\r\nContent-Length: 16\r\n\r\n{"success":true}'])
     with pytest.raises(MalformedResponse, match=f"127.0.0.1:{server.port} sent a malformed response"):
         post(kind(), server.url)
     assert len(server.requests) == 1
 
 
 def test_a_malformed_status_line_leaves_the_batch_undelivered(scripted, make_client) -> None:
-    server = scripted([b"HTTP/1.1 2000 OK\r\nContent-Length: 16\r\n\r\n{\"success\":true}"] * 3)
+    server = scripted([b'HTTP/1.1 2000 OK\r\nContent-Length: 16\r\n\r\n{"success":true}'] * 3)
     client = make_client(host=server.url.removesuffix("/v1/batch"), max_retries=1, sync_mode=True)
     with pytest.raises(RetriesExhaustedError, match="malformed response"):
         client.track("u", "Not delivered")
@@ -675,5 +675,5 @@ def test_failures_name_their_cause_and_the_server(collector, kind) -> None:
 
 def test_a_name_that_does_not_resolve_is_named() -> None:
     error = requests.exceptions.ConnectionError(socket.gaierror(-2, "Name or service not known"))
-    cause = failure_cause(error, "https://no-such-host.invalid/v1/batch", 15)
+    cause = str(_failure(error, "https://no-such-host.invalid/v1/batch", 15, reused=False))
     assert cause.startswith("cannot resolve host no-such-host.invalid (")
