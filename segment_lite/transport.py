@@ -446,6 +446,9 @@ def _read_body(response: BaseHTTPResponse) -> tuple[bytes, bool]:
     urllib3 raises when the connection closes before ``Content-Length`` bytes or the
     last chunk came.
     """
+    length = response.length_remaining
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return response.read(), True  # the usual answer: one read of its Content-Length
     parts: list[bytes] = []
     size = 0
     while size <= MAX_RESPONSE_BYTES:
@@ -543,7 +546,7 @@ class Urllib3Transport:
         if not complete:
             self._drop_connection()  # the rest is unread: the connection cannot be reused
         headers = response.headers
-        if any(value[:1] in (" ", "\t") for value in headers.values()):
+        if response.status >= 300 and any(value[:1] in (" ", "\t") for value in headers.values()):
             # An obsolete folded line ("Retry-After:\r\n  7") keeps its indent in urllib3's value.
             headers = urllib3.HTTPHeaderDict((name, value.strip()) for name, value in headers.items())
         return response.status, headers, data
