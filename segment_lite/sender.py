@@ -17,7 +17,7 @@ from segment_lite.delivery import Action, Attempt, BatchProgress, Decision, Fail
 from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
-from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
+from segment_lite.retry import Clock, RetryPolicy, parse_retry_after
 from segment_lite.timestamps import iso_from_epoch
 from segment_lite.transport import (
     Aborted,
@@ -212,7 +212,6 @@ class BatchSender:
         self.log = log
         self._transport_factory = transport_factory
         self._transport: Optional[Transport] = None
-        self._answers = 0  # requests the server answered (any status)
         self._answered_last = True  # whether the latest request got an answer
         self.set_write_key(write_key)
 
@@ -259,10 +258,13 @@ class BatchSender:
             self._transport = None
 
     def abort(self) -> None:
-        """Close the connection of a request in flight, from another thread (shutdown gave up)."""
-        transport = self._transport
-        if transport is not None:
-            transport.abort()
+        """Close the connection of a request in flight, from another thread (shutdown gave up).
+
+        A transport of the user's without ``abort`` is left to finish.
+        """
+        abort = getattr(self._transport, "abort", None)
+        if abort is not None:
+            abort()
 
     def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
         """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.
@@ -282,7 +284,7 @@ class BatchSender:
                 response = self._post(body, self._headers, self.timeout)
         except TransportError as exc:
             return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
-        if classify(response.status) is Outcome.DELIVERED:
+        if 200 <= response.status < 300:
             self.ledger.delivered(len(items))
             return None
         return self._api_error(response.status, response.body, response.headers.get("Location"))
@@ -424,10 +426,8 @@ class BatchSender:
             self.health.rejected(str(refusal))
             settlement.drop("rejected", refusal, part.start, part.stop, status=result.status)
         elif action is Action.SPLIT:
-            why = "answered 413" if result.status == 413 else f"refused them ({result.error})"
-            if result.status is None:
-                why = "closed the connection without an answer twice"
-            self.log.info("%s %s for %d messages; bisecting the batch", self.server, why, len(part))
+            why = result.error if result.status else f"{result.error}, twice"  # 413, 400, or closes
+            self.log.info("%s for %d messages; splitting the batch in halves", why, len(part))
         elif action is Action.RETRY_NOW:
             self.ledger.count("retried")
             self.log.debug("kept-alive connection was closed by the server; retrying at once")

@@ -253,11 +253,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
     pending = [exc]
     while pending:
         current = pending.pop(0)
-        if any(current is seen for seen in chain):
-            continue
-        chain.append(current)
-        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if all(current is not seen for seen in chain):
+            chain.append(current)
+            pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+            pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return chain
 
 
@@ -441,11 +440,7 @@ class _AbortSwitch:
 
 
 def _read_body(response: BaseHTTPResponse) -> tuple[bytes, bool]:
-    """The body up to ``MAX_RESPONSE_BYTES``, and whether that was all of it.
-
-    urllib3 raises when the connection closes before ``Content-Length`` bytes or the
-    last chunk came.
-    """
+    """The body up to ``MAX_RESPONSE_BYTES``, and whether that was all of it (urllib3 raises if cut short)."""
     length = response.length_remaining
     if length is not None and length <= MAX_RESPONSE_BYTES:
         return response.read(), True  # the usual answer: one read of its Content-Length
@@ -522,6 +517,7 @@ class Urllib3Transport:
         """Send the request and read the answer: status, headers, body."""
         if self._proxy_headers:
             headers = {**headers, **self._proxy_headers}
+        cut_short = False
         try:
             conn.request(
                 "POST", self._target, body=body, headers=headers, preload_content=False, decode_content=False
@@ -538,13 +534,12 @@ class Urllib3Transport:
                 raise exc from None
             if 200 <= response.status < 300:
                 raise exc from None
-            data, _ = _read_body(response)
-            self._drop_connection()
-            return response.status, response.headers, data
-        response = conn.getresponse()
+            cut_short = True
+        else:
+            response = conn.getresponse()
         data, complete = _read_body(response)
-        if not complete:
-            self._drop_connection()  # the rest is unread: the connection cannot be reused
+        if cut_short or not complete:
+            self._drop_connection()  # the request or the answer is not whole: the connection is done
         headers = response.headers
         if response.status >= 300 and any(value[:1] in (" ", "\t") for value in headers.values()):
             # An obsolete folded line ("Retry-After:\r\n  7") keeps its indent in urllib3's value.
