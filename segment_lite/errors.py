@@ -28,7 +28,7 @@ in ``stats()``):
   names the server.
 * ``RetriesExhaustedError`` -- retryable failures outlasted ``max_retries`` or the
   retry time budget; ``last_error`` names the cause.
-* ``TransportError`` (from ``segment_lite.transport``) -- the server closed the
+* ``ConnectionClosed`` (a ``TransportError``, from ``segment_lite.transport``) -- the server closed the
   connection without an answer each time one message was sent, while it answered
   the rest of its batch: that message is dropped as ``rejected``.
 
@@ -52,8 +52,9 @@ Raised by ``Client(spool_dir=...)``:
 
 Raised by a transport to the sender, which retries or reports it (never to the caller):
 
-* ``segment_lite.transport.TransportError`` -- the request got no response
-  (connection refused, reset, timeout).
+* ``segment_lite.transport.TransportError`` -- the request got no response; its
+  subclasses there say why: ``ConnectError``, ``TransportTimeout``,
+  ``ConnectionClosed`` (``StaleConnection``), ``MalformedResponse``, ``Aborted``.
 
 Configuration mistakes (a bad ``region``, ``on_full``, ``thread``)
 raise ``ValidationError`` when the client is made. Every exception the library

@@ -391,7 +391,7 @@ class OAuthTransport:
     def abort(self) -> None:
         """Interrupt a wait for the auth server and the wrapped transport's request."""
         self._interrupt.set()
-        abort = getattr(self._inner, "abort", None)
+        abort = getattr(self._inner, "abort", None)  # a transport of the user's may have none
         if abort is not None:
             abort()
 

@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -496,7 +495,7 @@ class Pipeline:
         thread, when no worker thread could start). Records a ``FlushResult`` in
         ``last_flush`` and logs a WARNING when messages were dropped meanwhile.
         """
-        started = time.monotonic()
+        started = self.delivery.clock.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
         self._record_flush(settled, before)
@@ -511,7 +510,8 @@ class Pipeline:
         if self._inline:
             clock = self.delivery.clock
             self._deliver_inline(None if timeout is None else clock.monotonic() + timeout)
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        elapsed = self.delivery.clock.monotonic() - started
+        remaining = None if timeout is None else max(0.0, timeout - elapsed)
         settled = queue.wait_settled(target, remaining)
         self.ledger.flush_reports()
         self._log.debug(
@@ -589,7 +589,7 @@ class Pipeline:
         returns within ``timeout`` plus a fraction of a second.
         """
         self._closed = True
-        started = time.monotonic()
+        started = self.delivery.clock.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
         # Producers blocked for room (on_full="block") may have been let in while the flush
