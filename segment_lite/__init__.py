@@ -12,12 +12,10 @@ default client is first used.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
 from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
 from segment_lite.errors import (
     APIError,
@@ -36,6 +34,8 @@ from segment_lite.errors import (
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.options import MODULE_SETTINGS as _MODULE_SETTINGS
+from segment_lite.options import ClientOptions as _ClientOptions
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.serverless import flush_after
@@ -86,35 +86,9 @@ __all__ = [
     "track",
 ]
 
-# Settings, as in segment.analytics: read when the default client is created.
-write_key: Optional[str] = Client.DefaultConfig.write_key
-host: Optional[str] = Client.DefaultConfig.host
-on_error: Optional[OnError] = Client.DefaultConfig.on_error
-debug: bool = Client.DefaultConfig.debug
-log_handler: Optional[logging.Handler] = Client.DefaultConfig.log_handler
-send: bool = Client.DefaultConfig.send
-sync_mode: bool = Client.DefaultConfig.sync_mode
-max_queue_size: int = Client.DefaultConfig.max_queue_size
-gzip: bool = Client.DefaultConfig.gzip
-timeout: float = Client.DefaultConfig.timeout
-max_retries: int = Client.DefaultConfig.max_retries
-oauth_client_id: Optional[str] = Client.DefaultConfig.oauth_client_id
-oauth_client_key: Optional[str] = Client.DefaultConfig.oauth_client_key
-oauth_key_id: Optional[str] = Client.DefaultConfig.oauth_key_id
-oauth_auth_server: str = Client.DefaultConfig.oauth_auth_server
-oauth_scope: str = Client.DefaultConfig.oauth_scope
-# segment_lite's own module settings.
-region: Optional[str] = None
-on_drop: Optional[OnDrop] = None
-spool_dir: Optional[str] = None
-spool_max_bytes: int = _DEFAULT_SPOOL_MAX_BYTES
-spool_fsync: str = "batch"
-tracking_plan: Any = None  # a plan file path, a parsed plan or a segment_lite.plan.TrackingPlan
-on_violation: str = "send"
-on_unplanned: str = "send"
-tag_violations: bool = False
-strict: bool = False
-flush_at_exit: bool = True
+# Settings, as in segment.analytics (write_key, host, ...) and segment_lite's own (spool_dir, ...): one
+# for each ClientOptions field marked "module", with its default; read when the default client is made.
+globals().update({_name: getattr(_ClientOptions, _name) for _name in _MODULE_SETTINGS})
 
 default_client: Optional[Client] = None
 
@@ -130,36 +104,14 @@ def _default() -> Client:
         return client
     with _default_lock:
         if default_client is None:
-            default_client = Client(
-                write_key,
-                host=host,
-                debug=debug,
-                max_queue_size=max_queue_size,
-                send=send,
-                on_error=on_error,
-                gzip=gzip,
-                max_retries=max_retries,
-                sync_mode=sync_mode,
-                timeout=timeout,
-                log_handler=log_handler,
-                oauth_client_id=oauth_client_id,
-                oauth_client_key=oauth_client_key,
-                oauth_key_id=oauth_key_id,
-                oauth_auth_server=oauth_auth_server,
-                oauth_scope=oauth_scope,
-                region=region,
-                on_drop=on_drop,
-                spool_dir=spool_dir,
-                spool_max_bytes=spool_max_bytes,
-                spool_fsync=spool_fsync,
-                tracking_plan=tracking_plan,
-                on_violation=on_violation,
-                on_unplanned=on_unplanned,
-                tag_violations=tag_violations,
-                strict=strict,
-                flush_at_exit=flush_at_exit,
-            )
+            settings = globals()
+            default_client = Client(**{name: settings[name] for name in _MODULE_SETTINGS})
         return default_client
+
+
+def __getattr__(name: str) -> Any:
+    """Only for type checkers: the module settings above are made at import, unseen by them."""
+    raise AttributeError(f"module 'segment_lite' has no attribute {name!r}")
 
 
 # The six calls, with Client's signatures so type checkers check calls through the module.
