@@ -72,6 +72,13 @@ def test_module_settings_and_default_config_come_from_the_fields() -> None:
     assert segment_lite.Client.DefaultConfig is DefaultConfig
 
 
+def test_every_module_setting_is_listed_in_the_docs() -> None:
+    section = DOC.read_text().split("## Module-level settings", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(\w+)`", section))
+    assert [name for name in MODULE_SETTINGS if name not in listed and not name.startswith("oauth_")] == []
+    assert "`oauth_*`" in section
+
+
 def test_the_default_client_is_made_from_every_module_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[dict[str, Any]] = []
 
