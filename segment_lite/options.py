@@ -153,7 +153,24 @@ class ClientOptions:
                     "sets the retry count and both durations itself",
                     "retry_policy",
                 )
+        if self.uses_spool:
+            self._check_spool()
         self.url  # noqa: B018  # checks host and region now, and reads DefaultConfig.host now
+
+    def _check_spool(self) -> None:
+        from segment_lite.spool.factory import FSYNC_POLICIES
+
+        fsync = self.spool_fsync
+        if fsync not in FSYNC_POLICIES:
+            raise ValidationError(
+                f"spool_fsync must be one of {', '.join(map(repr, FSYNC_POLICIES))}, got {fsync!r}",
+                "spool_fsync",
+            )
+        size = self.spool_max_bytes
+        if isinstance(size, bool) or not isinstance(size, int) or size < 64 * 1024:
+            raise ValidationError(
+                f"spool_max_bytes must be an integer of at least 65536 bytes, got {size!r}", "spool_max_bytes"
+            )
 
     # -- derived values ------------------------------------------------------------
 
