@@ -12,8 +12,9 @@ default client is first used.
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import Mapping
+import typing
 from typing import Any, Optional
 
 from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
@@ -41,6 +42,14 @@ from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
+
+if typing.TYPE_CHECKING:  # typing's own names stay out of this module's public namespace
+    from collections.abc import Callable
+
+    from typing_extensions import Concatenate, ParamSpec
+
+    _P = ParamSpec("_P")
+_R = typing.TypeVar("_R")
 
 __version__ = VERSION
 
@@ -114,115 +123,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'segment_lite' has no attribute {name!r}")
 
 
-# The six calls, with Client's signatures so type checkers check calls through the module.
+def _on_default_client(method: Callable[Concatenate[Client, _P], _R]) -> Callable[_P, _R]:
+    """The module function calling ``method`` on the default client, with its signature for type checkers."""
+    name = method.__name__
+
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return getattr(_default(), name)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    call.__name__ = call.__qualname__ = name
+    signature = inspect.signature(method)  # for help() and inspect: the method's, without self
+    call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+    call.__doc__ = f"``Client.{name}`` on the default client: {(method.__doc__ or '').splitlines()[0]}"
+    return call
 
 
-def identify(
-    user_id: Any = None,
-    traits: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send an identify call through the default client (see ``Client.identify``)."""
-    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
-
-
-def track(
-    user_id: Any = None,
-    event: Optional[str] = None,
-    properties: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a track call through the default client (see ``Client.track``)."""
-    return _default().track(
-        user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def alias(
-    previous_id: Any = None,
-    user_id: Any = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send an alias call through the default client (see ``Client.alias``)."""
-    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
-
-
-def group(
-    user_id: Any = None,
-    group_id: Any = None,
-    traits: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a group call through the default client (see ``Client.group``)."""
-    return _default().group(
-        user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def page(
-    user_id: Any = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a page call through the default client (see ``Client.page``)."""
-    return _default().page(
-        user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def screen(
-    user_id: Any = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a screen call through the default client (see ``Client.screen``)."""
-    return _default().screen(
-        user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def flush(timeout: Optional[float] = None) -> bool:
-    """Deliver what the default client has queued; see ``Client.flush``."""
-    return _default().flush(timeout)
-
-
-def join(timeout: Optional[float] = None) -> bool:
-    """Stop the default client's threads once the queue is sent; see ``Client.join``."""
-    return _default().join(timeout)
-
-
-def shutdown(timeout: Optional[float] = None) -> bool:
-    """Deliver what is queued and shut the default client down; see ``Client.shutdown``."""
-    return _default().shutdown(timeout)
-
-
-def stats() -> dict[str, Any]:
-    """Counters of the default client; see ``Client.stats``."""
-    return _default().stats()
+identify = _on_default_client(Client.identify)
+track = _on_default_client(Client.track)
+alias = _on_default_client(Client.alias)
+group = _on_default_client(Client.group)
+page = _on_default_client(Client.page)
+screen = _on_default_client(Client.screen)
+flush = _on_default_client(Client.flush)
+join = _on_default_client(Client.join)
+shutdown = _on_default_client(Client.shutdown)
+stats = _on_default_client(Client.stats)

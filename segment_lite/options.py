@@ -153,9 +153,9 @@ class ClientOptions:
                     "sets the retry count and both durations itself",
                     "retry_policy",
                 )
+        self.url  # noqa: B018  # checks host and region now, and reads DefaultConfig.host now
         if self.uses_spool:
             self._check_spool()
-        self.url  # noqa: B018  # checks host and region now, and reads DefaultConfig.host now
 
     def _check_spool(self) -> None:
         from segment_lite.spool.factory import FSYNC_POLICIES

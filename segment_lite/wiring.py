@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
-from typing import Optional
+from typing import Any, Callable
 
 from segment_lite.ledger import Credentials
 from segment_lite.options import ClientOptions
 from segment_lite.pipeline import DeliveryConfig, Pipeline, QueueFactory
 from segment_lite.queue import MemoryQueue, MessageQueue
-from segment_lite.retry import Clock
-from segment_lite.transport import TransportFactory, default_transport_factory
+from segment_lite.transport import Transport, TransportFactory, default_transport_factory
 
 __all__ = ["build_pipeline", "configure_logger", "credentials_of", "queue_factory_of", "transport_factory_of"]
 
@@ -39,13 +38,20 @@ def transport_factory_of(
     options: ClientOptions, credentials: Credentials, log: logging.Logger
 ) -> TransportFactory:
     """The factory of each consumer's transport: ``transport``, with the reference's seams and OAuth."""
-    proxies = options.proxies
-    factory = default_transport_factory(options.transport, proxies)
-    if options.transport is None:
-        factory = _with_reference_seams(factory, proxies)
+    factory = default_transport_factory(options.transport, options.proxies)
+    if options.transport is None:  # so patches of the reference's ``post`` and ``_session`` apply
+        from segment_lite.request import ReferenceSeamTransport
+
+        factory = functools.partial(_wrap, ReferenceSeamTransport, factory, options.proxies)
     oauth = options.oauth
-    if oauth is not None:
-        factory = _with_oauth(factory, *oauth, options, options.timing, credentials)
+    if oauth is not None:  # every batch carries a Bearer token from one token source per client
+        from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
+
+        config = OAuthConfig(
+            *oauth, options.oauth_auth_server, options.oauth_scope, options.timeout, options.proxies
+        )
+        tokens = OAuthTokenSource(config, options.timing, credentials=credentials)
+        factory = functools.partial(_wrap, OAuthTransport, factory, tokens)
     elif options.oauth_client_id or options.oauth_client_key or options.oauth_key_id:
         log.warning(
             "OAuth needs oauth_client_id, oauth_client_key and oauth_key_id together; "
@@ -103,40 +109,5 @@ def build_pipeline(
     return pipeline
 
 
-def _with_reference_seams(base: TransportFactory, proxies: Optional[Mapping[str, str]]) -> TransportFactory:
-    """Wrap the default transport so patches of the reference's ``post`` and ``_session`` apply."""
-    from segment_lite.request import ReferenceSeamTransport
-
-    def factory() -> ReferenceSeamTransport:
-        return ReferenceSeamTransport(base(), proxies)
-
-    return factory
-
-
-def _with_oauth(
-    base: TransportFactory,
-    client_id: str,
-    client_key: str,
-    key_id: str,
-    options: ClientOptions,
-    clock: Clock,
-    credentials: Credentials,
-) -> TransportFactory:
-    """Wrap ``base`` so every batch carries an OAuth Bearer token (one token source per client)."""
-    from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
-
-    config = OAuthConfig(
-        client_id,
-        client_key,
-        key_id,
-        options.oauth_auth_server,
-        options.oauth_scope,
-        options.timeout,
-        options.proxies,
-    )
-    tokens = OAuthTokenSource(config, clock, credentials=credentials)
-
-    def factory() -> OAuthTransport:
-        return OAuthTransport(base(), tokens)
-
-    return factory
+def _wrap(wrapper: Callable[[Transport, Any], Transport], inner: TransportFactory, extra: Any) -> Transport:
+    return wrapper(inner(), extra)
