@@ -131,7 +131,9 @@ def _on_default_client(method: Callable[Concatenate[Client, _P], _R]) -> Callabl
         return getattr(_default(), name)(*args, **kwargs)  # type: ignore[no-any-return]
 
     call.__name__ = call.__qualname__ = name
-    signature = inspect.signature(method)  # for help() and inspect: the method's, without self
+    # help(), inspect and typing.get_type_hints see the method's signature, without self.
+    call.__wrapped__, call.__annotations__ = method, method.__annotations__  # type: ignore[attr-defined]
+    signature = inspect.signature(method)
     call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
     call.__doc__ = f"``Client.{name}`` on the default client: {(method.__doc__ or '').splitlines()[0]}"
     return call

@@ -271,14 +271,6 @@ class ClientOptions:
 
         return PlanEnforcer(self.tracking_plan, self.on_violation, self.on_unplanned, self.tag_violations)
 
-    @classmethod
-    def settings(cls, **values: Any) -> dict[str, Any]:
-        """``values`` as Client keyword arguments, each name checked to be an option (for presets)."""
-        unknown = sorted(set(values) - set(_FIELDS))
-        if unknown:
-            raise ValidationError(f"not Client options: {', '.join(unknown)}", unknown[0])
-        return values
-
 
 _FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(ClientOptions)}
 #: segment-analytics-python 2.x's options, in its order: Client's positional parameters.

@@ -132,10 +132,11 @@ def test_derived_values() -> None:
     assert "secret-key-123" not in shown and "PEM-BODY" not in shown and "pw@" not in shown
 
 
-def test_presets_name_only_options() -> None:
-    assert set(CLIENT_DEFAULTS) <= {f.name for f in FIELDS}
-    with pytest.raises(ValidationError, match="upload_sise"):
-        ClientOptions.settings(upload_sise=10)
+def test_the_import_preset_names_only_options_and_changes_each() -> None:
+    for name, value in CLIENT_DEFAULTS.items():
+        assert name in ClientOptions.__dataclass_fields__, name
+        assert value != getattr(ClientOptions, name), f"{name} is already the client's default"
+    ClientOptions("key", **CLIENT_DEFAULTS)  # valid together
 
 
 def test_client_init_stays_short() -> None:

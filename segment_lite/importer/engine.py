@@ -20,7 +20,6 @@ from segment_lite.importer.sources import Source
 from segment_lite.importer.state import RejectsWriter
 from segment_lite.importer.summary import ImportSummary
 from segment_lite.ledger import WARNING_REASONS
-from segment_lite.options import ClientOptions
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -36,14 +35,14 @@ __all__ = [
 MAX_PENDING_CHUNKS = 2
 #: Where an import's client differs from ``ClientOptions``' defaults: big batches, a deep queue
 #: that blocks instead of dropping (``block_timeout`` None: for as long as it takes).
-CLIENT_DEFAULTS: dict[str, Any] = ClientOptions.settings(
-    max_queue_size=20000,
-    upload_size=500,
-    max_batch_size=2500,
-    upload_interval=0.05,
-    on_full="block",
-    shutdown_timeout=None,
-)
+CLIENT_DEFAULTS: dict[str, Any] = {
+    "max_queue_size": 20000,
+    "upload_size": 500,
+    "max_batch_size": 2500,
+    "upload_interval": 0.05,
+    "on_full": "block",
+    "shutdown_timeout": None,
+}
 #: Statuses that mean the whole import is misdirected (write key, host), not that a row is bad.
 FATAL_STATUSES = frozenset({401, 403, 404})
 
