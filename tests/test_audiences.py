@@ -24,7 +24,7 @@ pytest.importorskip("yaml")
 
 from segment_lite.audiences import DefinitionError, compute, parse_definitions, sync  # noqa: E402
 from segment_lite.audiences.compute import format_time  # noqa: E402
-from segment_lite.collector import Collector, EventStore  # noqa: E402
+from segment_lite.collector import Collector, EventStore, Faults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = "2024-06-01T00:00:00Z"
@@ -351,7 +351,7 @@ def test_kill_9_mid_sync_then_resume_delivers_every_change_exactly_once(tmp_path
     assert len(expected) > 300
     state = str(tmp_path / "state.db")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with Collector(delay_s=0.02) as collector:
+    with Collector(faults=Faults(delay_s=0.02)) as collector:
         child = subprocess.Popen(
             [sys.executable, "-c", KILLED_SYNC, defs, str(events), collector.url, NOW, state], env=env
         )

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("duckdb")
 pytest.importorskip("yaml")
 
-from segment_lite.collector import Collector
+from segment_lite.collector import Collector, Faults
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "audiences"
@@ -152,7 +152,7 @@ def test_sigterm_stops_a_sync_with_143_and_the_next_sync_finishes_it(tmp_path: P
         "20",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with Collector(delay_s=0.05) as collector:
+    with Collector(faults=Faults(delay_s=0.05)) as collector:
         child = subprocess.Popen(
             [sys.executable, "-m", "segment_lite.cli", *args, "--host", collector.url, "--write-key", "k"],
             cwd=tmp_path,
