@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -44,6 +45,8 @@ log = logging.getLogger("segment")  # the client's logger, as segment-analytics-
 _INSERT = "INSERT INTO messages (id, key, accepted_ms, body) VALUES (?, ?, ?, ?)"
 _SELECT = "SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 _DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
+_OLDEST = "SELECT accepted_ms FROM messages ORDER BY id LIMIT 1"
+_HOSTNAME = socket.gethostname()
 _ADOPT = (
     "INSERT INTO main.messages (key, accepted_ms, body) "
     "SELECT key, accepted_ms, body FROM orphan.messages WHERE key = ? ORDER BY id"
@@ -108,14 +111,13 @@ class DiskSpool(NumberedQueue):
         self.fsync = fsync
         self.wake = threading.Event()
         self._fingerprint = fingerprint
-        self._lock = threading.Lock()  # the write connection, counters
-        self._read_lock = threading.Lock()  # the read connection: one reader at a time
+        self._lock = threading.Lock()  # the connection, counters
         self._not_full = threading.Condition(self._lock)
         self._settled = threading.Condition(self._lock)
         self._pid = os.getpid()
         self._home: Optional[OwnerDirectory] = None
+        #: The one connection (SQLite's exclusive mode admits no other): put, take and done share it.
         self._writer: Optional[sqlite3.Connection] = None
-        self._reader: Optional[sqlite3.Connection] = None
         self._wal_fd = -1
         self._adopted: list[str] = []
         self._open_error: Optional[BaseException] = None
@@ -138,7 +140,8 @@ class DiskSpool(NumberedQueue):
         self._forked_away = False
         self._ledger: Optional[Ledger] = None
         self._unreported: list[SpoolCorruptError] = []
-        self._dirty = threading.Event()  # committed since the last fsync
+        self._dirty = threading.Event()  # committed since the last fsync and stats
+        self._fingerprints = {fingerprint}  # of the rows in our database: published in the stats
         self._stop_syncing = threading.Event()
         self._syncer: Optional[threading.Thread] = None
         self._last_sync = 0.0
@@ -180,12 +183,12 @@ class DiskSpool(NumberedQueue):
         if count:
             log.info("spool: adopted %d undelivered message(s) left by earlier processes in %s", count, root)
             self.wake.set()
+        self._publish_stats()
 
     def _open_database(self, home: OwnerDirectory) -> None:
         synchronous = SYNCHRONOUS[self.fsync]
-        self._writer = connect(home.database, synchronous, create=True)
+        self._writer = connect(home.database, synchronous, create=True, exclusive=True)
         create_schema(self._writer)
-        self._reader = connect(home.database, synchronous, create=False)
         self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         if self.fsync != "never":
             store.fsync_directory(home.path)  # the names of the database and its WAL, once
@@ -194,13 +197,12 @@ class DiskSpool(NumberedQueue):
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1
-        for connection in (self._reader, self._writer):
-            if connection is not None:
-                try:
-                    connection.close()  # the last one checkpoints the WAL into the database
-                except sqlite3.Error as exc:
-                    log.error("spool: closing %s: %s", self.directory, exc)
-        self._reader = self._writer = None
+        if self._writer is not None:
+            try:
+                self._writer.close()  # checkpoints the WAL into the database
+            except sqlite3.Error as exc:
+                log.error("spool: closing %s: %s", self.directory, exc)
+        self._writer = None
 
     def _adopt(self, path: str, writer: sqlite3.Connection) -> None:
         """Move the rows of our write key from an orphaned directory into ours; delete it once empty.
@@ -273,6 +275,7 @@ class DiskSpool(NumberedQueue):
         fingerprint = key_fingerprint(write_key)
         with self._lock:
             self._fingerprint = fingerprint
+            self._fingerprints.add(fingerprint)
 
     # -- accepting -----------------------------------------------------------------
 
@@ -347,10 +350,10 @@ class DiskSpool(NumberedQueue):
     # -- syncing -------------------------------------------------------------------
 
     def _committed(self) -> None:
-        """After a commit (under the lock): count its fsync, or have the sync thread make one."""
+        """After a commit (under the lock): count its fsync; have the sync thread fsync and publish."""
         if self.fsync == "always":
             self.syncs += 1  # synchronous=FULL: SQLite synced the WAL before the commit returned
-        elif self.fsync == "batch" and not self._dirty.is_set():
+        if not self._dirty.is_set():
             self._dirty.set()
             if self._syncer is None:
                 self._start_syncer()
@@ -360,7 +363,8 @@ class DiskSpool(NumberedQueue):
         try:
             thread.start()
         except RuntimeError:
-            self._sync_wal()  # no new threads (interpreter exit): sync on the caller's thread
+            if self.fsync == "batch":
+                self._sync_wal()  # no new threads (interpreter exit): sync on the caller's thread
             return
         self._syncer = thread
 
@@ -376,8 +380,39 @@ class DiskSpool(NumberedQueue):
             # stop missed here comes with a _dirty that the next wait sees.
             if self._stop_syncing.is_set():
                 return  # close() checkpoints (and syncs) what is left
-            self._sync_wal()
+            if self.fsync == "batch":
+                self._sync_wal()
+            self._publish_stats()
             self._last_sync = time.monotonic()
+
+    def _publish_stats(self) -> None:
+        """Write what the database holds for ``spool status``, which cannot open it while we live."""
+        home = self._home
+        if home is None or self._forked_away:
+            return
+        with self._lock:
+            contents = store.Contents(
+                messages=self._queued + sum(taken.count for taken in self._in_flight.values()),
+                nbytes=self._disk_bytes,
+                oldest_ms=self._oldest_ms_locked(),
+                pid=self._pid,
+                hostname=_HOSTNAME,
+                fingerprints=tuple(sorted(self._fingerprints)) if self._disk_bytes > 0 else (),
+            )
+        try:
+            store.write_stats(home.path, contents)
+        except OSError as exc:
+            log.debug("spool: could not publish its counts in %s: %s", home.path, exc)
+
+    def _oldest_ms_locked(self) -> Optional[int]:
+        writer = self._writer
+        if writer is None or self._disk_bytes <= 0:
+            return None
+        try:
+            row = writer.execute(_OLDEST).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else int(row[0])
 
     def _sync_wal(self) -> None:
         """fsync the WAL: every transaction committed so far survives a power loss."""
@@ -393,16 +428,15 @@ class DiskSpool(NumberedQueue):
 
     def take(self, max_count: int, max_bytes: int) -> Optional[Batch]:
         """The next batch: records cut short earlier first, then the rows in acceptance order."""
-        with self._read_lock:
-            with self._lock:
-                if self._returned:
-                    return self._returned.popleft()
-                reader = self._reader
-                if self._queued <= 0 or self._draining or self._closed or self._forked_away or reader is None:
-                    return None
-                after = self._read_after
+        with self._lock:
+            if self._returned:
+                return self._returned.popleft()
+            reader = self._writer
+            if self._queued <= 0 or self._draining or self._closed or self._forked_away or reader is None:
+                return None
+            after = self._read_after
             try:
-                rows = reader.execute(_SELECT, (after, max(1, max_count))).fetchall()
+                rows = reader.execute(_SELECT, (after, max(1, min(max_count, self._queued)))).fetchall()
             except sqlite3.Error as exc:
                 log.error("spool: could not read from %s: %s", self.directory, exc)
                 return None
@@ -418,17 +452,16 @@ class DiskSpool(NumberedQueue):
                 last = row_id
             if not items:
                 return None
-            with self._lock:
-                count = len(items)
-                first = rows[0][0]
-                self._read_after = last
-                batch = Batch(self._taken, items, nbytes)
-                self._taken += count
-                self._queued -= count
-                self._queued_bytes -= nbytes - count
-                disk_bytes = nbytes - count + count * ROW_OVERHEAD_BYTES
-                self._in_flight[batch.seq] = _Taken(first, last, count, disk_bytes)
-                return batch
+            count = len(items)
+            first = rows[0][0]
+            self._read_after = last
+            batch = Batch(self._taken, items, nbytes)
+            self._taken += count
+            self._queued -= count
+            self._queued_bytes -= nbytes - count
+            disk_bytes = nbytes - count + count * ROW_OVERHEAD_BYTES
+            self._in_flight[batch.seq] = _Taken(first, last, count, disk_bytes)
+            return batch
 
     def done(self, batch: Batch, keep: bool = False) -> None:
         """Settle ``batch``: delete its rows, or with ``keep`` hold on to them undelivered."""
@@ -481,24 +514,21 @@ class DiskSpool(NumberedQueue):
     def _start_over(self) -> bool:
         """Replace the database, every message in it settled, by an empty one (under the lock).
 
-        False when a reader is busy (tried again later) or the new database cannot be made.
+        False when the new database cannot be made.
         """
         home = self._home
-        if home is None or not self._read_lock.acquire(blocking=False):
-            return False  # never wait for the read lock under this one: take() holds them the other way
+        if home is None:
+            return False
+        self._release_database()
         try:
-            self._release_database()
-            try:
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(home.database + suffix)
-                self._open_database(home)
-            except (OSError, sqlite3.Error) as exc:
-                self._open_error = exc
-                log.error("spool: could not make the database in %s again: %s", home.path, exc)
-                return False
-        finally:
-            self._read_lock.release()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(home.database + suffix)
+            self._open_database(home)
+        except (OSError, sqlite3.Error) as exc:
+            self._open_error = exc
+            log.error("spool: could not make the database in %s again: %s", home.path, exc)
+            return False
         self._undeleted.clear()
         self._read_after = 0
         self._next_id = 1
@@ -596,7 +626,7 @@ class DiskSpool(NumberedQueue):
         syncer = self._syncer
         if syncer is not None and syncer is not threading.current_thread():
             syncer.join()
-        with self._read_lock, self._lock:
+        with self._lock:
             if self._closed:
                 return
             self._leave_undelivered_locked(in_flight=True)
@@ -618,8 +648,9 @@ class DiskSpool(NumberedQueue):
         """In a forked child: let go of the parent's spool without touching its files or lock."""
         self._forked_away = True
         self._syncer = None
-        _INHERITED.extend(c for c in (self._reader, self._writer) if c is not None)
-        self._reader = self._writer = None
+        if self._writer is not None:
+            _INHERITED.append(self._writer)
+        self._writer = None
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import tracemalloc
@@ -10,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spool_helpers import owner_names
+from spool_helpers import crash_in_process, database_rows, owner_names
 
 from segment_lite.queue import MemoryQueue
 from segment_lite.spool import disk as disk_module
 from segment_lite.spool import store
 from segment_lite.spool.disk import DiskSpool
-from segment_lite.spool.store import DATABASE_NAME, ROW_OVERHEAD_BYTES
+from segment_lite.spool.store import ROW_OVERHEAD_BYTES
 
 FINGERPRINT = "0123456789abcdef"
 
@@ -40,17 +39,13 @@ def _take_all(spool: DiskSpool, per_batch: int = 50) -> list[bytes]:
 
 
 def _rows(spool: DiskSpool) -> int:
-    """Rows in the spool's database, read as another process would."""
-    connection = sqlite3.connect(str(Path(spool.directory or "") / DATABASE_NAME))
-    try:
-        return int(connection.execute("SELECT count(*) FROM messages").fetchone()[0])
-    finally:
-        connection.close()
+    """Rows in the spool's database."""
+    return database_rows(spool)
 
 
 def _crash(spool: DiskSpool) -> None:
     """What a kill leaves: descriptors closed by the kernel, nothing synced, acknowledged or deleted."""
-    spool._forget_after_fork()
+    crash_in_process(spool)
 
 
 def test_messages_come_back_in_order_and_are_deleted_once_delivered(spool_dir: Path) -> None:
