@@ -33,10 +33,13 @@ from segment_lite.spool.store import (
 if TYPE_CHECKING:
     from segment_lite.ledger import Ledger
 
-__all__ = ["FSYNC_POLICIES", "SYNC_INTERVAL_S", "DiskSpool"]
+__all__ = ["FSYNC_POLICIES", "STATS_INTERVAL_S", "SYNC_INTERVAL_S", "DiskSpool"]
 
 #: The longest a committed message waits for its fsync under the "batch" policy.
 SYNC_INTERVAL_S = 0.02
+#: The longest ``spool status`` shows a live owner's counts out of date (they are published by
+#: the sync thread; each publication takes the spool's lock for a moment).
+STATS_INTERVAL_S = 0.25
 
 log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
@@ -118,6 +121,7 @@ class DiskSpool(NumberedQueue):
         self._home: Optional[OwnerDirectory] = None
         #: The one connection (SQLite's exclusive mode admits no other): put, take and done share it.
         self._writer: Optional[sqlite3.Connection] = None
+        self._inserter: sqlite3.Cursor  # put's cursor on it, kept: one object less per call
         self._wal_fd = -1
         self._adopted: list[str] = []
         self._open_error: Optional[BaseException] = None
@@ -187,8 +191,13 @@ class DiskSpool(NumberedQueue):
 
     def _open_database(self, home: OwnerDirectory) -> None:
         synchronous = SYNCHRONOUS[self.fsync]
-        self._writer = connect(home.database, synchronous, create=True, exclusive=True)
+        pages = store.wal_pages(self.max_bytes)
+        self._writer = connect(
+            home.database, synchronous, create=True, exclusive=True, checkpoint_pages=pages
+        )
         create_schema(self._writer)
+        self._inserter = self._writer.cursor()
+        store.preallocate_wal(home.database, pages)
         self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         if self.fsync != "never":
             store.fsync_directory(home.path)  # the names of the database and its WAL, once
@@ -199,6 +208,8 @@ class DiskSpool(NumberedQueue):
             self._wal_fd = -1
         if self._writer is not None:
             try:
+                # A cursor left open would keep the database's files open past close().
+                self._inserter.close()
                 self._writer.close()  # checkpoints the WAL into the database
             except sqlite3.Error as exc:
                 log.error("spool: closing %s: %s", self.directory, exc)
@@ -296,7 +307,7 @@ class DiskSpool(NumberedQueue):
                     return False
             row = (self._next_id, self._fingerprint, int(time.time() * 1000), item)
             try:
-                writer.execute(_INSERT, row)
+                self._inserter.execute(_INSERT, row)
             except sqlite3.Error as exc:
                 # A full disk may be full of delivered rows not yet deleted: start over and retry once.
                 if not self._all_settled() or not self._undeleted or not self._start_over():
@@ -369,21 +380,28 @@ class DiskSpool(NumberedQueue):
         self._syncer = thread
 
     def _sync_loop(self) -> None:
+        unpublished = False  # committed since the stats were last written
+        last_published = 0.0
         while True:
-            self._dirty.wait()
-            # Group the commits of the next few milliseconds into one fsync.
-            delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
-            if delay > 0:
-                self._stop_syncing.wait(delay)
-            self._dirty.clear()
-            # Checked after the clear: close() sets the stop before it sets _dirty, so a
-            # stop missed here comes with a _dirty that the next wait sees.
-            if self._stop_syncing.is_set():
-                return  # close() checkpoints (and syncs) what is left
-            if self.fsync == "batch":
-                self._sync_wal()
-            self._publish_stats()
-            self._last_sync = time.monotonic()
+            wait = None if not unpublished else max(0.0, last_published + STATS_INTERVAL_S - time.monotonic())
+            if self._dirty.wait(wait):
+                # Group the commits of the next few milliseconds into one fsync.
+                delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
+                if delay > 0:
+                    self._stop_syncing.wait(delay)
+                self._dirty.clear()
+                # Checked after the clear: close() sets the stop before it sets _dirty, so a
+                # stop missed here comes with a _dirty that the next wait sees.
+                if self._stop_syncing.is_set():
+                    return  # close() checkpoints (and syncs) what is left
+                if self.fsync == "batch":
+                    self._sync_wal()
+                self._last_sync = time.monotonic()
+                unpublished = True
+            if unpublished and time.monotonic() - last_published >= STATS_INTERVAL_S:
+                self._publish_stats()
+                last_published = time.monotonic()
+                unpublished = False
 
     def _publish_stats(self) -> None:
         """Write what the database holds for ``spool status``, which cannot open it while we live."""

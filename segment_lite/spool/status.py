@@ -89,7 +89,7 @@ def spool_status(root: str, now_s: Optional[float] = None) -> SpoolStatus:
 
     Nothing is locked, taken or deleted. A live owner's database is locked by
     it (SQLite's exclusive mode): its figures are the ones it last published
-    (``store.STATS_NAME``, rewritten within ``disk.SYNC_INTERVAL_S`` of a change),
+    (``store.STATS_NAME``, rewritten within ``disk.STATS_INTERVAL_S`` of a change),
     a snapshot that it may already have moved past.
     """
     now_s = time.time() if now_s is None else now_s

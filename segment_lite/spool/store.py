@@ -51,11 +51,13 @@ __all__ = [
     "fsync_directory",
     "orphan_contents",
     "owner_directories",
+    "preallocate_wal",
     "probe_lock",
     "read_contents",
     "read_stats",
     "remove_stale_new_directories",
     "remove_tree",
+    "wal_pages",
     "write_stats",
 ]
 
@@ -73,6 +75,18 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 #: What a row costs on disk beyond its message, about (id, fingerprint, time, headers):
 #: counted against ``spool_max_bytes`` with each message.
 ROW_OVERHEAD_BYTES = 32
+#: A checkpoint (copying the WAL into the database, with an fsync of each under synchronous=NORMAL,
+#: milliseconds on most disks) runs once the WAL holds this many pages, on the thread whose commit
+#: crossed it; the WAL is then written again from its start, over the same file. 4,000 pages (16
+#: MiB) make them 4 times rarer than SQLite's default of 1,000, which cost a client about 10 µs
+#: per message (measured). Smaller for a small ``spool_max_bytes``: see ``wal_pages``.
+WAL_CHECKPOINT_PAGES = 4000
+#: The fewest pages a WAL holds before its checkpoint (400 KiB).
+MIN_WAL_CHECKPOINT_PAGES = 100
+#: The page size of a new database (SQLite's default): a WAL frame is a page and a 24-byte header.
+PAGE_SIZE_BYTES = 4096
+_WAL_HEADER_BYTES = 32
+_WAL_FRAME_HEADER_BYTES = 24
 #: ``spool_fsync`` policy -> SQLite ``PRAGMA synchronous`` (always in WAL mode).
 #: "batch" adds an fdatasync of the WAL from a background thread (see disk.py).
 SYNCHRONOUS = {"always": "FULL", "batch": "NORMAL", "never": "NORMAL"}
@@ -88,7 +102,14 @@ CREATE TABLE IF NOT EXISTS messages (
 """
 
 
-def connect(path: str, synchronous: str, create: bool, exclusive: bool = False) -> sqlite3.Connection:
+def wal_pages(max_bytes: int) -> int:
+    """How many pages a spool of ``max_bytes`` lets its WAL hold before a checkpoint: 1/16 of it."""
+    return max(MIN_WAL_CHECKPOINT_PAGES, min(WAL_CHECKPOINT_PAGES, max_bytes // 16 // PAGE_SIZE_BYTES))
+
+
+def connect(
+    path: str, synchronous: str, create: bool, exclusive: bool = False, checkpoint_pages: int = 1000
+) -> sqlite3.Connection:
     """A connection to the database at ``path`` in WAL mode; ``create`` makes it if missing.
 
     Autocommit (each statement outside ``BEGIN`` is its own transaction), usable
@@ -97,7 +118,7 @@ def connect(path: str, synchronous: str, create: bool, exclusive: bool = False) 
     process's memory, not in a shared ``-shm`` file: a commit then takes no file
     lock, about half the cost of one, and no other connection can open the
     database until this one closes (its owner publishes its counts in
-    ``STATS_NAME`` instead).
+    ``STATS_NAME`` instead). ``checkpoint_pages``: see ``WAL_CHECKPOINT_PAGES``.
     """
     mode = "rwc" if create else "rw"
     uri = "file:" + _uri_path(path) + "?mode=" + mode
@@ -107,10 +128,35 @@ def connect(path: str, synchronous: str, create: bool, exclusive: bool = False) 
             connection.execute("PRAGMA locking_mode=EXCLUSIVE")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def preallocate_wal(path: str, checkpoint_pages: int) -> None:
+    """Write zeros past the end of database ``path``'s WAL, up to the size it reaches before a checkpoint.
+
+    Writing over a file's existing bytes costs about half what extending it does
+    (measured: 2.1 against 3.5 to 4.9 µs per frame), and every commit writes a
+    frame. SQLite ignores what lies past the WAL's last valid frame (each frame
+    carries the WAL's salts and a running checksum), so zeros there are never
+    read as data. Only an optimisation: where the disk has no room for it, the
+    file is left as it was.
+    """
+    target = _WAL_HEADER_BYTES + (checkpoint_pages + 16) * (PAGE_SIZE_BYTES + _WAL_FRAME_HEADER_BYTES)
+    fd = os.open(path + "-wal", os.O_WRONLY | _OPEN_FLAGS)
+    try:
+        offset = start = os.fstat(fd).st_size
+        zeros = bytes(1 << 18)
+        try:
+            while offset < target:
+                offset += os.pwrite(fd, zeros[: target - offset], offset)
+        except OSError:
+            os.ftruncate(fd, start)  # no room (a small disk): the WAL grows as it is written instead
+    finally:
+        os.close(fd)
 
 
 def _uri_path(path: str) -> str:
