@@ -62,6 +62,23 @@ _OPEN: weakref.WeakSet[DiskSpool] = weakref.WeakSet()
 _INHERITED: list[object] = []
 
 
+def _never_free(connection: sqlite3.Connection) -> None:
+    """Keep an inherited connection alive until the process ends, whatever is collected.
+
+    In exclusive mode the connection believes it holds the database's lock: freed
+    (at interpreter exit, or once nothing refers to it), it would checkpoint its
+    parent's WAL and delete it while the parent writes on. One reference more
+    than anything will give back makes sure it is never freed.
+    """
+    _INHERITED.append(connection)
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(connection))
+    except (ImportError, AttributeError, OSError):
+        pass  # without ctypes, the list above holds it until the interpreter clears this module
+
+
 @dataclass
 class _Taken:
     """A batch out for delivery: its rows, and whether they count as left in the spool."""
@@ -121,7 +138,7 @@ class DiskSpool(NumberedQueue):
         self._home: Optional[OwnerDirectory] = None
         #: The one connection (SQLite's exclusive mode admits no other): put, take and done share it.
         self._writer: Optional[sqlite3.Connection] = None
-        self._inserter: sqlite3.Cursor  # put's cursor on it, kept: one object less per call
+        self._inserter: Optional[sqlite3.Cursor] = None  # put's cursor on it: one object less per call
         self._wal_fd = -1
         self._adopted: list[str] = []
         self._open_error: Optional[BaseException] = None
@@ -209,11 +226,12 @@ class DiskSpool(NumberedQueue):
         if self._writer is not None:
             try:
                 # A cursor left open would keep the database's files open past close().
-                self._inserter.close()
+                if self._inserter is not None:
+                    self._inserter.close()
                 self._writer.close()  # checkpoints the WAL into the database
             except sqlite3.Error as exc:
                 log.error("spool: closing %s: %s", self.directory, exc)
-        self._writer = None
+        self._writer = self._inserter = None
 
     def _adopt(self, path: str, writer: sqlite3.Connection) -> None:
         """Move the rows of our write key from an orphaned directory into ours; delete it once empty.
@@ -297,8 +315,8 @@ class DiskSpool(NumberedQueue):
         """
         size = len(item) + ROW_OVERHEAD_BYTES
         with self._lock:
-            writer = self._writer
-            if writer is None or self._closed or self._forked_away:
+            inserter = self._inserter
+            if inserter is None or self._closed or self._forked_away:
                 if self._open_error is not None:
                     raise self._write_error(self._open_error)
                 return False
@@ -307,14 +325,14 @@ class DiskSpool(NumberedQueue):
                     return False
             row = (self._next_id, self._fingerprint, int(time.time() * 1000), item)
             try:
-                self._inserter.execute(_INSERT, row)
+                inserter.execute(_INSERT, row)
             except sqlite3.Error as exc:
                 # A full disk may be full of delivered rows not yet deleted: start over and retry once.
                 if not self._all_settled() or not self._undeleted or not self._start_over():
                     raise self._write_error(exc) from None
                 row = (self._next_id, *row[1:])
                 try:
-                    self._writer.execute(_INSERT, row)  # type: ignore[union-attr]  # made again above
+                    self._inserter.execute(_INSERT, row)  # type: ignore[union-attr]  # made again above
                 except sqlite3.Error as again:
                     raise self._write_error(again) from None
             self._next_id += 1
@@ -667,8 +685,8 @@ class DiskSpool(NumberedQueue):
         self._forked_away = True
         self._syncer = None
         if self._writer is not None:
-            _INHERITED.append(self._writer)
-        self._writer = None
+            _never_free(self._writer)
+        self._writer = self._inserter = None
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1
