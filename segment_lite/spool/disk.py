@@ -162,6 +162,7 @@ class DiskSpool(NumberedQueue):
         self._blocked = 0
         self._flush_target = 0
         self._draining = False
+        self._sealed = False  # set by seal(): every later put is refused
         self._closed = False
         self._forked_away = False
         self._ledger: Optional[Ledger] = None
@@ -321,6 +322,8 @@ class DiskSpool(NumberedQueue):
         size = len(item) + ROW_OVERHEAD_BYTES
         with self._lock:
             inserter = self._inserter
+            if self._sealed:
+                return False
             if inserter is None or self._closed or self._forked_away:
                 if self._open_error is not None:
                     raise self._write_error(self._open_error)
@@ -370,14 +373,14 @@ class DiskSpool(NumberedQueue):
         self._blocked += 1
         try:
             while self._disk_bytes + size > self.max_bytes:
-                if self._closed or self._draining:
+                if self._closed or self._draining or self._sealed:
                     return False
                 self.wake.set()  # full: make sure a worker is delivering
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._not_full.wait(remaining)
-            return not self._closed
+            return not (self._closed or self._sealed)
         finally:
             self._blocked -= 1
 
@@ -583,6 +586,12 @@ class DiskSpool(NumberedQueue):
             or self._blocked > 0
             or bool(self._returned)
         )
+
+    def seal(self) -> None:
+        """Refuse every later ``put``; producers blocked for room wake and are refused."""
+        with self._lock:
+            self._sealed = True
+            self._not_full.notify_all()
 
     def drain(self) -> Optional[Batch]:
         """Stop handing out messages; what is still undelivered stays on disk for the next process.
