@@ -38,6 +38,7 @@ from segment_lite.errors import (
 from segment_lite.ledger import OnDrop, OnError
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.scope import context
 from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
@@ -74,6 +75,7 @@ __all__ = [
     "TransportResponse",
     "ValidationError",
     "alias",
+    "context",
     "flush",
     "flush_after",
     "group",
@@ -115,6 +117,10 @@ on_unplanned: str = "send"
 tag_violations: bool = False
 strict: bool = False
 flush_at_exit: bool = True
+defaults: Optional[Mapping[str, Any]] = None  # client-wide context values ("super properties")
+consent: Any = None  # {category: granted}, or a callable returning it per message
+consent_categories: Optional[Mapping[str, Any]] = None
+on_denied: str = "send"
 
 default_client: Optional[Client] = None
 
@@ -158,6 +164,10 @@ def _default() -> Client:
                 tag_violations=tag_violations,
                 strict=strict,
                 flush_at_exit=flush_at_exit,
+                defaults=defaults,
+                consent=consent,
+                consent_categories=consent_categories,
+                on_denied=on_denied,
             )
         return default_client
 

@@ -38,6 +38,9 @@ from segment_lite.pipeline import (
 )
 from segment_lite.queue import MemoryQueue, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.scope import FIELDS as CONTEXT_FIELDS
+from segment_lite.scope import ContextValues, Slots, apply, consent_preferences, merged, values_from
+from segment_lite.scope import _current as _active_context
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender
 from segment_lite.transport import TransportFactory, batch_url, default_transport_factory
 
@@ -68,6 +71,7 @@ class _DefaultUploadSize(int):
 DEFAULT_UPLOAD_SIZE: int = _DefaultUploadSize(100)
 
 BeforeSend = Callable[[Message], Optional[Message]]
+ConsentSource = Callable[[], Optional[Mapping[str, bool]]]
 Result = tuple[bool, Optional[Message]]
 
 # The logger segment-analytics-python logs on, so handlers and levels already set on
@@ -157,6 +161,10 @@ class Client:
         on_unplanned: str = "send",
         tag_violations: bool = False,
         flush_at_exit: bool = True,
+        defaults: Optional[Mapping[str, Any]] = None,
+        consent: Union[Mapping[str, bool], ConsentSource, None] = None,
+        consent_categories: Optional[Mapping[str, Iterable[str]]] = None,
+        on_denied: str = "send",
     ) -> None:
         if send and not isinstance(write_key, str):
             raise ValidationError(
@@ -167,6 +175,8 @@ class Client:
             raise ValidationError("write_key is empty: every batch would be refused", "write_key")
         if on_full not in ("drop", "block"):
             raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}", "on_full")
+        if on_denied not in ("send", "drop"):
+            raise ValidationError(f"on_denied must be 'send' or 'drop', got {on_denied!r}", "on_denied")
         if thread < 1:
             raise ValidationError(f"thread must be at least 1, got {thread}", "thread")
         for name, value in (
@@ -263,6 +273,10 @@ class Client:
                 "some are missing, so batches are authenticated with the write key"
             )
         self._block = on_full == "block"
+        self._defaults, self._consent_source = _client_defaults(defaults, consent)
+        self._defaults_under: tuple[Optional[ContextValues], Optional[ContextValues]] = (None, self._defaults)
+        self._consent_categories = _categories(consent_categories)
+        self.on_denied = on_denied
         self._plan: Optional[PlanEnforcer] = None
         if tracking_plan is not None:  # the plan code and its validators load only when used
             from segment_lite.plan.enforce import PlanEnforcer
@@ -511,6 +525,9 @@ class Client:
 
     def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
         pipeline = self._pipeline
+        active = _active_context.get()  # the whole cost of request contexts when none is active
+        if active is not None or self._defaults is not None:
+            args = apply(args, _CONTEXT_SLOTS[builder], self._context_values(active))
         coerced: Optional[ValidationError] = None
         try:
             message = builder(*args)
@@ -520,11 +537,15 @@ class Client:
                 raise
             message, coerced = self._build_leniently(builder, args)
         built: Optional[tuple[str, ...]] = CALLER_FIELDS  # made by a builder, unchanged: see encode_plain
+        if self._consent_source is not None:
+            self._stamp_consent(message)
         if self._hooks:
             hooked = self._run_hooks(message)
             if hooked is None:
                 return False, message
             message, built = hooked, None
+        if self._consent_categories and self.on_denied == "drop" and self._denied(message):
+            return False, message
         if self._plan is not None:
             # The plan only reads the message, or tags it under "context": it stays as built.
             planned = self._plan.apply(message, pipeline.ledger)  # may raise PlanViolationError
@@ -571,6 +592,59 @@ class Client:
         full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
         pipeline.ledger.drop("queue_full", full, [message])
         return False, message
+
+    def _context_values(self, active: Optional[ContextValues]) -> ContextValues:
+        """The active context's values over the client's ``defaults`` (merged once per context)."""
+        defaults = self._defaults
+        if defaults is None:
+            assert active is not None
+            return active
+        if active is None:
+            return defaults
+        seen, values = self._defaults_under
+        if seen is not active:
+            values = merged(defaults, active)
+            self._defaults_under = (active, values)  # one tuple swap: safe across threads
+        assert values is not None
+        return values
+
+    def _stamp_consent(self, message: Message) -> None:
+        """Put the consent source's preferences in ``context.consent`` unless the message has some."""
+        message_context = message["context"]
+        if "consent" in message_context:
+            return
+        assert self._consent_source is not None
+        try:
+            preferences = self._consent_source()
+            if preferences is None:
+                return
+            checked = consent_preferences(preferences, "consent()")
+        except Exception:
+            self._pipeline.ledger.count("hook_errors")
+            log.exception("the consent source raised; the message is sent without consent preferences")
+            return
+        message_context["consent"] = {"categoryPreferences": checked}
+
+    def _denied(self, message: Message) -> bool:
+        """Whether ``message`` belongs to a consent category not granted; if so it is counted as dropped."""
+        key = message.get("event") if message.get("type") == "track" else message.get("type")
+        categories = self._consent_categories.get(key) if isinstance(key, str) else None
+        if not categories:
+            return False
+        message_context = message.get("context")
+        consent = message_context.get("consent") if isinstance(message_context, dict) else None
+        preferences = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+        if not isinstance(preferences, dict):
+            preferences = {}
+        refused = [category for category in categories if preferences.get(category) is not True]
+        if not refused:
+            return False
+        error = FilteredError(
+            f"{key!r} is in consent categories {', '.join(refused)} that the user did not grant "
+            "(on_denied='drop')"
+        )
+        self._pipeline.ledger.drop("consent_denied", error, [message])
+        return True
 
     def _refuse_after_shutdown(self, message: Message) -> Result:
         self._pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
@@ -691,6 +765,61 @@ class Client:
         earlier process left there, and messages this one leaves for the next.
         """
         return self._pipeline.stats()
+
+
+# Where each builder takes the fields a request context fills, by position in the
+# argument tuple the methods above pass: user_id, anonymous_id, properties, traits,
+# context, integrations (-1: the call has no such field). alias takes no ids from a
+# context (both of its ids say which identities to merge), group's traits are the
+# group's, not the user's.
+_CONTEXT_SLOTS: dict[Callable[..., Message], Slots] = {
+    build_track: (0, 5, 2, -1, 3, 6),
+    build_identify: (0, 4, -1, 1, 2, 5),
+    build_group: (0, 5, -1, -1, 3, 6),
+    build_alias: (-1, -1, -1, -1, 2, 4),
+    build_view: (1, 7, 4, -1, 5, 8),
+}
+
+
+def _client_defaults(
+    defaults: Optional[Mapping[str, Any]], consent: Union[Mapping[str, bool], ConsentSource, None]
+) -> tuple[Optional[ContextValues], Optional[ConsentSource]]:
+    """The ``defaults`` option as context values (a fixed ``consent`` folded in), and a consent callable."""
+    if defaults is not None and not isinstance(defaults, Mapping):
+        raise ValidationError(f"defaults must be a dict, got {type(defaults).__name__}", "defaults")
+    fields = dict(defaults or {})
+    unknown = sorted(set(fields) - set(CONTEXT_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"defaults takes the keys {', '.join(CONTEXT_FIELDS)}; got {', '.join(map(repr, unknown))}",
+            f"defaults.{unknown[0]}",
+        )
+    source: Optional[ConsentSource] = None
+    if callable(consent):
+        source = consent
+    elif consent is not None:
+        fields["consent"] = consent
+    if not fields:
+        return None, source
+    return values_from(**fields, where="defaults"), source
+
+
+def _categories(option: Optional[Mapping[str, Iterable[str]]]) -> dict[str, tuple[str, ...]]:
+    """``consent_categories`` checked: event name (or call type) -> the consent categories it needs."""
+    if option is None:
+        return {}
+    if not isinstance(option, Mapping):
+        raise ValidationError(
+            f"consent_categories must be a dict, got {type(option).__name__}", "consent_categories"
+        )
+    checked: dict[str, tuple[str, ...]] = {}
+    for name, categories in option.items():
+        if isinstance(categories, str) or not all(isinstance(c, str) for c in categories):
+            raise ValidationError(
+                f"consent_categories[{name!r}] must be a list of category names", f"consent_categories.{name}"
+            )
+        checked[name] = tuple(categories)
+    return checked
 
 
 def _with_reference_seams(base: TransportFactory, proxies: Optional[Mapping[str, str]]) -> TransportFactory:

@@ -41,7 +41,7 @@ __all__ = [
     "OnError",
 ]
 
-#: Why a message was not delivered. The first eight refuse a message at the call
+#: Why a message was not delivered. The first nine refuse a message at the call
 #: (it was never accepted); the rest drop one that was accepted.
 DROP_REASONS = (
     "invalid",  # a required field missing or of the wrong type
@@ -52,6 +52,7 @@ DROP_REASONS = (
     "spool_write_failed",  # the disk spool could not write it (disk full, I/O error)
     "plan_violation",  # breaks the tracking plan (on_violation="drop" or "raise")
     "unplanned",  # a track event the tracking plan does not list (on_unplanned="drop")
+    "consent_denied",  # in a consent category the user did not grant (on_denied="drop")
     "rejected",  # the server answered a status that is not retried (see rejected_by_status)
     "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
     "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed

@@ -82,5 +82,9 @@ _MODULE_SETTINGS = (
     "tag_violations",
     "strict",
     "flush_at_exit",
+    "defaults",
+    "consent",
+    "consent_categories",
+    "on_denied",
     "default_client",
 )
