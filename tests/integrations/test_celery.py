@@ -226,3 +226,59 @@ def test_prefork_worker_subprocess_delivers_on_shutdown(tmp_path: Path) -> None:
     assert sorted(m["userId"] for m in messages) == ["user-0", "user-1", "user-2", "user-3"]
     assert {m["event"] for m in messages} == {"Signed Up"}
     assert {m["properties"]["pid"] for m in messages} == child_pids
+
+
+def test_the_senders_context_is_active_while_a_real_worker_runs_the_task() -> None:
+    client = RecordingClient()
+    app = celery.Celery("segment_lite_context", broker="memory://", backend="cache+memory://")
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        broker_transport_options={"polling_interval": 0.01},
+    )
+
+    import segment_lite
+
+    @app.task(name="tests.charge")
+    def charge(amount: int) -> Any:
+        client.track(event="Charged", properties={"amount": amount})
+        values = segment_lite.scope.active()
+        return None if values is None else values.anonymous_id
+
+    handle = setup_celery(app, client=client)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            with segment_lite.context(
+                anonymous_id="request-anon",
+                context={"ip": "203.0.113.9", "page": {"path": "/checkout"}},
+                properties={"tenant": "acme"},
+                consent={"Analytics": True},
+            ):
+                assert charge.delay(42).get(timeout=30) == "request-anon"
+            # sent outside any context: the task runs with none (nothing leaks from the last task)
+            with pytest.raises(segment_lite.ValidationError, match="user_id or anonymous_id"):
+                charge.delay(7).get(timeout=30)
+        [message] = client.messages
+        assert message["anonymousId"] == "request-anon"
+        assert message["context"]["ip"] == "203.0.113.9"
+        assert message["context"]["page"] == {"path": "/checkout"}
+        assert message["context"]["consent"] == {"categoryPreferences": {"Analytics": True}}
+        assert message["properties"] == {"tenant": "acme", "amount": 42}
+        assert handle.errors == 0
+    finally:
+        handle.disconnect()
+        client.shutdown()
+
+
+def test_propagate_context_off_leaves_the_headers_alone() -> None:
+    handle = setup_celery(propagate_context=False)
+    try:
+        import segment_lite
+
+        headers: dict[str, Any] = {}
+        with segment_lite.context(anonymous_id="a"):
+            celery.signals.before_task_publish.send(sender="t", headers=headers, body=None)
+        assert headers == {}
+    finally:
+        handle.disconnect()
