@@ -121,6 +121,7 @@ defaults: Optional[Mapping[str, Any]] = None  # client-wide context values ("sup
 consent: Any = None  # {category: granted}, or a callable returning it per message
 consent_categories: Optional[Mapping[str, Any]] = None
 on_denied: str = "send"
+observers: Any = None  # delivery observers (segment_lite.observe)
 
 default_client: Optional[Client] = None
 
@@ -168,6 +169,7 @@ def _default() -> Client:
                 consent=consent,
                 consent_categories=consent_categories,
                 on_denied=on_denied,
+                observers=observers,
             )
         return default_client
 

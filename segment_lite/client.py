@@ -26,6 +26,7 @@ from segment_lite.message import (
     build_track,
     build_view,
 )
+from segment_lite.observe import EVENTS as OBSERVER_EVENTS
 from segment_lite.pipeline import (
     QUEUED,
     Accepted,
@@ -165,6 +166,7 @@ class Client:
         consent: Union[Mapping[str, bool], ConsentSource, None] = None,
         consent_categories: Optional[Mapping[str, Iterable[str]]] = None,
         on_denied: str = "send",
+        observers: Union[Any, Iterable[Any], None] = None,
     ) -> None:
         if send and not isinstance(write_key, str):
             raise ValidationError(
@@ -331,6 +333,7 @@ class Client:
             on_drop=on_drop,
             log=log,
             shutdown_timeout_s=shutdown_timeout,
+            observers=_observer_list(observers),
         )
 
         self._pipeline.flush_at_exit = flush_at_exit
@@ -753,6 +756,19 @@ class Client:
             return True
         return self._pipeline.shutdown(timeout)
 
+    def add_observer(self, observer: Any) -> None:
+        """Tell ``observer`` of deliveries, retries, drops, settled batches and a drained queue.
+
+        See ``segment_lite.observe`` (and the ``observers`` option): it is called on
+        a thread of its own; its exceptions are counted as ``observer_errors``.
+        """
+        if not any(callable(getattr(observer, event, None)) for event in OBSERVER_EVENTS):
+            raise ValidationError(
+                f"an observer needs one of the methods {', '.join(OBSERVER_EVENTS)}; {observer!r} has none",
+                "observers",
+            )
+        self._pipeline.observers.append(observer)
+
     def stats(self) -> dict[str, Any]:
         """Counters of what happened to the messages of this client (in this process).
 
@@ -802,6 +818,20 @@ def _client_defaults(
     if not fields:
         return None, source
     return values_from(**fields, where="defaults"), source
+
+
+def _observer_list(option: Union[Any, Iterable[Any], None]) -> list[Any]:
+    """The ``observers`` option as a list, each checked to have at least one observer method."""
+    if option is None:
+        return []
+    observers = [option] if any(hasattr(option, event) for event in OBSERVER_EVENTS) else list(option)
+    for observer in observers:
+        if not any(callable(getattr(observer, event, None)) for event in OBSERVER_EVENTS):
+            raise ValidationError(
+                f"an observer needs one of the methods {', '.join(OBSERVER_EVENTS)}; {observer!r} has none",
+                "observers",
+            )
+    return observers
 
 
 def _categories(option: Optional[Mapping[str, Iterable[str]]]) -> dict[str, tuple[str, ...]]:

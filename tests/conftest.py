@@ -86,5 +86,6 @@ _MODULE_SETTINGS = (
     "consent",
     "consent_categories",
     "on_denied",
+    "observers",
     "default_client",
 )
