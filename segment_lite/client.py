@@ -529,7 +529,8 @@ class Client:
     def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
         pipeline = self._pipeline
         active = _active_context.get()  # the whole cost of request contexts when none is active
-        if active is not None or self._defaults is not None:
+        scoped = active is not None or self._defaults is not None
+        if scoped:
             args = apply(args, _CONTEXT_SLOTS[builder], self._context_values(active))
         coerced: Optional[ValidationError] = None
         try:
@@ -543,6 +544,8 @@ class Client:
         if self._consent_source is not None:
             self._stamp_consent(message)
         if self._hooks:
+            if scoped:  # nested dicts come from the context, shared by its calls: hooks get their own
+                _own_nested_dicts(message)
             hooked = self._run_hooks(message)
             if hooked is None:
                 return False, message
@@ -795,6 +798,24 @@ _CONTEXT_SLOTS: dict[Callable[..., Message], Slots] = {
     build_alias: (-1, -1, -1, -1, 2, 4),
     build_view: (1, 7, 4, -1, 5, 8),
 }
+
+
+def _own_nested_dicts(message: Message) -> None:
+    """Copy the dicts and lists nested in the caller fields of ``message`` (top levels are its own)."""
+    for field in CALLER_FIELDS:
+        value = message.get(field)
+        if type(value) is dict:
+            for key, nested in value.items():
+                if type(nested) is dict or type(nested) is list:
+                    value[key] = _copied(nested)
+
+
+def _copied(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _copied(nested) for key, nested in value.items()}
+    if type(value) is list:
+        return [_copied(nested) for nested in value]
+    return value
 
 
 def _client_defaults(

@@ -100,6 +100,8 @@ def active() -> Optional[ContextValues]:
 def _checked_dict(value: Any, name: str) -> Mapping[str, Any]:
     if value is None:
         return _EMPTY
+    if type(value) is dict:  # the common case, before the slower ABC check
+        return value
     if not isinstance(value, Mapping):
         raise ValidationError(f"context: {name} must be a dict, got {type(value).__name__}", name)
     return value

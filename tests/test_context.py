@@ -134,6 +134,29 @@ def test_a_context_never_shares_its_dicts_with_messages(client: RecordingClient)
     assert segment_lite.scope.active() is None
 
 
+def test_a_hook_changing_a_nested_dict_does_not_change_the_next_calls() -> None:
+    def mutate(message: dict[str, Any]) -> dict[str, Any]:
+        message["context"]["page"]["seen"] = message["event"]
+        message["context"]["consent"]["categoryPreferences"]["Analytics"] = False
+        return message
+
+    hooked = RecordingClient(before_send=mutate)
+    try:
+        with segment_lite.context(user_id="u", context={"page": {"path": "/a"}}, consent={"Analytics": True}):
+            hooked.track(event="One")
+            hooked.track(event="Two")
+            values = segment_lite.scope.active()
+            assert values is not None
+            assert values.context["page"] == {"path": "/a"}
+            assert values.context["consent"] == {"categoryPreferences": {"Analytics": True}}
+    finally:
+        hooked.shutdown()
+    assert [m["context"]["page"] for m in hooked.messages] == [
+        {"path": "/a", "seen": "One"},
+        {"path": "/a", "seen": "Two"},
+    ]
+
+
 def test_decorator_on_sync_and_async_functions(client: RecordingClient) -> None:
     @segment_lite.context(user_id="job-user", properties={"job": "nightly"})
     def run_job() -> None:
@@ -350,3 +373,19 @@ def test_bad_consent_options_are_refused() -> None:
     with pytest.raises(ValidationError, match="consent_categories") as caught:
         segment_lite.Client("k", send=False, consent_categories={"E": "Advertising"})
     assert caught.value.path == "consent_categories.E"
+
+
+def test_no_submodule_shadows_a_module_setting_or_function() -> None:
+    # Importing segment_lite.X sets the attribute X on the package: a submodule named like a
+    # setting (consent, defaults) or a function (context) would silently replace it.
+    import importlib
+    import pkgutil
+    import types
+
+    for info in pkgutil.iter_modules(segment_lite.__path__):
+        try:
+            importlib.import_module(f"segment_lite.{info.name}")
+        except Exception:  # an optional dependency missing: it cannot shadow anything then
+            continue
+    for name in ("context", "defaults", "consent", "consent_categories", "on_denied", "observers", "track"):
+        assert not isinstance(getattr(segment_lite, name), types.ModuleType), name

@@ -25,8 +25,7 @@ from typing import (
 )
 from urllib.parse import parse_qsl, unquote
 
-from segment_lite.scope import RequestContext
-from segment_lite.scope import context as scope_context
+from segment_lite.scope import ContextValues, RequestContext, consent_preferences
 
 __all__ = [
     "DEFAULT_BOT_USER_AGENTS",
@@ -287,7 +286,7 @@ class PageviewConfig:
       ``current_user``, else the ``user_id_cookie``) in that context's ``user_id``.
       Default False (reading the user may cost a session or database lookup).
     - ``consent``: ``f(request_info) -> {category: granted} | None`` reading the
-      visitor's consent preferences (e.g. :func:`segment_lite.consent.onetrust_consent`
+      visitor's consent preferences (e.g. :func:`segment_lite.privacy.onetrust_consent`
       from the ``OptanonConsent`` cookie); stamped on every call of the request,
       the page call included, as ``context.consent.categoryPreferences``.
 
@@ -386,6 +385,8 @@ class Visit:
     anonymous_id_is_new: bool
     skip_reason: Optional[str] = None
     done: bool = False
+    #: The page call's arguments as :meth:`PageviewTracker.request_context` built them (reused).
+    page_call: Optional[dict[str, Any]] = None
 
 
 class _Counter:
@@ -924,13 +925,20 @@ class PageviewTracker:
                 scheme=scheme,
                 host=host,
             )
-            consent = cfg.consent(info) if cfg.consent is not None else None
-            return scope_context(
+            visit.page_call = call
+            request_context: dict[str, Any] = dict(call["context"])
+            if cfg.consent is not None:
+                consent = cfg.consent(info)
+                if consent is not None:
+                    preferences = consent_preferences(consent, "consent")
+                    request_context["consent"] = {"categoryPreferences": preferences}
+            # Built here from checked parts, so the checks of segment_lite.context() are skipped.
+            values = ContextValues(
                 user_id=self._user(info, user_id) if cfg.context_user_id else None,
                 anonymous_id=visit.anonymous_id,
-                context=call["context"],
-                consent=consent,
+                context=request_context,
             )
+            return RequestContext(values, fresh=False)
         except Exception as exc:
             self.record_error(exc, "request context")
             return None
@@ -939,17 +947,26 @@ class PageviewTracker:
         """The keyword arguments of the page call for ``visit`` (may raise on bad callables)."""
         info = visit.info
         cfg = self.config
-        ip, scheme, host = self._origin(info)
-        title = cfg.title(info) if cfg.title is not None else None
-        kwargs = build_page_call(
-            info,
-            anonymous_id=visit.anonymous_id,
-            user_id=self._user(info, user_id),
-            title=title,
-            ip=ip if cfg.capture_ip else None,
-            scheme=scheme,
-            host=host,
-        )
+        built = visit.page_call
+        if built is not None:  # the request context built it from the same request: reuse it
+            kwargs = {
+                "anonymous_id": built["anonymous_id"],
+                "user_id": self._user(info, user_id),
+                "properties": dict(built["properties"]),
+                "context": dict(built["context"]),
+            }
+        else:
+            ip, scheme, host = self._origin(info)
+            title = cfg.title(info) if cfg.title is not None else None
+            kwargs = build_page_call(
+                info,
+                anonymous_id=visit.anonymous_id,
+                user_id=self._user(info, user_id),
+                title=title,
+                ip=ip if cfg.capture_ip else None,
+                scheme=scheme,
+                host=host,
+            )
         if cfg.name is not None:
             kwargs["name"] = cfg.name(info)
         if cfg.category is not None:

@@ -13,8 +13,8 @@ import pytest
 from integration_helpers import BROWSER_UA, UUID4_RE, ASGITestClient
 
 import segment_lite
-from segment_lite.consent import onetrust_consent
 from segment_lite.integrations.wsgi import SegmentPageviewMiddleware as WSGIMiddleware
+from segment_lite.privacy import onetrust_consent
 from segment_lite.testing import RecordingClient
 
 HTML = [("Content-Type", "text/html; charset=utf-8")]

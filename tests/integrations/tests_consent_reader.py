@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from segment_lite.consent import onetrust_consent
+from segment_lite.privacy import onetrust_consent
 
 read_onetrust = onetrust_consent({"C0001": "Necessary", "C0002": "Analytics"})

@@ -1,4 +1,4 @@
-"""Consent helpers: OneTrust's cookie parsed, and the "Segment Consent Preference Updated" event as sent."""
+"""Consent helpers (segment_lite.privacy): OneTrust's cookie parsed, and "Segment Consent Preference Updated" as sent."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any, Optional
 import pytest
 
 import segment_lite
-from segment_lite.consent import (
+from segment_lite.errors import ValidationError
+from segment_lite.integrations.pageview import RequestInfo
+from segment_lite.privacy import (
     CONSENT_UPDATED_EVENT,
     onetrust_consent,
     parse_onetrust_cookie,
     send_consent_updated,
 )
-from segment_lite.errors import ValidationError
-from segment_lite.integrations.pageview import RequestInfo
 from segment_lite.testing import RecordingClient
 
 COOKIE = (
