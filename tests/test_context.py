@@ -389,3 +389,13 @@ def test_no_submodule_shadows_a_module_setting_or_function() -> None:
             continue
     for name in ("context", "defaults", "consent", "consent_categories", "on_denied", "observers", "track"):
         assert not isinstance(getattr(segment_lite, name), types.ModuleType), name
+
+
+def test_the_context_benchmark_runs_and_reports_every_variant() -> None:
+    from benchmarks.context import run
+
+    result = run(n=200, rounds=2)
+    assert {"none", "explicit", "context", "nested", "defaults"} <= set(result)
+    assert all(result[name]["p50_ns"] > 0 for name in ("none", "explicit", "context", "nested", "defaults"))
+    assert "context_cost_p50_ns" in result
+    assert segment_lite.scope.active() is None
