@@ -172,7 +172,7 @@ class InFlight:
             self._ledger.batch_settled(
                 len(items),
                 taken.settlement.delivered_count,
-                sum(map(len, items)),
+                taken.batch.nbytes,
                 self._ledger.monotonic() - taken.taken_at,
             )
             self._queue.done(taken.batch, keep=taken.settlement.kept)
