@@ -90,6 +90,7 @@ class ContextValues:
 
 
 _current: ContextVar[Optional[ContextValues]] = ContextVar("segment_lite.context", default=None)
+_NOTHING = ContextValues()
 
 
 def active() -> Optional[ContextValues]:
@@ -192,15 +193,26 @@ class RequestContext:
     def __init__(self, layer: ContextValues, fresh: bool) -> None:
         self._layer = layer
         self._fresh = fresh
-        self._tokens: list[Token[Optional[ContextValues]]] = []
+        # One object may be entered by several threads or tasks at once (a module-level
+        # ``with CONTEXT:``): each entry's token is found again by the values it set,
+        # which are a distinct object per entry and still current when it exits.
+        self._tokens: dict[int, Token[Optional[ContextValues]]] = {}
 
     def __enter__(self) -> ContextValues:
         values = self._layer if self._fresh else merged(_current.get(), self._layer)
-        self._tokens.append(_current.set(values))
+        if values is self._layer:
+            values = merged(values, _NOTHING)  # a distinct object for this entry
+        self._tokens[id(values)] = _current.set(values)
         return values
 
     def __exit__(self, *exc_info: object) -> None:
-        _current.reset(self._tokens.pop())
+        token = self._tokens.pop(id(_current.get()), None)
+        if token is None:
+            raise RuntimeError(
+                "segment_lite.context exited out of order: "
+                "an inner block is still open in this thread or task"
+            )
+        _current.reset(token)
 
     def _again(self) -> RequestContext:
         return RequestContext(self._layer, self._fresh)

@@ -399,3 +399,46 @@ def test_the_context_benchmark_runs_and_reports_every_variant() -> None:
     assert all(result[name]["p50_ns"] > 0 for name in ("none", "explicit", "context", "nested", "defaults"))
     assert "context_cost_p50_ns" in result
     assert segment_lite.scope.active() is None
+
+
+def test_one_context_object_entered_by_several_threads_at_once(client: RecordingClient) -> None:
+    shared = segment_lite.context(properties={"service": "billing"})
+    both_inside = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work(user: str, first_out: bool) -> None:
+        try:
+            with shared:
+                both_inside.wait(5)
+                if not first_out:
+                    both_inside.wait(5)  # leave after the other thread did
+                client.track(user, "Worked")
+                if first_out:
+                    both_inside.wait(5)
+            assert segment_lite.scope.active() is None
+        except BaseException as exc:  # handed to the main thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=("a", True)),
+        threading.Thread(target=work, args=("b", False)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert sorted(m["userId"] for m in client.messages) == ["a", "b"]
+    assert all(m["properties"] == {"service": "billing"} for m in client.messages)
+
+
+def test_exiting_an_outer_block_before_the_inner_one_is_refused() -> None:
+    outer = segment_lite.context(properties={"a": 1})
+    inner = segment_lite.context(properties={"b": 2})
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(RuntimeError, match="out of order"):
+        outer.__exit__(None, None, None)
+    inner.__exit__(None, None, None)
+    outer.__exit__(None, None, None)
+    assert segment_lite.scope.active() is None

@@ -91,7 +91,7 @@ class CelerySegment:
             return
         try:
             scope.__exit__(None, None, None)
-        except ValueError:  # entered in another contextvars context: nothing of ours is left set there
+        except (ValueError, RuntimeError):  # entered elsewhere, or an inner block left open
             pass
 
     def _client(self) -> Any:

@@ -117,7 +117,7 @@ class SegmentPageviews:
         if scope is not None:
             try:
                 scope.__exit__(None, None, None)
-            except ValueError:  # entered in another contextvars context: nothing of ours is left set
+            except (ValueError, RuntimeError):  # entered elsewhere, or an inner block left open
                 pass
 
     def _after_request(self, response: Any) -> Any:
