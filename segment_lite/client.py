@@ -779,7 +779,7 @@ class Client:
         drops of accepted messages (``rejected``, ``retries_exhausted``,
         ``shutdown_timeout``, ``spool_corrupt``) + ``left_in_spool``. Refusals at
         the call (``invalid``, ``encode_error``, ``oversize``, ``queue_full``,
-        ``after_shutdown``, ``spool_write_failed``) are counted under ``dropped``
+        ``after_shutdown``, ``spool_write_failed``, ``consent_denied``) are counted under ``dropped``
         too. ``recovered`` and ``left_in_spool`` are for a disk spool: messages an
         earlier process left there, and messages this one leaves for the next.
         """
