@@ -16,7 +16,8 @@ Events are queued (at most :data:`MAX_PENDING_EVENTS`) and handed to the observe
 by one daemon thread per client, so a slow observer never delays delivery or the
 caller: when it falls that far behind, further events are counted in
 ``stats()["observer_overflow"]`` and not delivered. An exception an observer
-raises is logged and counted in ``stats()["observer_errors"]``, never raised.
+raises is counted in ``stats()["observer_errors"]``, never raised; its first failure
+per method is logged with the traceback, the later ones at DEBUG.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class ObserverThread:
         self._events: queue.Queue[Any] = queue.Queue(max_pending)
         self._thread: Optional[threading.Thread] = None
         self._start_lock = threading.Lock()
+        self._failed: set[tuple[int, str]] = set()  # (observer, method) that raised already
 
     def emit(self, event: str, *args: Any) -> None:
         """Queue one event; never blocks (an event that finds the queue full is counted, not kept)."""
@@ -107,7 +109,21 @@ class ObserverThread:
                     method(*args)
                 except Exception:
                     self._count("observer_errors")
-                    self._log.exception("delivery observer %r raised in %s()", observer, event)
+                    # The first failure of each observer method is logged with its traceback;
+                    # the rest only at DEBUG, so a broken observer cannot flood the log.
+                    key = (id(observer), event)
+                    if key in self._failed:
+                        self._log.debug(
+                            "delivery observer %r raised in %s() again", observer, event, exc_info=True
+                        )
+                    else:
+                        self._failed.add(key)
+                        self._log.exception(
+                            "delivery observer %r raised in %s() (counted as observer_errors; "
+                            "later failures are logged at DEBUG)",
+                            observer,
+                            event,
+                        )
 
     def stop(self, timeout_s: Optional[float] = 1.0) -> bool:
         """Deliver the events queued so far (waiting at most ``timeout_s``), then end the thread."""

@@ -137,3 +137,20 @@ def test_sync_mode_deliveries_are_observed(make_client: Callable[..., segment_li
     client.track("u", "Now")
     assert client._pipeline.ledger.wait_observers(5)
     assert observer.events == [("delivered", 1)]
+
+
+def test_a_broken_observer_is_logged_once_then_only_counted(caplog: pytest.LogCaptureFixture) -> None:
+    counted: list[str] = []
+
+    class Broken:
+        def delivered(self, count: int) -> None:
+            raise RuntimeError("down")
+
+    events = ObserverThread([Broken()], counted.append, logging.getLogger("segment"))
+    with caplog.at_level(logging.ERROR, logger="segment"):
+        for _ in range(5):
+            events.emit("delivered", 1)
+        assert events.wait_idle(5)
+    assert counted == ["observer_errors"] * 5
+    assert len([r for r in caplog.records if "raised in delivered()" in r.getMessage()]) == 1
+    assert events.stop(5)
