@@ -15,8 +15,9 @@ from segment_lite.errors import (
     QueueFullError,
     ShutdownError,
     ValidationError,
+    safe_repr,
 )
-from segment_lite.ledger import OnDrop, OnError
+from segment_lite.ledger import Credentials, OnDrop, OnError
 from segment_lite.message import (
     CALLER_FIELDS,
     Message,
@@ -254,6 +255,11 @@ class Client:
             self._hooks = (before_send,)
         else:
             self._hooks = tuple(before_send)
+        # Every credential this client sends, to mask wherever text reaches a log or an error.
+        self._credentials = Credentials()
+        self._credentials.add(self._write_key)
+        for proxy in (proxies or {}).values():  # a proxy's password goes out in Proxy-Authorization
+            self._credentials.add_proxy_credentials(str(proxy))
         self._transport_factory = default_transport_factory(transport, proxies)
         if transport is None:
             self._transport_factory = _with_reference_seams(self._transport_factory, proxies)
@@ -268,6 +274,7 @@ class Client:
                 timeout,
                 proxies,
                 self.clock,
+                self._credentials,
             )
         elif oauth_client_id or oauth_client_key or oauth_key_id:
             log.warning(
@@ -333,6 +340,7 @@ class Client:
             on_drop=on_drop,
             log=log,
             shutdown_timeout_s=shutdown_timeout,
+            credentials=self._credentials,
             observers=_observer_list(observers),
         )
 
@@ -540,6 +548,8 @@ class Client:
                 pipeline.ledger.drop("invalid", exc, [], count=1)
                 raise
             message, coerced = self._build_leniently(builder, args)
+        except Exception as exc:
+            raise self._unreadable(exc) from None
         built: Optional[tuple[str, ...]] = CALLER_FIELDS  # made by a builder, unchanged: see encode_plain
         if self._consent_source is not None:
             self._stamp_consent(message)
@@ -671,9 +681,23 @@ class Client:
         except ValidationError as exc:
             self._pipeline.ledger.drop("invalid", exc, [], count=1)
             raise
+        except Exception as exc:
+            raise self._unreadable(exc) from None
         kind = message.get("type")
         details = "; ".join(f"{path}: {done}" for path, done in notes)
         return message, ValidationError(f"{kind}: {details} (strict=True refuses this)", notes[0][0])
+
+    def _unreadable(self, exc: Exception) -> ValidationError:
+        """Count, and return to raise, a call whose arguments raised where no check expected it.
+
+        The builders read each argument defensively and name the field; this is
+        the last guard, so a caller's exception never escapes uncounted.
+        """
+        error = ValidationError(
+            f"the call's arguments could not be read: {type(exc).__name__} raised while building the message"
+        )
+        self._pipeline.ledger.drop("invalid", error, [], count=1)
+        return error
 
     def _run_hooks(self, message: Message) -> Optional[Message]:
         for hook in self._hooks:
@@ -686,13 +710,16 @@ class Client:
             if result is None:
                 ledger = self._pipeline.ledger
                 ledger.count("filtered")
-                filtered = FilteredError(f"before_send hook {hook!r} returned None")
+                filtered = FilteredError(f"before_send hook {safe_repr(hook)} returned None")
                 ledger.report("filtered", filtered, [message])
                 return None
             if not isinstance(result, dict):
-                raise ValidationError(
-                    f"before_send hook {hook!r} must return a dict or None, got {type(result).__name__}"
+                refused = ValidationError(
+                    f"before_send hook {safe_repr(hook)} must return a dict or None, "
+                    f"got {type(result).__name__}"
                 )
+                self._pipeline.ledger.drop("invalid", refused, [], count=1)
+                raise refused
             message = result
         return message
 
@@ -893,12 +920,13 @@ def _with_oauth(
     timeout: float,
     proxies: Optional[Mapping[str, str]],
     clock: Clock,
+    credentials: Credentials,
 ) -> TransportFactory:
     """Wrap ``base`` so every batch carries an OAuth Bearer token (one token source per client)."""
     from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
 
     config = OAuthConfig(client_id, client_key, key_id, auth_server, scope, timeout, proxies)
-    tokens = OAuthTokenSource(config, clock)
+    tokens = OAuthTokenSource(config, clock, credentials=credentials)
 
     def factory() -> OAuthTransport:
         return OAuthTransport(base(), tokens)

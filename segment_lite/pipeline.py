@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 
 from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
-from segment_lite.ledger import Ledger, OnDrop, OnError
+from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
@@ -75,7 +75,7 @@ class DeliveryConfig:
     """What a sender needs to post batches: where, how, and how hard to retry."""
 
     url: str
-    write_key: str
+    write_key: str = field(repr=False)  # never in a repr (a traceback with locals shows them)
     gzip: bool
     timeout_s: float
     retry_policy: RetryPolicy
@@ -288,9 +288,12 @@ class Pipeline:
         log: logging.Logger,
         shutdown_timeout_s: Optional[float],
         on_drop: Optional[OnDrop] = None,
+        credentials: Optional[Credentials] = None,
         observers: Sequence[Any] = (),
     ) -> None:
         self._queue_factory = queue_factory
+        # What to mask in logs and errors; shared with an OAuth token source, and kept across a fork.
+        self.credentials = Credentials() if credentials is None else credentials
         #: Delivery observers (segment_lite.observe); the ledger of each process shares this list.
         self.observers: list[Any] = list(observers)
         self.delivery = delivery
@@ -320,6 +323,7 @@ class Pipeline:
             self.delivery.write_key,
             on_drop=self._on_drop,
             monotonic=self.delivery.clock.monotonic,
+            credentials=self.credentials,
             observers=self.observers,
         )
         self.queue: MessageQueue = self._queue_factory()
@@ -342,6 +346,7 @@ class Pipeline:
         # parent's messages (the parent will send them), and there are no worker
         # threads: start over, lazily, on first use.
         self._pid = os.getpid()
+        self.credentials.after_fork()
         self._reset()
         self._deliver_recovered()
 
@@ -373,7 +378,8 @@ class Pipeline:
         except SpoolWriteError as exc:
             self.ledger.drop("spool_write_failed", exc, [data])
             return Accepted.FAILED
-        return Accepted.FULL
+        # A producer blocked for room when shutdown sealed the queue is refused as after shutdown.
+        return Accepted.CLOSED if self._closed else Accepted.FULL
 
     def send_now(self, data: bytes) -> None:
         """Deliver one message on the calling thread in one attempt (sync mode), or raise why not.
@@ -397,6 +403,10 @@ class Pipeline:
         max_batch_bytes = BatchSender.max_batch_bytes(write_key)
         self.batching = dataclasses.replace(self.batching, max_batch_bytes=max_batch_bytes)
         self.ledger.add_secret(write_key)
+        for target in (self._queue_factory, self.queue):  # a spool stores each message's key
+            change = getattr(target, "change_write_key", None)
+            if change is not None:
+                change(write_key)
         with self._start_lock:
             workers = list(self._workers)
             senders = [worker.sender for worker in workers] + list(self._thread_senders)
@@ -509,7 +519,7 @@ class Pipeline:
         thread, when no worker thread could start). Records a ``FlushResult`` in
         ``last_flush`` and logs a WARNING when messages were dropped meanwhile.
         """
-        started = time.monotonic()
+        started = self.delivery.clock.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
         self._record_flush(settled, before)
@@ -524,7 +534,8 @@ class Pipeline:
         if self._inline:
             clock = self.delivery.clock
             self._deliver_inline(None if timeout is None else clock.monotonic() + timeout)
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        elapsed = self.delivery.clock.monotonic() - started
+        remaining = None if timeout is None else max(0.0, timeout - elapsed)
         settled = queue.wait_settled(target, remaining)
         self.ledger.flush_reports()
         self._log.debug(
@@ -545,7 +556,9 @@ class Pipeline:
             delivered=after["delivered"] - before["delivered"],
             dropped=dropped,
             pending=self.queue.pending_count(),
-            last_error=health.last_rejection if dropped.get("rejected") else health.last_error,
+            last_error=self._redacted(
+                health.last_rejection if dropped.get("rejected") else health.last_error
+            ),
         )
         self.last_flush = result
         if dropped:
@@ -557,6 +570,9 @@ class Pipeline:
                 result.delivered,
                 result.last_error or "none",
             )
+
+    def _redacted(self, text: Optional[str]) -> Optional[str]:
+        return None if text is None else self.ledger.redact(text)
 
     def mark(self) -> int:
         """A marker covering every message accepted so far, for ``wait_settled``."""
@@ -587,6 +603,9 @@ class Pipeline:
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; later messages are refused.
 
+        Producers blocked for room may still get it while the first flush runs;
+        then the queue is sealed (each still waiting, and every later put, is
+        refused as ``after_shutdown``) and what got in is flushed too.
         Returns True when everything accepted was settled in time. Otherwise, at
         the deadline, requests still in flight are aborted (their connections
         closed) and everything undelivered, in flight or queued, is dropped as
@@ -594,9 +613,14 @@ class Pipeline:
         returns within ``timeout`` plus a fraction of a second.
         """
         self._closed = True
-        started = time.monotonic()
+        started = self.delivery.clock.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
+        # Producers blocked for room (on_full="block") may have been let in while the flush
+        # ran; from here on every put is refused, and what got in is delivered or dropped too.
+        self.queue.seal()
+        if settled:
+            settled = self._flush(timeout, started)
         if not settled:
             self._give_up(timeout)
         self._record_flush(settled, before, "shutdown")
@@ -628,6 +652,7 @@ class Pipeline:
     def close(self) -> None:
         """Stop without delivering (for clients that never send): refuse messages, release resources."""
         self._closed = True
+        self.queue.seal()
         self.ledger.flush_reports()
         self.ledger.stop_observers(OBSERVER_STOP_S)
         self._close_thread_senders()
@@ -674,10 +699,12 @@ class Pipeline:
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
+            kept = self.queue.kept_count()
             self._log.warning(
-                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s); last error: %s",
+                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s)%s; last error: %s",
                 self.shutdown_timeout_s,
                 self._dropped_at_shutdown,
+                f", left {kept} message(s) in the spool for the next process" if kept else "",
                 self.health.last_error or "none (delivery was still in progress)",
             )
 

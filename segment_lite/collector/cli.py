@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 from segment_lite.collector.processing import MESSAGE_TYPES, replace_non_finite
 from segment_lite.collector.table import format_row, format_table, format_violations, header
 from segment_lite.collector.text import printable_json
+from segment_lite.errors import FrameworkNotInstalledError
 
 if TYPE_CHECKING:
     from segment_lite.collector.store import EventStore, StoredEvent
@@ -177,7 +178,11 @@ def _retry_after_value(value: Optional[str]) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from segment_lite.collector.server import Collector, is_loopback_host
+    try:
+        from segment_lite.collector.server import Collector, is_loopback_host
+    except FrameworkNotInstalledError as exc:  # h11, the collector extra
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     if not is_loopback_host(args.host):
         print(
@@ -486,4 +491,8 @@ def _tail(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from segment_lite.collector.demo import run
 
-    return int(run(db=args.db))
+    try:
+        return int(run(db=args.db))
+    except FrameworkNotInstalledError as exc:  # h11, the collector extra
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

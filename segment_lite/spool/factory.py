@@ -12,7 +12,8 @@ from segment_lite.queue import MessageQueue
 __all__ = ["FSYNC_POLICIES", "SpoolFactory", "check_spool_dir", "key_fingerprint", "spool_factory"]
 
 #: "batch": fsync at most once per ``disk.SYNC_INTERVAL_S``, off the caller's thread;
-#: "always": before each call returns; "never": leave it to the operating system.
+#: "always": before each call returns; "never": leave it to the operating system
+#: (and SQLite's checkpoints). See ``store.SYNCHRONOUS``.
 FSYNC_POLICIES = ("batch", "always", "never")
 
 
@@ -63,6 +64,10 @@ class SpoolFactory:
             fsync=self.fsync,
         )
 
+    def change_write_key(self, write_key: str) -> None:
+        """Spools made from now on (in a forked child) store messages under ``write_key``'s fingerprint."""
+        self._fingerprint = key_fingerprint(write_key)
+
     def __repr__(self) -> str:
         return f"<SpoolFactory {self.root!r} max_bytes={self.max_bytes} fsync={self.fsync!r}>"
 
@@ -92,7 +97,10 @@ def spool_factory(
         )
     try:
         import fcntl  # noqa: F401  # owner directories are locked with flock()
+        import sqlite3  # noqa: F401  # the messages live in SQLite
     except ImportError:
-        raise SpoolError("spool_dir needs POSIX file locks (fcntl), which this platform lacks") from None
+        raise SpoolError(
+            "spool_dir needs POSIX file locks (fcntl) and the sqlite3 module, which this Python lacks"
+        ) from None
     root = check_spool_dir(spool_dir)
     return SpoolFactory(root, max_bytes=max_bytes, fsync=fsync, wake_at=wake_at, write_key=write_key)

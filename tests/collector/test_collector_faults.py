@@ -288,3 +288,23 @@ def test_close_idle_connections_spares_a_busy_connection(collector: Collector) -
         assert answer.startswith(b"HTTP/1.1 200")
     finally:
         sock.close()
+
+
+def test_an_injected_204_has_no_body_and_the_connection_stays_in_step(collector: Collector) -> None:
+    collector.fail_next(1, status=204)
+    body = json.dumps({"batch": [track(1)]}).encode()
+    head = "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    first = (head % len(body)).encode() + b"\r\n" + body
+    last = (head % len(body)).encode() + b"Connection: close\r\n\r\n" + body
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=5) as sock:
+        sock.sendall(first + last)
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes, as the last request asked
+            received += chunk
+    no_content, _, rest = received.partition(b"\r\n\r\n")
+    assert no_content.startswith(b"HTTP/1.1 204 ") and b"content-length" not in no_content.lower()
+    # A body after a 204 would be read as the start of the next answer.
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:80]
+    assert collector.message_ids() == {"msg-1"}
+    with pytest.raises(ValueError, match="200 to 599"):
+        collector.fail_next(1, status=100)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from segment_lite.spool.directory import owner_directories
+from segment_lite.spool.store import owner_directories
 
 WRITE_KEY = "test-secret-write-key-1234"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -123,8 +123,3 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
 def owner_names(spool_dir: Path) -> list[str]:
     """The owner directories under ``spool_dir``, by name."""
     return [os.path.basename(path) for path in owner_directories(str(spool_dir))]
-
-
-def segment_files(directory: Path) -> list[Path]:
-    """The segment files of one owner directory, in order."""
-    return sorted(directory.glob("*.seg"))

@@ -12,7 +12,7 @@ from spool_helpers import WRITE_KEY, kill9, owner_names, python, spooling_child,
 
 import segment_lite
 from segment_lite.collector import Collector
-from segment_lite.spool.directory import probe_lock
+from segment_lite.spool.store import probe_lock
 
 
 def test_two_processes_on_one_directory_each_get_their_own(
