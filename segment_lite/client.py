@@ -538,10 +538,10 @@ class Client:
         pipeline = self._pipeline
         active = _active_context.get()  # the whole cost of request contexts when none is active
         scoped = active is not None or self._defaults is not None
-        if scoped:
-            args = apply(args, _CONTEXT_SLOTS[builder], self._context_values(active))
         coerced: Optional[ValidationError] = None
         try:
+            if scoped:  # merging reads the caller's dicts: inside the try, like building
+                args = apply(args, _CONTEXT_SLOTS[builder], self._context_values(active))
             message = builder(*args)
         except ValidationError as exc:
             if self.strict:

@@ -442,3 +442,23 @@ def test_exiting_an_outer_block_before_the_inner_one_is_refused() -> None:
     inner.__exit__(None, None, None)
     outer.__exit__(None, None, None)
     assert segment_lite.scope.active() is None
+
+
+def test_a_callers_mapping_that_raises_while_merged_is_a_counted_validation_error(
+    client: RecordingClient,
+) -> None:
+    from collections.abc import Mapping
+
+    class Exploding(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            raise KeyError(key)
+
+        def __iter__(self) -> Any:
+            raise RuntimeError("cannot iterate")
+
+        def __len__(self) -> int:
+            return 1
+
+    with segment_lite.context(properties={"tenant": "acme"}), pytest.raises(ValidationError):
+        client.track("u", "E", Exploding())
+    assert client.stats()["dropped"]["invalid"] == 1
