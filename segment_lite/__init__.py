@@ -39,6 +39,7 @@ from segment_lite.options import MODULE_SETTINGS as _MODULE_SETTINGS
 from segment_lite.options import ClientOptions as _ClientOptions
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.scope import context
 from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
@@ -83,6 +84,7 @@ __all__ = [
     "TransportResponse",
     "ValidationError",
     "alias",
+    "context",
     "flush",
     "flush_after",
     "group",

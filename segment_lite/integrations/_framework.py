@@ -19,4 +19,11 @@ def raise_if_framework_missing(exc: ImportError, *, integration: str, framework:
         raise FrameworkNotInstalledError(integration, display_name, extra) from None
 
 
-_DISPLAY_NAMES = {"django": "Django", "flask": "Flask", "celery": "Celery", "fastapi": "FastAPI"}
+_DISPLAY_NAMES = {
+    "django": "Django",
+    "flask": "Flask",
+    "celery": "Celery",
+    "fastapi": "FastAPI",
+    "prometheus_client": "prometheus_client",
+    "opentelemetry": "opentelemetry-api",
+}
