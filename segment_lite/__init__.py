@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
-from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
+from segment_lite.client import Client, Result
 from segment_lite.errors import (
     APIError,
     EncodeError,
@@ -36,6 +36,7 @@ from segment_lite.errors import (
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.serverless import flush_after

@@ -18,6 +18,7 @@ from segment_lite.errors import (
     safe_repr,
 )
 from segment_lite.ledger import Credentials, OnDrop, OnError
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.message import (
     CALLER_FIELDS,
     Message,
@@ -46,10 +47,8 @@ if TYPE_CHECKING:
     from segment_lite.plan.enforce import PlanEnforcer
     from segment_lite.plan.model import TrackingPlan
 
-__all__ = ["MAX_MESSAGE_BYTES", "Client", "Result"]
+__all__ = ["Client", "Result"]
 
-#: Segment's limit for one message, encoded.
-MAX_MESSAGE_BYTES = 32 * 1024
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 #: With a spool and max_retries left at its default, the retry count is not

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from segment_lite.errors import ValidationError, safe_repr
+from segment_lite.limits import MAX_MESSAGE_ID_CHARS
 from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
 from segment_lite.version import VERSION
 
@@ -34,7 +35,6 @@ LIBRARY = {"name": "segment-lite", "version": VERSION}
 #: message they build is a str or None, and every key of it a str: so checking
 #: the shape of a built message (``shape.is_plain``) needs to look only here.
 CALLER_FIELDS = ("properties", "traits", "context", "integrations")
-MAX_MESSAGE_ID_CHARS = 100
 
 _ID_TYPES = (str, numbers.Number, uuid.UUID)
 

@@ -14,12 +14,17 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from segment_lite.errors import SegmentLiteError
-from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    MAX_NESTING_DEPTH,
+    MESSAGE_TYPES,
+)
 from segment_lite.shape import replace_non_finite
 from segment_lite.timestamps import format_utc, parse_api_timestamp
 
 __all__ = [
-    "MESSAGE_TYPES",
     "Limits",
     "RequestError",
     "batch_too_large",
@@ -34,16 +39,14 @@ __all__ = [
     "write_key_from_auth",
 ]
 
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
-
 
 @dataclass(frozen=True)
 class Limits:
     """Size and count limits, Segment's published values by default."""
 
-    max_message_bytes: int = 32 * 1024
-    max_batch_bytes: int = 500 * 1024
-    max_batch_messages: int = 2500
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    max_batch_messages: int = MAX_BATCH_MESSAGES
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from segment_lite.importer.sources import Source
 from segment_lite.importer.state import RejectsWriter
 from segment_lite.importer.summary import ImportSummary
 from segment_lite.ledger import WARNING_REASONS
+from segment_lite.limits import MAX_BATCH_MESSAGES
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -37,7 +38,7 @@ MAX_PENDING_CHUNKS = 2
 CLIENT_DEFAULTS: dict[str, Any] = {
     "max_queue_size": 20000,
     "upload_size": 500,
-    "max_batch_size": 2500,
+    "max_batch_size": MAX_BATCH_MESSAGES,
     "upload_interval": 0.05,
     "thread": 1,
     "gzip": False,
