@@ -16,8 +16,8 @@ from segment_lite.version import VERSION
 SUBCOMMAND_MODULES = (
     "segment_lite.collector.cli",
     "segment_lite.importer.cli",
-    "segment_lite.plan.cli",
-    "segment_lite.spool.cli",
+    "segment_lite.plan_cli",
+    "segment_lite.spool_cli",
 )
 
 

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from segment_lite.cli_common import Progress, Snapshot
 from segment_lite.client import Client
 from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, SegmentLiteError, ValidationError
 from segment_lite.importer.convert import RowConverter
 from segment_lite.importer.errors import ImportConfigError, RowError
 from segment_lite.importer.options import ImportOptions
-from segment_lite.importer.progress import Progress, Snapshot
 from segment_lite.importer.sources import Source
 from segment_lite.importer.state import RejectsWriter
 from segment_lite.importer.summary import ImportSummary

@@ -21,9 +21,9 @@ from import_helpers import (
 )
 from stopping_import import stop_after
 
+from segment_lite.cli_common import Snapshot, describe
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
-from segment_lite.importer.progress import Snapshot, describe
 from segment_lite.transport import TransportResponse
 
 ROWS = 3000

@@ -144,9 +144,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
+    from segment_lite.cli_common import Snapshot, make_progress
     from segment_lite.client import Client
     from segment_lite.errors import SegmentLiteError
-    from segment_lite.importer.progress import Snapshot, make_progress
     from segment_lite.limits import MAX_BATCH_MESSAGES
     from segment_lite.spool.disk import DiskSpool
     from segment_lite.spool.factory import key_fingerprint
