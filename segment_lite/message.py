@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import ValidationError, safe_repr
 from segment_lite.limits import MAX_MESSAGE_ID_CHARS
 from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
@@ -94,8 +95,7 @@ def _reset_after_fork() -> None:
     _draw = (-_IDS_PER_DRAW, "")
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+on_fork_in_child("message_ids", _reset_after_fork)
 
 
 Notes = Optional[list[tuple[str, str]]]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import os
 import threading
 import uuid
 import weakref
@@ -31,6 +30,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import SegmentLiteError, ValidationError
 from segment_lite.ledger import Credentials
 from segment_lite.retry import Clock
@@ -405,5 +405,4 @@ def _reset_after_fork() -> None:
         source._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+on_fork_in_child("oauth", _reset_after_fork)

@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import SpoolCorruptError, SpoolWriteError
 from segment_lite.queue import Batch, NumberedQueue
 from segment_lite.spool import store
@@ -661,5 +662,4 @@ def _forget_parents_spools() -> None:
             _OPEN.discard(spool)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parents_spools)
+on_fork_in_child("spools", _forget_parents_spools)
