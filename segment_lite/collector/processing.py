@@ -9,11 +9,11 @@ import math
 import re
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from segment_lite.errors import SegmentLiteError
+from segment_lite.errors import RequestError
 from segment_lite.limits import (
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
@@ -52,26 +52,6 @@ class Limits:
 def error_body(code: str, message: str) -> dict[str, Any]:
     """The JSON error body every endpoint answers: ``success``, a stable ``code`` and a ``message``."""
     return {"success": False, "code": code, "message": message}
-
-
-@dataclass
-class RequestError(SegmentLiteError):
-    """A request the collector refuses: HTTP status, a stable machine code and a readable message.
-
-    ``details`` is merged into the JSON error body (for example ``index`` and ``size``).
-    """
-
-    status: int
-    code: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.code}: {self.message}"
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error body answered to the client."""
-        return {**error_body(self.code, self.message), **self.details}
 
 
 # -- decoding -----------------------------------------------------------------

@@ -36,6 +36,7 @@ from segment_lite.collector.tracking import (
     TrackingEndpoint,
     WriteKeyCheck,
 )
+from segment_lite.errors import InvalidStateError
 
 __all__ = [
     "TRACKING_PATHS",
@@ -212,7 +213,7 @@ class Collector:
         """Open the store and start serving in background threads; returns self."""
         with self._lifecycle:
             if self._started:
-                raise RuntimeError("this collector was already started; create a new one")
+                raise InvalidStateError("this collector was already started; create a new one")
             self._started = True
             store = self._store = EventStore(self.db)
             self._log.set_unique(store.count())
@@ -281,7 +282,7 @@ class Collector:
     def port(self) -> int:
         """The TCP port served (the ephemeral one picked when started with ``port=0``)."""
         if self._port is None:
-            raise RuntimeError("the collector is not started")
+            raise InvalidStateError("the collector is not started")
         return self._port
 
     @property
@@ -294,7 +295,7 @@ class Collector:
     def store(self) -> EventStore:
         """The :class:`EventStore` holding the messages."""
         if self._store is None:
-            raise RuntimeError("the collector is not started")
+            raise InvalidStateError("the collector is not started")
         return self._store
 
     @property

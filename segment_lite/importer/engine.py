@@ -28,7 +28,6 @@ __all__ = [
     "MAX_PENDING_CHUNKS",
     "ImportEngine",
     "SettledCallback",
-    "Stop",
     "make_client",
 ]
 
@@ -50,7 +49,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 FATAL_STATUSES = frozenset({401, 403, 404})
 
 
-class Stop(SegmentLiteError):
+class _Stop(SegmentLiteError):
     """Raised by :meth:`ImportEngine.run_source` to end an import early (max errors, delivery failed)."""
 
 
@@ -269,7 +268,7 @@ class ImportEngine:
         converter: Optional[RowConverter] = None,
         skip_digest: Optional[str] = None,
     ) -> None:
-        """Send every row of ``source`` after line ``skip_upto``; raises ``Stop`` to end the import early.
+        """Send every row of ``source`` after line ``skip_upto``; raises ``_Stop`` to end the import early.
 
         With ``skip_digest`` (what :meth:`Source.digest` gave for ``skip_upto``
         when that progress was checkpointed), the skipped rows are checked
@@ -335,7 +334,7 @@ class ImportEngine:
             if not self.rows_read & 255 and time.monotonic() >= self._next_tick:
                 self._tick()
             if self.stop_reason is not None:
-                raise Stop
+                raise _Stop
         if verify:  # the input ended within the rows the checkpoint confirms
             _verify_skipped(source, skip_upto, skip_digest)
         self._last = (index, last_line)
@@ -360,7 +359,7 @@ class ImportEngine:
             self.stop_reason = self.stop_reason or "delivery_failed"
             self.fatal_error = self.fatal_error or "the client refused a message (queue full or shut down)"
             self.fatal_pos = min(self.fatal_pos or (index, line), (index, line))
-        raise Stop
+        raise _Stop
 
     # -- a whole run ------------------------------------------------------------------
 
@@ -378,7 +377,7 @@ class ImportEngine:
             try:
                 read()
                 self.finish()
-            except Stop:
+            except _Stop:
                 status = self.stop_reason or "delivery_failed"
                 self.finish_stopped(self.interrupt_timeout if status == "max_errors" else 0.0)
             except KeyboardInterrupt:

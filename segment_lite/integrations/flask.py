@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from segment_lite.errors import InvalidStateError
 from segment_lite.integrations._framework import raise_if_framework_missing
 
 try:
@@ -76,7 +77,7 @@ class SegmentPageviews:
             pass
         tracker = tracker or self._last_tracker
         if tracker is None:
-            raise RuntimeError("SegmentPageviews.init_app(app) has not been called")
+            raise InvalidStateError("SegmentPageviews.init_app(app) has not been called")
         return tracker
 
     @property

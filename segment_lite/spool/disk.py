@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from segment_lite.after_fork import on_fork_in_child
-from segment_lite.errors import SpoolCorruptError, SpoolWriteError
+from segment_lite.errors import SpoolCorruptError, SpoolWriteError, ValidationError
 from segment_lite.queue import Batch, NumberedQueue
 from segment_lite.spool import store
 from segment_lite.spool.factory import FSYNC_POLICIES, key_fingerprint
@@ -102,7 +102,7 @@ class DiskSpool(NumberedQueue):
         self, root: str, *, max_bytes: int, wake_at: int, fingerprint: str, fsync: str = "batch"
     ) -> None:
         if fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+            raise ValidationError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
         self.root = root
         self.max_bytes = max(1, int(max_bytes))
         self.wake_at = max(1, int(wake_at))
