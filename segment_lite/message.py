@@ -12,20 +12,17 @@ from typing import Any, Optional
 from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import ValidationError, safe_repr
 from segment_lite.limits import MAX_MESSAGE_ID_CHARS
-from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
+from segment_lite.timestamps import format_timestamp, now_iso
 from segment_lite.version import VERSION
 
 __all__ = [
     "CALLER_FIELDS",
     "LIBRARY",
-    "MAX_MESSAGE_ID_CHARS",
     "build_alias",
     "build_group",
     "build_identify",
     "build_track",
     "build_view",
-    "format_timestamp",
-    "iso_from_epoch",
     "new_message_id",
     "now_iso",
 ]

@@ -377,9 +377,7 @@ class OAuthTransport:
     def abort(self) -> None:
         """Interrupt a wait for the auth server and the wrapped transport's request."""
         self._interrupt.set()
-        abort = getattr(self._inner, "abort", None)  # a transport of the user's may have none
-        if abort is not None:
-            abort()
+        self._inner.abort()
 
     def close(self) -> None:
         """Release the wrapped transport's connections."""

@@ -18,7 +18,6 @@ from segment_lite.collector.faults import Failure, FaultBody, FaultPlan, RetryAf
 from segment_lite.collector.http_server import (
     ConnectionLimits,
     ConnectionTracker,
-    Headers,
     HttpServer,
     LocalNames,
     Request,
@@ -39,12 +38,7 @@ from segment_lite.collector.tracking import (
 from segment_lite.errors import InvalidStateError
 
 __all__ = [
-    "TRACKING_PATHS",
     "Collector",
-    "CollectorStats",
-    "ConnectionLimits",
-    "Headers",
-    "RecordedRequest",
     "is_loopback_host",
 ]
 

@@ -33,7 +33,7 @@ from segment_lite.spool.store import (
 if TYPE_CHECKING:
     from segment_lite.ledger import Ledger
 
-__all__ = ["FSYNC_POLICIES", "SYNC_INTERVAL_S", "DiskSpool"]
+__all__ = ["SYNC_INTERVAL_S", "DiskSpool"]
 
 #: The longest a committed message waits for its fsync under the "batch" policy.
 SYNC_INTERVAL_S = 0.02

@@ -233,6 +233,9 @@ class RejectRows:
             return TransportResponse(400, {}, b'{"code": "invalid", "message": "bad row"}')
         return self.inner.post(url, body, headers, timeout)
 
+    def abort(self) -> None:
+        self.inner.abort()
+
     def close(self) -> None:
         self.inner.close()
 
