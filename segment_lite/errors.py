@@ -292,7 +292,7 @@ class InvalidStateError(SegmentLiteError, RuntimeError):
 
 
 class TransportError(SegmentLiteError):
-    """The request did not get a response; the subclasses say why (see the module's tree).
+    """The request did not get a response; the subclasses say why (``segment_lite.transport`` draws the tree).
 
     The message names the cause and the server, e.g. ``connection refused to
     127.0.0.1:8080`` or ``TLS error with api.segment.io:443: certificate verify failed``.
