@@ -17,7 +17,7 @@ import threading
 import typing
 from typing import Any, Optional
 
-from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
+from segment_lite.client import Client, Result
 from segment_lite.errors import (
     APIError,
     EncodeError,
@@ -35,6 +35,7 @@ from segment_lite.errors import (
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.options import MODULE_SETTINGS as _MODULE_SETTINGS
 from segment_lite.options import ClientOptions as _ClientOptions
 from segment_lite.pipeline import FlushResult

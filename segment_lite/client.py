@@ -18,6 +18,7 @@ from segment_lite.errors import (
     safe_repr,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.message import (
     CALLER_FIELDS,
     Message,
@@ -40,10 +41,8 @@ from segment_lite.wiring import build_pipeline, configure_logger, credentials_of
 if TYPE_CHECKING:
     from segment_lite.plan.model import TrackingPlan
 
-__all__ = ["MAX_MESSAGE_BYTES", "Client", "Result"]
+__all__ = ["Client", "Result"]
 
-#: Segment's limit for one message, encoded.
-MAX_MESSAGE_BYTES = 32 * 1024
 
 Result = tuple[bool, Optional[Message]]
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
@@ -791,5 +792,4 @@ def _reset_all_after_fork() -> None:
 
 
 atexit.register(_shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)
+on_fork_in_child("pipelines", _reset_all_after_fork)

@@ -17,6 +17,7 @@ from segment_lite.delivery import Action, Attempt, BatchProgress, Decision, Fail
 from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
+from segment_lite.limits import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
 from segment_lite.retry import Clock, RetryPolicy, parse_retry_after
 from segment_lite.timestamps import iso_from_epoch
 from segment_lite.transport import (
@@ -31,7 +32,6 @@ from segment_lite.transport import (
 from segment_lite.version import VERSION
 
 __all__ = [
-    "MAX_BATCH_BYTES",
     "MAX_BATCH_COUNT",
     "BatchSender",
     "PipelinePause",
@@ -39,9 +39,8 @@ __all__ = [
     "batch_headers",
 ]
 
-#: Segment's limits for one batch request.
-MAX_BATCH_BYTES = 500 * 1024
-MAX_BATCH_COUNT = 2500
+#: Segment's limits for one batch request (``MAX_BATCH_COUNT`` is the name 2.x-era code imports).
+MAX_BATCH_COUNT = MAX_BATCH_MESSAGES
 GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its CPU
 
 #: Refusals about the messages in a batch, not about the client: they say nothing of an outage.
@@ -258,13 +257,10 @@ class BatchSender:
             self._transport = None
 
     def abort(self) -> None:
-        """Close the connection of a request in flight, from another thread (shutdown gave up).
-
-        A transport of the user's without ``abort`` is left to finish.
-        """
-        abort = getattr(self._transport, "abort", None)
-        if abort is not None:
-            abort()
+        """Close the connection of a request in flight, from another thread (shutdown gave up)."""
+        transport = self._transport  # read once: close() on the sending thread may clear it
+        if transport is not None:
+            transport.abort()
 
     def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
         """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.

@@ -6,7 +6,7 @@ import importlib
 import logging
 from typing import Any, Callable, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import raise_if_framework_missing
 from segment_lite.scope import RequestContext, active, context
 
 try:

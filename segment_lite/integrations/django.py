@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import raise_if_framework_missing
 
 try:
     from django.conf import settings

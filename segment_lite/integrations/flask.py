@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import InvalidStateError, raise_if_framework_missing
 
 try:
     from flask import current_app, g, request
@@ -81,7 +81,7 @@ class SegmentPageviews:
             pass
         tracker = tracker or self._last_tracker
         if tracker is None:
-            raise RuntimeError("SegmentPageviews.init_app(app) has not been called")
+            raise InvalidStateError("SegmentPageviews.init_app(app) has not been called")
         return tracker
 
     @property

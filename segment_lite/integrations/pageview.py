@@ -175,7 +175,6 @@ DEFAULT_BOT_USER_AGENTS: tuple[str, ...] = (
     "feedburner",
 )
 
-_TRACKING_FIELDS = ("source", "medium", "name", "term", "content")
 _UTM_TO_CAMPAIGN = {
     "utm_source": "source",
     "utm_medium": "medium",

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import raise_if_framework_missing
 from segment_lite.metrics import resolve_client
 from segment_lite.observe import DeliveryObserver
 from segment_lite.version import VERSION

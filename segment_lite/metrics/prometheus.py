@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import raise_if_framework_missing
 from segment_lite.metrics import resolve_client
 
 try:
