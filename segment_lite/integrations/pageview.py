@@ -1,30 +1,38 @@
-"""Framework-free server-side pageview logic shared by every web integration."""
+"""The pageview tracker every web adapter shares; re-exports its request parsing and options."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
-import ipaddress
-import json
 import logging
 import re
 import threading
 import uuid
 import warnings
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass
 from re import Pattern
-from typing import (
-    Any,
-    Callable,
-    Optional,
-    Protocol,
-    Union,
-    cast,
-)
-from urllib.parse import parse_qsl, unquote
+from typing import Any, Callable, Optional, Protocol, Union, cast
 
+from segment_lite.integrations import _request
+from segment_lite.integrations._config import (
+    DEFAULT_BOT_USER_AGENTS,
+    DEFAULT_CONTENT_TYPES,
+    DEFAULT_EXCLUDE_PATHS,
+    DEFAULT_HEALTH_PATHS,
+    DEFAULT_STATIC_EXTENSIONS,
+    PageviewConfig,
+)
+from segment_lite.integrations._request import (
+    RequestInfo,
+    all_headers,
+    build_page_call,
+    client_ip,
+    decode_ajs_cookie,
+    first_header,
+    parse_cookie_header,
+    response_sets_cookie,
+)
 from segment_lite.scope import ContextValues, RequestContext, consent_preferences
 
 __all__ = [
@@ -44,149 +52,11 @@ __all__ = [
     "client_ip",
     "decode_ajs_cookie",
     "first_header",
-    "header_items_to_dict",
     "parse_cookie_header",
     "response_sets_cookie",
 ]
 
 logger = logging.getLogger("segment_lite.integrations")
-
-ONE_YEAR_SECONDS = 365 * 24 * 60 * 60
-
-#: Paths skipped by default (prefix match): conventional static and media roots.
-DEFAULT_EXCLUDE_PATHS: tuple[str, ...] = ("/static/", "/media/", "/__debug__/")
-
-#: Health and readiness endpoints skipped by default (exact match, trailing slash ignored).
-DEFAULT_HEALTH_PATHS: frozenset[str] = frozenset(
-    {
-        "/health",
-        "/healthz",
-        "/healthcheck",
-        "/health-check",
-        "/_health",
-        "/ready",
-        "/readyz",
-        "/readiness",
-        "/live",
-        "/livez",
-        "/liveness",
-        "/ping",
-        "/-/health",
-        "/-/ready",
-        "/-/live",
-    }
-)
-
-#: File extensions treated as static assets and skipped by default (case-insensitive).
-DEFAULT_STATIC_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".css",
-        ".js",
-        ".mjs",
-        ".map",
-        ".json",
-        ".xml",
-        ".txt",
-        ".webmanifest",
-        ".wasm",
-        ".ico",
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".gif",
-        ".svg",
-        ".webp",
-        ".avif",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".woff",
-        ".woff2",
-        ".ttf",
-        ".otf",
-        ".eot",
-        ".mp3",
-        ".mp4",
-        ".m4a",
-        ".ogg",
-        ".wav",
-        ".webm",
-        ".mov",
-        ".pdf",
-        ".zip",
-        ".gz",
-        ".br",
-        ".tar",
-    }
-)
-
-#: Response media types counted as page loads by default.
-DEFAULT_CONTENT_TYPES: tuple[str, ...] = ("text/html", "application/xhtml+xml")
-
-#: Case-insensitive fragments of the user agents of crawlers, link unfurlers, uptime
-#: monitors, headless browsers and HTTP libraries; requests whose User-Agent contains one
-#: are not tracked by default.
-DEFAULT_BOT_USER_AGENTS: tuple[str, ...] = (
-    "bot",
-    "crawl",
-    "spider",
-    "slurp",
-    "archiver",
-    "mediapartners",
-    "facebookexternalhit",
-    "facebookcatalog",
-    "embedly",
-    "quora link preview",
-    "outbrain",
-    "pinterest",
-    "vkshare",
-    "w3c_validator",
-    "whatsapp",
-    "nuzzel",
-    "preview",
-    "headless",
-    "phantomjs",
-    "lighthouse",
-    "pagespeed",
-    "prerender",
-    "uptime",
-    "pingdom",
-    "statuscake",
-    "site24x7",
-    "newrelicpinger",
-    "datadog",
-    "check_http",
-    "monitor",
-    "curl/",
-    "wget/",
-    "python-requests",
-    "python-urllib",
-    "python-httpx",
-    "aiohttp",
-    "go-http-client",
-    "okhttp",
-    "java/",
-    "libwww",
-    "apache-httpclient",
-    "node-fetch",
-    "axios/",
-    "scrapy",
-    "feedfetcher",
-    "feedburner",
-)
-
-_UTM_TO_CAMPAIGN = {
-    "utm_source": "source",
-    "utm_medium": "medium",
-    "utm_campaign": "name",
-    "utm_term": "term",
-    "utm_content": "content",
-}
-
-RequestCallable = Callable[["RequestInfo"], Any]
-ShouldTrack = Callable[["RequestInfo", int, Optional[str]], bool]
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class PageClient(Protocol):
@@ -206,173 +76,6 @@ class PageClient(Protocol):
     ) -> Any:
         """Enqueue a page call."""
         ...
-
-
-@dataclass
-class RequestInfo:
-    """A neutral description of one incoming HTTP request, built by each framework adapter.
-
-    ``path`` is the percent-encoded path as it appeared on the wire, without the query;
-    ``query_string`` is the raw query without its leading ``?``. ``headers`` must answer
-    lookups by lower-case name (a plain dict with lower-case keys, or a case-insensitive
-    mapping such as Django's ``request.headers``). ``request`` carries the framework's own
-    object (Django/Flask request, WSGI environ or ASGI scope) for user callables.
-    """
-
-    method: str
-    scheme: str
-    host: str
-    path: str
-    query_string: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    cookies: Mapping[str, str] = field(default_factory=dict)
-    remote_addr: Optional[str] = None
-    request: Any = None
-
-    def header(self, name: str) -> Optional[str]:
-        """Return a header value by lower-case name, or None."""
-        return self.headers.get(name)
-
-
-@dataclass(frozen=True)
-class PageviewConfig:
-    """Every option of the pageview integrations; each adapter accepts one of these.
-
-    Filtering (a request is tracked only when every check passes):
-
-    - ``methods``: request methods tracked. Default ``("GET",)``.
-    - ``min_status`` / ``max_status``: inclusive response status range. Default 200..299.
-    - ``content_types``: response media types tracked (parameters such as ``charset`` are
-      ignored). Default ``("text/html", "application/xhtml+xml")``.
-    - ``exclude_paths``: path prefixes never tracked. Default :data:`DEFAULT_EXCLUDE_PATHS`.
-    - ``exclude_patterns``: regular expressions (strings or compiled) searched in the path.
-    - ``static_extensions``: path suffixes treated as static files. Default
-      :data:`DEFAULT_STATIC_EXTENSIONS`.
-    - ``health_paths``: exact paths of health checks. Default :data:`DEFAULT_HEALTH_PATHS`.
-    - ``bot_user_agents``: which user agents are bots: a collection of case-insensitive
-      fragments (any one contained in the User-Agent matches), or a regular expression
-      (a string or compiled pattern, searched case-insensitively), or None to track bots
-      too. Default :data:`DEFAULT_BOT_USER_AGENTS`. Unless None, an empty or missing
-      User-Agent also counts as a bot. Decisions are cached per distinct User-Agent.
-    - ``navigation_only``: skip requests a browser marks as not being a page navigation
-      (``Sec-Fetch-Mode`` other than ``navigate``, ``X-Requested-With: XMLHttpRequest``,
-      ``Sec-Purpose``/``Purpose`` prefetch). Default True.
-    - ``should_track``: ``f(request_info, status, content_type) -> bool``, consulted last;
-      returning False skips the request.
-    - ``debug``: log each request's outcome (tracked, or skipped and why: which rule, the
-      User-Agent taken for a bot...) at DEBUG on the ``segment_lite.integrations`` logger,
-      which is set to DEBUG and given a stderr handler if logging has none. Default False.
-
-    Message content:
-
-    - ``title`` / ``name`` / ``category``: ``f(request_info) -> str | None`` giving the page
-      title (sent as ``properties.title`` and ``context.page.title``), name and category.
-    - ``properties`` / ``context``: ``f(request_info) -> dict`` merged over the built
-      properties and context.
-    - ``integrations``: the ``integrations`` object sent with every page call.
-    - ``capture_ip``: send ``context.ip``. Default True.
-    - ``trusted_proxies``: IPs or CIDRs of reverse proxies whose ``X-Forwarded-For``,
-      ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` headers are believed. Default none.
-
-    Request context (see docs/integrations.md#request-context):
-
-    - ``request_context``: open a ``segment_lite.context`` for each request, so every
-      call the app makes while handling it carries the visitor's ``anonymousId`` and
-      ``context.ip``, ``userAgent``, ``page``, ``campaign`` and ``locale``, as the page
-      call does. Default True.
-    - ``context_user_id``: put the logged-in user (the ``user_id`` option, else the
-      framework's authenticated user: Django's ``request.user``, Flask-Login's
-      ``current_user``, else the ``user_id_cookie``) in that context's ``user_id``.
-      Default False (reading the user may cost a session or database lookup).
-    - ``consent``: ``f(request_info) -> {category: granted} | None`` reading the
-      visitor's consent preferences (e.g. :func:`segment_lite.privacy.onetrust_consent`
-      from the ``OptanonConsent`` cookie); stamped on every call of the request,
-      the page call included, as ``context.consent.categoryPreferences``.
-
-    Identity:
-
-    - ``user_id``: ``f(request_info) -> str | None`` giving the logged-in user; wins over
-      the adapter's own user lookup (Django's ``request.user``) and the cookie.
-    - ``user_id_from_cookie``: read ``userId`` from the ``user_id_cookie``. Default True.
-    - ``anonymous_id_cookie`` / ``user_id_cookie``: cookie names. Defaults
-      ``ajs_anonymous_id`` / ``ajs_user_id`` (those of analytics.js).
-    - ``set_anonymous_id_cookie``: set a new ``anonymousId`` cookie on tracked responses
-      when the request had none. Default True.
-    - ``cookie_domain`` (default None: host-only), ``cookie_path`` (``/``),
-      ``cookie_max_age`` (one year, in seconds), ``cookie_samesite`` (``Lax``; None omits
-      it), ``cookie_secure`` (False). The cookie is never HttpOnly, so analytics.js in the
-      browser can read and keep using the same id.
-    """
-
-    methods: tuple[str, ...] = ("GET",)
-    min_status: int = 200
-    max_status: int = 299
-    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
-    exclude_paths: tuple[str, ...] = DEFAULT_EXCLUDE_PATHS
-    exclude_patterns: tuple[Union[str, Pattern[str]], ...] = ()
-    static_extensions: frozenset[str] = DEFAULT_STATIC_EXTENSIONS
-    health_paths: frozenset[str] = DEFAULT_HEALTH_PATHS
-    bot_user_agents: Optional[Union[str, Pattern[str], Collection[str]]] = DEFAULT_BOT_USER_AGENTS
-    navigation_only: bool = True
-    should_track: Optional[ShouldTrack] = None
-    debug: bool = False
-    title: Optional[RequestCallable] = None
-    name: Optional[RequestCallable] = None
-    category: Optional[RequestCallable] = None
-    properties: Optional[RequestCallable] = None
-    context: Optional[RequestCallable] = None
-    integrations: Optional[Mapping[str, Any]] = None
-    capture_ip: bool = True
-    trusted_proxies: tuple[str, ...] = ()
-    user_id: Optional[RequestCallable] = None
-    user_id_from_cookie: bool = True
-    anonymous_id_cookie: str = "ajs_anonymous_id"
-    user_id_cookie: str = "ajs_user_id"
-    set_anonymous_id_cookie: bool = True
-    cookie_domain: Optional[str] = None
-    cookie_path: str = "/"
-    cookie_max_age: int = ONE_YEAR_SECONDS
-    cookie_samesite: Optional[str] = "Lax"
-    cookie_secure: bool = False
-    request_context: bool = True
-    context_user_id: bool = False
-    consent: Optional[RequestCallable] = None
-
-    def __post_init__(self) -> None:
-        # Accept lists (e.g. from settings files) and normalise to the declared immutable types.
-        for name in ("methods", "content_types", "exclude_paths", "exclude_patterns", "trusted_proxies"):
-            value = getattr(self, name)
-            if isinstance(value, (str, bytes)):
-                raise TypeError(f"PageviewConfig.{name} must be a sequence, not a single string")
-            object.__setattr__(self, name, tuple(value))
-        for name in ("static_extensions", "health_paths"):
-            value = getattr(self, name)
-            if isinstance(value, (str, bytes)):
-                raise TypeError(f"PageviewConfig.{name} must be a collection, not a single string")
-            object.__setattr__(self, name, frozenset(value))
-        object.__setattr__(self, "methods", tuple(m.upper() for m in self.methods))
-        bots = self.bot_user_agents
-        if bots is not None and not isinstance(bots, (str, re.Pattern)):
-            object.__setattr__(self, "bot_user_agents", tuple(bots))
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> PageviewConfig:
-        """Build a config from a settings mapping; keys are field names in any letter case.
-
-        Unknown keys raise ``ValueError`` so a typo in settings is caught at startup.
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in options.items():
-            lowered = key.lower()
-            if lowered not in names:
-                raise ValueError(f"unknown segment_lite pageview option: {key!r}")
-            kwargs[lowered] = value
-        return cls(**kwargs)
-
-    def replace(self, **changes: Any) -> PageviewConfig:
-        """Return a copy with some options changed."""
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -402,138 +105,6 @@ class _Counter:
             self.value += 1
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def parse_cookie_header(header: Optional[str]) -> dict[str, str]:
-    """Parse a ``Cookie`` request header into a dict; the first occurrence of a name wins.
-
-    Values are kept as sent, except that one pair of surrounding double quotes is removed.
-    Malformed pairs are ignored rather than failing the whole header.
-    """
-    cookies: dict[str, str] = {}
-    if not header:
-        return cookies
-    for chunk in header.split(";"):
-        name, sep, value = chunk.partition("=")
-        if not sep:
-            continue
-        name = name.strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        if name and name not in cookies:
-            cookies[name] = value
-    return cookies
-
-
-def decode_ajs_cookie(value: Optional[str]) -> Optional[str]:
-    """Decode an analytics.js id cookie: raw (2.x) or JSON-quoted and URL-encoded (1.x).
-
-    ``abc-123``, ``%22abc-123%22`` and ``"abc-123"`` all give ``abc-123``; a JSON number
-    gives its text. Empty values and ``null``/``undefined`` give None.
-    """
-    if value is None:
-        return None
-    text = unquote(value.strip()) if "%" in value else value.strip()
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        try:
-            decoded = json.loads(text)
-        except ValueError:
-            decoded = text[1:-1]
-        text = decoded if isinstance(decoded, str) else str(decoded)
-    text = text.strip()
-    if not text or text in ("null", "undefined"):
-        return None
-    return text
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_ip(text: str) -> Optional[IPAddress]:
-    """Parse an address that may carry a port or brackets (``1.2.3.4:80``, ``[::1]:80``)."""
-    candidate = text.strip().strip('"')
-    if candidate.startswith("["):
-        candidate = candidate[1:].partition("]")[0]
-    elif candidate.count(":") == 1:
-        candidate = candidate.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values)
-
-
-def _is_trusted(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
-    return any(address.version == net.version and address in net for net in networks)
-
-
-def client_ip(
-    remote_addr: Optional[str],
-    forwarded_for: Optional[str],
-    trusted_proxies: Sequence[IPNetwork],
-) -> Optional[str]:
-    """Return the client's IP address.
-
-    ``X-Forwarded-For`` is believed only when the direct peer is a trusted proxy; its hops
-    are then walked right to left, skipping trusted proxies, and the first untrusted hop is
-    the client. When every hop is trusted the leftmost one is returned; an unparseable hop
-    ends the walk at the last good address.
-    """
-    if not trusted_proxies or not forwarded_for or not remote_addr:
-        return remote_addr
-    peer = _parse_ip(remote_addr)
-    if peer is None or not _is_trusted(peer, trusted_proxies):
-        return remote_addr
-    current = str(peer)
-    for hop in reversed(forwarded_for.split(",")):
-        if not hop.strip():
-            continue
-        address = _parse_ip(hop)
-        if address is None:
-            return current
-        current = str(address)
-        if not _is_trusted(address, trusted_proxies):
-            return current
-    return current
-
-
-def _last_forwarded_value(value: Optional[str]) -> Optional[str]:
-    """The value a trusted proxy appended last to a comma-separated forwarding header."""
-    if not value:
-        return None
-    last = value.split(",")[-1].strip()
-    return last or None
-
-
-def _locale(accept_language: Optional[str]) -> Optional[str]:
-    if not accept_language:
-        return None
-    for part in accept_language.split(","):
-        tag = part.split(";", 1)[0].strip()
-        if tag and tag != "*":
-            return tag
-    return None
-
-
-def _campaign(query_string: str) -> dict[str, str]:
-    campaign: dict[str, str] = {}
-    if "utm_" not in query_string:
-        return campaign
-    for key, value in parse_qsl(query_string, keep_blank_values=False):
-        lowered = key.lower()
-        if not lowered.startswith("utm_") or len(lowered) == 4:
-            continue
-        target = _UTM_TO_CAMPAIGN.get(lowered, lowered[4:])
-        campaign.setdefault(target, value)
-    return campaign
-
-
 def anonymous_id_cookie_header(anonymous_id: str, config: PageviewConfig) -> str:
     """Return the ``Set-Cookie`` header value that stores ``anonymous_id`` per ``config``."""
     parts = [
@@ -550,64 +121,6 @@ def anonymous_id_cookie_header(anonymous_id: str, config: PageviewConfig) -> str
     return "; ".join(parts)
 
 
-def response_sets_cookie(set_cookie_values: Iterable[str], name: str) -> bool:
-    """True when any of the response's ``Set-Cookie`` values sets cookie ``name``."""
-    prefix = name + "="
-    return any(value.lstrip().startswith(prefix) for value in set_cookie_values)
-
-
-def _media_type(content_type: Optional[str]) -> Optional[str]:
-    if not content_type:
-        return None
-    return content_type.split(";", 1)[0].strip().lower() or None
-
-
-def build_page_call(
-    info: RequestInfo,
-    *,
-    anonymous_id: str,
-    user_id: Optional[str] = None,
-    title: Optional[str] = None,
-    ip: Optional[str] = None,
-    scheme: Optional[str] = None,
-    host: Optional[str] = None,
-) -> dict[str, Any]:
-    """Build the keyword arguments of ``client.page(...)`` for one request.
-
-    ``ip``, ``scheme`` and ``host`` override what ``info`` says (after proxy handling).
-    """
-    scheme = scheme or info.scheme
-    host = host or info.host
-    search = f"?{info.query_string}" if info.query_string else ""
-    url = f"{scheme}://{host}{info.path}{search}"
-    referrer = info.header("referer") or ""
-    page: dict[str, Any] = {"path": info.path, "referrer": referrer, "search": search, "url": url}
-    if title is not None:
-        page["title"] = title
-    properties: dict[str, Any] = {"host": host, **page}
-    context: dict[str, Any] = {"page": dict(page)}
-    if ip:
-        context["ip"] = ip
-    user_agent = info.header("user-agent")
-    if user_agent:
-        context["userAgent"] = user_agent
-    locale = _locale(info.header("accept-language"))
-    if locale:
-        context["locale"] = locale
-    campaign = _campaign(info.query_string)
-    if campaign:
-        context["campaign"] = campaign
-    return {
-        "anonymous_id": anonymous_id,
-        "user_id": user_id,
-        "properties": properties,
-        "context": context,
-    }
-
-
-# --------------------------------------------------------------------------- tracker
-
-
 class PageviewTracker:
     """Decides which requests are pageviews and sends them; shared by every adapter.
 
@@ -622,7 +135,7 @@ class PageviewTracker:
         self.config = config or PageviewConfig()
         self.client = client
         cfg = self.config
-        self._trusted = _parse_networks(cfg.trusted_proxies)
+        self._trusted = _request.parse_networks(cfg.trusted_proxies)
         self._methods = frozenset(cfg.methods)
         self._content_types = frozenset(t.lower() for t in cfg.content_types)
         self._exclude_prefixes = tuple(cfg.exclude_paths)
@@ -657,8 +170,8 @@ class PageviewTracker:
         return cls(base.replace(**options) if options else base, client)
 
     def _check_peer(self, remote_addr: str) -> bool:
-        peer = _parse_ip(remote_addr)
-        return peer is not None and _is_trusted(peer, self._trusted)
+        peer = _request.parse_ip(remote_addr)
+        return peer is not None and _request.is_trusted(peer, self._trusted)
 
     # -- counters
 
@@ -722,7 +235,7 @@ class PageviewTracker:
             return "static"
         if self._is_bot is not None and self._is_bot(info.header("user-agent") or ""):
             return "bot"
-        if self.config.navigation_only and not _is_navigation(info):
+        if self.config.navigation_only and _not_navigation(info) is not None:
             return "not_navigation"
         return None
 
@@ -733,7 +246,7 @@ class PageviewTracker:
         cfg = self.config
         if not cfg.min_status <= status <= cfg.max_status:
             return "status"
-        if _media_type(content_type) not in self._content_types:
+        if _request.media_type(content_type) not in self._content_types:
             return "content_type"
         if cfg.should_track is not None and not cfg.should_track(visit.info, status, content_type):
             return "should_track"
@@ -795,7 +308,7 @@ class PageviewTracker:
                 "browsers are tracked, curl and HTTP libraries are not)"
             )
         if reason == "not_navigation":
-            return f"{_not_navigation_detail(info)}, not a page navigation (navigation_only=False tracks it)"
+            return f"{_not_navigation(info)}, not a page navigation (navigation_only=False tracks it)"
         if reason == "status":
             return f"status {status} is outside {cfg.min_status}..{cfg.max_status} (min_status / max_status)"
         if reason == "content_type":
@@ -887,8 +400,8 @@ class PageviewTracker:
         if self._trusted and info.remote_addr:
             if self._peer_is_trusted(info.remote_addr):
                 ip = client_ip(info.remote_addr, info.header("x-forwarded-for"), self._trusted)
-                scheme = _last_forwarded_value(info.header("x-forwarded-proto"))
-                host = _last_forwarded_value(info.header("x-forwarded-host"))
+                scheme = _request.last_forwarded_value(info.header("x-forwarded-proto"))
+                host = _request.last_forwarded_value(info.header("x-forwarded-host"))
         return ip, scheme, host
 
     def _user(self, info: RequestInfo, user_id: Optional[str]) -> Optional[str]:
@@ -1011,8 +524,8 @@ def _enable_debug_logging() -> None:
         logger.addHandler(logging.StreamHandler())
 
 
-def _not_navigation_detail(info: RequestInfo) -> str:
-    """Which header marked the request as not a navigation (mirrors :func:`_is_navigation`)."""
+def _not_navigation(info: RequestInfo) -> Optional[str]:
+    """Which header marks the request as not a page navigation, or None when it is one."""
     mode = info.header("sec-fetch-mode")
     if mode and mode.lower() != "navigate":
         return f"Sec-Fetch-Mode {mode!r}"
@@ -1020,42 +533,6 @@ def _not_navigation_detail(info: RequestInfo) -> str:
     if requested_with and requested_with.lower() == "xmlhttprequest":
         return "X-Requested-With 'XMLHttpRequest'"
     purpose = info.header("sec-purpose") or info.header("purpose") or info.header("x-purpose")
-    return f"a prefetch or preview (Purpose {purpose!r})"
-
-
-def _is_navigation(info: RequestInfo) -> bool:
-    mode = info.header("sec-fetch-mode")
-    if mode and mode.lower() != "navigate":
-        return False
-    requested_with = info.header("x-requested-with")
-    if requested_with and requested_with.lower() == "xmlhttprequest":
-        return False
-    purpose = info.header("sec-purpose") or info.header("purpose") or info.header("x-purpose")
-    return not (purpose and ("prefetch" in purpose.lower() or "preview" in purpose.lower()))
-
-
-def header_items_to_dict(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Lower-case header names; repeated headers are joined with ``, `` (cookies with ``; ``)."""
-    headers: dict[str, str] = {}
-    for name, value in items:
-        key = name.lower()
-        if key in headers:
-            headers[key] = headers[key] + ("; " if key == "cookie" else ", ") + value
-        else:
-            headers[key] = value
-    return headers
-
-
-def first_header(headers: Sequence[tuple[str, str]], name: str) -> Optional[str]:
-    """The first value of header ``name`` (case-insensitive) in a list of pairs."""
-    lowered = name.lower()
-    for key, value in headers:
-        if key.lower() == lowered:
-            return value
+    if purpose and ("prefetch" in purpose.lower() or "preview" in purpose.lower()):
+        return f"a prefetch or preview (Purpose {purpose!r})"
     return None
-
-
-def all_headers(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
-    """Every value of header ``name`` (case-insensitive) in a list of pairs."""
-    lowered = name.lower()
-    return [value for key, value in headers if key.lower() == lowered]

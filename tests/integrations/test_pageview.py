@@ -20,6 +20,7 @@ from integration_helpers import (
 )
 
 import segment_lite
+from segment_lite.errors import ValidationError
 from segment_lite.integrations import (
     PageviewConfig,
     PageviewTracker,
@@ -496,6 +497,27 @@ def test_config_from_mapping_is_case_insensitive_and_strict() -> None:
         PageviewConfig.from_mapping({"COOKIE_SECRUE": True})
     with pytest.raises(TypeError):
         PageviewConfig(exclude_paths="/admin/")  # type: ignore[arg-type]
+
+
+def test_an_unknown_option_is_a_validation_error_naming_it() -> None:
+    with pytest.raises(ValidationError, match="COOKIE_SECRUE") as raised:
+        PageviewConfig.from_mapping({"COOKIE_SECRUE": True})
+    assert raised.value.path == "COOKIE_SECRUE"
+
+
+def test_the_pageview_module_still_exports_the_names_moved_out_of_it() -> None:
+    from segment_lite.integrations import pageview
+
+    moved = {
+        "DEFAULT_BOT_USER_AGENTS",
+        "DEFAULT_CONTENT_TYPES",
+        "DEFAULT_EXCLUDE_PATHS",
+        "DEFAULT_HEALTH_PATHS",
+    }
+    moved |= {"DEFAULT_STATIC_EXTENSIONS", "PageviewConfig", "RequestInfo", "all_headers", "build_page_call"}
+    moved |= {"client_ip", "decode_ajs_cookie", "first_header", "parse_cookie_header", "response_sets_cookie"}
+    assert moved <= set(pageview.__all__)
+    assert [name for name in pageview.__all__ if not hasattr(pageview, name)] == []
 
 
 # --------------------------------------------------------------------------- errors and the default client
