@@ -184,7 +184,8 @@ def _is_timeout(exc: BaseException) -> bool:
     # urllib3's NewConnectionError (refused, unreachable) derives from its TimeoutError.
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return False
-    return isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError))
+    # socket.timeout is TimeoutError from Python 3.10 on; on 3.9 it is only an OSError.
+    return isinstance(exc, (TimeoutError, socket.timeout, urllib3.exceptions.TimeoutError))
 
 
 def _describe(exc: BaseException) -> str:

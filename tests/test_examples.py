@@ -205,6 +205,7 @@ def test_each_examples_extra_installs_what_the_example_imports(path: Path) -> No
     )
 
 
+@pytest.mark.frameworks
 def test_the_extras_check_catches_a_missing_package() -> None:
     # The check itself can fail: FastAPI's example needs fastapi and uvicorn, which
     # Starlette alone (what [fastapi] used to install) does not bring.
