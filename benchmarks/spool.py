@@ -20,6 +20,12 @@ Memory runs (``memory``): the server is unreachable; ``n`` tracks with freshly
 built arguments are queued and ``tracemalloc`` gives the bytes held per queued
 message (segment_lite's backlog compression off, as in a fresh outage).
 
+Kill rounds (``kill``): ``kill_rounds`` times, a process with the default spool
+settings tracks as fast as it can against a live collector, appending each
+accepted messageId to a file, and is killed with SIGKILL at a random moment;
+a last process delivers what they left. Reports accepted messages lost (the
+target is 0) and duplicates (only batches in flight at a kill may come twice).
+
 Prints a table and writes the runs and medians as JSON (``--json PATH``).
 """
 
@@ -88,7 +94,11 @@ class SpoolSpec:
 
 
 class FsyncMeter:
-    """Counts and times the spool's fsyncs (patched into ``spool.directory``, which makes every one)."""
+    """Counts and times the fsyncs of the spool's sync thread (``store.fdatasync``, patched).
+
+    Under ``"always"`` SQLite makes the fsyncs itself (``synchronous=FULL``), one
+    per commit: those are counted by the spool (``DiskSpool.syncs``), not timed.
+    """
 
     def __init__(self) -> None:
         self.count = 0
@@ -96,9 +106,9 @@ class FsyncMeter:
         self._lock = threading.Lock()
 
     def install(self) -> None:
-        from segment_lite.spool import directory
+        from segment_lite.spool import store
 
-        real = directory.fdatasync
+        real = store.fdatasync
 
         def timed(fd: int) -> None:
             began = time.perf_counter()
@@ -109,7 +119,7 @@ class FsyncMeter:
                     self.count += 1
                     self.seconds += time.perf_counter() - began
 
-        directory.fdatasync = timed  # type: ignore[assignment]
+        store.fdatasync = timed  # type: ignore[assignment]
 
 
 def _options(spec: SpoolSpec) -> dict[str, Any]:
@@ -126,9 +136,11 @@ def run_timed(spec: SpoolSpec) -> dict[str, Any]:
     if spec.fsync is not None:
         meter.install()
     client, track = make_client(spec.kind, spec.sink_url, spec.write_key, False, **_options(spec))
+    spool = getattr(client, "queue", None) if spec.fsync is not None else None
     warm_accepted = _produce(track, 0, spec.warmup, None)
     client.flush()
     fsyncs0, fsync_s0 = meter.count, meter.seconds
+    syncs0 = getattr(spool, "syncs", 0)
     gc.collect()
     latencies = [0] * spec.n
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -138,6 +150,8 @@ def run_timed(spec: SpoolSpec) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     after = sink.stats()
     fsyncs, fsync_s = meter.count - fsyncs0, meter.seconds - fsync_s0
+    if spec.fsync == "always":  # SQLite's own, one per commit: counted, not timed
+        fsyncs, fsync_s = getattr(spool, "syncs", 0) - syncs0, math.nan
     latencies.sort()
     result = {
         "sent": spec.warmup + spec.n,
@@ -149,7 +163,7 @@ def run_timed(spec: SpoolSpec) -> dict[str, Any]:
         "cpu_us_per_msg": cpu / spec.n * 1e6,
         "fsyncs": float(fsyncs),
         "fsync_ms_total": fsync_s * 1e3,
-        "fsync_us_each": fsync_s / fsyncs * 1e6 if fsyncs else math.nan,
+        "fsync_us_each": fsync_s / fsyncs * 1e6 if fsyncs and not math.isnan(fsync_s) else math.nan,
     }
     if spec.fsync is not None:
         client.shutdown(timeout=10)
@@ -180,8 +194,77 @@ def _run(spec: SpoolSpec) -> dict[str, Any]:
     return run_in_fresh_process(arguments, f"{spec.variant} {spec.scenario}")
 
 
-def run_benchmark(n: int, warmup: int, reps: int, spool_root: str, log: Any = sys.stderr) -> dict[str, Any]:
-    """Every variant, ``reps`` times, alternating the order; returns runs and medians."""
+#: A process that tracks until it is killed, appending each accepted messageId to a file.
+KILLED_CHILD = r"""
+import os, sys
+import segment_lite
+
+host, spool_dir, ids_path, write_key = sys.argv[1:5]
+client = segment_lite.Client(write_key, host=host, spool_dir=spool_dir)
+fd = os.open(ids_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+print("ready", flush=True)
+i = 0
+while True:
+    ok, message = client.track("u", "Killed", {"i": i})
+    if ok:
+        os.write(fd, (message["messageId"] + "\n").encode())  # once accepted
+    i += 1
+"""
+
+
+def run_kill_rounds(rounds: int, spool_root: str, seed: int = 22) -> dict[str, Any]:
+    """``rounds`` processes killed with SIGKILL at random moments; a last one delivers what they left."""
+    import random
+    import signal
+    import subprocess
+
+    import segment_lite
+    from segment_lite.collector import Collector
+    from segment_lite.sender import MAX_BATCH_COUNT
+
+    rng = random.Random(seed)
+    spool_dir = tempfile.mkdtemp(dir=spool_root)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    accepted: set[str] = set()
+    with Collector() as collector:
+        for index in range(rounds):
+            ids_path = os.path.join(spool_root, f"kill-ids-{index}")
+            child = subprocess.Popen(
+                [sys.executable, "-c", KILLED_CHILD, collector.url, spool_dir, ids_path, DEFAULT_WRITE_KEY],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            assert child.stdout is not None
+            child.stdout.readline()
+            time.sleep(rng.uniform(0.05, 1.0))
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            child.stdout.close()
+            with open(ids_path, encoding="ascii") as handle:
+                accepted.update(handle.read().split())
+        last = segment_lite.Client(DEFAULT_WRITE_KEY, host=collector.url, spool_dir=spool_dir)
+        last.flush(timeout=120)
+        corrupt = last.stats()["dropped"]["spool_corrupt"]
+        last.shutdown(timeout=10)
+        delivered = collector.message_ids()
+        duplicates = collector.stats.duplicates
+    return {
+        "rounds": rounds,
+        "accepted": len(accepted),
+        "lost": len(accepted - delivered),
+        "duplicates": duplicates,
+        # One sender thread, whose batches grow with a backlog to MAX_BATCH_COUNT: the most a kill
+        # can have in flight, so the most it can send twice.
+        "duplicates_bound": rounds * MAX_BATCH_COUNT,
+        "spool_corrupt": corrupt,
+    }
+
+
+def run_benchmark(
+    n: int, warmup: int, reps: int, spool_root: str, log: Any = sys.stderr, kill_rounds: int = 20
+) -> dict[str, Any]:
+    """Every variant, ``reps`` times, alternating the order, then the kill rounds; returns runs and medians."""
     variants = [v for v in VARIANTS if not unavailable_reason(v[1])]
     sink, url = start_sink(DEFAULT_WRITE_KEY)
     runs: list[dict[str, Any]] = []
@@ -214,7 +297,10 @@ def run_benchmark(n: int, warmup: int, reps: int, spool_root: str, log: Any = sy
                 medians.setdefault(scenario, {})[name] = {
                     m: finite_median([float(r[m]) for r in mine]) for m in metrics
                 }
-    return {"runs": runs, "medians": medians, "n": n, "warmup": warmup, "reps": reps}
+    kill = run_kill_rounds(kill_rounds, spool_root) if kill_rounds else None
+    if log is not None and kill is not None:
+        print(f"kill rounds: {kill}", file=log, flush=True)
+    return {"runs": runs, "medians": medians, "n": n, "warmup": warmup, "reps": reps, "kill": kill}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -244,6 +330,13 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{encoder}: spool p50 / memory p50 = {spooled['p50_us'] / base['p50_us']:.2f} (target ≤ 2), "
                 f"spool throughput / reference = {spooled['msgs_per_s'] / ref:.2f}x (target ≥ 3x)"
             )
+    kill = report.get("kill")
+    if kill:
+        ratios.append(
+            f"kill -9 x {kill['rounds']}: {kill['accepted']:,} accepted, {kill['lost']} lost (target 0), "
+            f"{kill['duplicates']} duplicate(s) (at most {kill['duplicates_bound']:,}: batches in flight), "
+            f"{kill['spool_corrupt']} spool_corrupt"
+        )
     return "\n".join([*lines, "", *ratios])
 
 

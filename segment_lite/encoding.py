@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Callable, Optional
 
-from segment_lite.errors import EncodeError, NestingTooDeepError
+from segment_lite.errors import EncodeError, NestingTooDeepError, SegmentLiteError, safe_repr
 from segment_lite.limits import MAX_NESTING_DEPTH
 from segment_lite.shape import check_shape, is_plain, key_text, may_be_too_deep, replace_non_finite
 
@@ -39,6 +39,8 @@ def json_default(value: Any) -> Any:
     if isinstance(value, _DATE_TYPES):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
+        if decimal.Decimal.is_snan(value):
+            raise TypeError(_SIGNALING_NAN)
         number = float(value)
         return number if math.isfinite(number) else None
     if isinstance(value, uuid.UUID):
@@ -53,6 +55,8 @@ def json_default(value: Any) -> Any:
         return dict(value)
     raise TypeError(f"{type(value).__module__}.{type(value).__qualname__} is not JSON serializable")
 
+
+_SIGNALING_NAN = "Decimal('sNaN') is a signaling NaN: it has no JSON value"
 
 _stdlib_encoder = json.JSONEncoder(
     ensure_ascii=False,
@@ -157,29 +161,24 @@ def encode_plain(message: Any, fields: Optional[Iterable[str]] = None) -> Option
     ``context`` by a tracking plan), so only these fields
     (``message.CALLER_FIELDS``) can hold containers (see ``shape.is_plain``).
     """
+    # Any exception (a caller's object whose methods raise) means None: the converting path names it.
     if HAVE_ORJSON:
         try:
             data = b"%b" % _orjson_dumps(message, default=_datetime_only, option=_ORJSON_OPTIONS)
-        except TypeError:  # orjson.JSONEncodeError is a TypeError
-            return None
-        if may_be_too_deep(data):
-            try:
+            if may_be_too_deep(data):
                 check_shape(message, keys=False)
-            except EncodeError:
-                return None
+        except Exception:  # orjson.JSONEncodeError is a TypeError; EncodeError from the shape check
+            return None
         return data
-    # The standard library writes non-str keys without a word: only a walk can
-    # tell whether two keys of a dict collide.
-    if not is_plain(message, fields):
-        try:
+    try:
+        # The standard library writes non-str keys without a word: only a walk can
+        # tell whether two keys of a dict collide.
+        if not is_plain(message, fields):
             check_shape(message)
-        except EncodeError:
-            return None
-    if _c_encode_plain is not None:
-        try:
+        if _c_encode_plain is not None:
             return "".join(_c_encode_plain(message, 0)).encode("utf-8")
-        except (TypeError, ValueError, UnicodeError, RecursionError):
-            return None
+    except Exception:
+        return None
     return None  # pragma: no cover - CPython always has the C encoder
 
 
@@ -198,7 +197,15 @@ def encode_converting(message: Any, dropped: Optional[list[EncodeError]] = None)
     the later of two colliding keys) and an ``EncodeError`` for each is appended.
     """
     converted = _convert(message, "", dropped, set(), 1)
-    return encode(converted), converted
+    if converted is _DROP:  # the message itself could not be read
+        assert dropped  # pragma: no cover - _convert raised instead when dropped is None
+        raise dropped.pop()
+    try:
+        return encode(converted), converted
+    except SegmentLiteError:
+        raise
+    except Exception as exc:  # pragma: no cover - _convert reads every value the encoders read
+        raise EncodeError("message", f"{type(exc).__name__} while encoding") from None
 
 
 def _raise_with_path(message: Any) -> None:
@@ -208,7 +215,18 @@ def _raise_with_path(message: Any) -> None:
 
 
 def _join(path: str, key: Any) -> str:
+    # Keys reaching here are str, int, float, bool or None of exactly those types (see
+    # _plain_key) or a safe_repr text: formatting them runs none of the caller's code.
     return f"{path}.{key}" if path else str(key)
+
+
+def _plain_key(key: Any) -> Any:
+    """A dict key of a subclass of str, int or float as a value of that type (same JSON, no user code)."""
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, float):
+        return float.__float__(key)
+    return int.__int__(key)
 
 
 _KEY_TYPES = (str, int, float, bool, type(None))
@@ -228,11 +246,23 @@ def _convert(value: Any, path: str, dropped: Dropped, active: set[int], depth: i
     """``value`` with what the encoder cannot take converted, or ``_DROP`` (see ``encode_converting``).
 
     ``depth`` is the nesting level ``value`` has if it is an object or array (the message is 1).
+    A value whose own methods raise (a Mapping whose ``items()`` fails, a tzinfo that
+    gives no offset) cannot be encoded: it is left out or refused at its path.
     """
+    try:
+        return _convert_value(value, path, dropped, active, depth)
+    except SegmentLiteError:
+        raise
+    except Exception as exc:
+        reason = f"{type(value).__name__} raised {type(exc).__name__} when read"
+        return _unencodable(dropped, path, reason)
+
+
+def _convert_value(value: Any, path: str, dropped: Dropped, active: set[int], depth: int) -> Any:
     if isinstance(value, str):
-        if not value.isascii():
+        if not str.isascii(value):
             try:
-                value.encode("utf-8")
+                str.encode(value, "utf-8")
             except UnicodeEncodeError as exc:
                 return _unencodable(dropped, path, f"string is not valid Unicode ({exc.reason})")
         return value
@@ -255,9 +285,12 @@ def _convert(value: Any, path: str, dropped: Dropped, active: set[int], depth: i
         finally:
             active.discard(id(value))
     if isinstance(value, decimal.Decimal):
+        if decimal.Decimal.is_snan(value):
+            return _unencodable(dropped, path, _SIGNALING_NAN)
         number = float(value)
         return number if math.isfinite(number) else None
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time, uuid.UUID)):
+        json_default(value)  # raises here, at its path, if the encoder could not write it
         return value  # written by json_default
     if isinstance(value, enum.Enum):
         return value if _convert(value.value, path, dropped, active, depth) is not _DROP else _DROP
@@ -280,9 +313,12 @@ def _convert_mapping(value: Any, path: str, dropped: Dropped, active: set[int], 
     for key, item in value.items():
         if type(key) is not str:
             if not isinstance(key, _KEY_TYPES):
-                _unencodable(dropped, _join(path, repr(key)), f"dict key of type {type(key).__name__}")
+                _unencodable(dropped, _join(path, safe_repr(key)), f"dict key of type {type(key).__name__}")
                 changed = True
                 continue
+            if type(key) not in _KEY_TYPES:
+                key = _plain_key(key)
+                changed = True
             if written is None:
                 written = {key_text(other): other for other in out}
         if written is not None:

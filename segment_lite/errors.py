@@ -28,7 +28,7 @@ in ``stats()``):
   names the server.
 * ``RetriesExhaustedError`` -- retryable failures outlasted ``max_retries`` or the
   retry time budget; ``last_error`` names the cause.
-* ``TransportError`` (from ``segment_lite.transport``) -- the server closed the
+* ``ConnectionClosed`` (a ``TransportError``, from ``segment_lite.transport``) -- the server closed the
   connection without an answer each time one message was sent, while it answered
   the rest of its batch: that message is dropped as ``rejected``.
 
@@ -40,8 +40,8 @@ besides the refusals above, which also raise at the call:
   deadline passed, or was tracked after shutdown.
 * ``SpoolWriteError`` -- the disk spool could not store the message (disk full,
   I/O error); it was not accepted.
-* ``SpoolCorruptError`` -- records of the disk spool could not be read back (torn
-  by a crash or power loss, or corrupted) and were skipped.
+* ``SpoolCorruptError`` -- a database of the disk spool could not be read back
+  (overwritten or corrupted on disk) and was set aside.
 * ``FilteredError`` -- a ``before_send`` hook returned ``None`` (a choice, counted
   as ``filtered``; never raised).
 
@@ -52,8 +52,9 @@ Raised by ``Client(spool_dir=...)``:
 
 Raised by a transport to the sender, which retries or reports it (never to the caller):
 
-* ``segment_lite.transport.TransportError`` -- the request got no response
-  (connection refused, reset, timeout).
+* ``segment_lite.transport.TransportError`` -- the request got no response; its
+  subclasses there say why: ``ConnectError``, ``TransportTimeout``,
+  ``ConnectionClosed`` (``StaleConnection``), ``MalformedResponse``, ``Aborted``.
 
 Configuration mistakes (a bad ``region``, ``on_full``, ``thread``)
 raise ``ValidationError`` when the client is made. Every exception the library
@@ -64,6 +65,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Optional
+
+
+def safe_repr(value: Any, limit: int = 64) -> str:
+    """``repr(value)`` for an error's text, cut to ``limit`` characters; never raises.
+
+    Error texts quote objects the caller passed, whose ``__repr__`` may raise:
+    the library's error must still be raised (and counted), not that exception.
+    """
+    try:
+        text = repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} whose repr() raised {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SegmentLiteError(Exception):
@@ -207,16 +221,17 @@ class SpoolWriteError(SpoolError):
 
 
 class SpoolCorruptError(SpoolError):
-    """Records of the disk spool could not be read back and were skipped.
+    """Messages of the disk spool could not be read back and were set aside.
 
-    ``records`` is how many were lost (a torn tail is one record), ``path`` the
-    segment file and ``offset`` where the unreadable bytes start.
+    ``records`` is how many were lost (an unreadable database, whose count
+    cannot be read, is one), ``path`` where they were, ``offset`` where the
+    unreadable bytes start (0: the whole file) and ``nbytes`` how many.
     """
 
     def __init__(self, records: int, path: str, offset: int, nbytes: int) -> None:
         super().__init__(
-            f"{records} unreadable record(s) ({nbytes} bytes) skipped in {path} at offset {offset}: "
-            "torn by a crash or power loss, or corrupted on disk"
+            f"{records} message(s) lost: {path} could not be read back ({nbytes} bytes from offset "
+            f"{offset}; corrupted on disk) and was set aside"
         )
         self.records = records
         self.path = path

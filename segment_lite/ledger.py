@@ -22,6 +22,8 @@ Two hooks receive reports, as the client's options:
 
 from __future__ import annotations
 
+import base64
+import collections
 import json
 import logging
 import re
@@ -29,13 +31,19 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
+from urllib.parse import quote, unquote, urlsplit
+
+from segment_lite.errors import SegmentLiteError
 
 __all__ = [
     "DELIVERY_FAILURES",
     "DROP_REASONS",
+    "MAX_ISSUED_SECRETS",
     "MAX_MESSAGES_PER_REPORT",
+    "MIN_DERIVED_SECRET_CHARS",
     "REPORT_INTERVAL_S",
     "WARNING_REASONS",
+    "Credentials",
     "Ledger",
     "OnDrop",
     "OnError",
@@ -55,7 +63,7 @@ DROP_REASONS = (
     "rejected",  # the server answered a status that is not retried (see rejected_by_status)
     "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
     "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed
-    "spool_corrupt",  # unreadable in the disk spool (torn by a crash or power loss, or corrupted)
+    "spool_corrupt",  # unreadable in the disk spool (its database corrupted on disk)
 )
 #: Drops reported to ``on_error`` (delivery failures, as the reference reports them);
 #: every other report goes to ``on_drop``.
@@ -92,6 +100,124 @@ _LOG_LEVELS = {
 }
 
 
+#: An encoding of a secret (base64, JSON-escaped, ...) shorter than this is not masked: it
+#: would match ordinary words. Every encoding of a write key of 5 characters or more is longer.
+MIN_DERIVED_SECRET_CHARS = 8
+#: Issued secrets (OAuth tokens and assertions) remembered, newest first: older ones have
+#: expired long ago, and a long-lived process must not grow the list without bound.
+MAX_ISSUED_SECRETS = 64
+#: Characters that continue a word around a secret: a match inside a longer word is not masked.
+_WORD = "A-Za-z0-9_-"
+
+
+def _encodings(secret: str) -> list[str]:
+    """``secret`` in every form a client sends it, or a server may echo it back.
+
+    As is (the body's ``writeKey``, a Bearer token); JSON-escaped; percent-encoded;
+    and base64 (standard and URL-safe, with and without padding) of ``secret:``
+    (HTTP Basic, as the write key is sent) and of ``secret`` alone.
+    """
+    forms = [json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], quote(secret, safe="")]
+    for raw in (f"{secret}:".encode(), secret.encode()):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(raw).decode("ascii")
+            forms += [encoded, encoded.rstrip("=")]
+    derived = [form for form in forms if form != secret and len(form) >= MIN_DERIVED_SECRET_CHARS]
+    return [secret, *dict.fromkeys(derived)]
+
+
+class Credentials:
+    """The credentials one client sends, masked (``***``) in every text for a log, an error or a repr.
+
+    A write key goes out in the body and base64-encoded in ``Authorization: Basic``;
+    with OAuth, a Bearer token and a signed client assertion (a JWT) go out instead.
+    A server may echo any of them in an error body, so each is masked in every
+    form :func:`_encodings` lists. Only whole occurrences are masked (not inside a
+    longer word), so a short key cannot garble unrelated words. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, None] = {}  # write keys and private keys: masked for the client's life
+        self._issued: collections.deque[str] = collections.deque(maxlen=MAX_ISSUED_SECRETS)
+        # (forms, pattern), replaced as one: redact() reads it without the lock.
+        self._state: tuple[tuple[str, ...], re.Pattern[str]] = ((), re.compile("(?!)"))
+
+    def add(self, secret: str) -> None:
+        """Mask ``secret`` (a write key) and its encodings from now on, for as long as this client lives."""
+        with self._lock:
+            if secret and secret not in self._kept:
+                self._kept[secret] = None
+                self._rebuild()
+
+    def add_issued(self, secret: str) -> None:
+        """Mask a short-lived ``secret`` (an OAuth token or assertion) while among the newest issued."""
+        with self._lock:
+            if secret and secret not in self._issued:
+                self._issued.appendleft(secret)
+                self._rebuild()
+
+    def add_proxy_credentials(self, proxy_url: str) -> None:
+        """Mask the password in ``proxy_url`` (``http://user:password@host``) and ``user:password``."""
+        try:
+            parts = urlsplit(proxy_url)
+            username, password = parts.username, parts.password
+        except ValueError:  # not a URL the transports could use either
+            return
+        if password:
+            for secret in {password, unquote(password)}:
+                self.add(secret)
+                self.add(f"{unquote(username or '')}:{secret}")
+
+    def add_private_key(self, pem: str) -> None:
+        """Mask a private key (never sent, but an error could quote it): the whole text and each long line."""
+        lines = [line.strip() for line in pem.strip().splitlines()]
+        with self._lock:
+            for part in [pem.strip(), *(line for line in lines if len(line) >= 16 and "-----" not in line)]:
+                self._kept.setdefault(part, None)
+            self._rebuild()
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held by a thread that is gone)."""
+        self._lock = threading.Lock()
+
+    def _rebuild(self) -> None:
+        forms: dict[str, None] = {}
+        for secret in (*self._kept, *self._issued):
+            for form in _encodings(secret):
+                forms[form] = None
+        ordered = sorted(forms, key=len, reverse=True)  # the longest form wins where two overlap
+        alternatives = "|".join(re.escape(form) for form in ordered)
+        pattern = re.compile(rf"(?<![{_WORD}])(?:{alternatives})(?![{_WORD}])" if ordered else "(?!)")
+        self._state = (tuple(ordered), pattern)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential, in every form, replaced by ``***``."""
+        forms, pattern = self._state
+        for form in forms:
+            if form in text:
+                return pattern.sub("***", text)
+        return text
+
+    def scrub(self, error: BaseException) -> BaseException:
+        """Mask credentials in ``error``'s text and its text attributes, in place; returns it.
+
+        For the library's own errors, before a hook or the caller sees them: an
+        ``APIError``'s ``code`` comes from the server's answer as much as its ``message``.
+        """
+        if not isinstance(error, SegmentLiteError) or not self._state[0]:
+            return error
+        error.args = tuple(self.redact(arg) if isinstance(arg, str) else arg for arg in error.args)
+        for name in ("code", "message", "last_error"):
+            value = getattr(error, name, None)
+            if isinstance(value, str):
+                try:
+                    setattr(error, name, self.redact(value))
+                except AttributeError:  # a read-only attribute (a class constant)
+                    pass
+        return error
+
+
 class _Pending:
     """Reports of one reason waiting for their interval to pass."""
 
@@ -114,13 +240,13 @@ class Ledger:
         *,
         on_drop: Optional[OnDrop] = None,
         monotonic: Callable[[], float] = time.monotonic,
+        credentials: Optional[Credentials] = None,
     ) -> None:
         self._on_error = on_error
         self._on_drop = on_drop
         self._log = log
         self._monotonic = monotonic
-        self._secrets: tuple[str, ...] = ()
-        self._secret_pattern = re.compile("(?!)")
+        self.credentials = Credentials() if credentials is None else credentials
         if secret:
             self.add_secret(secret)
         self._lock = threading.Lock()
@@ -165,6 +291,7 @@ class Ledger:
         failure raised to the caller instead, as in sync mode).
         """
         n = len(messages) if count is None else count
+        self.credentials.scrub(exc)  # before any hook, log or caller (sync mode raises it) sees it
         with self._lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + n
             if status is not None:
@@ -200,6 +327,7 @@ class Ledger:
         delivered together once it has passed. Counting is the caller's job.
         """
         n = len(messages) if count is None else count
+        self.credentials.scrub(exc)
         now = self._monotonic()
         with self._lock:
             pending = self._pending.get(reason)
@@ -257,24 +385,18 @@ class Ledger:
                 self._log.exception("on_drop callback raised")
 
     def redact(self, text: str) -> str:
-        """``text`` with the write key masked, for anything that reaches a log or an error.
+        """``text`` with the credentials masked in every form sent, for a log or an error.
 
-        Only whole occurrences are masked (not inside a longer word), so a short
-        key cannot garble unrelated words.
+        See :class:`Credentials`: the write key as is, JSON-escaped, percent-encoded and
+        in base64 (HTTP Basic), and OAuth tokens and assertions. Only whole
+        occurrences are masked (not inside a longer word), so a short key cannot
+        garble unrelated words.
         """
-        for secret in self._secrets:
-            if secret in text:
-                return self._secret_pattern.sub("***", text)
-        return text
+        return self.credentials.redact(text)
 
     def add_secret(self, secret: str) -> None:
         """Mask ``secret`` too (a write key assigned later; the earlier ones stay masked)."""
-        if not secret or secret in self._secrets:
-            return
-        secrets = (*self._secrets, secret)
-        alternatives = "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True))
-        self._secret_pattern = re.compile(rf"(?<![A-Za-z0-9_-])(?:{alternatives})(?![A-Za-z0-9_-])")
-        self._secrets = secrets
+        self.credentials.add(secret)
 
     def snapshot(self, accepted_async: int, queued: int, queued_bytes: int) -> dict[str, Any]:
         """The counters as a plain dict (see ``Client.stats``)."""

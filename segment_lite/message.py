@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from segment_lite.errors import ValidationError
+from segment_lite.errors import ValidationError, safe_repr
 from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
 from segment_lite.version import VERSION
 
@@ -115,19 +115,40 @@ def _lenient(notes: Notes, path: str, done: str, error: str) -> None:
     notes.append((path, done))
 
 
+def _truthy(value: Any) -> bool:
+    """``bool(value)``, where an object whose ``__bool__`` (or ``__len__``) raises counts as non-empty."""
+    try:
+        return bool(value)
+    except Exception:
+        return True
+
+
+def _as_text(value: Any, path: str, kind: str) -> str:
+    """``str(value)`` as the reference sends a non-string id; ValidationError if ``__str__`` fails."""
+    try:
+        text = str(value)
+    except Exception as exc:
+        raise ValidationError(
+            f"{kind}: {path} could not be made a string: str() of {type(value).__name__} raised "
+            f"{type(exc).__name__}",
+            path,
+        ) from None
+    return text
+
+
 def _stringified(value: Any, path: str, kind: str, notes: Notes) -> Optional[str]:
     """An identifier as the reference sends it: None, a string as is, anything else ``str()``."""
     if value is None or type(value) is str:
         return value
+    if isinstance(value, str):  # a subclass: its characters, without calling its methods
+        return str.__str__(value)
     if isinstance(value, _ID_TYPES) and not isinstance(value, bool):
-        return str(value)
-    _lenient(
-        notes,
-        path,
-        f"{type(value).__name__} {value!r} sent as the string {str(value)!r}",
-        f"{kind}: {path} must be a string or number, got {type(value).__name__}",
-    )
-    return str(value)
+        return _as_text(value, path, kind)
+    if notes is None:  # strict: refuse before formatting anything of the value
+        raise ValidationError(f"{kind}: {path} must be a string or number, got {type(value).__name__}", path)
+    text = _as_text(value, path, kind)
+    notes.append((path, f"{type(value).__name__} {safe_repr(value)} sent as the string {safe_repr(text)}"))
+    return text
 
 
 def _usable_id(value: Any) -> bool:
@@ -141,6 +162,8 @@ def _required_id(value: Any, path: str, param: str, kind: str, notes: Notes) -> 
     """A required identifier (``groupId``, ``previousId``, alias ``userId``), passed as ``param``."""
     if type(value) is str and value:
         return value
+    if isinstance(value, str):
+        value = str.__str__(value)  # a subclass: its characters, without calling its methods
     if value is None or (notes is not None and not isinstance(value, _ID_TYPES)):
         # The reference refuses these too (it takes strings and numbers).
         raise ValidationError(f"{kind}: {param} is required", path)
@@ -158,8 +181,8 @@ def _dict(value: Any, path: str, kind: str, notes: Notes) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     if isinstance(value, Mapping):
-        return dict(value)
-    if not value:  # the reference reads any empty value as {}
+        return _copy_mapping(value, path, kind)
+    if not _truthy(value):  # the reference reads any empty value as {}
         _lenient(
             notes,
             path,
@@ -170,10 +193,24 @@ def _dict(value: Any, path: str, kind: str, notes: Notes) -> dict[str, Any]:
     raise ValidationError(f"{kind}: {path} must be a dict, got {type(value).__name__}", path)
 
 
+def _copy_mapping(value: Any, path: str, kind: str) -> dict[Any, Any]:
+    """A dict copy of a Mapping; ValidationError naming ``path`` when the Mapping cannot be read."""
+    try:
+        return dict(value)
+    except Exception as exc:
+        raise ValidationError(
+            f"{kind}: {path} could not be read: {type(value).__name__} raised {type(exc).__name__} "
+            "when copied",
+            path,
+        ) from None
+
+
 def _optional_str(value: Any, path: str, kind: str, notes: Notes) -> Optional[str]:
-    if value is None or isinstance(value, str):
+    if value is None or type(value) is str:
         return value
-    if not value:  # the reference lets any empty value through
+    if isinstance(value, str):
+        return str.__str__(value)  # a subclass: its characters, without calling its methods
+    if not _truthy(value):  # the reference lets any empty value through
         _lenient(
             notes,
             path,
@@ -214,7 +251,11 @@ def _common(
     if context is None:
         message["context"] = {"library": LIBRARY}
     else:
-        merged = dict(context if type(context) is dict else _dict(context, "context", kind, notes))
+        given = context if type(context) is dict else _dict(context, "context", kind, notes)
+        try:
+            merged = dict(given)
+        except Exception:  # a dict subclass whose keys() raises: refused, naming the field
+            merged = _copy_mapping(given, "context", kind)
         merged.setdefault("library", LIBRARY)
         message["context"] = merged
     message["integrations"] = {} if integrations is None else _dict(integrations, "integrations", kind, notes)
@@ -231,7 +272,7 @@ def _identity(message: Message, kind: str, user_id: Any, anonymous_id: Any, note
     aid = _stringified(anonymous_id, "anonymousId", kind, notes)
     if not (_usable_id(user_id) or _usable_id(anonymous_id)):
         # The reference takes any string or number in ``user_id or anonymous_id``.
-        primary = user_id or anonymous_id
+        primary = user_id if _truthy(user_id) else anonymous_id
         if notes is None or not isinstance(primary, (str, numbers.Number)):
             raise ValidationError(f"{kind}: user_id or anonymous_id is required", "userId")
         if not (uid or aid):
@@ -255,8 +296,9 @@ def build_track(
     """Build a track message; raises ``ValidationError`` naming the field at fault."""
     if type(event) is not str or not event:
         if not isinstance(event, str):
-            shown = type(event).__name__ if event else repr(event)
-            raise ValidationError(f"track: event must be a non-empty string, got {shown}", "event")
+            what = type(event).__name__ if _truthy(event) else safe_repr(event)
+            raise ValidationError(f"track: event must be a non-empty string, got {what}", "event")
+        event = str.__str__(event)  # a subclass: its characters, without calling its methods
         if not event:
             _lenient(
                 notes,

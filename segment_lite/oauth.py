@@ -32,6 +32,7 @@ from urllib.parse import urlencode
 import requests
 
 from segment_lite.errors import SegmentLiteError, ValidationError
+from segment_lite.ledger import Credentials
 from segment_lite.retry import Clock
 from segment_lite.transport import Transport, TransportError, TransportResponse
 
@@ -147,9 +148,14 @@ class OAuthTokenSource:
         config: OAuthConfig,
         clock: Optional[Clock] = None,
         session_factory: Callable[[], requests.Session] = requests.Session,
+        *,
+        credentials: Optional[Credentials] = None,
     ) -> None:
         self._jwt = require_jwt()
         self.config = config
+        # The client's: each assertion and token is masked in its logs and errors from the moment it exists.
+        self.credentials = Credentials() if credentials is None else credentials
+        self.credentials.add_private_key(config.client_key)
         self.clock = clock or Clock()
         self._session_factory = session_factory
         self._session: Optional[requests.Session] = None
@@ -206,7 +212,7 @@ class OAuthTokenSource:
                     raise TransportError("OAuth token request interrupted by shutdown") from None
                 continue
             except _Transient as exc:
-                last_error = str(exc)
+                last_error = self.credentials.redact(str(exc))
                 failures += 1
             if failures >= TOKEN_ATTEMPTS:
                 raise TransportError(f"OAuth token request failed {failures} times: {last_error}")
@@ -231,8 +237,12 @@ class OAuthTokenSource:
                 claims, config.client_key, algorithm="RS256", headers={"kid": config.key_id}
             )
         except Exception as exc:  # a key PyJWT cannot read or sign with: never fixed by retrying
-            raise OAuthError(0, "invalid_client_key", f"cannot sign the client assertion: {exc}") from None
-        return str(signed)
+            reason = self.credentials.redact(f"cannot sign the client assertion: {exc}")
+            raise OAuthError(0, "invalid_client_key", reason) from None
+        assertion = str(signed)
+        self.credentials.add_issued(assertion)
+        self.credentials.add_issued(assertion.rpartition(".")[2])  # the signature: the part that is secret
+        return assertion
 
     def _request_token(self, skew_retried: bool) -> tuple[str, float]:
         config = self.config
@@ -264,6 +274,7 @@ class OAuthTokenSource:
             token = payload.get("access_token") if payload is not None else None
             if not isinstance(token, str) or not token:
                 raise _Transient("the auth server answered 200 without an access_token")
+            self.credentials.add_issued(token)
             return token, _lifetime(payload)
         if status == 429:
             raise _RateLimited(_rate_limit_reset(response.headers))
@@ -272,7 +283,8 @@ class OAuthTokenSource:
         if 400 <= status < 500:
             if error == "invalid_request" and description in _SKEW_DESCRIPTIONS and not skew_retried:
                 raise _SkewRetry()
-            raise OAuthError(status, error, description or _text(response))
+            redact = self.credentials.redact
+            raise OAuthError(status, redact(error), redact(description or _text(response)))
         raise _Transient(f"HTTP {status} {error}: {description}".strip())
 
     def _note_server_time(self, headers: Mapping[str, Any]) -> None:
@@ -379,7 +391,7 @@ class OAuthTransport:
     def abort(self) -> None:
         """Interrupt a wait for the auth server and the wrapped transport's request."""
         self._interrupt.set()
-        abort = getattr(self._inner, "abort", None)
+        abort = getattr(self._inner, "abort", None)  # a transport of the user's may have none
         if abort is not None:
             abort()
 

@@ -17,6 +17,7 @@ import dataclasses
 import enum
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -25,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
-from segment_lite.ledger import Ledger, OnDrop, OnError
+from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
@@ -71,7 +72,7 @@ class DeliveryConfig:
     """What a sender needs to post batches: where, how, and how hard to retry."""
 
     url: str
-    write_key: str
+    write_key: str = field(repr=False)  # never in a repr (a traceback with locals shows them)
     gzip: bool
     timeout_s: float
     retry_policy: RetryPolicy
@@ -268,8 +269,11 @@ class Pipeline:
         log: logging.Logger,
         shutdown_timeout_s: Optional[float],
         on_drop: Optional[OnDrop] = None,
+        credentials: Optional[Credentials] = None,
     ) -> None:
         self._queue_factory = queue_factory
+        # What to mask in logs and errors; shared with an OAuth token source, and kept across a fork.
+        self.credentials = Credentials() if credentials is None else credentials
         self.delivery = delivery
         self.batching = batching
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -277,6 +281,8 @@ class Pipeline:
         self._on_drop = on_drop
         self._log = log
         self._closed = False
+        #: Whether the exit hooks deliver what is queued (``Client(flush_at_exit=...)``).
+        self.flush_at_exit = True
         self._dropped_at_shutdown = 0
         self._pid = os.getpid()
         self._reset()
@@ -295,6 +301,7 @@ class Pipeline:
             self.delivery.write_key,
             on_drop=self._on_drop,
             monotonic=self.delivery.clock.monotonic,
+            credentials=self.credentials,
         )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)
@@ -316,6 +323,7 @@ class Pipeline:
         # parent's messages (the parent will send them), and there are no worker
         # threads: start over, lazily, on first use.
         self._pid = os.getpid()
+        self.credentials.after_fork()
         self._reset()
         self._deliver_recovered()
 
@@ -347,7 +355,8 @@ class Pipeline:
         except SpoolWriteError as exc:
             self.ledger.drop("spool_write_failed", exc, [data])
             return Accepted.FAILED
-        return Accepted.FULL
+        # A producer blocked for room when shutdown sealed the queue is refused as after shutdown.
+        return Accepted.CLOSED if self._closed else Accepted.FULL
 
     def send_now(self, data: bytes) -> None:
         """Deliver one message on the calling thread in one attempt (sync mode), or raise why not.
@@ -371,6 +380,10 @@ class Pipeline:
         max_batch_bytes = BatchSender.max_batch_bytes(write_key)
         self.batching = dataclasses.replace(self.batching, max_batch_bytes=max_batch_bytes)
         self.ledger.add_secret(write_key)
+        for target in (self._queue_factory, self.queue):  # a spool stores each message's key
+            change = getattr(target, "change_write_key", None)
+            if change is not None:
+                change(write_key)
         with self._start_lock:
             workers = list(self._workers)
             senders = [worker.sender for worker in workers] + list(self._thread_senders)
@@ -444,7 +457,8 @@ class Pipeline:
                 self._log.debug("could not start worker threads (%s); delivering on flush", exc)
             self._running = True
             _STARTED.add(self)
-            return True
+        _watch_multiprocessing_exit()
+        return True
 
     def _deliver_inline(self, deadline: Optional[float]) -> None:
         """Send what is queued on the calling thread (when no worker thread could start).
@@ -482,7 +496,7 @@ class Pipeline:
         thread, when no worker thread could start). Records a ``FlushResult`` in
         ``last_flush`` and logs a WARNING when messages were dropped meanwhile.
         """
-        started = time.monotonic()
+        started = self.delivery.clock.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
         self._record_flush(settled, before)
@@ -497,7 +511,8 @@ class Pipeline:
         if self._inline:
             clock = self.delivery.clock
             self._deliver_inline(None if timeout is None else clock.monotonic() + timeout)
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        elapsed = self.delivery.clock.monotonic() - started
+        remaining = None if timeout is None else max(0.0, timeout - elapsed)
         settled = queue.wait_settled(target, remaining)
         self.ledger.flush_reports()
         self._log.debug(
@@ -518,7 +533,9 @@ class Pipeline:
             delivered=after["delivered"] - before["delivered"],
             dropped=dropped,
             pending=self.queue.pending_count(),
-            last_error=health.last_rejection if dropped.get("rejected") else health.last_error,
+            last_error=self._redacted(
+                health.last_rejection if dropped.get("rejected") else health.last_error
+            ),
         )
         self.last_flush = result
         if dropped:
@@ -530,6 +547,9 @@ class Pipeline:
                 result.delivered,
                 result.last_error or "none",
             )
+
+    def _redacted(self, text: Optional[str]) -> Optional[str]:
+        return None if text is None else self.ledger.redact(text)
 
     def mark(self) -> int:
         """A marker covering every message accepted so far, for ``wait_settled``."""
@@ -560,6 +580,9 @@ class Pipeline:
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; later messages are refused.
 
+        Producers blocked for room may still get it while the first flush runs;
+        then the queue is sealed (each still waiting, and every later put, is
+        refused as ``after_shutdown``) and what got in is flushed too.
         Returns True when everything accepted was settled in time. Otherwise, at
         the deadline, requests still in flight are aborted (their connections
         closed) and everything undelivered, in flight or queued, is dropped as
@@ -567,9 +590,14 @@ class Pipeline:
         returns within ``timeout`` plus a fraction of a second.
         """
         self._closed = True
-        started = time.monotonic()
+        started = self.delivery.clock.monotonic()
         before = self.ledger.snapshot(0, 0, 0)
         settled = self._flush(timeout, started)
+        # Producers blocked for room (on_full="block") may have been let in while the flush
+        # ran; from here on every put is refused, and what got in is delivered or dropped too.
+        self.queue.seal()
+        if settled:
+            settled = self._flush(timeout, started)
         if not settled:
             self._give_up(timeout)
         self._record_flush(settled, before, "shutdown")
@@ -601,6 +629,7 @@ class Pipeline:
     def close(self) -> None:
         """Stop without delivering (for clients that never send): refuse messages, release resources."""
         self._closed = True
+        self.queue.seal()
         self.ledger.flush_reports()
         self._close_thread_senders()
         self.queue.close()
@@ -632,15 +661,26 @@ class Pipeline:
         if self._pid != os.getpid() or self._closed:
             return
         pending = self.queue.pending_count()
+        if not self.flush_at_exit:
+            # The program manages this client's lifecycle; say what it leaves behind.
+            if pending and not self.queue.durable:
+                self._log.warning(
+                    "exit: flush_at_exit=False and %d message(s) still queued: they are not delivered "
+                    "(call shutdown() before the process ends)",
+                    pending,
+                )
+            return
         if not pending:
             self.close()
             return
         self._log.debug("interpreter exit: delivering %d queued message(s)", pending)
         if not self.shutdown(self.shutdown_timeout_s):
+            kept = self.queue.kept_count()
             self._log.warning(
-                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s); last error: %s",
+                "exit: shutdown_timeout (%ss) passed; dropped %d undelivered message(s)%s; last error: %s",
                 self.shutdown_timeout_s,
                 self._dropped_at_shutdown,
+                f", left {kept} message(s) in the spool for the next process" if kept else "",
                 self.health.last_error or "none (delivery was still in progress)",
             )
 
@@ -653,10 +693,77 @@ def _shutdown_all_at_exit() -> None:
             pipeline._log.exception("error while shutting down a client at exit")
 
 
+def _open_pipelines() -> list[Pipeline]:
+    pid = os.getpid()
+    return [pipeline for pipeline in list(_LIVE) if not pipeline._closed and pipeline._pid == pid]
+
+
+def flush_all(timeout: Optional[float]) -> bool:
+    """Flush every open pipeline of this process within one ``timeout``; True if all settled."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    settled = True
+    for pipeline in _open_pipelines():
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        settled = pipeline.flush(remaining) and settled
+    return settled
+
+
+def pending_all() -> int:
+    """Messages accepted and not yet settled, over every open pipeline of this process."""
+    return sum(pipeline.queue.pending_count() for pipeline in _open_pipelines())
+
+
+# The exit flush in multiprocessing children. A child of the fork and forkserver start
+# methods ends with os._exit(), which skips atexit (and on 3.13 the fork child's atexit
+# list is cleared first). Before that, on every version from 3.9, multiprocessing calls
+# util._exit_function(), which runs the util.Finalize callbacks registered in the child:
+# Process._bootstrap calls it on 3.9-3.12, the atexit list 3.13 rebuilds in the child
+# (run before os._exit) on 3.13. Spawn children exit normally and run both; the second
+# finds every pipeline closed. _bootstrap clears the finalizers before the target runs,
+# so the callback is registered after that: by an after-forker (children forked from a
+# process that loaded segment_lite) and when a pipeline starts in a child.
+
+#: Finalizers of priority 0 and up run before a child's own daemon children are
+#: terminated; ours runs before the child's pools (15) and queues (10) are finalized.
+_MULTIPROCESSING_EXIT_PRIORITY = 20
+_multiprocessing_exit: Any = None  # the util.Finalize registered in this process
+_multiprocessing_exit_pid = 0
+_after_forker_registered = False
+
+
+def _watch_multiprocessing_exit() -> None:
+    """In a multiprocessing child, have multiprocessing's own exit run the exit flush (once)."""
+    global _multiprocessing_exit, _multiprocessing_exit_pid
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None or multiprocessing.parent_process() is None:
+        return  # not a multiprocessing child: atexit runs the exit flush
+    pid = os.getpid()
+    finalizer = _multiprocessing_exit
+    if finalizer is not None and _multiprocessing_exit_pid == pid and finalizer.still_active():
+        return
+    from multiprocessing import util
+
+    _multiprocessing_exit = util.Finalize(
+        None, _shutdown_all_at_exit, exitpriority=_MULTIPROCESSING_EXIT_PRIORITY
+    )
+    _multiprocessing_exit_pid = pid
+
+
+def _after_multiprocessing_fork(_: object) -> None:
+    _watch_multiprocessing_exit()
+
+
 def _reset_all_after_fork() -> None:
+    global _after_forker_registered
     _STARTED.clear()  # the child has none running; each restarts on first use
     for pipeline in list(_LIVE):
         pipeline._after_fork_in_child()
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and not _after_forker_registered:
+        # Run by multiprocessing in this child (and, inherited, in its own forked
+        # children) once it has cleared the finalizers, before the target runs.
+        util.register_after_fork(_after_multiprocessing_fork, _after_multiprocessing_fork)
+        _after_forker_registered = True
 
 
 atexit.register(_shutdown_all_at_exit)

@@ -82,6 +82,14 @@ class MessageQueue(Protocol):
         """Whether a worker should take a batch now rather than wait for one to fill."""
         ...
 
+    def seal(self) -> None:
+        """Refuse every later ``put`` (it returns False), and wake producers blocked for room to refuse them.
+
+        Called by shutdown once it stops letting messages in: what is queued
+        stays, to be delivered or drained; nothing can join it afterwards.
+        """
+        ...
+
     def drain(self) -> Optional[Batch]:
         """Take what is still queued as one batch, or None when nothing is lost.
 
@@ -284,13 +292,14 @@ class MemoryQueue(NumberedQueue):
         self._blocked = 0  # producers waiting for room
         self._flush_target = 0  # send at once, not in full batches, until this many are taken
         self._unpacked_puts = 0  # puts since the newest messages were last considered for packing
+        self._sealed = False  # set by seal(): every later put is refused
 
     def put(self, item: bytes, block: bool = False, timeout: Optional[float] = None) -> bool:
         """Append ``item``; False when there is no room (after waiting up to ``timeout`` if ``block``)."""
         size = len(item)
         with self._lock:
-            if self._count >= self.max_count or self._bytes + size > self.max_bytes:
-                if not block or not self._wait_for_room(size, timeout):
+            if self._count >= self.max_count or self._bytes + size > self.max_bytes or self._sealed:
+                if self._sealed or not block or not self._wait_for_room(size, timeout):
                     return False
             self._items.append(item)
             count = self._count = self._count + 1
@@ -327,12 +336,14 @@ class MemoryQueue(NumberedQueue):
         self._blocked += 1
         try:
             while self._count >= self.max_count or self._bytes + size > self.max_bytes:
+                if self._sealed:  # shutdown stopped letting messages in while this one waited
+                    return False
                 self.wake.set()  # the queue is full: make sure a worker is draining it
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._not_full.wait(remaining)
-            return True
+            return not self._sealed  # room was made by the shutdown's drain: refused all the same
         finally:
             self._blocked -= 1
 
@@ -377,6 +388,12 @@ class MemoryQueue(NumberedQueue):
         with self._lock:
             self._in_flight.pop(batch.seq, None)
             self._settled.notify_all()
+
+    def seal(self) -> None:
+        """Refuse every later ``put``; producers blocked for room wake and are refused."""
+        with self._lock:
+            self._sealed = True
+            self._not_full.notify_all()
 
     def drain(self) -> Optional[Batch]:
         """Take everything still queued as one batch in flight (used when giving up at shutdown).

@@ -3,11 +3,13 @@
 Code written for the reference sometimes posts a batch itself with
 ``segment.analytics.request.post``, and test suites patch
 ``segment.analytics.request._session.post`` or ``segment.analytics.consumer.post``
-to see or fake what the client sends. With the import changed to ``segment_lite``
-those names are here (and in ``segment_lite.consumer``), and they keep working:
-the client's default transport is a ``ReferenceSeamTransport``, which sends
-through ``consumer.post`` or ``_session.post`` while either is patched, and
-through the fast transport otherwise (two identity checks per request).
+to see or fake what the client sends, or fake HTTP under requests with
+``responses``, ``requests-mock`` or VCR.py. With the import changed to
+``segment_lite`` those names are here (and in ``segment_lite.consumer``), and
+they keep working: the client's default transport is a ``ReferenceSeamTransport``,
+which sends through ``consumer.post`` or ``_session.post`` while either is
+patched, through requests while a mocking library has replaced a piece of it,
+and through the fast transport otherwise (a few identity checks per request).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 import requests
+import requests.adapters
+import urllib3.connectionpool
 
 from segment_lite.encoding import encode
 from segment_lite.errors import APIError
+from segment_lite.ledger import Credentials
 from segment_lite.sender import batch_headers
 from segment_lite.timestamps import now_iso
-from segment_lite.transport import Transport, TransportError, TransportResponse, batch_url
+from segment_lite.transport import RequestsTransport, Transport, TransportError, TransportResponse, batch_url
 
 __all__ = ["APIError", "ReferenceSeamTransport", "post"]
 
@@ -73,23 +78,49 @@ def post(
         payload = None
     if isinstance(payload, dict):
         code, message = str(payload.get("code", code)), str(payload.get("message", message))
-    raise APIError(response.status_code, code, message)
+    credentials = Credentials()  # a server may echo the key (or token) it was sent
+    credentials.add(write_key)
+    if token:
+        credentials.add_issued(str(token))
+    raise APIError(response.status_code, credentials.redact(code), credentials.redact(message))
 
 
 def _session_post_patched() -> bool:
     return getattr(_session.post, "__func__", None) is not _SESSION_POST
 
 
-class ReferenceSeamTransport:
-    """The default transport, routed through ``consumer.post`` or ``request._session.post`` while patched.
+# What HTTP mocking libraries replace, as it was at import: ``responses`` patches
+# ``HTTPAdapter.send``, ``requests-mock`` ``Session.send``, VCR.py the connection
+# classes of urllib3's pools (and http.client's, which requests does not use).
+_HTTPAdapter, _Session = requests.adapters.HTTPAdapter, requests.Session
+_HTTPPool, _HTTPSPool = urllib3.connectionpool.HTTPConnectionPool, urllib3.connectionpool.HTTPSConnectionPool
+_ADAPTER_SEND, _SESSION_SEND = _HTTPAdapter.send, _Session.send
+_HTTP_CONNECTION, _HTTPS_CONNECTION = _HTTPPool.ConnectionCls, _HTTPSPool.ConnectionCls
 
-    Nothing else changes: with neither patched (always, outside tests), every
+
+def requests_intercepted() -> bool:
+    """Whether a mocking library (or a ``mock.patch``) has replaced part of requests' or urllib3's
+    sending since segment_lite was imported: then requests must carry the batch, for the mock to see it."""
+    return (
+        _HTTPAdapter.send is not _ADAPTER_SEND
+        or _Session.send is not _SESSION_SEND
+        or _HTTPPool.ConnectionCls is not _HTTP_CONNECTION
+        or _HTTPSPool.ConnectionCls is not _HTTPS_CONNECTION
+    )
+
+
+class ReferenceSeamTransport:
+    """The default transport, routed through ``consumer.post`` or ``request._session.post`` while patched,
+    and through requests while a mocking library intercepts it (see ``requests_intercepted``).
+
+    Nothing else changes: with nothing patched (always, outside tests), every
     request goes to ``inner``.
     """
 
     def __init__(self, inner: Transport, proxies: Optional[Mapping[str, str]] = None) -> None:
         self._inner = inner
         self._proxies = proxies
+        self._through_requests: Optional[RequestsTransport] = None  # made when a mock is first seen
 
     @property
     def inner(self) -> Transport:
@@ -103,6 +134,11 @@ class ReferenceSeamTransport:
             return self._through_consumer_post(consumer.post, url, body, headers, timeout)
         if _session_post_patched():
             return self._through_session(url, body, headers, timeout)
+        if requests_intercepted():
+            if self._through_requests is None:
+                # requests' own adapter: VCR.py's connections only go into urllib3's own pools.
+                self._through_requests = RequestsTransport(self._proxies, abortable=False)
+            return self._through_requests.post(url, body, headers, timeout)
         return self._inner.post(url, body, headers, timeout)
 
     def _through_consumer_post(
@@ -154,12 +190,12 @@ class ReferenceSeamTransport:
         )
 
     def abort(self) -> None:
-        abort = getattr(self._inner, "abort", None)
-        if abort is not None:
-            abort()
+        self._inner.abort()
 
     def close(self) -> None:
         self._inner.close()
+        if self._through_requests is not None:
+            self._through_requests.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._inner!r})"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import enum
 import gzip as gzip_module
 import json
 import logging
@@ -14,12 +13,21 @@ from collections.abc import Mapping
 from typing import Optional
 from urllib.parse import urlsplit
 
+from segment_lite.delivery import Action, Attempt, BatchProgress, Decision, Failure, Part, RetryBudget, decide
 from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
-from segment_lite.retry import Clock, Outcome, RetryPolicy, classify, parse_retry_after
+from segment_lite.retry import Clock, RetryPolicy, parse_retry_after
 from segment_lite.timestamps import iso_from_epoch
-from segment_lite.transport import Transport, TransportError, TransportFactory, TransportResponse
+from segment_lite.transport import (
+    Aborted,
+    ConnectionClosed,
+    StaleConnection,
+    Transport,
+    TransportError,
+    TransportFactory,
+    TransportResponse,
+)
 from segment_lite.version import VERSION
 
 __all__ = [
@@ -38,6 +46,8 @@ GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its C
 
 #: Refusals about the messages in a batch, not about the client: they say nothing of an outage.
 _MESSAGE_STATUSES = frozenset({400, 413, 422})
+#: The transport's failures as the delivery rules tell them apart (the first that matches).
+_FAILURES = ((StaleConnection, Failure.STALE), (ConnectionClosed, Failure.CLOSED))
 
 
 def batch_headers(write_key: str, gzip: bool) -> dict[str, str]:
@@ -162,46 +172,6 @@ class Settlement:
         return parts
 
 
-class _Part:
-    """A contiguous run of a settlement's messages, sent as one request."""
-
-    __slots__ = ("closes", "deferred", "stale_retry_used", "start", "stop")
-
-    def __init__(self, start: int, stop: int) -> None:
-        self.start = start
-        self.stop = stop
-        self.closes = 0  # connections closed without an answer while sending this part
-        self.deferred = False  # put back behind the other parts, to learn whether the server is alive
-        self.stale_retry_used = False
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def halves(self) -> tuple[_Part, _Part]:
-        middle = self.start + len(self) // 2
-        return _Part(self.start, middle), _Part(middle, self.stop)
-
-
-class _Step(enum.Enum):
-    """What to do with a part after trying to send it."""
-
-    SETTLED = "settled"  # delivered or dropped
-    SPLIT = "split"  # send its halves instead
-    DEFER = "defer"  # try the other parts first
-    STOP = "stop"  # the caller's deadline: leave it unsettled for a later flush
-
-
-class _Bisection:
-    """What one delivery of a settlement has learnt about connections closed without an answer."""
-
-    __slots__ = ("alive_before", "answers_at_first_close", "split_on_trust")
-
-    def __init__(self, alive_before: bool) -> None:
-        self.alive_before = alive_before  # the request before this batch was answered
-        self.answers_at_first_close: Optional[int] = None
-        self.split_on_trust = False  # the one split allowed without proof the server is alive
-
-
 class BatchSender:
     """Posts batches of encoded messages and owns the whole retry policy.
 
@@ -242,7 +212,6 @@ class BatchSender:
         self.log = log
         self._transport_factory = transport_factory
         self._transport: Optional[Transport] = None
-        self._answers = 0  # requests the server answered (any status)
         self._answered_last = True  # whether the latest request got an answer
         self.set_write_key(write_key)
 
@@ -291,10 +260,9 @@ class BatchSender:
     def abort(self) -> None:
         """Close the connection of a request in flight, from another thread (shutdown gave up).
 
-        Transports written before ``Transport.abort`` existed are left to finish.
+        A transport of the user's without ``abort`` is left to finish.
         """
-        transport = self._transport
-        abort = getattr(transport, "abort", None)
+        abort = getattr(self._transport, "abort", None)
         if abort is not None:
             abort()
 
@@ -309,17 +277,14 @@ class BatchSender:
         replaced at once, as for every request.
         """
         body = self._body(items)
-        stale_retry_used = False
-        while True:
+        try:
             try:
                 response = self._post(body, self._headers, self.timeout)
-            except TransportError as exc:
-                if exc.stale_connection and not stale_retry_used:
-                    stale_retry_used = True
-                    continue
-                return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
-            break
-        if classify(response.status) is Outcome.DELIVERED:
+            except StaleConnection:  # closed by the server while idle: once more, at once
+                response = self._post(body, self._headers, self.timeout)
+        except TransportError as exc:
+            return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
+        if 200 <= response.status < 300:
             self.ledger.delivered(len(items))
             return None
         return self._api_error(response.status, response.body, response.headers.get("Location"))
@@ -340,219 +305,152 @@ class BatchSender:
             settlement.drop_rest("retries_exhausted", exc)
 
     def _deliver(self, settlement: Settlement, abort: threading.Event, deadline: Optional[float]) -> None:
-        work = collections.deque(_Part(start, stop) for start, stop in settlement.unsettled_parts())
-        bisection = _Bisection(self._answered_last)
+        policy = self.policy
+        work = collections.deque(
+            Part(start, stop, RetryBudget(policy)) for start, stop in settlement.unsettled_parts()
+        )
+        batch = BatchProgress(alive_before=self._answered_last)
         while work:
             part = work.popleft()
             if abort.is_set():
                 self._drop_for_shutdown(settlement, part)
                 continue
-            can_defer = any(not other.deferred for other in work)
-            step = self._send_part(settlement, part, bisection, abort, deadline, can_defer)
-            if step is _Step.SPLIT:
+            batch.others_waiting = any(not other.deferred for other in work)
+            action = self._send_part(settlement, part, batch, abort, deadline)
+            if action is Action.SPLIT:
                 work.extendleft(reversed(part.halves()))
-            elif step is _Step.DEFER:
+            elif action is Action.DEFER:
                 part.deferred = True
+                part.budget = RetryBudget(policy)  # sent again later, as a new request
                 work.append(part)
-            elif step is _Step.STOP:
-                return
+            elif action is None:
+                return  # the caller's deadline came first: the rest stays unsettled
 
-    def _drop_for_shutdown(self, settlement: Settlement, part: _Part) -> None:
+    def _drop_for_shutdown(self, settlement: Settlement, part: Part) -> None:
         cause = self.health.last_error
         text = "shutdown deadline passed before delivery" + (f"; last error: {cause}" if cause else "")
         settlement.cut_short(ShutdownError(text), part.start, part.stop)
 
-    def _sleep(self, seconds: float, abort: threading.Event, deadline: Optional[float]) -> Optional[_Step]:
-        """Wait before the next attempt; STOP if ``deadline`` comes first, SETTLED if aborted."""
-        if deadline is not None and self.clock.monotonic() + seconds > deadline:
-            return _Step.STOP
-        if not self.clock.wait(seconds, abort):
-            return _Step.SETTLED
-        return None
+    def _wait(self, seconds: float, abort: threading.Event, deadline: Optional[float]) -> Optional[Action]:
+        """Wait before the next attempt: RETRY_NOW, ABORTED if aborted, None if ``deadline`` comes first.
+
+        When it does, the wait ends at the deadline, on the injected clock, so the flush
+        that set it finds its time up (a ``FakeClock`` flush returns at once).
+        """
+        clock = self.clock
+        if deadline is not None and clock.monotonic() + seconds > deadline:
+            return None if clock.wait(max(0.0, deadline - clock.monotonic()), abort) else Action.ABORTED
+        return Action.RETRY_NOW if clock.wait(seconds, abort) else Action.ABORTED
 
     def _send_part(
         self,
         settlement: Settlement,
-        part: _Part,
-        bisection: _Bisection,
+        part: Part,
+        batch: BatchProgress,
         abort: threading.Event,
         deadline: Optional[float],
-        can_defer: bool,
-    ) -> _Step:
+    ) -> Optional[Action]:
+        """Send ``part`` until ``decide`` settles, splits or defers it (that action); None at the deadline."""
         clock = self.clock
-        policy = self.policy
-        delays = policy.delays()
-        attempt = 0  # requests made, for X-Retry-Count
-        counted = 0  # retries that count against max_retries
-        first_failure: Optional[float] = None
-        rate_limited_s = 0.0
-        last_status: Optional[int] = None  # of the latest answer, for RetriesExhaustedError.status
         items = settlement.items[part.start : part.stop]
         while True:
-            wait = self.pause.until - clock.monotonic()
-            if wait > 0:
-                interrupted = self._sleep(wait, abort, deadline)
-                if interrupted is not None:
-                    return self._interrupted(interrupted, settlement, part)
-            timeout = self.timeout
-            if deadline is not None:
-                remaining = deadline - clock.monotonic()
-                if remaining <= 0:
-                    return _Step.STOP
-                timeout = min(timeout, remaining)  # a flush's deadline bounds the request too
-            headers = self._headers
-            if attempt:
-                headers = {**headers, "X-Retry-Count": str(attempt)}
-            body = self._body(items)
-            attempt += 1
-            retry_after: Optional[float] = None
-            try:
-                response = self._post(body, headers, timeout)
-            except TransportError as exc:
-                self._answered_last = False
-                last_status = None
-                if exc.aborted or abort.is_set():
-                    self._drop_for_shutdown(settlement, part)
-                    return _Step.SETTLED
-                last_error = self.ledger.redact(str(exc))
-                if exc.connection_closed:
-                    part.closes += 1
-                    if bisection.answers_at_first_close is None:
-                        bisection.answers_at_first_close = self._answers
-                    if exc.stale_connection and not part.stale_retry_used:
-                        # A reused keep-alive connection the server had closed: almost
-                        # always while idle, before our request; try again at once
-                        # (the server deduplicates by messageId if it did get it).
-                        part.stale_retry_used = True
-                        self.ledger.count("retried")
-                        self.log.debug("kept-alive connection was closed by the server; retrying at once")
-                        continue
-                    if part.closes >= 2:
-                        step = self._after_repeated_close(settlement, part, bisection, can_defer, last_error)
-                        if step is not None:
-                            return step
-                self.health.failed(last_error)
-            else:
-                self._answered_last = True
-                self._answers += 1
-                status = response.status
-                outcome = classify(status)
-                if outcome is Outcome.DELIVERED:
-                    settlement.delivered(part.start, part.stop)
-                    self.health.succeeded()
-                    return _Step.SETTLED
-                if outcome is Outcome.SPLIT and len(part) > 1:
-                    self.log.info("server answered 413 for %d messages; splitting the batch", len(part))
-                    return _Step.SPLIT
-                error = self._api_error(status, response.body, response.headers.get("Location"))
-                if status == 400 and len(part) > 1:
-                    self.log.info(
-                        "%s refused %d messages (%s); bisecting the batch to find the message(s) it refuses",
-                        self.server,
-                        len(part),
-                        error.message,
-                    )
-                    return _Step.SPLIT
-                cause = f"{status} {error.message} from {self.server}"
-                if outcome is not Outcome.RETRY:
-                    if status not in _MESSAGE_STATUSES:
-                        self.health.failed(cause)  # a refusal of the client (key, path): an outage
-                    self.health.rejected(str(error))
-                    settlement.drop("rejected", error, part.start, part.stop, status=status)
-                    return _Step.SETTLED
-                last_error = cause
-                last_status = status
-                self.health.failed(cause)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time)
-            self.ledger.count("retried")
-            now = clock.monotonic()
-            if retry_after:
-                # The server said when to come back: pause every sender of this
-                # client until then. Not counted against max_retries; bounded by
-                # max_rate_limit_s instead.
-                rate_limited_s += retry_after
-                if rate_limited_s > policy.max_rate_limit_s:
-                    self._exhausted(
-                        settlement,
-                        part,
-                        attempt,
-                        f"{last_error}; Retry-After waits exceeded the budget",
-                        status=last_status,
-                    )
-                    return _Step.SETTLED
-                self.log.warning("%s with Retry-After %.1fs; pausing uploads", last_error, retry_after)
-                self.pause.extend(now + retry_after)
-                continue
-            if first_failure is None:
-                first_failure = now
-            counted += 1
-            failing_s = now - first_failure
-            if counted > policy.max_retries or failing_s >= policy.max_total_backoff_s:
-                self._exhausted(settlement, part, attempt, last_error, failing_s, last_status)
-                return _Step.SETTLED
-            # Never wait past the time budget: the last attempt comes as it ends.
-            delay = min(next(delays), policy.max_total_backoff_s - failing_s)
-            self.log.debug("attempt %d failed (%s); retrying in %.3fs", attempt, last_error, delay)
-            interrupted = self._sleep(delay, abort, deadline)
-            if interrupted is not None:
-                return self._interrupted(interrupted, settlement, part)
+            wait_s = self.pause.until - clock.monotonic()
+            action = self._wait(wait_s, abort, deadline) if wait_s > 0 else Action.RETRY_NOW
+            timeout = self.timeout if deadline is None else min(self.timeout, deadline - clock.monotonic())
+            if action is Action.RETRY_NOW:
+                if timeout <= 0:
+                    return None  # a flush's deadline bounds the request too
+                result, error = self._attempt(items, part, timeout, abort)
+                decision = decide(result, part, batch)
+                self._act(decision, result, error, settlement, part)
+                action = decision.action
+                if action is Action.BACKOFF:
+                    action = self._wait(decision.wait_s, abort, deadline)
+            if action is Action.ABORTED:
+                self._drop_for_shutdown(settlement, part)
+            if action not in (Action.RETRY_NOW, Action.PAUSE):
+                return action
 
-    def _interrupted(self, step: _Step, settlement: Settlement, part: _Part) -> _Step:
-        if step is _Step.SETTLED:  # aborted: shutdown gave up
-            self._drop_for_shutdown(settlement, part)
-        return step
+    def _attempt(
+        self, items: list[bytes], part: Part, timeout: float, abort: threading.Event
+    ) -> tuple[Attempt, Optional[APIError]]:
+        """One request for ``items``: what it came to, and the server's refusal, if it was one."""
+        budget = part.budget
+        headers = self._headers
+        if budget.attempts:
+            headers = {**headers, "X-Retry-Count": str(budget.attempts)}
+        body = self._body(items)
+        budget.attempts += 1
+        try:
+            response = self._post(body, headers, timeout)
+        except TransportError as exc:
+            self._answered_last = False
+            now = self.clock.monotonic()
+            if isinstance(exc, Aborted) or abort.is_set():
+                return Attempt(now, failure=Failure.ABORTED), None
+            failure = next((f for kind, f in _FAILURES if isinstance(exc, kind)), Failure.OTHER)
+            return Attempt(now, failure=failure, error=self.ledger.redact(str(exc))), None
+        self._answered_last = True
+        status = response.status
+        if 200 <= status < 300:
+            return Attempt(self.clock.monotonic(), status), None
+        error = self._api_error(status, response.body, response.headers.get("Location"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock.time)
+        cause = f"{status} {error.message} from {self.server}"
+        return Attempt(self.clock.monotonic(), status, error=cause, retry_after_s=retry_after), error
 
-    def _after_repeated_close(
+    def _act(
         self,
+        decision: Decision,
+        result: Attempt,
+        error: Optional[APIError],
         settlement: Settlement,
-        part: _Part,
-        bisection: _Bisection,
-        can_defer: bool,
-        last_error: str,
-    ) -> Optional[_Step]:
-        """A part made the server close the connection twice: bisect, drop, defer, or retry as usual.
-
-        A message is dropped as refused only on proof that the server is alive:
-        it answered another part of this batch after the first close. Until then,
-        closes may be the network's doing, so a part is split at most once on
-        trust, put behind the others to learn more, or retried with backoff.
-        """
-        first = bisection.answers_at_first_close
-        alive = first is not None and self._answers > first
-        if len(part) > 1:
-            trusted = bisection.alive_before and not bisection.split_on_trust
-            if alive or trusted:
-                bisection.split_on_trust = bisection.split_on_trust or not alive
-                self.log.info(
-                    "%s closed the connection without an answer twice for %d messages; bisecting the batch",
-                    self.server,
-                    len(part),
-                )
-                return _Step.SPLIT
-        elif alive:
-            error = TransportError(
-                f"{last_error}, each time this message was sent, while the server answered the rest of "
-                "its batch: dropped as refused",
-                connection_closed=True,
-            )
-            self.health.rejected(str(error))
-            settlement.drop("rejected", error, part.start, part.stop)
-            return _Step.SETTLED
-        if can_defer:
-            return _Step.DEFER
-        return None
-
-    def _exhausted(
-        self,
-        settlement: Settlement,
-        part: _Part,
-        attempts: int,
-        last_error: str,
-        failing_s: float = 0.0,
-        status: Optional[int] = None,
+        part: Part,
     ) -> None:
-        error = RetriesExhaustedError(attempts, last_error, failing_s, status)
-        settlement.drop("retries_exhausted", error, part.start, part.stop)
+        """Carry out ``decision``'s side effects: settle the part, count, log, pause the pipeline."""
+        action, budget = decision.action, part.budget
+        if action is Action.DELIVERED:
+            settlement.delivered(part.start, part.stop)
+            self.health.succeeded()
+        elif action is Action.REJECT:
+            refusal: SegmentLiteError
+            if error is None:  # the server closed the connection on this message alone, each time
+                refusal = ConnectionClosed(
+                    f"{result.error}, each time this message was sent, while the server answered the rest "
+                    "of its batch: dropped as refused"
+                )
+            else:
+                refusal = error
+                if error.status not in _MESSAGE_STATUSES:
+                    self.health.failed(result.error)  # a refusal of the client (key, path): an outage
+            self.health.rejected(str(refusal))
+            settlement.drop("rejected", refusal, part.start, part.stop, status=result.status)
+        elif action is Action.SPLIT:
+            why = result.error if result.status else f"{result.error}, twice"  # 413, 400, or closes
+            self.log.info("%s for %d messages; splitting the batch in halves", why, len(part))
+        elif action is Action.RETRY_NOW:
+            self.ledger.count("retried")
+            self.log.debug("kept-alive connection was closed by the server; retrying at once")
+        elif action in (Action.BACKOFF, Action.PAUSE, Action.EXHAUSTED):
+            self.health.failed(budget.last_error)
+            self.ledger.count("retried")
+            if action is Action.EXHAUSTED:
+                exhausted = RetriesExhaustedError(
+                    budget.attempts, budget.last_error, decision.failing_s, budget.last_status
+                )
+                settlement.drop("retries_exhausted", exhausted, part.start, part.stop)
+            elif action is Action.PAUSE:
+                self.log.warning(
+                    "%s with Retry-After %.1fs; pausing uploads", budget.last_error, decision.wait_s
+                )
+                self.pause.extend(result.now + decision.wait_s)
+            else:
+                self.log.debug(
+                    "attempt %d failed (%s); retrying in %.3fs",
+                    budget.attempts,
+                    budget.last_error,
+                    decision.wait_s,
+                )
 
     def _api_error(self, status: int, body: bytes, location: Optional[str] = None) -> APIError:
         if 300 <= status < 400:

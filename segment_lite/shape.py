@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable
 from typing import Any, Optional
 
-from segment_lite.errors import EncodeError, NestingTooDeepError
+from segment_lite.errors import EncodeError, NestingTooDeepError, safe_repr
 from segment_lite.limits import MAX_NESTING_DEPTH
 
 __all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep", "replace_non_finite"]
@@ -29,7 +29,7 @@ def may_be_too_deep(encoded: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
 def key_text(key: Any) -> str:
     """The JSON object key a dict key becomes (as the standard library and orjson write it)."""
     if isinstance(key, str):
-        return key
+        return key if type(key) is str else str.__str__(key)
     if key is True:
         return "true"
     if key is False:
@@ -40,7 +40,7 @@ def key_text(key: Any) -> str:
         if math.isnan(key):
             return "NaN"
         if math.isinf(key):
-            return "Infinity" if key > 0 else "-Infinity"
+            return "Infinity" if math.copysign(1.0, key) > 0 else "-Infinity"
         return float.__repr__(key)
     return int.__repr__(key)
 
@@ -147,7 +147,8 @@ def _walk(value: Any, path: str, depth: int, limit: int, keys: bool, active: set
             if type(key) is not str:
                 has_other_keys = True
             if isinstance(item, _CONTAINERS):
-                _walk(item, f"{path}.{key}" if path else str(key), depth + 1, limit, keys, active)
+                text = _path_key(key)
+                _walk(item, f"{path}.{text}" if path else text, depth + 1, limit, keys, active)
         if keys and has_other_keys:
             _check_keys(value, path)
     else:
@@ -155,6 +156,15 @@ def _walk(value: Any, path: str, depth: int, limit: int, keys: bool, active: set
             if isinstance(item, _CONTAINERS):
                 _walk(item, f"{path}[{index}]", depth + 1, limit, keys, active)
     active.discard(id(value))
+
+
+def _path_key(key: Any) -> str:
+    """A dict key as a path names it, without running a caller's ``__str__`` or ``__format__``."""
+    if type(key) in (str, int, float, bool, type(None)):
+        return str(key)
+    if isinstance(key, (str, int, float)):
+        return key_text(key)
+    return safe_repr(key)
 
 
 def _check_keys(value: dict[Any, Any], path: str) -> None:
@@ -167,7 +177,8 @@ def _check_keys(value: dict[Any, Any], path: str) -> None:
             where = f"{path}.{text}" if path else text
             raise EncodeError(
                 where,
-                f"keys {seen[text]!r} and {key!r} are both written as {text!r}: one value would be lost",
+                f"keys {safe_repr(seen[text])} and {safe_repr(key)} are both written as {text!r}: "
+                "one value would be lost",
             )
         seen[text] = key
 

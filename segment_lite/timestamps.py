@@ -115,18 +115,26 @@ def format_timestamp(value: Any, path: str = "timestamp") -> str:
     """A caller's timestamp as the client sends it: ISO-8601, milliseconds, offset kept.
 
     Accepts a datetime (a naive one read by :func:`guess_timezone`), a date
-    (midnight UTC) or an ISO-8601 string (one without an offset is UTC). Raises
-    ``ValidationError`` naming ``path`` for anything else.
+    (midnight UTC) or a string in the extended ISO-8601 / RFC 3339 form that
+    :data:`CLIENT_TIMESTAMP_FORMS` describes (one without an offset is UTC).
+    Raises ``ValidationError`` naming ``path`` for anything else, including a
+    datetime whose tzinfo gives no usable UTC offset.
     """
     if isinstance(value, datetime.datetime):
-        moment = guess_timezone(value)
-    elif isinstance(value, datetime.date):
-        return f"{value.isoformat()}T00:00:00.000+00:00"
-    elif isinstance(value, str):
         try:
-            moment = parse_iso(value)
-        except TimestampError:
-            raise ValidationError(f"{path} must be an ISO-8601 date-time, got {value!r}", path) from None
+            moment = guess_timezone(value)
+            text = moment.isoformat(timespec="milliseconds")
+        except Exception as exc:  # a tzinfo (or subclass) of the caller's that misbehaves
+            raise ValidationError(
+                f"{path}: the datetime's tzinfo {type(value.tzinfo).__name__} gives no usable UTC offset "
+                f"({type(exc).__name__})",
+                path,
+            ) from None
+    elif isinstance(value, datetime.date):
+        return f"{datetime.date.isoformat(value)}T00:00:00.000+00:00"
+    elif isinstance(value, str):
+        moment = _parse_client_string(str.__str__(value), path)
+        text = moment.isoformat(timespec="milliseconds")
     else:
         raise ValidationError(
             f"{path} must be a datetime, date or ISO-8601 string, got {type(value).__name__}", path
@@ -136,9 +144,41 @@ def format_timestamp(value: Any, path: str = "timestamp") -> str:
             moment.astimezone(UTC)
         except OverflowError:
             raise ValidationError(
-                f"{path} is out of range once converted to UTC (years 1 to 9999): {value!r}", path
+                f"{path} is out of range once converted to UTC (years 1 to 9999): {text}", path
             ) from None
-    return moment.isoformat(timespec="milliseconds")
+    return text
+
+
+#: The strings a call's ``timestamp`` may be, as docs/message-format.md lists them.
+CLIENT_TIMESTAMP_FORMS = "YYYY-MM-DD[Thh:mm[:ss[.fff]]][Z|+hh:mm|+hhmm|+hh] (a space may replace the T)"
+
+
+def _parse_client_string(text: str, path: str) -> datetime.datetime:
+    """A call's timestamp string, in one of ``CLIENT_TIMESTAMP_FORMS`` only, as an aware datetime.
+
+    dateutil reads much more (``20240301120000`` as 20:00, with the 9th digit taken
+    for a separator; ``"1" * 5000`` as the year 1111), so the shape is checked first.
+    """
+    value = text.strip()
+    if _API_TIMESTAMP.match(value):
+        try:
+            return parse_iso(_SPACE_BEFORE_OFFSET.sub("", value))
+        except TimestampError:
+            pass  # the right shape, but not a date-time: a month 13, a February 30
+    raise ValidationError(f"{path} must be an ISO-8601 date-time, got {_string_shape(text)}", path)
+
+
+def _string_shape(text: str) -> str:
+    """A refused timestamp string as its error shows it: itself if short, else its length, kind and start."""
+    stripped = text.strip()
+    if stripped.isascii() and stripped.isdigit():
+        start = repr(stripped[:20]) + ("..." if len(stripped) > 20 else "")
+        shape = f"a string of {len(stripped)} digits ({start})"
+    elif len(text) <= 40:
+        return repr(text)
+    else:
+        shape = f"a {len(text)}-character string starting {text[:32]!r}"
+    return f"{shape}; only the extended form is read: {CLIENT_TIMESTAMP_FORMS}"
 
 
 def format_utc(moment: datetime.datetime) -> str:
@@ -184,7 +224,8 @@ def parse_iso(text: str, tz: datetime.tzinfo = UTC) -> datetime.datetime:
 #: The ISO-8601 forms the Tracking API takes: an extended date, optionally with
 #: hh:mm[:ss[.fraction]] (after "T", "t" or a space) and an offset (Z, ±hh, ±hhmm, ±hh:mm).
 _API_TIMESTAMP = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+    r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.ASCII,  # \d is 0-9 only, not every script's digits
 )
 
 _SPACE_BEFORE_OFFSET = re.compile(r"\s+(?=(?:Z|z|[+-]\d{2}(?::?\d{2})?)$)")

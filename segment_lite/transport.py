@@ -1,12 +1,22 @@
-"""HTTP behind a small interface: post bytes, get a status back, or a classified network error.
+"""HTTP behind a small interface: post bytes, get a status back, or a typed network error.
 
-Two transports implement it. ``Urllib3Transport`` (the default) keeps one urllib3
-connection per sender thread and does little else per request. ``RequestsTransport``
-goes through a ``requests.Session``; pass ``transport=RequestsTransport`` to use it.
-Both honour the proxy environment variables as requests does (an explicit
-``proxies=`` mapping wins over them), verify TLS against the same CA bundle as
-requests, never read ``~/.netrc``, leave redirects unfollowed, and can be aborted
-from another thread.
+Two transports implement it, both on urllib3's own request writing and response
+parsing. ``Urllib3Transport`` (the default) keeps one urllib3 ``HTTPConnection``
+per sender thread. ``RequestsTransport`` goes through a ``requests.Session``; pass
+``transport=RequestsTransport`` to use it. Both honour the proxy environment
+variables as requests does (an explicit ``proxies=`` mapping wins over them),
+verify TLS against the same CA bundle as requests, never read ``~/.netrc``, leave
+redirects unfollowed, and can be aborted from another thread.
+
+A request that gets no answer raises one of these (``TransportError`` is the base)::
+
+    TransportError          no answer; the message names the cause and the server
+    ├── ConnectError        no connection: refused, name not resolved, TLS, proxy
+    ├── TransportTimeout    connecting or waiting for the answer took too long
+    ├── ConnectionClosed    the server closed or reset the connection without a complete answer
+    │   └── StaleConnection ... on a kept-alive connection it had closed while idle
+    ├── MalformedResponse   the answer is not HTTP/1.x (status line, framing)
+    └── Aborted             ``Transport.abort()`` cut the request short
 """
 
 from __future__ import annotations
@@ -15,13 +25,11 @@ import http.client
 import os
 import socket
 import ssl
-import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -30,22 +38,29 @@ import requests.auth
 import requests.utils
 import urllib3
 import urllib3.exceptions
-from urllib3 import HTTPHeaderDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util import parse_url
-from urllib3.util.connection import allowed_gai_family
 from urllib3.util.ssl_ import create_urllib3_context
 
 from segment_lite.errors import SegmentLiteError, ValidationError
 
+if TYPE_CHECKING:
+    from urllib3.response import BaseHTTPResponse
+
 __all__ = [
     "DEFAULT_HOST",
     "EU_HOST",
+    "Aborted",
+    "ConnectError",
+    "ConnectionClosed",
+    "MalformedResponse",
     "RequestsTransport",
+    "StaleConnection",
     "Transport",
     "TransportError",
     "TransportFactory",
     "TransportResponse",
+    "TransportTimeout",
     "Urllib3Transport",
     "batch_url",
     "ca_bundle",
@@ -58,6 +73,14 @@ EU_HOST = "https://events.eu1.segmentapis.com"
 REGION_HOSTS = {"us": DEFAULT_HOST, "eu": EU_HOST}
 #: Variables naming a CA bundle, in the order they are honoured (the first two as requests does).
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+#: The longest a connection attempt may take (less when the request's timeout is shorter). It
+#: also bounds an ``abort()`` that comes while connecting, before there is a socket to shut down.
+CONNECT_TIMEOUT_S = 10.0
+#: A connection idle for longer is checked before reuse (a server may have closed it);
+#: one busier is used at once (if it was closed all the same, the sender retries at once).
+IDLE_CHECK_S = 1.0
+#: Most response body kept; a server sending more has the connection closed on it.
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 def batch_url(host: Optional[str], region: Optional[str] = None) -> str:
@@ -96,34 +119,42 @@ class TransportResponse:
 
 
 class TransportError(SegmentLiteError):
-    """The request did not get a response (connection refused, reset, timeout, aborted, ...).
-
-    ``stale_connection`` is True when a reused keep-alive connection was closed or
-    reset by the server: usually one it had closed while idle, so the retry layer
-    tries again at once (once per batch); should the server have received the
-    batch after all, it deduplicates the retry by messageId.
-
-    ``aborted`` is True when ``Transport.abort()`` cut the request short.
-
-    ``connection_closed`` is True when the server closed or reset the connection
-    without a complete answer (on a fresh connection too): twice in a row for
-    one batch, the sender bisects it to find a message the server cannot take.
+    """The request did not get a response; the subclasses say why (see the module's tree).
 
     The message names the cause and the server, e.g. ``connection refused to
     127.0.0.1:8080`` or ``TLS error with api.segment.io:443: certificate verify failed``.
+    A transport of your own raises this class, or the subclass that fits.
     """
 
-    def __init__(
-        self,
-        message: str,
-        stale_connection: bool = False,
-        aborted: bool = False,
-        connection_closed: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.stale_connection = stale_connection
-        self.aborted = aborted
-        self.connection_closed = connection_closed or stale_connection
+
+class ConnectError(TransportError):
+    """No connection could be made: refused, a name that does not resolve, TLS, a proxy's refusal."""
+
+
+class TransportTimeout(TransportError):
+    """Connecting, or waiting for the answer, took longer than the timeout."""
+
+
+class ConnectionClosed(TransportError):
+    """The server closed or reset the connection without a complete answer.
+
+    Twice in a row for one batch, the sender bisects it to find a message the
+    server cannot take.
+    """
+
+
+class StaleConnection(ConnectionClosed):
+    """A reused keep-alive connection was closed or reset: usually one the server had closed
+    while idle, so the sender tries again at once (once per batch); should the server
+    have received the batch after all, it deduplicates the retry by messageId."""
+
+
+class MalformedResponse(TransportError):
+    """The answer is not HTTP/1.x: a bad status line (``HTTP/1.1 2000 OK``), headers or framing."""
+
+
+class Aborted(TransportError):
+    """``Transport.abort()`` cut the request short (a shutdown whose time was up)."""
 
 
 class Transport(Protocol):
@@ -137,7 +168,7 @@ class Transport(Protocol):
         ...
 
     def abort(self) -> None:
-        """Close the connection of a ``post`` in flight, so that it raises ``TransportError`` at once.
+        """Close the connection of a ``post`` in flight, so that it raises ``Aborted`` at once.
 
         Called from another thread (a flush or shutdown whose time is up). Does
         nothing when no request is in flight; later posts open a new connection.
@@ -151,48 +182,8 @@ class Transport(Protocol):
 
 TransportFactory = Callable[[], Transport]
 
-# Exceptions that mean a pooled connection was closed by the peer before or as we
-# reused it, as opposed to a server that is down (refused) or slow (timeout).
-_STALE_CAUSES = (
-    http.client.RemoteDisconnected,
-    ConnectionResetError,
-    BrokenPipeError,
-    ConnectionAbortedError,
-)
 
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception nested in it (arguments, causes, contexts), outermost first."""
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-
-
-def _is_stale(exc: BaseException) -> bool:
-    """Whether ``exc``, or an exception nested in it, means a pooled connection had died."""
-    return any(isinstance(cause, _STALE_CAUSES) for cause in _causes(exc))
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    # urllib3's NewConnectionError (refused, unreachable) derives from its TimeoutError.
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return False
-    # socket.timeout is TimeoutError from Python 3.10 on; on 3.9 it is only an OSError.
-    return isinstance(exc, (TimeoutError, socket.timeout, urllib3.exceptions.TimeoutError))
-
-
-def _describe(exc: BaseException) -> str:
-    # Messages embed the URL but never credentials (auth goes in a header; proxy
-    # URLs are shown without their user info).
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
+# -- foreign exceptions to the tree, in one table ----------------------------------------
 
 
 def _server(url: str) -> str:
@@ -203,69 +194,103 @@ def _server(url: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-_NAME_RESOLUTION_ERRORS: tuple[type[BaseException], ...] = (
-    socket.gaierror,
-    getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror),  # urllib3 2 only
+def _describe(exc: BaseException) -> str:
+    # Messages embed the URL but never credentials (auth goes in a header; proxy
+    # URLs are shown without their user info).
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message or exc.reason or 'certificate verify failed'}"
+    return str(getattr(exc, "reason", None) or exc)
+
+
+_CLOSED = "{server} closed the connection without a (complete) response"
+_NAME_NOT_RESOLVED = (socket.gaierror, getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror))
+
+#: Each row: the foreign exceptions, the class they become and the message ({server}, {host},
+#: {timeout}, {cause}: the exception, {tls}: its TLS reason). The first row that matches any
+#: exception in the chain (arguments, causes, contexts) wins. Order matters: urllib3's
+#: NewConnectionError is a ConnectTimeoutError, and RemoteDisconnected a BadStatusLine.
+_FAILURES: tuple[tuple[tuple[type[BaseException], ...], type[TransportError], str], ...] = (
+    ((ssl.SSLError,), ConnectError, "TLS error with {server}: {tls}"),
+    (_NAME_NOT_RESOLVED, ConnectError, "cannot resolve host {host} ({cause})"),
+    ((ConnectionRefusedError,), ConnectError, "connection refused to {server}"),
+    (
+        (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError),
+        ConnectError,
+        "proxy error on the way to {server}: {cause}",
+    ),
+    ((urllib3.exceptions.NewConnectionError,), ConnectError, "{cause}"),
+    (
+        (urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout),
+        TransportTimeout,
+        "connecting to {server} timed out after {timeout}s",
+    ),
+    (
+        (TimeoutError, socket.timeout, urllib3.exceptions.TimeoutError, requests.exceptions.Timeout),
+        TransportTimeout,
+        "no answer from {server}: timed out after {timeout}s",
+    ),
+    ((http.client.RemoteDisconnected, http.client.IncompleteRead), ConnectionClosed, _CLOSED),
+    ((ConnectionResetError,), ConnectionClosed, "connection reset by {server} before it answered"),
+    ((BrokenPipeError, ConnectionAbortedError), ConnectionClosed, _CLOSED),
+    (
+        (http.client.HTTPException, urllib3.exceptions.InvalidHeader),
+        MalformedResponse,
+        "{server} sent a malformed response: {cause}",
+    ),
+    # urllib3's own words for a body cut short ("Response ended prematurely").
+    ((urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError), ConnectionClosed, _CLOSED),
 )
 
 
-def failure_cause(exc: BaseException, url: str, timeout: float) -> str:
-    """A short, plain account of why a request to ``url`` got no answer, naming the server.
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception nested in it (arguments, causes, contexts), outermost first."""
+    chain: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if all(current is not seen for seen in chain):
+            chain.append(current)
+            pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+            pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return chain
 
-    ``connection refused to 127.0.0.1:8080``, ``cannot resolve host example.invalid``,
-    ``TLS error with api.segment.io:443: certificate verify failed ...``, ``no
-    answer from ...``, ``... closed the connection without a response``; anything
-    else is the exception's own text.
+
+def _failure(
+    exc: BaseException, url: str, timeout: float, reused: bool, aborted: bool = False
+) -> TransportError:
+    """The ``TransportError`` for a request to ``url`` that failed with ``exc``: the table's first match.
+
+    ``reused``: the request went on a kept-alive connection, so a close is a ``StaleConnection``.
     """
     server = _server(url)
-    chain = list(_causes(exc))
-    for cause in chain:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            reason = cause.verify_message or cause.reason or "certificate verify failed"
-            return f"TLS error with {server}: certificate verify failed: {reason}"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS error with {server}: {cause.reason or cause}"
-        if isinstance(cause, _NAME_RESOLUTION_ERRORS):
-            return f"cannot resolve host {urlsplit(url).hostname} ({_describe(cause)})"
-        if isinstance(cause, ConnectionRefusedError):
-            return f"connection refused to {server}"
-        if isinstance(cause, (requests.exceptions.ProxyError, urllib3.exceptions.ProxyError)):
-            return f"proxy error on the way to {server}: {_describe(cause)}"
-    if any(_is_timeout(cause) or isinstance(cause, requests.exceptions.Timeout) for cause in chain):
-        connecting = any(
-            isinstance(c, (urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout))
-            for c in chain
-        )
-        if connecting:
-            return f"connecting to {server} timed out after {timeout}s"
-        return f"no answer from {server}: timed out after {timeout}s"
-    for cause in chain:
-        # RemoteDisconnected is a ConnectionResetError: test it first.
-        if isinstance(cause, (http.client.RemoteDisconnected, http.client.IncompleteRead)):
-            return f"{server} closed the connection without a (complete) response"
-        if isinstance(cause, ConnectionResetError):
-            return f"connection reset by {server} before it answered"
-        if isinstance(cause, _STALE_CAUSES):
-            return f"{server} closed the connection without a (complete) response"
-        if isinstance(cause, http.client.BadStatusLine):
-            return f"{server} sent a malformed response: {_describe(cause)}"
-    return _describe(exc)
-
-
-def _failure(exc: BaseException, url: str, timeout: float, reused: bool, aborted: bool) -> TransportError:
-    """The ``TransportError`` for a request to ``url`` that failed with ``exc``."""
     if aborted:
-        return TransportError(f"request to {_server(url)} aborted: {_describe(exc)}", aborted=True)
-    closed = not isinstance(exc, requests.exceptions.ProxyError) and (
-        _is_stale(exc) or any(isinstance(c, http.client.IncompleteRead) for c in _causes(exc))
-    )
-    return TransportError(
-        failure_cause(exc, url, timeout), stale_connection=reused and closed, connection_closed=closed
-    )
+        return Aborted(f"request to {server} aborted: {_describe(exc)}")
+    if isinstance(exc, ValueError) and "header" in str(exc).lower():
+        # http.client refuses a header value that would start a line of its own. Not quoted:
+        # the value may be a credential.
+        return TransportError("a request header contains a line break or another forbidden character")
+    chain = _chain(exc)
+    for kinds, kind, template in _FAILURES:
+        cause = next((c for c in chain if isinstance(c, kinds)), None)
+        if cause is not None:
+            if kind is ConnectionClosed and reused:
+                kind = StaleConnection
+            host = urlsplit(url).hostname
+            return kind(
+                template.format(
+                    server=server, host=host, timeout=timeout, cause=_describe(cause), tls=_tls_reason(cause)
+                )
+            )
+    return TransportError(_describe(exc))
 
 
 def _answer(url: str, status: int, headers: Mapping[str, str], body: bytes) -> TransportResponse:
-    """The response, unless it was cut off before its end (then ``TransportError``).
+    """The response, unless it was cut off before its end (then ``ConnectionClosed``).
 
     A 2xx with neither ``Content-Length`` nor chunked encoding and no body is what a
     response cut off after its status line looks like (the HTTP parser takes the
@@ -279,10 +304,9 @@ def _answer(url: str, status: int, headers: Mapping[str, str], body: bytes) -> T
         and headers.get("Content-Length") is None
         and "chunked" not in (headers.get("Transfer-Encoding") or "").lower()
     ):
-        raise TransportError(
+        raise ConnectionClosed(
             f"{_server(url)} answered {status} but the response was cut off (no Content-Length, "
-            "no body): not counted as delivered",
-            connection_closed=True,
+            "no body): not counted as delivered"
         )
     return TransportResponse(status, headers, body)
 
@@ -347,56 +371,58 @@ def _without_userinfo(url: str) -> str:
     return parsed._replace(auth=None).url if parsed.auth else url
 
 
-# -- abortable connections --------------------------------------------------------
+# -- abort from another thread ----------------------------------------------------------
 
 #: urllib3 2 (1.x lacks what the default transport uses; RequestsTransport is then the default).
 URLLIB3_2 = int(str(getattr(urllib3, "__version__", "2")).split(".")[0]) >= 2
 
 
-class _SocketRegistry:
-    """The sockets one transport opened, so that ``abort()`` can shut them down from another thread.
+class _AbortSwitch:
+    """The connections of one transport's post in flight, so that ``abort()`` can shut them down.
 
-    A socket is registered the moment it exists, before it connects, so an abort
-    also interrupts a connect or a TLS handshake that hangs.
+    Another thread's ``abort()`` shuts down the socket of each connection watched
+    (under the lock, so a socket is never shut down after the post let go of it).
+    A connection still connecting has no socket yet: its connect timeout bounds
+    it, and the post raises once it connects.
     """
 
-    # The registry of the transport posting on this thread (a transport is used by one
-    # thread at a time); connections made by requests' pools find it here.
+    # The switch of the transport posting on this thread (a transport is used by one
+    # thread at a time): connections made by requests' pools find it here.
     _current = threading.local()
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
+        self._watched: list[HTTPConnection] = []
         self._posting = False
         self.aborted = False
 
-    @contextmanager
-    def posting(self) -> Iterator[None]:
-        """Mark a post in flight on this thread, for its whole duration."""
+    def begin(self) -> None:
+        """A post starts on this thread."""
         with self._lock:
             self._posting = True
             self.aborted = False
-        _SocketRegistry._current.registry = self
-        try:
-            yield
-        finally:
-            _SocketRegistry._current.registry = None
-            with self._lock:
-                self._posting = False
-                self._sockets = [sock for sock in self._sockets if sock.fileno() != -1]
+        _AbortSwitch._current.switch = self
 
-    @classmethod
-    def active(cls) -> Optional[_SocketRegistry]:
-        """The registry of the post in flight on this thread, if any."""
-        registry: Optional[_SocketRegistry] = getattr(cls._current, "registry", None)
-        return registry
+    def end(self) -> None:
+        """The post ended: later aborts do nothing until the next."""
+        _AbortSwitch._current.switch = None
+        with self._lock:
+            self._posting = False
+            self._watched.clear()
 
-    def add(self, sock: socket.socket) -> None:
-        """Register a new socket; raises if the post was aborted already."""
+    def watch(self, conn: HTTPConnection) -> None:
+        """Shut ``conn`` down on abort; raises if the post was aborted already."""
         with self._lock:
             if self.aborted:
                 raise ConnectionAbortedError("the request was aborted")
-            self._sockets.append(sock)
+            if conn not in self._watched:
+                self._watched.append(conn)
+
+    @classmethod
+    def watch_on_this_thread(cls, conn: HTTPConnection) -> None:
+        switch: Optional[_AbortSwitch] = getattr(cls._current, "switch", None)
+        if switch is not None:
+            switch.watch(conn)
 
     def abort(self) -> None:
         """Shut down every socket of a post in flight: its blocked call returns at once."""
@@ -404,216 +430,29 @@ class _SocketRegistry:
             if not self._posting:
                 return
             self.aborted = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # already closed, or never connected
-                pass
+            for conn in self._watched:
+                sock = conn.sock
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:  # already closed, or never connected
+                        pass
 
 
-def _open_socket(conn: HTTPConnection) -> socket.socket:
-    """urllib3's connect, with the socket registered before it connects (see ``_SocketRegistry``)."""
-    registry = _SocketRegistry.active()
-    host, port = conn.host.strip("[]"), conn.port
-    try:
-        addresses = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        if URLLIB3_2:
-            raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
-        raise urllib3.exceptions.NewConnectionError(conn, f"Failed to resolve {conn.host!r}: {exc}") from exc
-    error: Optional[OSError] = None
-    for family, kind, proto, _, address in addresses:
-        sock = socket.socket(family, kind, proto)
-        try:
-            if registry is not None:
-                registry.add(sock)
-            for option in conn.socket_options or ():
-                sock.setsockopt(*option)
-            sock.settimeout(conn.timeout)  # type: ignore[arg-type]  # a float, set by the transport
-            if conn.source_address:
-                sock.bind(conn.source_address)
-            sock.connect(address)
-        except socket.timeout as exc:
-            sock.close()
-            raise urllib3.exceptions.ConnectTimeoutError(
-                conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
-            ) from exc
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        sys.audit("http.client.connect", conn, conn.host, conn.port)
-        return sock
-    cause = error or OSError(f"no address found for {host}")
-    raise urllib3.exceptions.NewConnectionError(
-        conn, f"Failed to establish a new connection: {cause}"
-    ) from cause
-
-
-class _AbortableHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _open_socket(self)
-
-
-class _AbortableHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _open_socket(self)
-
-
-# -- HTTP/1.1 on an open connection -------------------------------------------------
-
-#: A connection idle for longer is checked before reuse (a server may have closed it);
-#: one busier is used at once (if it was closed all the same, the stale-connection
-#: retry sends the batch again).
-IDLE_CHECK_S = 1.0
-MAX_LINE_BYTES = 65536
-MAX_HEADERS = 100
-#: Most response body kept; a server sending more has the connection closed on it.
-MAX_RESPONSE_BYTES = 1024 * 1024
-_NO_BODY_STATUSES = (204, 304)
-
-
-_FORBIDDEN_IN_HEADERS = frozenset("\r\n\0")
-
-
-def _checked(text: str) -> str:
-    """``text`` for a request line or a header, refused if it would start a line of its own."""
-    if not _FORBIDDEN_IN_HEADERS.isdisjoint(text):
-        raise ValueError(f"a request header contains a line break or a NUL character: {text[:40]!r}")
-    return text
-
-
-def _header_lines(headers: Mapping[str, str], content_length: int) -> bytes:
-    """The caller's headers, Content-Length and the blank line that ends the head."""
-    lines = [
-        f"{_checked(name)}: {_checked(value)}\r\n"
-        for name, value in headers.items()
-        if name.lower() not in _OWN_HEADERS
-    ]
-    lines.append(f"Content-Length: {content_length}\r\n\r\n")
-    return "".join(lines).encode("latin-1")
-
-
-_OWN_HEADERS = frozenset(("host", "content-length", "transfer-encoding"))
-
-
-def _read_line(reader: BinaryIO, what: str) -> bytes:
-    line = reader.readline(MAX_LINE_BYTES + 1)
-    if len(line) > MAX_LINE_BYTES:
-        raise http.client.LineTooLong(what)
-    if not line.endswith(b"\n"):
-        raise (
-            http.client.IncompleteRead(line, None)
-            if line
-            else http.client.RemoteDisconnected(f"Remote end closed connection in the {what}")
-        )
-    return line
-
-
-def _read_response(reader: BinaryIO) -> tuple[int, HTTPHeaderDict, bytes, bool]:
-    """Read one answer to a POST: status, headers, body (up to ``MAX_RESPONSE_BYTES``), and
-    whether the connection must be closed after it.
-
-    Strict where leniency would pass a cut-off answer for a delivered batch: a
-    connection closed before the blank line that ends the headers, or before
-    ``Content-Length`` bytes or the last chunk arrived, raises.
-    """
-    while True:
-        line = reader.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            raise http.client.RemoteDisconnected("Remote end closed connection without response")
-        if len(line) > MAX_LINE_BYTES:
-            raise http.client.LineTooLong("status line")
-        version, _, rest = line.partition(b" ")
-        code = rest[:3]
-        if not version.startswith(b"HTTP/1.") or not code.isdigit() or not line.endswith(b"\n"):
-            raise http.client.BadStatusLine(line.decode("latin-1")[:100])
-        status = int(code)
-        fields: list[list[str]] = []
-        for _ in range(MAX_HEADERS + 1):
-            header = _read_line(reader, "headers")
-            if header in (b"\r\n", b"\n"):
-                break
-            if header[:1] in (b" ", b"\t") and fields:  # an obsolete folded continuation line
-                fields[-1][1] = f"{fields[-1][1]} {header.strip().decode('latin-1')}".strip()
-                continue
-            name, colon, value = header.partition(b":")
-            if not colon:
-                raise http.client.HTTPException(f"malformed header line {header[:100]!r}")
-            fields.append([name.strip().decode("latin-1"), value.strip().decode("latin-1")])
-        else:
-            raise http.client.HTTPException(f"more than {MAX_HEADERS} response headers")
-        headers = HTTPHeaderDict()
-        for field_name, field_value in fields:
-            headers.add(field_name, field_value)
-        if status >= 200 or status == 101:
-            break  # 1xx answers are interim: the final one follows
-    connection = headers.get("Connection", "").lower()
-    will_close = "close" in connection or (version == b"HTTP/1.0" and "keep-alive" not in connection)
-    if status in _NO_BODY_STATUSES:
-        return status, headers, b"", will_close
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        body, complete = _read_chunked(reader)
-        return status, headers, body, will_close or not complete
-    length_text = headers.get("Content-Length")
-    if length_text is None:  # the body ends when the server closes the connection
-        body = reader.read(MAX_RESPONSE_BYTES)
-        return status, headers, body, True
-    if not length_text.strip().isdigit():
-        raise http.client.HTTPException(f"invalid Content-Length {length_text[:50]!r}")
-    length = int(length_text)
-    body = reader.read(min(length, MAX_RESPONSE_BYTES))
-    if len(body) < min(length, MAX_RESPONSE_BYTES):
-        raise http.client.IncompleteRead(body, length - len(body))
-    return status, headers, body, will_close or length > MAX_RESPONSE_BYTES
-
-
-def _salvage_refusal(reader: BinaryIO) -> Optional[tuple[int, HTTPHeaderDict, bytes, bool]]:
-    """An answer the server sent before it stopped reading our request, if it is a refusal.
-
-    A 2xx is never taken from there: the server cannot have had the whole batch.
-    """
-    try:
-        status, headers, body, _ = _read_response(reader)
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-    return (status, headers, body, True) if not 200 <= status < 300 else None
-
-
-def _read_chunked(reader: BinaryIO) -> tuple[bytes, bool]:
-    """A chunked body, and False if it was cut at ``MAX_RESPONSE_BYTES`` (the rest is unread)."""
+def _read_body(response: BaseHTTPResponse) -> tuple[bytes, bool]:
+    """The body up to ``MAX_RESPONSE_BYTES``, and whether that was all of it (urllib3 raises if cut short)."""
+    length = response.length_remaining
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return response.read(), True  # the usual answer: one read of its Content-Length
     parts: list[bytes] = []
-    total = 0
-    while True:
-        size_text = _read_line(reader, "chunk size").split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise http.client.HTTPException(f"invalid chunk size {size_text[:20]!r}") from None
-        if size == 0:
-            while _read_line(reader, "trailers") not in (b"\r\n", b"\n"):
-                pass
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        chunk = response.read(MAX_RESPONSE_BYTES + 1 - size)
+        if not chunk:
             return b"".join(parts), True
-        if total + size > MAX_RESPONSE_BYTES:
-            return b"".join(parts), False
-        chunk = reader.read(size)
-        if len(chunk) < size:
-            raise http.client.IncompleteRead(chunk, size - len(chunk))
         parts.append(chunk)
-        total += size
-        _read_line(reader, "chunk end")
-
-
-def _send_all(sock: socket.socket, head: bytes, body: bytes) -> None:
-    """Send ``head`` and ``body`` in one system call when the kernel takes them at once
-    (each blocking call hands the GIL to the caller's threads and back)."""
-    sent = sock.sendmsg((head, body))
-    if sent < len(head):
-        sock.sendall(head[sent:])
-        sock.sendall(body)
-    elif sent < len(head) + len(body):
-        sock.sendall(memoryview(body)[sent - len(head) :])
+        size += len(chunk)
+    return b"".join(parts)[:MAX_RESPONSE_BYTES], False
 
 
 # -- the default transport ------------------------------------------------------
@@ -626,10 +465,6 @@ class Urllib3Transport:
     over the environment's proxy variables; ``verify`` is True (the CA bundle of
     ``ca_bundle()``), False (no verification), or the path of a CA bundle.
     Proxies and the CA bundle are read when a connection is opened.
-
-    urllib3 opens the connection (DNS, TCP, TLS and its verification, proxy
-    tunnels); the request and its answer are written and read here, a few dozen
-    microseconds per request instead of a hundred or more (see ``_read_response``).
     """
 
     def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: Union[bool, str] = True) -> None:
@@ -637,77 +472,90 @@ class Urllib3Transport:
         self._verify = verify
         self._context: Optional[ssl.SSLContext] = None
         self._conn: Optional[HTTPConnection] = None
-        self._reader: Optional[BinaryIO] = None  # buffered reads of the connection's socket
         self._url = ""  # the URL the connection serves
-        self._head = b""  # request line, Host and proxy headers for that URL
-        self._registry = _SocketRegistry()
+        self._target = ""  # the request target for that URL (the whole URL through a forwarding proxy)
+        self._proxy_headers: dict[str, str] = {}  # for a forwarding proxy
+        self._switch = _AbortSwitch()
         self._last_answer = 0.0  # monotonic time of the last complete answer
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
         """Send ``body`` and return the response, or raise ``TransportError``."""
-        head = self._head if url == self._url else b""
-        with self._registry.posting():
-            conn = self._conn
-            reused = conn is not None and conn.sock is not None and bool(head)
-            idle_s = time.monotonic() - self._last_answer
-            if reused and idle_s > IDLE_CHECK_S and not conn.is_connected:  # type: ignore[union-attr]
+        switch = self._switch
+        switch.begin()
+        try:
+            conn = self._conn if url == self._url else None
+            reused = conn is not None and conn.sock is not None
+            if reused and time.monotonic() - self._last_answer > IDLE_CHECK_S and not conn.is_connected:  # type: ignore[union-attr]
                 reused = False  # closed by the server while idle: open a new one, no error
-            if not reused:
+            if conn is None or not reused:
                 self._drop_connection()
                 conn = self._connection(url)
-                head = self._head
-            assert conn is not None
             try:
+                switch.watch(conn)
                 if conn.sock is None:
-                    conn.timeout = timeout
+                    conn.timeout = min(timeout, CONNECT_TIMEOUT_S)
                     conn.connect()
-                    self._reader = conn.sock.makefile("rb")  # type: ignore[attr-defined]
-                sock, reader = conn.sock, self._reader
-                assert sock is not None and reader is not None
-                sock.settimeout(timeout)
-                head += _header_lines(headers, len(body))
-                try:
-                    if type(sock).__module__ == "socket":  # the standard library's, not TLS nor green
-                        _send_all(sock, head, body)
-                    else:
-                        sock.sendall(head)
-                        sock.sendall(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    if self._registry.aborted:
-                        raise
-                    # The server may have refused the request (413, 401, ...) and closed
-                    # the connection before taking the whole body: read its answer.
-                    answer = _salvage_refusal(reader)
-                    if answer is None:
-                        raise
-                    status, response_headers, data, will_close = answer
-                else:
-                    status, response_headers, data, will_close = _read_response(reader)
+                    switch.watch(conn)  # raises if an abort came while connecting
+                conn.timeout = timeout
+                status, response_headers, data = self._exchange(conn, body, headers)
                 self._last_answer = time.monotonic()
             except (OSError, ValueError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
                 self._drop_connection()
-                raise _failure(exc, url, timeout, reused, self._registry.aborted) from None
+                raise _failure(exc, url, timeout, reused, switch.aborted) from None
             except BaseException:
                 # KeyboardInterrupt, a green thread killed, ...: the request may be half sent
                 # or its answer half read, so the connection can never be used again.
                 self._drop_connection()
                 raise
-            if will_close:
-                self._drop_connection()
+        finally:
+            switch.end()
         return _answer(url, status, response_headers, data)
+
+    def _exchange(
+        self, conn: HTTPConnection, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send the request and read the answer: status, headers, body."""
+        if self._proxy_headers:
+            headers = {**headers, **self._proxy_headers}
+        cut_short = False
+        try:
+            conn.request(
+                "POST", self._target, body=body, headers=headers, preload_content=False, decode_content=False
+            )
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The server may have refused the request (413, 401, ...) and closed the
+            # connection before taking the whole body: its answer is the answer, unless
+            # it is a 2xx (the server cannot have had the whole batch).
+            if self._switch.aborted:
+                raise
+            try:
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
+                raise exc from None
+            if 200 <= response.status < 300:
+                raise exc from None
+            cut_short = True
+        else:
+            response = conn.getresponse()
+        data, complete = _read_body(response)
+        if cut_short or not complete:
+            self._drop_connection()  # the request or the answer is not whole: the connection is done
+        headers = response.headers
+        if response.status >= 300 and any(value[:1] in (" ", "\t") for value in headers.values()):
+            # An obsolete folded line ("Retry-After:\r\n  7") keeps its indent in urllib3's value.
+            headers = urllib3.HTTPHeaderDict((name, value.strip()) for name, value in headers.items())
+        return response.status, headers, data
 
     def abort(self) -> None:
         """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""
-        self._registry.abort()
+        self._switch.abort()
 
     def close(self) -> None:
         """Close the connection."""
         self._drop_connection()
 
     def _drop_connection(self) -> None:
-        conn, reader, self._conn, self._reader = self._conn, self._reader, None, None
-        if reader is not None:
-            reader.close()
+        conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
@@ -719,21 +567,17 @@ class Urllib3Transport:
             raise TransportError(f"cannot post to {url!r}: the URL must be http:// or https:// with a host")
         host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
         proxy = proxy_for(url, self._proxies)
-        proxy_headers: dict[str, str] = {}
+        self._proxy_headers = {}
         if proxy is None:
             conn = self._new_connection(scheme, host, port)
         else:
-            conn, proxy_headers = self._proxied_connection(scheme, host, port, proxy)
+            conn, self._proxy_headers = self._proxied_connection(scheme, host, port, proxy)
         # A forwarding proxy gets the whole URL on the request line; everyone else the path.
-        target = (
+        self._target = (
             url
             if conn.proxy_is_forwarding
             else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         )
-        host_header = parts.netloc.rpartition("@")[2]
-        lines = [f"POST {_checked(target)} HTTP/1.1", f"Host: {_checked(host_header)}"]
-        lines.extend(f"{name}: {_checked(value)}" for name, value in proxy_headers.items())
-        self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._conn, self._url = conn, url
         return conn
 
@@ -744,8 +588,8 @@ class Urllib3Transport:
 
     def _new_connection(self, scheme: str, host: str, port: int, **proxy: Any) -> HTTPConnection:
         if scheme == "https":
-            return _AbortableHTTPSConnection(host, port, ssl_context=self._tls(), **proxy)
-        return _AbortableHTTPConnection(host, port, **proxy)
+            return HTTPSConnection(host, port, ssl_context=self._tls(), **proxy)
+        return HTTPConnection(host, port, **proxy)
 
     def _proxied_connection(
         self, scheme: str, host: str, port: int, proxy_url: str
@@ -755,7 +599,7 @@ class Urllib3Transport:
         proxy = parse_url(proxy_url if "://" in proxy_url else "http://" + proxy_url)
         shown = _without_userinfo(proxy.url)
         if proxy.scheme not in ("http", "https") or not proxy.host:
-            raise TransportError(
+            raise ConnectError(
                 f"proxy {shown!r} is not supported by the default transport (http:// and https:// "
                 "proxies are); use transport=segment_lite.transport.RequestsTransport for SOCKS proxies"
             )
@@ -797,28 +641,45 @@ class _HeadersCarryAuth(requests.auth.AuthBase):
         return request
 
 
-class _AbortableHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _AbortableHTTPConnection
+class _WatchedHTTPConnection(HTTPConnection):
+    """urllib3's connection, shut down by the posting transport's ``abort()`` (see ``_AbortSwitch``)."""
+
+    def connect(self) -> None:
+        _AbortSwitch.watch_on_this_thread(self)
+        super().connect()
+        _AbortSwitch.watch_on_this_thread(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _AbortSwitch.watch_on_this_thread(self)  # a pooled connection is not connected again
+        super().request(*args, **kwargs)
 
 
-class _AbortableHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _AbortableHTTPSConnection
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
 
 
-_ABORTABLE_POOLS = {"http": _AbortableHTTPPool, "https": _AbortableHTTPSPool}
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
 
 
-class _AbortableAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, with pools whose connections register their sockets for ``abort()``."""
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with pools whose connections ``abort()`` can shut down."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _ABORTABLE_POOLS
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
         manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if not proxy.lower().startswith("socks"):  # SOCKS pools make connections of their own
-            manager.pool_classes_by_scheme = _ABORTABLE_POOLS
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
 
 
@@ -828,46 +689,56 @@ class RequestsTransport:
     segment_lite's default before 0.2, and what ``segment-analytics-python`` uses:
     pass ``transport=RequestsTransport`` to the client to keep it (the client's
     ``proxies=`` is handed over). ``proxies`` win over the environment's proxy
-    variables; ``verify`` is as in requests.
+    variables; ``verify`` is as in requests. ``abortable=False`` keeps requests'
+    own adapter and pools (``abort()`` then does nothing), as HTTP mocking
+    libraries that replace urllib3's connection classes need.
     """
 
-    def __init__(self, proxies: Optional[Mapping[str, str]] = None, verify: Union[bool, str] = True) -> None:
+    def __init__(
+        self,
+        proxies: Optional[Mapping[str, str]] = None,
+        verify: Union[bool, str] = True,
+        *,
+        abortable: bool = True,
+    ) -> None:
         self._session = requests.Session()
         self._session.auth = _HeadersCarryAuth()
-        adapter = _AbortableAdapter()
+        adapter = _WatchedAdapter() if abortable else requests.adapters.HTTPAdapter()
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         # Passed with each request, not set on the session: requests lets the
         # environment's proxy variables override the session's proxies.
         self._proxies = dict(proxies or {})
         self._session.verify = verify
-        self._registry = _SocketRegistry()
+        self._switch = _AbortSwitch()
         self._used = False
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
         """Send ``body`` and return the response, or raise ``TransportError``."""
         reused = self._used
         self._used = True
-        with self._registry.posting():
-            try:
-                # Redirects are not followed: requests would turn the POST of a 301/302 into a
-                # GET, and a 200 for that would pass for a delivered batch.
-                response = self._session.post(
-                    url,
-                    data=body,
-                    headers=dict(headers),
-                    timeout=timeout,
-                    allow_redirects=False,
-                    proxies=dict(self._proxies),  # requests adds the environment's to this dict
-                )
-            except requests.exceptions.RequestException as exc:
-                raise _failure(exc, url, timeout, reused, self._registry.aborted) from None
+        self._switch.begin()
+        try:
+            # Redirects are not followed: requests would turn the POST of a 301/302 into a
+            # GET, and a 200 for that would pass for a delivered batch.
+            response = self._session.post(
+                url,
+                data=body,
+                headers=dict(headers),
+                timeout=(min(timeout, CONNECT_TIMEOUT_S), timeout),
+                allow_redirects=False,
+                proxies=dict(self._proxies),  # requests adds the environment's to this dict
+            )
+        except requests.exceptions.RequestException as exc:
+            raise _failure(exc, url, timeout, reused, self._switch.aborted) from None
+        finally:
+            self._switch.end()
         # getattr: a stand-in response (a test double of requests) may carry no body.
         return _answer(url, response.status_code, response.headers, getattr(response, "content", b""))
 
     def abort(self) -> None:
         """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""
-        self._registry.abort()
+        self._switch.abort()
 
     def close(self) -> None:
         """Close the session's connections."""

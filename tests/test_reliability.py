@@ -26,7 +26,12 @@ from segment_lite.health import REMINDER_INTERVAL_S, DeliveryHealth
 from segment_lite.pipeline import Worker
 from segment_lite.retry import RetryPolicy
 from segment_lite.testing import FakeClock
-from segment_lite.transport import RequestsTransport, TransportError, TransportResponse, Urllib3Transport
+from segment_lite.transport import (
+    ConnectionClosed,
+    RequestsTransport,
+    TransportResponse,
+    Urllib3Transport,
+)
 from tests.conftest import WRITE_KEY
 from tests.transport_servers import CannedServer, SilentServer
 
@@ -259,7 +264,7 @@ def test_a_message_that_makes_the_server_hang_up_is_isolated(collector, make_cli
     assert stats["delivered"] == 31 and stats["dropped"]["rejected"] == 1
     [(exc, messages)] = errors
     assert [m["messageId"] for m in messages] == [poison]
-    assert isinstance(exc, TransportError) and exc.connection_closed
+    assert isinstance(exc, ConnectionClosed)
     assert str(exc).startswith(
         f"connection reset by 127.0.0.1:{collector.port} before it answered, each time"
     )

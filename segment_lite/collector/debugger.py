@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from importlib import resources
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
-from segment_lite.collector.http_server import LocalNames, Request, Response
+from segment_lite.collector.http_server import CONTENT_SECURITY_POLICY, LocalNames, Request, Response
 from segment_lite.collector.processing import MESSAGE_TYPES, RequestError
 from segment_lite.collector.recording import CollectorStats
 from segment_lite.collector.store import EventStore
 
 __all__ = ["CONTENT_SECURITY_POLICY", "MAX_PAGE_EVENTS", "DebuggerRoutes"]
-
-# The page loads nothing from elsewhere and may not be framed (clickjacking).
-CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
-
-# Every debugger answer, the JSON API's included.
-_SECURITY_HEADERS = (
-    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-    ("X-Frame-Options", "DENY"),
-)
 
 # Row ids are SQLite integers.
 _MAX_ROW_ID = 2**63 - 1
@@ -50,11 +40,7 @@ class DebuggerRoutes:
         self._local = local
 
     def handle(self, request: Request) -> Response:
-        """Answer one request to a debugger path."""
-        response = self._route(request)
-        return replace(response, headers=response.headers + _SECURITY_HEADERS)
-
-    def _route(self, request: Request) -> Response:
+        """Answer one request to a debugger path (the server adds the security headers to every answer)."""
         host = request.headers.get("Host")
         if host is not None and not self._local.allows_host(host):
             return Response.error(

@@ -39,8 +39,8 @@ class Failure:
         headers: Optional[Mapping[str, str]] = None,
     ) -> Failure:
         """Build a failure; a dict or list ``body`` is sent as JSON, str or bytes as plain text."""
-        if not 100 <= int(status) <= 599:
-            raise ValueError(f"not an HTTP status: {status!r}")
+        if not 200 <= int(status) <= 599:  # a 1xx is not an answer, only a wait for one
+            raise ValueError(f"not a final HTTP status (200 to 599): {status!r}")
         status = int(status)
         extra = tuple(headers.items()) if headers else ()
         when = _format_retry_after(retry_after)

@@ -3,35 +3,51 @@
 The server hands each request to an *app* (``Callable[[Request], Response]``)
 and writes back the :class:`Response` it returns. The app may read the body
 through :meth:`Request.read_body`; whatever it leaves unread is drained so the
-connection can be kept alive.
+connection can be kept alive. h11 parses and frames; it never touches a socket,
+so this module can time out, reset or hang up on a connection when it chooses.
 
 Every connection is bounded (see :class:`ConnectionLimits`): a request must
 arrive within the read timeout, a kept-alive connection is closed after the
 idle timeout, at most ``max_connections`` handler threads run (an idle
 connection is closed to make room for a new one, else the new one is answered
-503), and bodies over ``max_body_bytes`` are refused unread.
+503), a request head is at most :data:`MAX_HEAD_BYTES`, and bodies over
+``max_body_bytes`` are refused unread.
 """
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
+import logging
 import re
 import select
 import socket
+import socketserver
 import struct
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.client import responses
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from segment_lite.collector.processing import RequestError, error_body, json_bytes
-from segment_lite.errors import SegmentLiteError
+from segment_lite.errors import FrameworkNotInstalledError, SegmentLiteError
+
+try:
+    import h11
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
+    if exc.name != "h11":
+        raise
+    raise FrameworkNotInstalledError("segment_lite.collector", "h11", "collector") from None
 
 __all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "INTERNAL_ERROR",
+    "MAX_HEAD_BYTES",
+    "SECURITY_HEADERS",
     "App",
     "Body",
     "ClientGone",
@@ -42,10 +58,28 @@ __all__ = [
     "LocalNames",
     "Request",
     "Response",
-    "error_body",
     "is_loopback_host",
-    "json_bytes",
 ]
+
+
+# The debugger page loads nothing from elsewhere and may not be framed (clickjacking).
+CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+# Sent with every answer, whatever the route, status or error.
+SECURITY_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Frame-Options", "DENY"),
+)
+
+# The request line and headers together; a longer head is answered 431.
+MAX_HEAD_BYTES = 64 * 1024
+
+log = logging.getLogger("segment_lite.collector")
+
+# What a 500 says: the exception's text stays in the log, as it may hold paths or data.
+INTERNAL_ERROR = "the collector failed on this request; its log has the details"
 
 
 @dataclass(frozen=True)
@@ -241,14 +275,14 @@ class ClientGone(SegmentLiteError):
 class Request:
     """One parsed request line and headers, with a way to read the body and to see if the client left."""
 
-    def __init__(self, handler: _Handler) -> None:
-        self._handler = handler
-        split = urlsplit(handler.path)
-        self.method: str = handler.command
-        self.target: str = handler.path
+    def __init__(self, method: str, target: str, headers: Headers, connection: _ServerConnection) -> None:
+        self._connection = connection
+        split = urlsplit(target)
+        self.method = method
+        self.target = target
         self.path: str = split.path
         self.query: dict[str, list[str]] = parse_qs(split.query)
-        self.headers = Headers(handler.headers.items())
+        self.headers = headers
         self._body: Optional[Body] = None
         self._body_error: Optional[BaseException] = None
 
@@ -271,7 +305,7 @@ class Request:
             raise self._body_error
         if self._body is None:
             try:
-                self._body = self._handler.read_body(keep_bytes)
+                self._body = self._connection.read_body(keep_bytes)
             except (RequestError, ClientGone) as exc:
                 self._body_error = exc
                 raise
@@ -279,7 +313,7 @@ class Request:
 
     def client_gone(self) -> bool:
         """Whether the client has closed its side of the connection."""
-        sock = self._handler.connection
+        sock = self._connection.sock
         try:
             readable, _, _ = select.select([sock], [], [], 0)
             if not readable:
@@ -295,21 +329,31 @@ App = Callable[[Request], Response]
 _IDLE, _READING, _HANDLING = "idle", "reading", "handling"
 
 
-class _Connection:
-    """A client connection the server holds: what it is doing and until when it may."""
+# h11 reads "Content-Length: 5, 5" and repeated equal lines as 5, as RFC 9110 allows; a
+# collector is there to show a client its mistakes, so it refuses them, as the RFC also allows.
+_CONTENT_LENGTH_LINE = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
+# h11 reads chunk sizes of up to 20 hexadecimal digits; over 16 (2^64 bytes) is refused.
+_OVERSIZED_CHUNK = re.compile(rb"\r?\n?[0-9A-Fa-f]{17}")
 
-    __slots__ = ("deadline", "lock", "since", "sock", "state", "timed_out")
 
-    def __init__(self, sock: socket.socket) -> None:
+class _ServerConnection:
+    """The server side of one connection: h11 parses and frames, this reads and writes the socket."""
+
+    def __init__(self, sock: socket.socket, server: HttpServer) -> None:
         self.sock = sock
         self.state = _IDLE
         self.since = time.monotonic()
-        # When the current state must end (None: no bound, e.g. while the app works).
+        # When the current state (idle, reading, handling) must end (None: no bound).
         self.deadline: Optional[float] = None
         self.timed_out = False
         # Held while an answer is written and the connection marked idle, so a
         # client that has read its answer finds the connection already idle.
         self.lock = threading.Lock()
+        self._app, self._tracker, self._limits = server.app, server.tracker, server.limits
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._head: Optional[bytearray] = None  # the request head while it is read
+        self._length: Optional[int] = None  # Content-Length
+        self._chunked = self._at_chunk_size = self._close = False
 
     @property
     def busy(self) -> bool:
@@ -321,13 +365,163 @@ class _Connection:
         self.state, self.since = state, now
         self.deadline = None if timeout_s is None else now + timeout_s
 
+    def serve(self) -> None:
+        """Serve requests until one side closes the connection."""
+        self._tracker.opened(self)
+        try:
+            while self._serve_one():
+                self._h11.start_next_cycle()
+        finally:
+            self._tracker.closed(self)
+
+    def _serve_one(self) -> bool:
+        """Read one request and answer it; whether the connection stays open for another."""
+        limits = self._limits
+        self._tracker.enter(self, _IDLE, limits.idle_timeout_s)
+        pipelined = self._h11.trailing_data[0]
+        self._head, self._close = bytearray(pipelined), False
+        try:
+            # The socket timeouts only back up the tracker's deadlines.
+            self.sock.settimeout(limits.idle_timeout_s + 1)
+            if not pipelined:
+                self._recv()  # the first bytes of a request, or the end of the connection
+            self._tracker.enter(self, _READING, limits.read_timeout_s)
+            self.sock.settimeout(limits.read_timeout_s + 1)
+            event = self._next_event()
+            if not isinstance(event, h11.Request):
+                return False  # closed between requests
+            request = self._start(event)
+        except ClientGone:
+            return False
+        except RequestError as exc:  # no request could be read: answer why, and close
+            self._close = True
+            self._answer(Response.json(exc.status, exc.body()))
+            return False
+        try:
+            response = self._app(request)
+        except ClientGone:
+            return False
+        except Exception:  # a bug of the app: answer 500 rather than drop the connection
+            log.exception("the collector failed on a request")
+            response = Response.error(500, "internal_error", INTERNAL_ERROR, close=True)
+        if not request.body_read:
+            try:
+                request.read_body(keep_bytes=0)  # drain it, to keep the connection in step
+            except (RequestError, ClientGone):
+                pass
+        if response.action == "reset":  # a TCP RST (SO_LINGER 0) instead of an answer
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            finally:
+                self.sock.close()
+        elif response.action == "answer":
+            self._close = self._close or response.close
+            self._answer(response, request.method)
+        return response.action == "answer" and not self._close and self._h11.our_state is h11.DONE
+
+    def _start(self, event: h11.Request) -> Request:
+        """The app's view of a parsed request head, once its framing is checked."""
+        assert self._head is not None
+        head, self._head = self._head[: len(self._head) - len(self._h11.trailing_data[0])], None
+        if len(head) > MAX_HEAD_BYTES:  # h11 bounds only a head still incomplete
+            raise _head_too_large()
+        headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items())
+        self._chunked = "Transfer-Encoding" in headers
+        length = headers.get("Content-Length")
+        self._length = None if length is None else int(length)
+        if self._chunked and length is not None:
+            # RFC 9112, section 6.1: the bytes after the body could be read as a smuggled request.
+            message = "Content-Length and Transfer-Encoding were both sent; send one of them"
+            raise RequestError(400, "invalid_transfer_encoding", message)
+        lengths = _CONTENT_LENGTH_LINE.findall(head)
+        if len(lengths) > 1 or any(b"," in value for value in lengths):
+            raise RequestError(400, "invalid_length", "Content-Length is not a valid length")
+        if not (self._chunked or self._length):
+            self._tracker.enter(self, _HANDLING, None)
+        return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers, self)
+
+    def _recv(self) -> None:
+        """Hand h11 the next bytes from the socket; raise if none will come."""
+        try:
+            data = self.sock.recv(64 * 1024)
+        except socket.timeout:
+            self.timed_out, data = self.state == _READING, b""
+        except OSError:
+            data = b""
+        if not data and self.timed_out:
+            message = f"the request was not received within {self._limits.read_timeout_s:g} s"
+            raise RequestError(408, "request_timeout", message)
+        if not data:
+            raise ClientGone()
+        if self._head is not None:
+            self._head += data
+        self._h11.receive_data(data)
+
+    def _next_event(self) -> Any:
+        """The next event h11 reads, receiving as much as it needs."""
+        while True:
+            if self._at_chunk_size and _OVERSIZED_CHUNK.match(self._h11.trailing_data[0]):
+                raise RequestError(400, "invalid_chunking", "a chunk size has over 16 hexadecimal digits")
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _protocol_error(exc) from None
+            if event is not h11.NEED_DATA:
+                return event
+            self._recv()
+
+    def read_body(self, keep_bytes: Optional[int]) -> Body:
+        """Read the request body (Content-Length or chunked), keeping at most ``keep_bytes`` of it."""
+        limit = self._limits.max_body_bytes
+        keep = limit if keep_bytes is None else max(0, keep_bytes)
+        out, size = bytearray(), 0
+        try:
+            if self._length is not None and self._length > limit:
+                raise _body_too_large(self._length, limit, exact=True)
+            if self._h11.they_are_waiting_for_100_continue:
+                self._send(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+            self._at_chunk_size = self._chunked
+            while not isinstance(event := self._next_event(), h11.EndOfMessage):
+                if not isinstance(event, h11.Data):
+                    raise ClientGone()
+                size += len(event.data)
+                if size > limit:
+                    raise _body_too_large(size, limit, exact=False)
+                out += event.data[: max(0, keep - len(out))]
+                self._at_chunk_size = self._chunked and event.chunk_end
+        except (RequestError, ClientGone):
+            self._close = True
+            raise
+        self._at_chunk_size = False
+        self._tracker.enter(self, _HANDLING, None)
+        return Body(bytes(out), size)
+
+    def _answer(self, response: Response, method: str = "GET") -> None:
+        """Write ``response`` and, unless the connection is closing, mark it idle."""
+        try:
+            data = _frame(self._h11, response, self._close, method)
+        except h11.LocalProtocolError:  # headers h11 will not write (an injected fault's, say)
+            log.exception("the collector could not write a %d answer", response.status)
+            self._close = True
+            return
+        with self.lock:
+            self._send(data)
+            if not self._close:
+                self.move_to(_IDLE, self._limits.idle_timeout_s)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self._close = True
+
 
 class ConnectionTracker:
     """The client connections and handler threads, across restarts of the listening socket (thread-safe)."""
 
     def __init__(self, on_open: Optional[Callable[[], None]] = None) -> None:
         self._changed = threading.Condition(threading.Lock())
-        self._connections: set[_Connection] = set()
+        self._connections: set[_ServerConnection] = set()
         self._threads = 0
         self._on_open = on_open
 
@@ -362,18 +556,18 @@ class ConnectionTracker:
 
     # -- connections ------------------------------------------------------------
 
-    def opened(self, conn: _Connection) -> None:
+    def opened(self, conn: _ServerConnection) -> None:
         with self._changed:
             self._connections.add(conn)
         if self._on_open is not None:
             self._on_open()
 
-    def closed(self, conn: _Connection) -> None:
+    def closed(self, conn: _ServerConnection) -> None:
         with self._changed:
             self._connections.discard(conn)
 
     @staticmethod
-    def enter(conn: _Connection, state: str, timeout_s: Optional[float]) -> None:
+    def enter(conn: _ServerConnection, state: str, timeout_s: Optional[float]) -> None:
         """Move ``conn`` to ``state``, to end within ``timeout_s`` (None: unbounded)."""
         with conn.lock:
             conn.move_to(state, timeout_s)
@@ -432,24 +626,34 @@ class ConnectionTracker:
             _shutdown(conn.sock)
 
 
-_BUSY_ANSWER = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
-)
+class HttpServer(socketserver.ThreadingTCPServer):
+    """One listening socket served by a thread, handing requests to ``app``.
 
+    ``tracker`` follows the connections; it may outlive the server (a listening
+    socket closed and opened again on the same port shares one tracker).
+    """
 
-class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], app: App, tracker: ConnectionTracker, limits: ConnectionLimits
+        self, host: str, port: int, app: App, tracker: ConnectionTracker, limits: ConnectionLimits
     ) -> None:
-        self.app = app
-        self.tracker = tracker
-        self.limits = limits
+        self.app, self.tracker, self.limits = app, tracker, limits
         self.request_queue_size = limits.listen_backlog
-        super().__init__(address, _Handler)
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # Each connection is served by finish_request below, not by a handler class.
+        super().__init__((host, port), socketserver.BaseRequestHandler)
+        self.port = int(self.server_address[1])
+        name = f"segment-lite-collector:{self.port}"
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket (open connections are left to the tracker)."""
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.tracker.reserve_thread(self.limits.max_connections):
@@ -467,12 +671,16 @@ class _Server(ThreadingHTTPServer):
         finally:
             self.tracker.release_thread()
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        _ServerConnection(request, self).serve()
+
     def _refuse_busy(self, sock: socket.socket) -> None:
         message = f"all {self.limits.max_connections} connections are busy; retry shortly"
-        body = json_bytes(error_body("too_many_connections", message))
+        busy = Response.json(503, error_body("too_many_connections", message), [("Retry-After", "1")])
+        answer = _frame(h11.Connection(h11.SERVER), busy, close=True)
         try:
             sock.settimeout(0.5)
-            sock.sendall(_BUSY_ANSWER % (len(body), body))
+            sock.sendall(answer)
         except OSError:
             pass
         self.shutdown_request(sock)
@@ -488,272 +696,54 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def _frame(conn: h11.Connection, response: Response, close: bool, method: str = "GET") -> bytes:
+    """``response`` as bytes on the wire, framed by ``conn``, with the security headers."""
+    # 1xx, 204 and 304 answers have no body, and a HEAD request gets only the head.
+    has_body = response.status >= 200 and response.status not in (204, 304)
+    headers = [
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Server", "segment-lite-collector"),
+        ("Content-Type", response.content_type),
+        *([("Content-Length", str(len(response.body)))] if has_body else []),
+        *SECURITY_HEADERS,
+        *response.headers,
+        *([("Connection", "close")] if close else []),
+    ]
+    reason = responses.get(response.status, "").encode("ascii")
+    data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
+    if has_body and method != "HEAD":
+        data += conn.send(h11.Data(data=response.body)) or b""
+    return data + (conn.send(h11.EndOfMessage()) or b"")
 
 
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_LINE_BYTES = 1024  # chunk-size lines and trailer lines
-_MAX_TRAILERS = 64
+def _protocol_error(exc: h11.RemoteProtocolError) -> RequestError:
+    """The answer to a request h11 could not parse; h11 names the header at fault in its message."""
+    text = str(exc)
+    if "Content-Length" in text:
+        return RequestError(400, "invalid_length", "Content-Length is not a valid length")
+    if "Transfer-Encoding" in text:
+        return RequestError(400, "invalid_transfer_encoding", "only one Transfer-Encoding: chunked is read")
+    if "chunk" in text:
+        return RequestError(400, "invalid_chunking", f"the chunked body is malformed: {text[:100]}")
+    if exc.error_status_hint == 431:
+        return _head_too_large()
+    return RequestError(400, "bad_request", f"the request could not be parsed: {text[:100]}")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "segment-lite-collector"
-    sys_version = ""
-    _conn: _Connection
-
-    # -- connection bookkeeping ------------------------------------------------
-
-    def setup(self) -> None:
-        super().setup()
-        try:
-            # Headers and body go out in separate writes; without this, Nagle's
-            # algorithm and the client's delayed ACK stall every answer ~40 ms.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        self._conn = _Connection(self.connection)
-        self.server.tracker.opened(self._conn)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.tracker.closed(self._conn)
-
-    def handle_one_request(self) -> None:
-        limits, tracker = self.server.limits, self.server.tracker
-        tracker.enter(self._conn, _IDLE, limits.idle_timeout_s)
-        try:
-            # The socket timeouts only back up the tracker's deadlines.
-            self.connection.settimeout(limits.idle_timeout_s + 1)
-            if not self.rfile.peek(1):  # type: ignore[attr-defined]  # a BufferedReader
-                self.close_connection = True
-                return
-            tracker.enter(self._conn, _READING, limits.read_timeout_s)
-            self.connection.settimeout(limits.read_timeout_s + 1)
-        except (OSError, ValueError):
-            self.close_connection = True
-            return
-        super().handle_one_request()
-
-    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
-        """Errors found by the request parser, answered as JSON like every other error."""
-        self.close_connection = True
-        # The parser takes a request line it cannot read for HTTP/0.9, whose answers
-        # carry no status line: answer garbage as HTTP/1.1, with its 4xx.
-        self.request_version = "HTTP/1.1"
-        if self._conn.timed_out:
-            self._send(Response.error(408, "request_timeout", self._timeout_message()))
-            return
-        reason = message or self.responses.get(code, ("error",))[0]
-        self._send(Response.error(code, "bad_request", f"the request could not be parsed: {reason}"))
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default per-request log; the collector logs tracking calls itself."""
-
-    def _timeout_message(self) -> str:
-        return f"the request was not received within {self.server.limits.read_timeout_s:g} s"
-
-    # -- dispatch -----------------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        if self._conn.timed_out:  # the headers were cut short by the read timeout
-            self.send_error(408)
-            return
-        if not self._has_body():
-            self.server.tracker.enter(self._conn, _HANDLING, None)
-        request = Request(self)
-        try:
-            response = self.server.app(request)
-        except ClientGone:
-            self.close_connection = True
-            return
-        except Exception as exc:  # a bug of the app: answer 500 rather than drop the connection
-            response = Response.error(500, "internal_error", f"{type(exc).__name__}: {exc}", close=True)
-        if not request.body_read:
-            try:
-                request.read_body(keep_bytes=0)  # drain it, to keep the connection in step
-            except (RequestError, ClientGone):
-                self.close_connection = True
-        if response.close:
-            self.close_connection = True
-        if response.action == "reset":
-            self._reset_connection()
-        elif response.action == "hang_up":
-            self.close_connection = True
-        else:
-            self._send(response)
-
-    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
-
-    # -- request bodies ---------------------------------------------------------
-
-    def _has_body(self) -> bool:
-        return "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0").strip() != "0"
-
-    def read_body(self, keep_bytes: Optional[int]) -> Body:
-        """Read the request body (Content-Length or chunked), keeping at most ``keep_bytes`` of it."""
-        keep = self.server.limits.max_body_bytes if keep_bytes is None else max(0, keep_bytes)
-        try:
-            body = self._read_body(keep)
-        except RequestError:
-            self.close_connection = True
-            raise
-        except (OSError, ValueError, ClientGone):
-            self.close_connection = True
-            if self._conn.timed_out:
-                raise RequestError(408, "request_timeout", self._timeout_message()) from None
-            raise ClientGone() from None
-        self.server.tracker.enter(self._conn, _HANDLING, None)
-        return body
-
-    def _read_body(self, keep: int) -> Body:
-        encoding = self.headers.get("Transfer-Encoding")
-        if encoding is not None:
-            codings = [c.strip().lower() for c in encoding.split(",")]
-            if codings != ["chunked"]:
-                raise RequestError(
-                    400, "invalid_transfer_encoding", "only Transfer-Encoding: chunked is supported"
-                )
-            return self._read_chunked(keep)
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            return Body(b"", 0)
-        if len(self.headers.get_all("Content-Length", [])) > 1 or not _CONTENT_LENGTH.fullmatch(
-            length_header.strip().encode("latin-1", "replace")
-        ):
-            raise RequestError(400, "invalid_length", "Content-Length is not a valid length")
-        length = int(length_header)
-        self._check_size(length, exact=True)
-        return self._read_exactly(length, keep, bytearray())
-
-    def _read_exactly(self, length: int, keep: int, out: bytearray, offset: int = 0) -> Body:
-        """Read ``length`` bytes, appending to ``out`` what fits in ``keep`` counting ``offset`` before."""
-        remaining = length
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 64 * 1024))
-            if not chunk:
-                raise ClientGone()
-            room = keep - len(out)
-            if room > 0:
-                out += chunk[:room]
-            remaining -= len(chunk)
-        return Body(bytes(out), offset + length)
-
-    def _check_size(self, size: int, exact: bool) -> None:
-        """Refuse a body over ``max_body_bytes``; ``exact``: ``size`` is its length, else a lower bound."""
-        limit = self.server.limits.max_body_bytes
-        if size > limit:
-            raise RequestError(
-                413,
-                "body_too_large",
-                f"the body is {'' if exact else 'at least '}{size} bytes; "
-                f"this server does not read bodies over {limit} bytes",
-                {"size": size, "limit": limit} if exact else {"limit": limit},
-            )
-
-    def _read_chunked(self, keep: int) -> Body:
-        out = bytearray()
-        total = 0
-        while True:
-            line = self.rfile.readline(_LINE_BYTES)
-            if not line:
-                raise ClientGone()
-            if not line.endswith(b"\n"):
-                raise RequestError(400, "invalid_chunking", "a chunk-size line is too long or cut short")
-            size_field = line.split(b";", 1)[0].strip()
-            if not _CHUNK_SIZE.fullmatch(size_field):
-                shown = size_field[:20].decode("latin-1")
-                raise RequestError(400, "invalid_chunking", f"invalid chunk size {shown!r}: not hexadecimal")
-            size = int(size_field, 16)
-            if size == 0:
-                for _ in range(_MAX_TRAILERS):
-                    trailer = self.rfile.readline(_LINE_BYTES)
-                    if not trailer:
-                        raise ClientGone()
-                    if trailer in (b"\r\n", b"\n"):
-                        return Body(bytes(out), total)
-                raise RequestError(400, "invalid_chunking", "too many trailer lines")
-            self._check_size(total + size, exact=False)
-            self._read_exactly(size, keep, out)
-            total += size
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise RequestError(400, "invalid_chunking", "chunk data is not followed by CRLF")
-
-    # -- answering ----------------------------------------------------------------
-
-    def _send(self, response: Response) -> None:
-        with self._conn.lock:
-            try:
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("X-Content-Type-Options", "nosniff")
-                for name, value in response.headers:
-                    self.send_header(name, value)
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(response.body)
-                self.wfile.flush()
-            except OSError:
-                self.close_connection = True
-            if not self.close_connection:
-                self._conn.move_to(_IDLE, self.server.limits.idle_timeout_s)
-
-    def _reset_connection(self) -> None:
-        """Close the connection with a TCP RST (SO_LINGER 0) instead of answering."""
-        self.close_connection = True
-        sock = self.connection
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        # The socket really closes once the buffered reader on it is closed too.
-        self.rfile.close()
-        sock.close()
+def _head_too_large() -> RequestError:
+    message = f"the request line and headers are over {MAX_HEAD_BYTES} bytes"
+    return RequestError(431, "head_too_large", message, {"limit": MAX_HEAD_BYTES})
 
 
-class HttpServer:
-    """One listening socket served by a thread, handing requests to ``app``.
-
-    ``tracker`` follows the connections; it may outlive the server (a listening
-    socket closed and opened again on the same port shares one tracker).
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        app: App,
-        tracker: ConnectionTracker,
-        limits: Optional[ConnectionLimits] = None,
-    ) -> None:
-        server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), app, tracker, limits or ConnectionLimits())
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"segment-lite-collector:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop accepting and close the listening socket (open connections are left to the tracker)."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+def _body_too_large(size: int, limit: int, exact: bool) -> RequestError:
+    """The 413 for a body over ``max_body_bytes``; ``exact``: ``size`` is its length, else a lower bound."""
+    return RequestError(
+        413,
+        "body_too_large",
+        f"the body is {'' if exact else 'at least '}{size} bytes; "
+        f"this server does not read bodies over {limit} bytes",
+        {"size": size, "limit": limit} if exact else {"limit": limit},
+    )
 
 
 def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -142,7 +143,13 @@ def parse_json(body: bytes) -> Any:
     """
     try:
         text = body.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if re.search(r"\\u[dD][89a-fA-F]", text):
+            # A lone surrogate ("\\ud83d", what JSON.stringify writes for an emoji cut in two) has
+            # no UTF-8 form to store; like decoders that replace rather than refuse (Go's
+            # encoding/json), read it as U+FFFD. Strict UTF-8 has none: only an escape makes one.
+            units = json.dumps(value, ensure_ascii=False).encode("utf-16-le", "surrogatepass")
+            value = json.loads(units.decode("utf-16-le", "replace"))
     except RecursionError:
         raise RequestError(
             400,
@@ -152,6 +159,7 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    return value
 
 
 def json_bytes(value: Any) -> bytes:

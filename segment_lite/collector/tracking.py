@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 from segment_lite.collector.faults import FaultPlan
-from segment_lite.collector.http_server import LocalNames, Request, Response
+from segment_lite.collector.http_server import INTERNAL_ERROR, LocalNames, Request, Response, log
 from segment_lite.collector.processing import (
     MESSAGE_TYPES,
     Limits,
@@ -196,8 +196,9 @@ class TrackingEndpoint:
                 if isinstance(payload, dict):
                     batch = payload.get("batch") if kind == "batch" else [payload]
                     rejected = len(batch) if isinstance(batch, list) else 0
-            except Exception as exc:  # a bug of ours: answer 500 rather than drop the connection
-                status, answer = 500, error_body("internal_error", f"{type(exc).__name__}: {exc}")
+            except Exception:  # an annotator's bug, or ours: answer 500, without its text
+                log.exception("the collector failed on a request to %s", request.path)
+                status, answer = 500, error_body("internal_error", INTERNAL_ERROR)
                 messages = []
 
         if fault.delay_s > 0:
@@ -213,8 +214,9 @@ class TrackingEndpoint:
             try:
                 result = self._store.insert_many(messages)
                 stored, duplicates = result.stored, result.duplicates
-            except Exception as exc:
-                status, answer = 500, error_body("storage_error", f"{type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("the collector could not store %d message(s)", len(messages))
+                status, answer = 500, error_body("storage_error", "the messages could not be stored")
                 messages = []
 
         if fault.failure is not None:

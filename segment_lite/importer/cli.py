@@ -195,10 +195,11 @@ def _starting_over(checkpoint_path: str, options: ImportOptions) -> str:
 
     try:
         previous = Checkpoint.load(checkpoint_path)
-    except ImportConfigError:
-        previous = None
+    except ImportConfigError as exc:
+        # Never a reason not to start over: the first checkpoint of this run replaces the file.
+        return f"{exc}; it cannot be read, so the import starts over and its first checkpoint replaces it"
     if previous is None:
-        return f"{checkpoint_path} exists but cannot be read; starting over"
+        return f"{checkpoint_path} vanished; starting over"
     if previous.id_salt != options.id_salt:
         return (
             f"{checkpoint_path} was written with another --id-salt; starting over with new messageIds:"

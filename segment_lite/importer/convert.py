@@ -63,6 +63,27 @@ class RowOptions:
                 raise ImportConfigError(str(exc)) from None
 
 
+#: Longest reason of a rejected timestamp kept as the parser wrote it (longer ones quote the whole value).
+_MAX_REASON_CHARS = 160
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its repr, cut to a few dozen characters with its length."""
+    text = repr(value)
+    if len(text) <= 48:
+        return text
+    size = len(value) if isinstance(value, str) else len(str(value))
+    unit = "characters" if isinstance(value, str) else "digits"
+    return f"{text[:40]}... ({size:,} {unit})"
+
+
+def _timestamp_reason(where: str, value: Any, exc: Exception) -> str:
+    """Why ``value`` is not a timestamp, short whatever its length (a 5,000-digit string included)."""
+    if isinstance(exc, TimestampError) and len(str(exc)) <= _MAX_REASON_CHARS:
+        return f"{where}: {exc}"
+    return f"{where}: {_shown(value)} is not a usable timestamp (out of range, or too many digits)"
+
+
 def _identity(row: Mapping[str, Any]) -> tuple[Any, Any]:
     return row.get("userId"), row.get("anonymousId")
 
@@ -78,6 +99,9 @@ class RowConverter:
         self.options = options
         self._mapping = options.mapping if options.mapping else None
         self._tz = options._tz
+        # Where a row's timestamp came from, for the reason of a rejected row.
+        column = options.mapping.source_of("timestamp") if options.mapping else None
+        self._timestamp_where = "timestamp" if column is None else f"timestamp (column {column!r})"
         self._builders: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], dict[str, Any]]] = {
             "track": _track,
             "identify": _identify,
@@ -111,8 +135,8 @@ class RowConverter:
         else:
             try:
                 timestamp = parse_timestamp(raw_ts, self._tz)
-            except TimestampError as exc:
-                raise RowError(f"timestamp: {exc}", "timestamp") from None
+            except (ValueError, OverflowError) as exc:  # TimestampError, and what int()/float() raise
+                raise RowError(_timestamp_reason(self._timestamp_where, raw_ts, exc), "timestamp") from None
 
         integrations = row.get("integrations")
         if options.integrations is not None:

@@ -33,16 +33,14 @@ __all__ = [
 
 #: Chunks that may be sent but not yet confirmed; the reader waits beyond this.
 MAX_PENDING_CHUNKS = 2
-#: Client settings for imports: big batches, a deep queue that blocks instead of dropping.
+#: Where an import's client differs from ``ClientOptions``' defaults: big batches, a deep queue
+#: that blocks instead of dropping (``block_timeout`` None: for as long as it takes).
 CLIENT_DEFAULTS: dict[str, Any] = {
     "max_queue_size": 20000,
     "upload_size": 500,
     "max_batch_size": 2500,
     "upload_interval": 0.05,
-    "thread": 1,
-    "gzip": False,
     "on_full": "block",
-    "block_timeout": None,
     "shutdown_timeout": None,
 }
 #: Statuses that mean the whole import is misdirected (write key, host), not that a row is bad.
@@ -76,10 +74,12 @@ class _Pending:
     line: int  # last line of the chunk
     complete: bool  # the chunk ends its file
     chunk: _Chunk
+    digest: Optional[str]  # of the file's rows up to ``line`` (see Source.digest)
 
 
-#: Receives the chunks just confirmed, oldest first, as (file index, last line, ends the file).
-SettledCallback = Callable[[list[tuple[int, int, bool]]], None]
+#: Receives the chunks just confirmed, oldest first, as (file index, last line, ends the file,
+#: digest of the file's rows up to that line or None).
+SettledCallback = Callable[[list[tuple[int, int, bool, Optional[str]]]], None]
 
 
 class ImportEngine:
@@ -246,8 +246,12 @@ class ImportEngine:
             reason = str(exc)
             path = "message" if isinstance(exc, MessageTooLargeError) else getattr(exc, "path", None)
             stage = "validate"
+        try:
+            row = source.original(raw)
+        except (ValueError, TypeError, OverflowError, RecursionError):  # as unreadable as the row
+            row = repr(raw)[:10_000]
         record = self.rejects.encode(
-            file=source.path, line=line, stage=stage, reason=reason, field=path, row=source.original(raw)
+            file=source.path, line=line, stage=stage, reason=reason, field=path, row=row
         )
         self._keep_reject(None, record)
         with self._lock:
@@ -255,9 +259,20 @@ class ImportEngine:
             self._check_max_errors()
 
     def run_source(
-        self, index: int, source: Source, skip_upto: int = 0, converter: Optional[RowConverter] = None
+        self,
+        index: int,
+        source: Source,
+        skip_upto: int = 0,
+        converter: Optional[RowConverter] = None,
+        skip_digest: Optional[str] = None,
     ) -> None:
-        """Send every row of ``source`` after line ``skip_upto``; raises ``Stop`` to end the import early."""
+        """Send every row of ``source`` after line ``skip_upto``; raises ``Stop`` to end the import early.
+
+        With ``skip_digest`` (what :meth:`Source.digest` gave for ``skip_upto``
+        when that progress was checkpointed), the skipped rows are checked
+        against it before any row after them is sent: ``ImportConfigError`` if
+        they changed.
+        """
         source.index = index
         self._source = source
         methods = self._methods
@@ -271,12 +286,16 @@ class ImportEngine:
         last_line = 0
         # A resume skips rows first (in this input or an earlier one): note where that ends.
         after_skipped = not self._skipping_s and (skip_upto > 0 or self.skipped_resume > 0)
+        verify = skip_digest is not None and skip_upto > 0
         for line, raw in source.records():
             self.rows_read += 1
             last_line = line
             if line <= skip_upto:
                 self.skipped_resume += 1
                 continue
+            if verify:
+                _verify_skipped(source, skip_upto, skip_digest)
+                verify = False
             if after_skipped:
                 self._end_of_skipping(source)
                 after_skipped = False
@@ -294,6 +313,11 @@ class ImportEngine:
                     queued, _ = methods[method](**kwargs)
                 except (RowError, ValidationError, EncodeError) as exc:
                     self._reject(source, line, raw, exc)
+                except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                    # A row no check foresaw is one rejected row, its exception named, never the end
+                    # of the import.
+                    reason = f"cannot make a message of the row: {type(exc).__name__}: {str(exc)[:200]}"
+                    self._reject(source, line, raw, RowError(reason))
                 else:
                     if queued:
                         self.sent += 1
@@ -309,6 +333,8 @@ class ImportEngine:
                 self._tick()
             if self.stop_reason is not None:
                 raise Stop
+        if verify:  # the input ended within the rows the checkpoint confirms
+            _verify_skipped(source, skip_upto, skip_digest)
         self._last = (index, last_line)
         self._boundary(index, last_line, True)
         if source.size is not None:
@@ -380,8 +406,10 @@ class ImportEngine:
     def _close_chunk(self, index: int, line: int, complete: bool) -> None:
         """End the current chunk at ``line`` of source ``index``; it is confirmed once settled."""
         target = self.client.mark() if self.sending else 0
+        source = self._source
+        digest = source.digest(line) if source is not None and source.index == index else None
         with self._lock:
-            self._pending.append(_Pending(target, index, line, complete, self._chunk))
+            self._pending.append(_Pending(target, index, line, complete, self._chunk, digest))
             self._chunk = _Chunk()
             self._chunks.append(self._chunk)
         self._rows_in_chunk = 0
@@ -398,7 +426,7 @@ class ImportEngine:
         records of chunks that cannot be confirmed (past a delivery failure)
         are written after it.
         """
-        confirmed: list[tuple[int, int, bool]] = []
+        confirmed: list[tuple[int, int, bool, Optional[str]]] = []
         unconfirmed_rejects: list[bytes] = []
         while self._pending:
             pending = self._pending[0]
@@ -417,7 +445,7 @@ class ImportEngine:
                 records, pending.chunk.rejects = pending.chunk.rejects, []
                 fatal = self.fatal_pos
             if fatal is None or (pending.index, pending.line) < fatal:
-                confirmed.append((pending.index, pending.line, pending.complete))
+                confirmed.append((pending.index, pending.line, pending.complete, pending.digest))
                 self.rejects.append(records)
             else:
                 unconfirmed_rejects.extend(records)
@@ -527,6 +555,16 @@ class ImportEngine:
             error=self.fatal_error,
             rejects=self.rejects.path,
             shard=self.shard,
+        )
+
+
+def _verify_skipped(source: Source, line: int, expected: Optional[str]) -> None:
+    """Refuse to go on when the rows a checkpoint confirmed (lines 1 to ``line``) are not those read now."""
+    if source.digest(line) != expected:
+        raise ImportConfigError(
+            f"{source.path} changed since the checkpoint: its first {line:,} lines, which the checkpoint"
+            " confirms were imported, are not the same (lines inserted, deleted or edited there would be"
+            " skipped or sent again under other messageIds); run without --resume to start over"
         )
 
 

@@ -30,6 +30,8 @@ SCALAR_FIELDS = frozenset(
 #: Objects a column can fill a key of (``properties.plan``), or, with ``:json``, entirely.
 CONTAINERS = frozenset({"properties", "traits", "context", "integrations"})
 
+#: Longest conversion error quoted in a rejected row's reason.
+_MAX_REASON_CHARS = 160
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
@@ -238,6 +240,13 @@ class FieldMapping:
             )
         return cls(rules)
 
+    def source_of(self, target: str) -> Optional[str]:
+        """The column that fills ``target`` (None when no rule does, or only a constant)."""
+        for rule in self.rules:
+            if rule.target == target and not rule.is_wildcard:
+                return rule.source
+        return None
+
     def sources(self) -> set[str]:
         """The column names the rules read (the wildcard excepted)."""
         return set(self._used)
@@ -257,8 +266,15 @@ class FieldMapping:
             if convert is not None:
                 try:
                     value = convert(value)
-                except (ValueError, TypeError) as exc:
-                    raise RowError(f"{target}: cannot convert column {source!r}: {exc}", target) from None
+                except (ValueError, TypeError, OverflowError) as exc:
+                    reason = str(exc)
+                    if len(reason) > _MAX_REASON_CHARS:  # a 5,000-digit value is quoted in the row, not here
+                        reason = reason[:_MAX_REASON_CHARS] + f"... ({len(str(value)):,} characters)"
+                    raise RowError(f"{target}: cannot convert column {source!r}: {reason}", target) from None
+                except RecursionError:  # :json of a value nested thousands deep
+                    raise RowError(
+                        f"{target}: cannot convert column {source!r}: nested too deep", target
+                    ) from None
             _put(out, path, value)
         if self._wildcard is not None:
             used = self._used

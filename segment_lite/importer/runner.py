@@ -108,7 +108,12 @@ def _load_previous(
     """The checkpoint to resume from (None to start over); refuses one written for another import."""
     if not options.resume or checkpoint_path is None:
         return None
-    previous = Checkpoint.load(checkpoint_path)
+    try:
+        previous = Checkpoint.load(checkpoint_path)
+    except ImportConfigError as exc:
+        raise ImportConfigError(
+            f"{exc}; run without --resume to start over (its first checkpoint then replaces the file)"
+        ) from None
     if previous is None:
         return None
     if previous.shard != effective_shard:
@@ -199,11 +204,13 @@ def run_import(
     if previous is not None:
         for entry, done in zip(files, previous.files):
             entry.key, entry.lines_done, entry.complete = done.key, done.lines_done, done.complete
+            entry.read_sha256 = done.read_sha256
 
-    def on_settled(chunks: list[tuple[int, int, bool]]) -> None:
-        for index, line, complete in chunks:
+    def on_settled(chunks: list[tuple[int, int, bool, Optional[str]]]) -> None:
+        for index, line, complete, digest in chunks:
             current = files[index]
-            current.lines_done = max(current.lines_done, line)
+            if line > current.lines_done or (line == current.lines_done and digest is not None):
+                current.lines_done, current.read_sha256 = line, digest
             current.complete = current.complete or complete
         if checkpoint_path is None or opts.dry_run:
             return
@@ -253,7 +260,7 @@ def run_import(
                     own = RowConverter(
                         dataclasses.replace(row_options, mapping=FieldMapping.identity(source.header))
                     )
-                engine.run_source(index, source, skip, own)
+                engine.run_source(index, source, skip, own, entry.read_sha256)
             finally:
                 source.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import collections
 import contextlib
 import csv
 import gzip
@@ -9,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +25,7 @@ __all__ = [
     "FORMATS",
     "CsvSource",
     "JsonLinesSource",
+    "ReadDigest",
     "RecordSource",
     "Source",
     "detect_format",
@@ -87,6 +91,53 @@ def _read_up_to(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
+class ReadDigest:
+    """SHA-256 of the rows of an input read so far, up to any line already read (the resume check).
+
+    The reader adds each row (the line it starts on, its bytes) as it reads it;
+    :meth:`digest` hashes the rows up to a line. A row belongs to the line it
+    starts on, so the digest up to line L covers exactly the rows on lines 1 to
+    L (blank ones too), whatever was read ahead. Adding is one append and each
+    hashing step is committed with one assignment, so an interrupt (Ctrl-C)
+    anywhere never hashes a row twice or skips one.
+    """
+
+    #: Rows held before the older half is hashed (a resume skips millions of rows before its first
+    #: digest, and a row may be large).
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._rows: collections.deque[tuple[int, Union[bytes, str]]] = collections.deque()
+        self._state: tuple[Any, int] = (hashlib.sha256(), 0)  # (hash of the rows up to line, line)
+
+    def add(self, line: int, data: Union[bytes, str]) -> None:
+        """Note the row starting on ``line`` (text is hashed as UTF-8); lines only increase."""
+        rows = self._rows
+        rows.append((line, data))
+        if len(rows) > 2 * self._BATCH:
+            self._hash_upto(rows[self._BATCH][0])
+
+    def _hash_upto(self, line: int) -> Any:
+        hashed, done = self._state
+        if line <= done:
+            return hashed
+        step = hashed.copy()
+        for row_line, data in self._rows:
+            if row_line > line:
+                break
+            if row_line > done:  # rows up to ``done`` may still be queued after an interrupted trim
+                step.update(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
+        self._state = (step, line)
+        rows = self._rows
+        while rows and rows[0][0] <= line:
+            rows.popleft()
+        return step
+
+    def digest(self, line: int) -> str:
+        """The hex SHA-256 of the rows on lines 1 to ``line``."""
+        return str(self._hash_upto(line).hexdigest())
+
+
 def detect_format(path: str) -> str:
     """``csv`` for ``.csv``/``.tsv`` names (optionally ``.gz``), ``jsonl`` otherwise (and for stdin)."""
     name = path.lower()
@@ -136,6 +187,10 @@ class Source:
         """Bytes of the underlying file consumed so far, when it is a regular file."""
         return None
 
+    def digest(self, line: int) -> Optional[str]:
+        """SHA-256 (hex) of the rows on lines 1 to ``line``, all already read; None if not kept."""
+        return None
+
     def close(self) -> None:
         """Close the file (never stdin)."""
 
@@ -175,6 +230,11 @@ class _FileSource(Source):
         except BaseException:
             self.close()
             raise
+        self._read = ReadDigest()
+
+    def digest(self, line: int) -> Optional[str]:
+        """See :meth:`Source.digest`."""
+        return self._read.digest(line)
 
     def position(self) -> Optional[int]:
         """See :meth:`Source.position`."""
@@ -207,11 +267,13 @@ class JsonLinesSource(_FileSource):
         """See :meth:`Source.records`."""
         line_no = 0
         consumed = 0
+        note = self._read.add
         try:
             for line in self._data:
                 line_no += 1
                 self._before_line = consumed
                 consumed += len(line)
+                note(line_no, line)
                 if not line.strip():
                     continue
                 # The line as written, less its ending: a rejects record shows it exactly.
@@ -244,11 +306,45 @@ class JsonLinesSource(_FileSource):
             return bytes(raw).decode("utf-8", "replace")
 
 
+#: The codec error handler of CSV inputs: each byte the encoding cannot read becomes the lone
+#: surrogate U+DC00 + byte (what strict decoding never gives), so one row in another encoding is
+#: found, and rejected, on its own line instead of failing the whole file where decoding ran ahead.
+_UNDECODABLE = "segment_lite.importer.undecodable"
+_UNDECODABLE_CHARS = re.compile("[\udc00-\udcff]")
+_undecodable_seen = [0]  # bytes marked so far in this process: rows are searched only once it moves
+
+
+def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _undecodable_seen[0] += 1
+    return "".join(chr(0xDC00 + byte) for byte in exc.object[exc.start : exc.end]), exc.end
+
+
+codecs.register_error(_UNDECODABLE, _mark_undecodable)
+
+
+class _BrokenRecord:
+    """A CSV record that cannot be read as fields: why, where, and its text for the rejects file."""
+
+    __slots__ = ("field", "reason", "text")
+
+    def __init__(self, reason: str, text: str, field: Optional[str] = None) -> None:
+        self.reason = reason
+        self.field = field
+        # Unreadable bytes are shown as U+FFFD, and the record without its last line ending.
+        self.text = _UNDECODABLE_CHARS.sub("\ufffd", text).removesuffix("\n").removesuffix("\r")
+
+
 class CsvSource(_FileSource):
     """CSV with a header row (read when opened, as ``header``).
 
     The line number of a row is that of its first physical line (a quoted field
-    may span several).
+    may span several). A record that cannot be read is one rejected row, and
+    reading goes on: a field over the csv module's limit, or a quote that is
+    not closed where a quote may close (then only the record's first line is
+    rejected, and reading resumes on the next line), or bytes the encoding
+    cannot read (the whole record).
     """
 
     format = "csv"
@@ -264,18 +360,37 @@ class CsvSource(_FileSource):
         if delimiter is None:
             delimiter = "\t" if path.lower().removesuffix(".gz").endswith(".tsv") else ","
         self.delimiter = delimiter
+        self.encoding = encoding
         codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-        self._text = io.TextIOWrapper(self._data, encoding=codec, newline="")  # type: ignore[arg-type]
-        self._reader = csv.reader(self._text, delimiter=delimiter)
+        try:
+            self._text = io.TextIOWrapper(
+                self._data,  # type: ignore[arg-type]
+                encoding=codec,
+                errors=_UNDECODABLE,
+                newline="",
+            )
+            self._reader = csv.reader((), delimiter=delimiter)  # checks the delimiter
+        except (LookupError, TypeError, csv.Error) as exc:
+            self.close()
+            raise ImportConfigError(f"{self.path}: {exc}") from None
+        self._line = 1  # the physical line the next record starts on
+        self._again: collections.deque[str] = collections.deque()  # lines to read again
+        self._taken: list[str] = []  # the physical lines of the record being read
+        self._ended = False  # the csv reader asked for a line past the last one
+        self._undecodable_at_open = _undecodable_seen[0]
         self.header: list[str] = []
         try:
             with self._errors():
-                first = next(self._reader, None)
+                first = next(self._read_records(), None)
         except BaseException:
             self.close()
             raise
         if first is not None:
-            self.header = [name.strip() for name in first]
+            line, fields = first
+            if isinstance(fields, _BrokenRecord):
+                self.close()
+                raise ImportConfigError(f"{self.path}: cannot read the header (line {line}): {fields.reason}")
+            self.header = [name.strip() for name in fields]
             seen: set[str] = set()
             for name in self.header:
                 if name in seen:
@@ -285,35 +400,125 @@ class CsvSource(_FileSource):
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
-        reader = self._reader
         try:
             yield
-        except UnicodeDecodeError as exc:
+        except UnicodeError as exc:  # a codec that fails otherwise than on bytes (the handler takes those)
             raise ImportConfigError(
-                f"{self.path} is not valid {self._text.encoding} near line {reader.line_num + 1}:"
-                f" {exc.reason} (pass the file's encoding)"
+                f"{self.path} cannot be read as {self.encoding} near line {self._line}: {exc}"
+                " (pass the file's encoding)"
             ) from None
-        except csv.Error as exc:
-            raise ImportConfigError(f"{self.path}: CSV error at line {reader.line_num}: {exc}") from None
         except (OSError, EOFError) as exc:
-            raise ImportConfigError(f"cannot read {self.path} near line {reader.line_num}: {exc}") from None
+            raise ImportConfigError(f"cannot read {self.path} near line {self._line}: {exc}") from None
+
+    def _lines(self) -> Iterator[str]:
+        """The physical lines for the csv reader: those to read again first, then the file's."""
+        taken = self._taken
+        again = self._again
+        while again:
+            line = again.popleft()
+            taken.append(line)
+            yield line
+        for line in self._text:
+            taken.append(line)
+            yield line
+        self._ended = True
+
+    def _read_records(self) -> Iterator[tuple[int, Any]]:
+        """Every record, blank ones included, as ``(line, fields or _BrokenRecord)``."""
+        taken = self._taken
+        reader = csv.reader(self._lines(), delimiter=self.delimiter)
+        note = self._read.add
+        while True:
+            start = self._line
+            taken.clear()
+            try:
+                fields: Any = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                fields = self._broken(start, f"{exc}", too_long=True)
+            else:
+                # A record that spans lines, or that the file's end closed, must be well-formed CSV:
+                # else a stray quote swallowed the lines after it.
+                if (len(taken) > 1 or self._ended) and not self._well_formed():
+                    fields = self._broken(start, "", too_long=False)
+            if not taken:  # nothing read: nothing more can be
+                return
+            if isinstance(fields, _BrokenRecord):
+                # Only the first line is rejected; the lines after it are read again as records.
+                self._again.extendleft(reversed(taken[1:]))
+                del taken[1:]
+                self._ended = False
+                reader = csv.reader(self._lines(), delimiter=self.delimiter)
+            elif _undecodable_seen[0] != self._undecodable_at_open:
+                fields = self._undecodable(start, fields) or fields
+            self._line = start + len(taken)
+            note(start, taken[0] if len(taken) == 1 else "".join(taken))
+            yield start, fields
+
+    def _well_formed(self) -> bool:
+        try:
+            for _ in csv.reader(self._taken, delimiter=self.delimiter, strict=True):
+                pass
+        except csv.Error:
+            return False
+        return True
+
+    def _broken(self, start: int, error: str, *, too_long: bool) -> _BrokenRecord:
+        first = self._taken[0] if self._taken else ""
+        if not too_long:
+            reason = (
+                f"a quote opened on line {start} is not closed where a CSV quote may close"
+                f"{' before the end of the file' if self._ended else ''} (a stray quote?);"
+                f" line {start} is rejected and reading goes on at line {start + 1}"
+            )
+            return _BrokenRecord(reason, first)
+        limit = csv.field_size_limit()
+        column: Optional[str] = None
+        if len(self._taken) == 1 and '"' not in first:
+            for name, value in zip(self.header, first.split(self.delimiter)):
+                if len(value) > limit:
+                    column = name
+                    break
+        where = f"column {column!r}" if column is not None else "a field"
+        reason = f"{where} on line {start} is longer than {limit:,} characters, the CSV field limit ({error})"
+        return _BrokenRecord(reason, first, column)
+
+    def _undecodable(self, start: int, fields: list[str]) -> Optional[_BrokenRecord]:
+        """A rejected row when the record holds bytes the encoding cannot read, else None."""
+        taken = self._taken
+        for offset, line in enumerate(taken):
+            found = _UNDECODABLE_CHARS.search(line)
+            if found is None:
+                continue
+            byte = ord(found.group()) - 0xDC00
+            column: Optional[str] = None
+            for name, value in zip(self.header, fields):
+                if _UNDECODABLE_CHARS.search(value):
+                    column = name
+                    break
+            where = f"column {column!r}" if column is not None else "the record"
+            reason = (
+                f"{where} is not valid {self.encoding} on line {start + offset}: byte 0x{byte:02x}"
+                " (pass the file's encoding, e.g. --encoding cp1252)"
+            )
+            return _BrokenRecord(reason, "".join(taken), column)
+        return None
 
     def records(self) -> Iterator[tuple[int, Any]]:
         """See :meth:`Source.records`."""
-        reader = self._reader
         if not self.header:
             return
         with self._errors():
-            previous = reader.line_num
-            for fields in reader:
-                start = previous + 1
-                previous = reader.line_num
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
+            for start, fields in self._read_records():
+                if not fields or (isinstance(fields, list) and len(fields) == 1 and not fields[0].strip()):
                     continue
                 yield start, fields
 
     def decode(self, raw: Any) -> dict[str, Any]:
         """See :meth:`Source.decode`."""
+        if isinstance(raw, _BrokenRecord):
+            raise RowError(raw.reason, raw.field)
         header = self.header
         if len(raw) != len(header):
             raise RowError(f"the row has {len(raw)} fields; the header has {len(header)}")
@@ -324,7 +529,9 @@ class CsvSource(_FileSource):
         return "\x1f".join(raw).encode("utf-8", "surrogatepass")
 
     def original(self, raw: Any) -> Any:
-        """See :meth:`Source.original`."""
+        """See :meth:`Source.original`: ``{column: value}``; the line's text when it could not be read."""
+        if isinstance(raw, _BrokenRecord):
+            return raw.text
         if len(raw) == len(self.header):
             return dict(zip(self.header, raw))
         return {"fields": list(raw), "header": list(self.header)}

@@ -25,10 +25,18 @@ class FileProgress:
     key: str
     lines_done: int = 0
     complete: bool = False
+    #: SHA-256 of the rows read up to ``lines_done`` (see ``Source.digest``); None when unknown.
+    read_sha256: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"path": self.path, "key": self.key, "lines_done": self.lines_done, "complete": self.complete}
+        return {
+            "path": self.path,
+            "key": self.key,
+            "lines_done": self.lines_done,
+            "complete": self.complete,
+            "read_sha256": self.read_sha256,
+        }
 
 
 @dataclass
@@ -84,44 +92,117 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str) -> Optional[Checkpoint]:
-        """Read the checkpoint at ``path``; None when there is none."""
+        """Read the checkpoint at ``path``; None when there is none.
+
+        Raises ``ImportConfigError`` naming the file, and the field, when it
+        cannot be read or any field is damaged: a checkpoint is trusted whole or
+        not at all.
+        """
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            with open(path, "rb") as handle:
+                data = json.loads(handle.read().decode("utf-8"))
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise ImportConfigError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise ImportConfigError(f"checkpoint {path} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+        except ValueError as exc:  # not UTF-8, not JSON
+            raise ImportConfigError(f"checkpoint {path} is not valid JSON: {str(exc)[:200]}") from None
+        except RecursionError:
+            raise ImportConfigError(f"checkpoint {path} is not valid JSON: nested too deep") from None
+        if not isinstance(data, dict):
+            raise ImportConfigError(f"{path} is not a segment-lite import checkpoint (not a JSON object)")
+        if data.get("version") != CHECKPOINT_VERSION:
             raise ImportConfigError(
-                f"{path} is not a segment-lite import checkpoint (version {CHECKPOINT_VERSION})"
+                f"{path} is not a segment-lite import checkpoint:"
+                f" 'version' must be {CHECKPOINT_VERSION}, got {data.get('version')!r:.40}"
             )
-        shard: Optional[tuple[int, int]] = None
-        if data.get("shard"):
-            index, _, total = str(data["shard"]).partition("/")
-            shard = (int(index), int(total))
-        try:
-            files = [
-                FileProgress(str(f["path"]), str(f["key"]), int(f["lines_done"]), bool(f["complete"]))
-                for f in data.get("files", [])
-            ]
-        except (KeyError, TypeError, ValueError):
-            raise ImportConfigError(f"checkpoint {path} is damaged (its files list is unreadable)") from None
-        counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items() if isinstance(v, int)}
-        rejects = data.get("rejects")
-        if isinstance(rejects, dict) and isinstance(rejects.get("bytes"), int):
-            return cls(
-                path,
-                files,
-                shard,
-                str(data.get("id_salt", "")),
-                counts,
-                str(rejects["path"]),
-                rejects["bytes"],
+        return _Fields(path, data).checkpoint()
+
+
+class _Fields:
+    """Reads the fields of a checkpoint's JSON, each checked; the first damaged one raises, named."""
+
+    def __init__(self, path: str, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    def damaged(self, field: str, expected: str, value: Any) -> ImportConfigError:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:60] + "..."
+        return ImportConfigError(
+            f"checkpoint {self.path} is damaged: {field!r} must be {expected}, got {shown}"
+        )
+
+    def text(self, field: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.damaged(field, "a string", value)
+        return value
+
+    def count(self, field: str, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise self.damaged(field, "a whole number, 0 or more", value)
+        return value
+
+    def checkpoint(self) -> Checkpoint:
+        data = self.data
+        return Checkpoint(
+            self.path,
+            self.files(data.get("files", [])),
+            self.shard(data.get("shard")),
+            self.text("id_salt", data.get("id_salt", "")),
+            self.counts(data.get("counts")),
+            *self.rejects(data.get("rejects")),
+        )
+
+    def shard(self, value: Any) -> Optional[tuple[int, int]]:
+        if value is None:
+            return None
+        index, sep, total = value.partition("/") if isinstance(value, str) else ("", "", "")
+        if not (sep and index.isdigit() and total.isdigit() and 1 <= int(index) <= int(total)):
+            raise self.damaged("shard", 'null or "i/n" with 1 <= i <= n', value)
+        return int(index), int(total)
+
+    def files(self, value: Any) -> list[FileProgress]:
+        if not isinstance(value, list):
+            raise self.damaged("files", "a list", value)
+        out: list[FileProgress] = []
+        for n, entry in enumerate(value):
+            where = f"files[{n}]"
+            if not isinstance(entry, dict):
+                raise self.damaged(where, "an object", entry)
+            complete = entry.get("complete")
+            if not isinstance(complete, bool):
+                raise self.damaged(f"{where}.complete", "true or false", complete)
+            digest = entry.get("read_sha256")
+            if digest is not None and not (
+                isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+            ):
+                raise self.damaged(f"{where}.read_sha256", "null or a SHA-256 in hex", digest)
+            out.append(
+                FileProgress(
+                    self.text(f"{where}.path", entry.get("path")),
+                    self.text(f"{where}.key", entry.get("key")),
+                    self.count(f"{where}.lines_done", entry.get("lines_done")),
+                    complete,
+                    digest,
+                )
             )
-        return cls(path, files, shard, str(data.get("id_salt", "")), counts)
+        return out
+
+    def counts(self, value: Any) -> dict[str, int]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.damaged("counts", "an object of numbers", value)
+        return {str(name): self.count(f"counts.{name}", number) for name, number in value.items()}
+
+    def rejects(self, value: Any) -> tuple[Optional[str], int]:
+        if value is None:
+            return None, 0
+        if not isinstance(value, dict):
+            raise self.damaged("rejects", 'null or {"path": ..., "bytes": ...}', value)
+        return self.text("rejects.path", value.get("path")), self.count("rejects.bytes", value.get("bytes"))
 
 
 class RejectsWriter:

@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
     check.add_argument(
         "--allow-unplanned", action="store_true", help="do not fail on track events the plan does not list"
     )
+    _add_ref_base(check)
     check.set_defaults(handler=_guarded(_check))
 
     infer = commands.add_parser(
@@ -112,6 +113,7 @@ def register(subparsers: Any) -> None:
         "--disable", action="append", default=[], metavar="CHECK", help="skip a check (repeatable)"
     )
     lint.add_argument("--json", action="store_true", help="print findings as JSON")
+    _add_ref_base(lint)
     lint.set_defaults(handler=_guarded(_lint))
 
     codegen = commands.add_parser(
@@ -128,7 +130,18 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="write nothing; exit 1 if MODULE differs from what the plan generates (for CI)",
     )
+    _add_ref_base(codegen)
     codegen.set_defaults(handler=_guarded(_codegen))
+
+
+def _add_ref_base(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ref-base",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an address prefix a remote $ref may point to, fetched once at load (repeatable; default: none)",
+    )
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -193,9 +206,10 @@ def _read_messages(db: str) -> list[dict[str, Any]]:
 
 def _check(args: argparse.Namespace) -> int:
     from segment_lite.plan.check import check_messages
+    from segment_lite.plan.files import load_plan
     from segment_lite.plan.validate import PlanValidator
 
-    validator = PlanValidator(args.plan)
+    validator = PlanValidator(load_plan(args.plan, ref_bases=args.ref_base))
     report = check_messages(validator, _read_messages(args.db))
     if args.json:
         data = report.to_dict()
@@ -233,7 +247,7 @@ def _lint(args: argparse.Namespace) -> int:
     from segment_lite.plan.lint import LintConfig, lint_plan
     from segment_lite.plan.model import PlanError
 
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, ref_bases=args.ref_base)
     config = LintConfig()
     if args.config:
         data = read_document(args.config)
@@ -264,7 +278,7 @@ def _codegen(args: argparse.Namespace) -> int:
     from segment_lite.plan.files import load_plan
     from segment_lite.plan.model import PlanError
 
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, ref_bases=args.ref_base)
     source = generate_module(plan, os.path.basename(args.plan))
     if args.check:
         try:

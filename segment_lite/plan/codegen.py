@@ -8,8 +8,9 @@ extra when validation is switched on with ``configure(validate=True)``).
 
 from __future__ import annotations
 
-import json
+import ast
 import keyword
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ class _Writer:
 
 def generate_module(plan: TrackingPlan, source_name: Optional[str] = None) -> str:
     """The source of a typed module for ``plan``; ``source_name`` is mentioned in its docstring."""
+    from segment_lite.plan.files import load_plan
+
+    plan = load_plan(plan)  # a plan built by hand is checked against the limits first
     writer = _Writer()
     # identify, group, page and screen claim their names before an event could; of two
     # events with the same function name, the shorter name ("Order Completed", not
@@ -156,8 +160,8 @@ def _pascal(text: str) -> str:
 
 
 def _string(text: str) -> str:
-    """A Python string literal (JSON's escapes are all valid Python)."""
-    return json.dumps(text)
+    """A Python string literal of ``text``: ``repr`` escapes whatever a literal cannot hold as is."""
+    return repr(str(text))
 
 
 # -- types -------------------------------------------------------------------------------
@@ -315,8 +319,8 @@ def _track_function(writer: _Writer, rule: Rule) -> None:
     _name_parameters(fields)
     intro = rule.description or f'Track "{event}".'
     doc = _function_doc(intro, f'Sends the track event "{event}" ({rule.label}).', fields)
-    body = _payload_body("properties", fields)
-    body += _return_call("_track", [_string(event), "properties", "user_id", *_SHARED_ARGUMENTS])
+    body = _payload_body(_PAYLOAD_VARIABLE, fields)
+    body += _return_call("_track", [_string(event), _PAYLOAD_VARIABLE, "user_id", *_SHARED_ARGUMENTS])
     _add_function(writer, name, _signature(fields, leading=[]), doc, body)
 
 
@@ -358,8 +362,8 @@ def _view_function(writer: _Writer, rule: Rule) -> None:
         view_name = _string(rule.key)
         intro = rule.description or f'Record a view of the {kind} "{rule.key}".'
     doc = _function_doc(intro, f"Sends a {kind} call ({rule.label}).", fields)
-    body = _payload_body("properties", fields)
-    arguments = [_string(kind), "user_id", "category", view_name, "properties", *_SHARED_ARGUMENTS]
+    body = _payload_body(_PAYLOAD_VARIABLE, fields)
+    arguments = [_string(kind), "user_id", "category", view_name, _PAYLOAD_VARIABLE, *_SHARED_ARGUMENTS]
     body += _return_call("_view", arguments)
     _add_function(writer, name, _signature(fields, leading=leading), doc, body)
 
@@ -398,6 +402,10 @@ def _optional(annotation: str) -> str:
     return f"Optional[{annotation}]"
 
 
+# The local dict a generated function fills: a parameter name never starts with "_", so none shadows it.
+_PAYLOAD_VARIABLE = "_properties"
+
+
 def _payload_body(variable: str, fields: list[_Field]) -> str:
     required = [f for f in fields if f.required]
     optional = [f for f in fields if not f.required]
@@ -428,12 +436,36 @@ def _one_line(text: Optional[str]) -> str:
 
 
 def _docstring(text: str, indent: str) -> str:
-    safe = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    lines = safe.split("\n")
+    """A docstring literal of ``text``, its lines indented; ``ast`` reads back exactly ``text``'s lines.
+
+    Plan text reaches it (names, descriptions), so every character a literal could
+    misread is escaped: backslashes, every quote, and anything not printable but
+    the newline (NUL, a carriage return, a lone surrogate).
+    """
+    lines = [_escape_docstring_line(line) for line in text.split("\n")]
     if len(lines) == 1:
-        return f'{indent}"""{lines[0]}"""\n'
-    body = "\n".join(f"{indent}{line}" if line else "" for line in lines[1:])
-    return f'{indent}"""{lines[0]}\n{body}\n{indent}"""\n'
+        literal = f'"""{lines[0]}"""'
+    else:
+        body = "\n".join(f"{indent}{line}" if line else "" for line in lines[1:])
+        literal = f'"""{lines[0]}\n{body}\n{indent}"""'
+    read_back = ast.literal_eval(literal).split("\n")[: len(lines)]
+    if [line.strip() for line in read_back] != [line.strip() for line in text.split("\n")]:
+        raise AssertionError(f"docstring does not read back: {text!r}")  # a bug here, never plan input
+    return f"{indent}{literal}\n"
+
+
+def _escape_docstring_line(line: str) -> str:
+    out = []
+    for char in line:
+        if char == "\\":
+            out.append("\\\\")
+        elif char == '"':
+            out.append('\\"')
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append(repr(char)[1:-1])  # \x00, \r, \t, \u2028, \udc80
+    return "".join(out)
 
 
 # -- the module -----------------------------------------------------------------------------
@@ -459,6 +491,8 @@ def _flat_literal(value: Any) -> str:
         return "[" + ", ".join(_flat_literal(v) for v in value) + "]"
     if isinstance(value, str):
         return _string(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"  # nan and inf have no literal
     if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     return _string(str(value))
@@ -612,13 +646,16 @@ def _assemble(plan: TrackingPlan, writer: _Writer, source_name: Optional[str]) -
     if writer.uses_literal:
         typing_names.insert(2, "Literal")
     abc_names = ["Mapping"] + (["Sequence"] if writer.uses_sequence else [])
-    origin = f" from {source_name}" if source_name else ""
+    origin = f" from {_one_line(source_name)}" if source_name else ""
     description = f"\n\n{plan.description}" if plan.description else ""
-    header = (
-        f'"""Typed tracking calls for the plan "{_one_line(plan.name)}".{description}\n\n'
+    docstring = _docstring(
+        f'Typed tracking calls for the plan "{_one_line(plan.name)}".{description}\n\n'
         f"Generated by ``segment-lite plan codegen``{origin}. Do not edit: change the plan and\n"
-        "regenerate. Call ``configure()`` to choose a client or to check each message at runtime.\n"
-        '"""\n\n'
+        "regenerate. Call ``configure()`` to choose a client or to check each message at runtime.",
+        "",
+    )
+    header = (
+        f"{docstring}\n"
         "from __future__ import annotations\n\n"
         "import datetime\n"
         f"from collections.abc import {', '.join(abc_names)}\n"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 from segment_lite.plan.authoring import from_authoring, is_authoring, to_authoring
+from segment_lite.plan.limits import MAX_DEPTH, MAX_PLAN_BYTES, check_document, check_rule, short_path
 from segment_lite.plan.model import RULE_TYPES, PlanError, Rule, TrackingPlan, format_path, rule_version
+from segment_lite.plan.remote import fetch_remote_schemas
 
 __all__ = ["PlanSource", "dump_plan", "load_plan", "parse_plan", "read_document", "write_plan"]
 
@@ -17,37 +20,58 @@ PlanSource = Union[str, "os.PathLike[str]", Mapping[str, Any], TrackingPlan]
 _YAML_SUFFIXES = (".yaml", ".yml")
 
 
-def load_plan(source: PlanSource) -> TrackingPlan:
+def load_plan(source: PlanSource, ref_bases: Sequence[str] = ()) -> TrackingPlan:
     """A plan from a file path, a parsed mapping (either form) or a ``TrackingPlan`` (returned as is).
 
-    Every rule's schema is checked against the draft-07 meta-schema, so a
+    Every rule's schema is checked against the draft-07 meta-schema and the
+    limits of docs/tracking-plans.md (size, depth, enum length, patterns), so a
     mistake in the plan is reported here, naming where it is, and not as a
-    puzzling violation later. Raises ``PlanError``.
+    puzzling violation or an exhausted machine later. A ``$ref`` must point
+    inside the plan, or start with one of ``ref_bases`` (e.g.
+    ``["https://schemas.example.com/"]``): such documents are fetched here, once.
+    Raises ``PlanError``.
     """
     if isinstance(source, TrackingPlan):
+        for rule in source.rules:  # built by hand: it has not been through parse_plan's checks
+            check_rule(rule, source.source, tuple(source.remote_schemas))
         return source
     if isinstance(source, Mapping):
-        return parse_plan(source)
+        return parse_plan(source, ref_bases=ref_bases)
     path = os.fspath(source)
-    return parse_plan(read_document(path), path)
+    return parse_plan(read_document(path), path, ref_bases)
 
 
 def read_document(path: str) -> Any:
     """The parsed content of a JSON or YAML file (YAML for ``.yaml``/``.yml``; else JSON, then YAML)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            text = handle.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise PlanError(f"cannot read: {exc.strerror or exc}", None, path) from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", None, path) from None
+    if len(text) > MAX_PLAN_BYTES:
+        raise PlanError(f"larger than the limit of {MAX_PLAN_BYTES // (1024 * 1024)} MiB", None, path)
     return _parse_text(text, path)
 
 
-def parse_plan(data: Mapping[str, Any], source: Optional[str] = None) -> TrackingPlan:
-    """A plan from an already parsed document in either form; ``source`` names it in errors."""
+def parse_plan(
+    data: Mapping[str, Any], source: Optional[str] = None, ref_bases: Sequence[str] = ()
+) -> TrackingPlan:
+    """A plan from an already parsed document in either form; ``source`` names it in errors.
+
+    ``ref_bases`` are the address prefixes a ``$ref`` may point to outside the plan
+    (none by default); see :func:`load_plan`.
+    """
     if not isinstance(data, Mapping):
         raise PlanError(f"a plan must be a mapping, got {type(data).__name__}", None, source)
+    check_document(data, source=source)
     plan = from_authoring(data, source) if is_authoring(data) else _from_segment(data, source)
-    _check_rules(plan)
+    remote = _check_rules(plan, tuple(ref_bases))
+    if remote:
+        plan = dataclasses.replace(
+            plan, remote_schemas=fetch_remote_schemas(remote, tuple(ref_bases), source)
+        )
     return plan
 
 
@@ -56,6 +80,8 @@ def _parse_text(text: str, path: str) -> Any:
         return _parse_yaml(text, path)
     try:
         return json.loads(text)
+    except RecursionError:
+        raise PlanError(f"nests deeper than {MAX_DEPTH} levels", None, path) from None
     except ValueError as exc:
         if path.lower().endswith(".json"):
             raise PlanError(f"not valid JSON: {exc}", None, path) from None
@@ -63,16 +89,92 @@ def _parse_text(text: str, path: str) -> Any:
 
 
 def _parse_yaml(text: str, path: str) -> Any:
+    """The document in ``text``, checked against the limits before a Python value is built from it.
+
+    Aliases are measured as the copies they stand for, on the composed nodes, so
+    an alias bomb is refused before it is expanded anywhere.
+    """
     try:
         import yaml
     except ImportError:
         raise PlanError(
             "reading a YAML plan needs PyYAML: pip install 'segment-lite[plan]'", None, path
         ) from None
+    loader = _guarded_loader(yaml)(text, path)
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_document(node, _yaml_children, _yaml_line, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise PlanError(f"not valid YAML: {exc}", None, path) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_children(node: Any) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return [pair for key, value in node.value for pair in ((None, key), (_yaml_label(key), value))]
+    if isinstance(node, yaml.SequenceNode):
+        return list(enumerate(node.value))
+    return None
+
+
+def _yaml_label(key: Any) -> str:
+    value = getattr(key, "value", None)
+    return value if isinstance(value, str) else "?"
+
+
+def _yaml_line(node: Any) -> Optional[int]:
+    mark = getattr(node, "start_mark", None)
+    return None if mark is None else int(mark.line) + 1
+
+
+def _guarded_loader(yaml: Any) -> Any:
+    """A safe loader whose composer refuses a recursive alias and nesting past ``MAX_DEPTH``.
+
+    PyYAML composes recursively: without the bound, a deep ``[[[[...`` is a RecursionError.
+    """
+
+    class GuardedLoader(yaml.SafeLoader):  # type: ignore[misc,name-defined]
+        def __init__(self, stream: str, source: str) -> None:
+            super().__init__(stream)
+            self._source = source
+            self._path: list[Any] = []
+            self._open_anchors: set[str] = set()
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            label = index if isinstance(index, int) else _yaml_label(index) if index is not None else None
+            path = self._path if label is None else [*self._path, label]
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor in self._open_anchors:
+                    raise PlanError(
+                        f"the alias *{event.anchor} is inside the value it names, which would contain itself",
+                        short_path(path),
+                        self._source,
+                        _yaml_line(event),
+                    )
+                return super().compose_node(parent, index)
+            if len(path) > MAX_DEPTH:
+                raise PlanError(
+                    f"nests deeper than {MAX_DEPTH} levels", short_path(path), self._source, _yaml_line(event)
+                )
+            anchor = event.anchor
+            saved, self._path = self._path, path
+            if anchor is not None:
+                self._open_anchors.add(anchor)
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._path = saved
+                if anchor is not None:
+                    self._open_anchors.discard(anchor)
+
+    return GuardedLoader
 
 
 def _from_segment(data: Mapping[str, Any], source: Optional[str]) -> TrackingPlan:
@@ -131,24 +233,32 @@ def _name_from(source: Optional[str]) -> str:
     return os.path.splitext(os.path.basename(source))[0]
 
 
-def _check_rules(plan: TrackingPlan) -> None:
-    """Refuse duplicate rules and schemas that are not valid draft-07."""
+def _check_rules(plan: TrackingPlan, ref_bases: tuple[str, ...]) -> dict[str, str]:
+    """Refuse duplicate rules, schemas past the limits and schemas that are not valid draft-07.
+
+    Returns the addresses of the remote documents the rules refer to (all under ``ref_bases``),
+    each with the path of a ``$ref`` to it.
+    """
     from jsonschema import Draft7Validator
     from jsonschema.exceptions import SchemaError
 
     seen: set[tuple[str, Optional[str], int]] = set()
+    remote: dict[str, str] = {}
     for rule in plan.rules:
         identity = (rule.type, rule.key, rule.version)
         if identity in seen:
             raise PlanError(f"{rule.label} is defined twice", None, plan.source)
         seen.add(identity)
+        for address, where in check_rule(rule, plan.source, ref_bases)[1].items():
+            remote.setdefault(address, where)
         try:
             Draft7Validator.check_schema(rule.json_schema)
         except SchemaError as exc:
             where = format_path(["jsonSchema", *exc.absolute_path])
             raise PlanError(
-                f"{rule.label}: invalid JSON Schema at {where}: {exc.message}", None, plan.source
+                f"{rule.label}: invalid JSON Schema at {where}: {exc.message[:300]}", None, plan.source
             ) from None
+    return remote
 
 
 def dump_plan(plan: TrackingPlan, form: str = "authoring", fmt: str = "yaml") -> str:

@@ -239,6 +239,9 @@ class Finding:
 
 def lint_plan(plan: TrackingPlan, config: Optional[LintConfig] = None) -> list[Finding]:
     """Every convention ``plan`` breaks under ``config``, in plan order."""
+    from segment_lite.plan.files import load_plan
+
+    plan = load_plan(plan)  # a plan built by hand is checked against the limits first
     config = config or LintConfig()
     findings: list[Finding] = []
     enabled = [code for code in CHECKS if code not in config.disable]

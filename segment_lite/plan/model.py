@@ -34,14 +34,23 @@ class PlanError(ValidationError):
     """A tracking plan file or mapping that cannot be used (a ``ValidationError``, so a ``ValueError``).
 
     ``path`` names the place at fault inside the plan (``events.Order Completed.properties.total``
-    or ``rules[3].jsonSchema``); ``source`` is the file it came from, when there is one.
+    or ``rules[3].jsonSchema``); ``source`` is the file it came from, when there is one, and
+    ``line`` the line in it (1-based) when it is known.
     """
 
-    def __init__(self, message: str, path: Optional[str] = None, source: Optional[str] = None) -> None:
-        where = ": ".join(part for part in (source, path) if part)
+    def __init__(
+        self,
+        message: str,
+        path: Optional[str] = None,
+        source: Optional[str] = None,
+        line: Optional[int] = None,
+    ) -> None:
+        place = source if line is None else f"{source}:{line}" if source else f"line {line}"
+        where = ": ".join(part for part in (place, path) if part)
         super().__init__(f"{where}: {message}" if where else message, path)
         self.reason = message
         self.source = source
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,9 @@ class TrackingPlan:
     rules: tuple[Rule, ...]
     description: Optional[str] = None
     source: Optional[str] = field(default=None, compare=False)
+    #: The documents of the remote ``$ref`` s that ``ref_bases`` allowed, fetched once when the plan
+    #: was loaded (address -> schema); validators resolve references from here, never the network.
+    remote_schemas: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def rules_of(self, rule_type: str) -> list[Rule]:
         """The rules of one type (``"TRACK"``, ``"COMMON"``, ...), in plan order."""

@@ -11,14 +11,17 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from segment_lite.encoding import encode
 from segment_lite.errors import EncodeError
 from segment_lite.plan.files import PlanSource, load_plan
+from segment_lite.plan.limits import check_rule, check_schema
 from segment_lite.plan.model import Rule, TrackingPlan, format_path, payload_only
+from segment_lite.plan.patterns import harden_fast_validator, search
+from segment_lite.plan.remote import fast_handlers, registry
 
 __all__ = ["FORMAT_CHECKS", "PlanValidator", "Verdict", "Violation"]
 
@@ -153,20 +156,28 @@ def _shorten(text: str, max_chars: int = MAX_MESSAGE_CHARS) -> str:
 class _CompiledRule:
     """One rule's fast validator, its precise validator (built on first use) and its clean verdict."""
 
-    __slots__ = ("_precise", "fast", "ok", "rule")
+    __slots__ = ("_documents", "_precise", "fast", "ok", "rule")
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, plan: TrackingPlan) -> None:
         import fastjsonschema
 
         self.rule = rule
+        self._documents = plan.remote_schemas
+        bases = tuple(plan.remote_schemas)
+        patterns = check_rule(rule, plan.source, bases)[0]
+        for address, document in plan.remote_schemas.items():  # a $ref brings their patterns in too
+            patterns |= check_schema(document, address, plan.source, bases)[0]
+        handlers = fast_handlers(plan.remote_schemas)
         payload = _payload_only(rule)
         try:
             if payload is None:
-                self.fast: Callable[[Any], Any] = fastjsonschema.compile(
-                    dict(rule.json_schema), formats=FORMAT_CHECKS, use_default=False
+                fast = fastjsonschema.compile(
+                    dict(rule.json_schema), handlers=handlers, formats=FORMAT_CHECKS, use_default=False
                 )
+                harden_fast_validator(fast, patterns)
+                self.fast: Callable[[Any], Any] = fast
             else:
-                self.fast = _payload_check(*payload)
+                self.fast = _payload_check(*payload, patterns)
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             from segment_lite.plan.model import PlanError
 
@@ -177,12 +188,14 @@ class _CompiledRule:
     def explain(self, instance: Any, fast_error: Optional[BaseException]) -> list[Violation]:
         """Every problem of ``instance``, each with its path."""
         if self._precise is None:
-            from jsonschema import Draft7Validator, FormatChecker
+            from jsonschema import FormatChecker
 
             checker = FormatChecker()
             for name, check in FORMAT_CHECKS.items():
                 checker.checks(name)(_strings_only(check))
-            self._precise = Draft7Validator(self.rule.json_schema, format_checker=checker)
+            self._precise = _precise_validator_class()(
+                self.rule.json_schema, format_checker=checker, registry=registry(self._documents)
+            )
         label = self.rule.label
         found: list[Violation] = []
         seen: set[tuple[str, str]] = set()
@@ -213,7 +226,7 @@ class _CompiledRule:
                 declared = error.schema.get("properties", {})
                 patterns = list(error.schema.get("patternProperties", {}))
                 for name in target:
-                    if name in declared or any(re.search(p, str(name)) for p in patterns):
+                    if name in declared or any(search(p, str(name)) for p in patterns):
                         continue
                     found.append(
                         Violation(
@@ -257,10 +270,15 @@ class _MissingField(Exception):
     """The message lacks the required ``properties`` (or ``traits``); the precise check says so."""
 
 
-def _payload_check(field: str, schema: Mapping[str, Any], required: bool) -> Callable[[Any], Any]:
+def _payload_check(
+    field: str, schema: Mapping[str, Any], required: bool, patterns: set[str]
+) -> Callable[[Any], Any]:
     import fastjsonschema
 
-    check_field = fastjsonschema.compile(dict(schema), formats=FORMAT_CHECKS, use_default=False)
+    check_field = fastjsonschema.compile(
+        dict(schema), handlers=fast_handlers({}), formats=FORMAT_CHECKS, use_default=False
+    )
+    harden_fast_validator(check_field, patterns)
     missing = object()
 
     def check(message: Any) -> Any:
@@ -272,6 +290,59 @@ def _payload_check(field: str, schema: Mapping[str, Any], required: bool) -> Cal
         return check_field(value)
 
     return check
+
+
+_PRECISE: list[Any] = []
+
+
+def _precise_validator_class() -> Any:
+    """Draft-07 from jsonschema, its pattern keywords matched as the fast check matches them.
+
+    jsonschema calls ``re.search`` itself; these keywords use the plan's bounded
+    patterns (RE2 when installed) instead, with jsonschema's own messages.
+    """
+    if _PRECISE:
+        return _PRECISE[0]
+    from jsonschema import Draft7Validator, ValidationError, validators
+
+    def pattern(validator: Any, expected: str, instance: Any, schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not search(expected, instance):
+            yield ValidationError(f"{instance!r} does not match {expected!r}")
+
+    def pattern_properties(validator: Any, table: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if not validator.is_type(instance, "object"):
+            return
+        for expected, subschema in table.items():
+            for key, value in instance.items():
+                if search(expected, key):
+                    yield from validator.descend(value, subschema, path=key, schema_path=expected)
+
+    def additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        if not validator.is_type(instance, "object"):
+            return
+        declared = schema.get("properties", {})
+        table = schema.get("patternProperties", {})
+        extras = [
+            key
+            for key in instance
+            if key not in declared and not any(search(expected, key) for expected in table)
+        ]
+        if validator.is_type(extra, "object"):
+            for key in extras:
+                yield from validator.descend(instance[key], extra, path=key)
+        elif not extra and extras:
+            names = ", ".join(repr(key) for key in sorted(extras, key=str))
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(f"Additional properties are not allowed ({names} {verb} unexpected)")
+
+    keywords = {
+        "pattern": pattern,
+        "patternProperties": pattern_properties,
+        "additionalProperties": additional_properties,
+    }
+    extend: Any = validators.extend  # untyped in jsonschema
+    _PRECISE.append(extend(Draft7Validator, keywords))
+    return _PRECISE[0]
 
 
 def _strings_only(check: Callable[[str], bool]) -> Callable[[Any], bool]:
@@ -312,7 +383,7 @@ class PlanValidator:
         self._singles: dict[str, list[_CompiledRule]] = {}
         self._common: list[_CompiledRule] = []
         for rule in self.plan.rules:
-            compiled = _CompiledRule(rule)
+            compiled = _CompiledRule(rule, self.plan)
             if rule.type == "TRACK":
                 self._events.setdefault(str(rule.key), []).append(compiled)
             elif rule.type in ("PAGE", "SCREEN"):

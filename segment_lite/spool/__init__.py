@@ -3,9 +3,9 @@
 ``Client(spool_dir=PATH)`` builds its queue with :func:`spool_factory`; the
 ``segment-lite spool`` command inspects and drains a spool directory. See
 docs/reliability.md for what survives what, and the module docstrings of
-``records`` (file format), ``directory`` (ownership) and ``disk`` (the queue).
+``store`` (ownership and the SQLite database) and ``disk`` (the queue).
 The names below are imported on first use, so the command line (and platforms
-without ``fcntl``) can import the package cheaply.
+without ``fcntl`` or ``sqlite3``) can import the package cheaply.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 from segment_lite._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from segment_lite.spool.disk import DEFAULT_SEGMENT_BYTES, SYNC_INTERVAL_S, DiskSpool
+    from segment_lite.spool.disk import SYNC_INTERVAL_S, DiskSpool
     from segment_lite.spool.factory import FSYNC_POLICIES, SpoolFactory, check_spool_dir, spool_factory
     from segment_lite.spool.status import SpoolStatus, spool_status
 
 __all__ = [
-    "DEFAULT_SEGMENT_BYTES",
     "FSYNC_POLICIES",
     "SYNC_INTERVAL_S",
     "DiskSpool",
@@ -32,7 +31,6 @@ __all__ = [
 ]
 
 _HOMES = {
-    "DEFAULT_SEGMENT_BYTES": "disk",
     "SYNC_INTERVAL_S": "disk",
     "DiskSpool": "disk",
     "FSYNC_POLICIES": "factory",

@@ -14,9 +14,10 @@ from segment_lite.cli_common import SigtermAsInterrupt, add_destination_argument
 __all__ = ["register"]
 
 EPILOG = """\
-exit status: 0 done, 2 unusable options or directory, 4 messages left undelivered
-(the server was unreachable until --timeout; they stay in the spool for a later run),
-130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+exit status: 0 every message found was delivered, 2 unusable options or directory,
+4 messages left undelivered (the server was unreachable until --timeout; they stay
+in the spool for a later run), 5 messages dropped (refused by the server, or an
+unreadable spool database), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 DRAIN_DESCRIPTION = """\
@@ -116,7 +117,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status.as_dict(), indent=2))
         return 0
-    rows = [("DIRECTORY", "STATE", "MESSAGES", "BYTES", "OLDEST", "UNREADABLE")]
+    rows = [("DIRECTORY", "STATE", "MESSAGES", "BYTES", "OLDEST", "READABLE")]
     for owner in status.owners:
         state = f"live (pid {owner.pid})" if owner.live else "orphaned"
         rows.append(
@@ -126,7 +127,7 @@ def _status(args: argparse.Namespace) -> int:
                 f"{owner.messages:,}",
                 _size(owner.nbytes),
                 _age(owner.oldest_age_s),
-                f"{owner.unreadable_records:,}",
+                "no" if owner.unreadable else "yes",
             )
         )
     if len(rows) > 1:
@@ -160,7 +161,7 @@ def _drain(args: argparse.Namespace) -> int:
     before = spool_status(args.dir)
     skipped_live = [o for o in before.owners if o.live and o.messages]
     other_key = [
-        o for o in before.owners if not o.live and o.messages and o.write_key_fingerprint != fingerprint
+        o for o in before.owners if not o.live and o.messages and fingerprint not in o.write_key_fingerprints
     ]
     if skipped_live:
         print(
@@ -257,4 +258,6 @@ def _drain(args: argparse.Namespace) -> int:
     if interrupted:
         print("segment-lite spool drain: interrupted", file=sys.stderr)
         return sigterm.exit_status
-    return 0 if settled and not summary["left_in_spool"] else 4
+    if not settled or summary["left_in_spool"]:
+        return 4
+    return 5 if summary["rejected"] or summary["unreadable"] else 0

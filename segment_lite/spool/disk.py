@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
 import logging
 import os
+import socket
+import sqlite3
 import threading
 import time
 import weakref
@@ -13,47 +17,76 @@ from typing import TYPE_CHECKING, Optional
 
 from segment_lite.errors import SpoolCorruptError, SpoolWriteError
 from segment_lite.queue import Batch, NumberedQueue
-from segment_lite.spool.directory import (
-    DISK_FULL_ERRNOS,
-    Loss,
-    PendingBatch,
-    SpoolDirectory,
+from segment_lite.spool import store
+from segment_lite.spool.factory import FSYNC_POLICIES, key_fingerprint
+from segment_lite.spool.store import (
+    ROW_OVERHEAD_BYTES,
+    SYNCHRONOUS,
+    OwnerDirectory,
+    connect,
+    create_schema,
+    orphan_contents,
     owner_directories,
     remove_stale_new_directories,
-    sync_files,
 )
-from segment_lite.spool.factory import FSYNC_POLICIES
-from segment_lite.spool.records import RECORD_HEADER_BYTES, encode_record
 
 if TYPE_CHECKING:
     from segment_lite.ledger import Ledger
 
-__all__ = [
-    "DEFAULT_SEGMENT_BYTES",
-    "FSYNC_POLICIES",
-    "SYNC_INTERVAL_S",
-    "DiskSpool",
-]
+__all__ = ["FSYNC_POLICIES", "STATS_INTERVAL_S", "SYNC_INTERVAL_S", "DiskSpool"]
 
-#: The longest a written record waits for its fsync under the "batch" policy.
+#: The longest a committed message waits for its fsync under the "batch" policy.
 SYNC_INTERVAL_S = 0.02
-#: Segment files are this big at most (smaller when the spool is small), so
-#: delivered records are deleted a segment at a time.
-DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024
-MIN_SEGMENT_BYTES = 4096
+#: The longest ``spool status`` shows a live owner's counts out of date (they are published by
+#: the sync thread; each publication takes the spool's lock for a moment).
+STATS_INTERVAL_S = 0.25
 
 log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
+# Ids are given here, not by SQLite: it would start again at 1 once the table is empty,
+# behind the rows already handed out.
+_INSERT = "INSERT INTO messages (id, key, accepted_ms, body) VALUES (?, ?, ?, ?)"
+_SELECT = "SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?"
+_DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
+_OLDEST = "SELECT accepted_ms FROM messages ORDER BY id LIMIT 1"
+_HOSTNAME = socket.gethostname()
+_ADOPT = (
+    "INSERT INTO main.messages (key, accepted_ms, body) "
+    "SELECT key, accepted_ms, body FROM orphan.messages WHERE key = ? ORDER BY id"
+)
+
 # Spools open in this process, so a forked child can let go of its parent's.
 _OPEN: weakref.WeakSet[DiskSpool] = weakref.WeakSet()
+# Connections a forked child inherited: never closed there (SQLite connections must
+# not be used across fork(), and closing is a use), so they stay referenced here.
+_INHERITED: list[object] = []
+
+
+def _never_free(connection: sqlite3.Connection) -> None:
+    """Keep an inherited connection alive until the process ends, whatever is collected.
+
+    In exclusive mode the connection believes it holds the database's lock: freed
+    (at interpreter exit, or once nothing refers to it), it would checkpoint its
+    parent's WAL and delete it while the parent writes on. One reference more
+    than anything will give back makes sure it is never freed.
+    """
+    _INHERITED.append(connection)
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(connection))
+    except (ImportError, AttributeError, OSError):
+        pass  # without ctypes, the list above holds it until the interpreter clears this module
 
 
 @dataclass
 class _Taken:
-    """A batch out for delivery: where its records are, and whether they count as left in the spool."""
+    """A batch out for delivery: its rows, and whether they count as left in the spool."""
 
-    directory: SpoolDirectory
-    entry: PendingBatch
+    first_id: int
+    last_id: int
+    count: int
+    disk_bytes: int
     counted_as_kept: bool = False
 
 
@@ -61,40 +94,39 @@ class DiskSpool(NumberedQueue):
     """A ``MessageQueue`` on disk: what ``put`` accepted is delivered by this process or the next.
 
     The spool lives in an owner directory of its own under ``root`` (see
-    ``directory.py``), created and locked when the spool opens. Opening also
-    adopts every orphaned owner directory written with the same write key (its
-    process exited or died), so their messages are delivered first, in order.
+    ``store.py``), created and locked when the spool opens, holding one SQLite
+    database in WAL mode. Opening also adopts every orphaned owner directory (its
+    process exited or died): the rows written with this spool's write key are
+    moved into this database, first, in order, and the orphan is deleted once
+    empty (rows of another write key stay there for a process with that key).
 
-    ``put`` copies one checksummed record into the segment being written, which
-    is memory-mapped: the page cache itself. Once it returns True the message
-    survives the process being killed; it reaches the disk within
-    ``SYNC_INTERVAL_S`` under the ``"batch"`` policy, before ``put`` returns under
-    ``"always"``, and whenever the operating system writes it under ``"never"``.
-    Nothing per message is kept in Python memory: workers read the records back
-    from the files (through the page cache).
+    ``put`` inserts one row in its own transaction: once it returns True the
+    message is in the WAL file (the kernel's page cache) and survives the process
+    being killed. It reaches the disk within ``SYNC_INTERVAL_S`` under the
+    ``"batch"`` policy (a background thread fsyncs the WAL), before ``put``
+    returns under ``"always"`` (``PRAGMA synchronous=FULL``), and whenever the
+    operating system or SQLite's next checkpoint writes it under ``"never"``.
+    Nothing per message is kept in Python memory: workers read rows back, through
+    the same connection. It is in SQLite's exclusive locking mode, which halves
+    the cost of a commit (no shared-memory index, no file locks) and keeps every
+    other process out of the database while this one lives: the counts ``spool
+    status`` shows for it are published in ``store.STATS_NAME`` by the sync
+    thread, at most every ``STATS_INTERVAL_S``.
 
-    A batch is acknowledged once settled, in order, by moving the directory's
-    cursor past it; a segment file is deleted once the cursor passes its end, and
-    an adopted directory once all of it is settled. A crash re-sends at most the
-    batches that were in flight (Segment deduplicates them by messageId).
+    A batch is settled by deleting its rows in one transaction, so a delivered
+    message is never sent again, and a crash re-sends at most the batches that
+    were in flight (Segment deduplicates them by messageId).
 
-    ``max_bytes`` bounds the undelivered records on disk; a full spool refuses
-    (``put`` returns False) or makes callers wait, as the memory queue does. A
-    failed write (disk full, I/O error) raises ``SpoolWriteError``: the message
-    is not accepted, and there is no fallback to memory.
+    ``max_bytes`` bounds the undelivered messages on disk (each counted with
+    ``ROW_OVERHEAD_BYTES``); a full spool refuses (``put`` returns False) or makes
+    callers wait, as the memory queue does. A failed write (disk full, I/O error)
+    raises ``SpoolWriteError``: the message is not accepted.
     """
 
     durable = True
 
     def __init__(
-        self,
-        root: str,
-        *,
-        max_bytes: int,
-        wake_at: int,
-        fingerprint: str,
-        fsync: str = "batch",
-        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        self, root: str, *, max_bytes: int, wake_at: int, fingerprint: str, fsync: str = "batch"
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
@@ -102,21 +134,26 @@ class DiskSpool(NumberedQueue):
         self.max_bytes = max(1, int(max_bytes))
         self.wake_at = max(1, int(wake_at))
         self.fsync = fsync
-        self.segment_bytes = max(MIN_SEGMENT_BYTES, min(int(segment_bytes), self.max_bytes // 4))
         self.wake = threading.Event()
         self._fingerprint = fingerprint
-        self._lock = threading.Lock()  # appends, counters, acknowledgements
-        self._read_lock = threading.Lock()  # one reader at a time; reads happen outside _lock
+        self._lock = threading.Lock()  # the connection, counters
         self._not_full = threading.Condition(self._lock)
         self._settled = threading.Condition(self._lock)
         self._pid = os.getpid()
-        self._home: Optional[SpoolDirectory] = None
-        self._adopted: list[SpoolDirectory] = []  # orphans being delivered, before our own records
-        self._open_error: Optional[OSError] = None
-        self._queued = 0  # records not yet taken
-        self._queued_bytes = 0  # their payload bytes
-        self._disk_bytes = 0  # bytes of records not yet settled, headers included
-        self._accepted = 0  # records numbered so far: recovered ones, then this process's
+        self._home: Optional[OwnerDirectory] = None
+        #: The one connection (SQLite's exclusive mode admits no other): put, take and done share it.
+        self._writer: Optional[sqlite3.Connection] = None
+        self._inserter: Optional[sqlite3.Cursor] = None  # put's cursor on it: one object less per call
+        self._wal_fd = -1
+        self._adopted: list[str] = []
+        self._open_error: Optional[BaseException] = None
+        self._read_after = 0  # id of the last row handed out
+        self._next_id = 1  # id of the next row put
+        self._undeleted: list[tuple[int, int]] = []  # id ranges settled, still to delete
+        self._queued = 0  # rows not yet taken
+        self._queued_bytes = 0  # their message bytes
+        self._disk_bytes = 0  # rows not yet settled, with ROW_OVERHEAD_BYTES each
+        self._accepted = 0  # messages numbered so far: recovered ones, then this process's
         self._taken = 0
         self._recovered = 0
         self._kept = 0
@@ -125,19 +162,20 @@ class DiskSpool(NumberedQueue):
         self._blocked = 0
         self._flush_target = 0
         self._draining = False
+        self._sealed = False  # set by seal(): every later put is refused
         self._closed = False
         self._forked_away = False
         self._ledger: Optional[Ledger] = None
-        self._unreported: list[Loss] = []
-        self._dirty = threading.Event()  # written since the last fsync
+        self._unreported: list[SpoolCorruptError] = []
+        self._dirty = threading.Event()  # committed since the last fsync and stats
+        self._fingerprints = {fingerprint}  # of the rows in our database: published in the stats
         self._stop_syncing = threading.Event()
         self._syncer: Optional[threading.Thread] = None
         self._last_sync = 0.0
+        #: fsyncs made or caused: by the sync thread ("batch"), or one per commit ("always").
+        self.syncs = 0
         self._open()
         _OPEN.add(self)
-        # Close the descriptors (never delete anything) if the spool is dropped unclosed.
-        finalizer = weakref.finalize(self, _close_quietly, [*self._adopted, self._home])
-        finalizer.atexit = False  # at exit the pipeline's exit flush still needs the files
 
     # -- opening -------------------------------------------------------------------
 
@@ -145,46 +183,117 @@ class DiskSpool(NumberedQueue):
         root = self.root
         try:
             remove_stale_new_directories(root)
-            self._home = SpoolDirectory.create(
-                root, self._fingerprint, segment_bytes=self.segment_bytes, sync=self.fsync != "never"
-            )
-        except OSError as exc:
+            self._home = OwnerDirectory.create(root, sync=self.fsync != "never")
+            self._open_database(self._home)
+        except (OSError, sqlite3.Error) as exc:
             self._open_error = exc
+            self._release(remove=True)
+            self._home = None
             log.error(
-                "cannot create a spool directory under %s (%s); messages will be refused and counted "
+                "cannot create a spool under %s (%s); messages will be refused and counted "
                 "as spool_write_failed",
                 root,
                 exc,
             )
+            return
+        assert self._writer is not None
         for path in owner_directories(root):
-            if self._home is not None and path == self._home.path:
-                continue
-            try:
-                directory = SpoolDirectory.adopt(path, self._fingerprint, segment_bytes=self.segment_bytes)
-                if directory is None:
-                    continue  # live, or written for another write key
-                scan = directory.scan()
-            except OSError as exc:
-                log.warning("could not adopt the orphaned spool %s: %s", path, exc)
-                continue
-            self._unreported.extend(scan.losses)
-            if not scan.records:
-                directory.close(remove=True)
-                continue
-            directory.unacked = scan.records
-            self._adopted.append(directory)
-            self._recovered += scan.records
-            self._queued += scan.records
-            self._queued_bytes += scan.nbytes - scan.records * RECORD_HEADER_BYTES
-            self._disk_bytes += scan.nbytes
-        self._accepted = self._recovered
-        if self._recovered:
-            log.info(
-                "spool: adopted %d undelivered message(s) left by earlier processes in %s",
-                self._recovered,
-                root,
-            )
+            if path != self._home.path:
+                self._adopt(path, self._writer)
+        count, nbytes, last = self._writer.execute(
+            "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(id), 0) FROM messages"
+        ).fetchone()
+        self._next_id = last + 1
+        self._recovered = self._accepted = self._queued = count
+        self._queued_bytes = nbytes
+        self._disk_bytes = nbytes + count * ROW_OVERHEAD_BYTES
+        if count:
+            log.info("spool: adopted %d undelivered message(s) left by earlier processes in %s", count, root)
             self.wake.set()
+        self._publish_stats()
+
+    def _open_database(self, home: OwnerDirectory) -> None:
+        synchronous = SYNCHRONOUS[self.fsync]
+        pages = store.wal_pages(self.max_bytes)
+        self._writer = connect(
+            home.database, synchronous, create=True, exclusive=True, checkpoint_pages=pages
+        )
+        create_schema(self._writer)
+        self._inserter = self._writer.cursor()
+        store.preallocate_wal(home.database, pages)
+        self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if self.fsync != "never":
+            store.fsync_directory(home.path)  # the names of the database and its WAL, once
+
+    def _release_database(self) -> None:
+        if self._wal_fd >= 0:
+            os.close(self._wal_fd)
+            self._wal_fd = -1
+        if self._writer is not None:
+            try:
+                # A cursor left open would keep the database's files open past close().
+                if self._inserter is not None:
+                    self._inserter.close()
+                self._writer.close()  # checkpoints the WAL into the database
+            except sqlite3.Error as exc:
+                log.error("spool: closing %s: %s", self.directory, exc)
+        self._writer = self._inserter = None
+
+    def _adopt(self, path: str, writer: sqlite3.Connection) -> None:
+        """Move the rows of our write key from an orphaned directory into ours; delete it once empty.
+
+        One orphan at a time: it is attached, emptied and detached (its files
+        closed) before the next, so the descriptors held do not grow with them.
+        A crash between the move and the delete leaves the rows in both: sent
+        twice (deduplicated by messageId), never lost.
+        """
+        directory = OwnerDirectory.adopt(path)
+        if directory is None:
+            return  # its owner is alive
+        database = directory.database
+        if not os.path.lexists(database):
+            others = [name for name in _listdir(path) if name != store.LOCK_NAME]
+            if others:
+                log.warning(
+                    "spool: %s holds no %s (files of another version?); left alone", path, store.DATABASE_NAME
+                )
+            directory.release(remove=not others)  # empty: its owner died while making it
+            return
+        left = 0
+        try:
+            writer.execute("ATTACH DATABASE ? AS orphan", ("file:" + store._uri_path(database) + "?mode=rw",))
+            try:
+                contents = orphan_contents(writer)
+                moved = 0
+                if self._fingerprint in contents.fingerprints:
+                    writer.execute("BEGIN IMMEDIATE")
+                    try:
+                        moved = writer.execute(_ADOPT, (self._fingerprint,)).rowcount
+                        writer.execute("COMMIT")
+                    except BaseException:
+                        writer.execute("ROLLBACK")
+                        raise
+                    writer.execute("DELETE FROM orphan.messages WHERE key = ?", (self._fingerprint,))
+                    self._adopted.append(path)
+                left = contents.messages - moved
+            finally:
+                writer.execute("DETACH DATABASE orphan")
+        except sqlite3.Error as exc:
+            self._set_aside(directory, exc)
+            return
+        directory.release(remove=left == 0)
+
+    def _set_aside(self, directory: OwnerDirectory, exc: sqlite3.Error) -> None:
+        """An orphan whose database cannot be read: rename it out of the way and count the loss."""
+        nbytes = sum(_size(os.path.join(directory.path, name)) for name in _listdir(directory.path))
+        try:
+            directory.set_aside()
+        except OSError:
+            pass  # left under its name: tried again (and counted again) by the next process
+        directory.release(remove=False)
+        # How many messages it held cannot be read: one loss is counted for the database.
+        self._unreported.append(SpoolCorruptError(1, directory.path, 0, nbytes))
+        log.error("spool: the orphaned spool database in %s cannot be read (%s)", directory.path, exc)
 
     @property
     def directory(self) -> Optional[str]:
@@ -193,8 +302,15 @@ class DiskSpool(NumberedQueue):
 
     @property
     def adopted_directories(self) -> list[str]:
-        """Orphaned owner directories being delivered by this spool."""
-        return [directory.path for directory in self._adopted]
+        """Orphaned owner directories whose messages this spool took over at open."""
+        return list(self._adopted)
+
+    def change_write_key(self, write_key: str) -> None:
+        """Store later messages under ``write_key``'s fingerprint: after a crash, its process takes them."""
+        fingerprint = key_fingerprint(write_key)
+        with self._lock:
+            self._fingerprint = fingerprint
+            self._fingerprints.add(fingerprint)
 
     # -- accepting -----------------------------------------------------------------
 
@@ -203,50 +319,51 @@ class DiskSpool(NumberedQueue):
 
         Raises ``SpoolWriteError`` when the write fails (disk full, I/O error).
         """
-        record = encode_record(item, int(time.time() * 1000))
-        size = len(record)
+        size = len(item) + ROW_OVERHEAD_BYTES
         with self._lock:
-            home = self._home
-            if home is None or self._closed or self._forked_away:
+            inserter = self._inserter
+            if self._sealed:
+                return False
+            if inserter is None or self._closed or self._forked_away:
                 if self._open_error is not None:
-                    raise self._write_error(self._open_error, self.root)
+                    raise self._write_error(self._open_error)
                 return False
             if self._disk_bytes + size > self.max_bytes:
                 if not block or not self._wait_for_room(size, timeout):
                     return False
+            row = (self._next_id, self._fingerprint, int(time.time() * 1000), item)
             try:
+                inserter.execute(_INSERT, row)
+            except sqlite3.Error as exc:
+                # A full disk may be full of delivered rows not yet deleted: start over and retry once.
+                if not self._all_settled() or not self._undeleted or not self._start_over():
+                    raise self._write_error(exc) from None
+                row = (self._next_id, *row[1:])
                 try:
-                    home.append(record)
-                except OSError as exc:
-                    # A full disk may be full of our own delivered records: free them and retry once.
-                    if exc.errno not in DISK_FULL_ERRNOS or not home.reclaim():
-                        raise
-                    home.append(record)
-            except OSError as exc:
-                raise self._write_error(exc, home.path) from None
-            home.unacked += 1
+                    self._inserter.execute(_INSERT, row)  # type: ignore[union-attr]  # made again above
+                except sqlite3.Error as again:
+                    raise self._write_error(again) from None
+            self._next_id += 1
             self._disk_bytes += size
             self._queued_bytes += len(item)
             count = self._queued = self._queued + 1
             self._accepted += 1
-            if self.fsync == "batch":
-                if not self._dirty.is_set():
-                    self._dirty.set()
-                    if self._syncer is None:
-                        self._start_syncer()
-            elif self.fsync == "always":
-                self._sync_home_locked()
-            elif home.retired_fds:
-                home.close_retired()
+            self._committed()
         if count >= self.wake_at and not self.wake.is_set():
             self.wake.set()
         return True
 
-    @staticmethod
-    def _write_error(exc: OSError, path: str) -> SpoolWriteError:
+    def _write_error(self, exc: BaseException) -> SpoolWriteError:
+        path = self.root if self._home is None else self._home.path
+        code = getattr(exc, "errno", None)
+        if isinstance(exc, sqlite3.Error):
+            full = getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc)  # SQLITE_FULL
+            code = errno.ENOSPC if full else errno.EIO
+            reason = f"{os.strerror(code)} ({exc})"
+        else:
+            reason = getattr(exc, "strerror", None) or str(exc)
         return SpoolWriteError(
-            f"could not write to the spool in {path}: {exc.strerror or exc}; the message was not accepted",
-            exc.errno,
+            f"could not write to the spool in {path}: {reason}; the message was not accepted", code
         )
 
     def _wait_for_room(self, size: int, timeout: Optional[float]) -> bool:
@@ -256,111 +373,142 @@ class DiskSpool(NumberedQueue):
         self._blocked += 1
         try:
             while self._disk_bytes + size > self.max_bytes:
-                if self._closed or self._draining:
+                if self._closed or self._draining or self._sealed:
                     return False
                 self.wake.set()  # full: make sure a worker is delivering
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._not_full.wait(remaining)
-            return True
+            return not (self._closed or self._sealed)
         finally:
             self._blocked -= 1
 
     # -- syncing -------------------------------------------------------------------
+
+    def _committed(self) -> None:
+        """After a commit (under the lock): count its fsync; have the sync thread fsync and publish."""
+        if self.fsync == "always":
+            self.syncs += 1  # synchronous=FULL: SQLite synced the WAL before the commit returned
+        if not self._dirty.is_set():
+            self._dirty.set()
+            if self._syncer is None:
+                self._start_syncer()
 
     def _start_syncer(self) -> None:
         thread = threading.Thread(target=self._sync_loop, name="segment_lite-spool-sync", daemon=True)
         try:
             thread.start()
         except RuntimeError:
-            # No new threads (interpreter exit): sync on the caller's thread instead.
-            self._sync_home_locked()
+            if self.fsync == "batch":
+                self._sync_wal()  # no new threads (interpreter exit): sync on the caller's thread
             return
         self._syncer = thread
 
     def _sync_loop(self) -> None:
+        unpublished = False  # committed since the stats were last written
+        last_published = 0.0
         while True:
-            self._dirty.wait()
-            # Group the appends of the next few milliseconds into one fsync.
-            delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
-            if delay > 0:
-                self._stop_syncing.wait(delay)
-            self._dirty.clear()
-            # Checked after the clear: close() sets the stop before it sets _dirty, so a
-            # stop missed here comes with a _dirty that the next wait sees.
-            if self._stop_syncing.is_set():
-                return  # close() syncs what is left
-            self._sync_home()
-            self._last_sync = time.monotonic()
+            wait = None if not unpublished else max(0.0, last_published + STATS_INTERVAL_S - time.monotonic())
+            if self._dirty.wait(wait):
+                # Group the commits of the next few milliseconds into one fsync.
+                delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
+                if delay > 0:
+                    self._stop_syncing.wait(delay)
+                self._dirty.clear()
+                # Checked after the clear: close() sets the stop before it sets _dirty, so a
+                # stop missed here comes with a _dirty that the next wait sees.
+                if self._stop_syncing.is_set():
+                    return  # close() checkpoints (and syncs) what is left
+                if self.fsync == "batch":
+                    self._sync_wal()
+                self._last_sync = time.monotonic()
+                unpublished = True
+            if unpublished and time.monotonic() - last_published >= STATS_INTERVAL_S:
+                self._publish_stats()
+                last_published = time.monotonic()
+                unpublished = False
 
-    def _sync_home(self) -> None:
-        """fsync the home directory's new writes, outside the lock (the syncer thread)."""
-        with self._lock:
-            home = self._home
-            if home is None or self._closed or self._forked_away:
-                return
-            # Only this thread and close() (which stops this thread first) close write descriptors.
-            retired, home.retired_fds = home.retired_fds, []
-            write_fd, new_file = home.write_fd, home.new_file
-            home.new_file = False
-        try:
-            sync_files(home.path, retired, write_fd, new_file)
-        except OSError as exc:
-            log.error("spool: fsync failed in %s: %s", home.path, exc)
-
-    def _sync_home_locked(self, cursor: bool = False) -> None:
+    def _publish_stats(self) -> None:
+        """Write what the database holds for ``spool status``, which cannot open it while we live."""
         home = self._home
-        if home is None:
+        if home is None or self._forked_away:
+            return
+        with self._lock:
+            contents = store.Contents(
+                messages=self._queued + sum(taken.count for taken in self._in_flight.values()),
+                nbytes=self._disk_bytes,
+                oldest_ms=self._oldest_ms_locked(),
+                pid=self._pid,
+                hostname=_HOSTNAME,
+                fingerprints=tuple(sorted(self._fingerprints)) if self._disk_bytes > 0 else (),
+            )
+        try:
+            store.write_stats(home.path, contents)
+        except OSError as exc:
+            log.debug("spool: could not publish its counts in %s: %s", home.path, exc)
+
+    def _oldest_ms_locked(self) -> Optional[int]:
+        writer = self._writer
+        if writer is None or self._disk_bytes <= 0:
+            return None
+        try:
+            row = writer.execute(_OLDEST).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else int(row[0])
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL: every transaction committed so far survives a power loss."""
+        if self._wal_fd < 0:
             return
         try:
-            home.sync(cursor)
+            store.fdatasync(self._wal_fd)
+            self.syncs += 1
         except OSError as exc:
-            log.error("spool: fsync failed in %s: %s", home.path, exc)
+            log.error("spool: fsync failed in %s: %s", self.directory, exc)
 
     # -- delivering ----------------------------------------------------------------
 
     def take(self, max_count: int, max_bytes: int) -> Optional[Batch]:
-        """The next batch: records cut short earlier first, then orphans' records, then ours."""
-        with self._read_lock:
-            while True:
-                with self._lock:
-                    if self._returned:
-                        return self._returned.popleft()
-                    if self._queued <= 0 or self._draining or self._closed or self._forked_away:
-                        return None
-                    directory = next((d for d in self._adopted if not d.exhausted), self._home)
-                    if directory is None:
-                        return None
-                    write_end = directory.write_end
-                result = directory.read(max_count, max_bytes, write_end)
-                batch: Optional[Batch] = None
-                move_on = False  # an orphan was read to its end: go on with the next directory
-                with self._lock:
-                    if result.lost_records:
-                        self._queued -= result.lost_records
-                        self._taken += result.lost_records  # settled: lost, and counted below
-                        directory.unacked -= result.lost_records
-                        self._disk_bytes -= sum(loss.nbytes for loss in result.lost)
-                        self._settled.notify_all()
-                    if result.items:
-                        count = len(result.items)
-                        batch = Batch(self._taken, result.items, result.nbytes)
-                        self._taken += count
-                        self._queued -= count
-                        self._queued_bytes -= result.nbytes - count
-                        entry = PendingBatch(result.end, count, result.disk_bytes)
-                        directory.in_flight.append(entry)
-                        self._in_flight[batch.seq] = _Taken(directory, entry)
-                    elif directory is not self._home and directory.exhausted:
-                        self._finish_adopted(directory)
-                        move_on = True
-                self._report(result.lost)
-                if batch is not None or not move_on:
-                    return batch
+        """The next batch: records cut short earlier first, then the rows in acceptance order."""
+        with self._lock:
+            if self._returned:
+                return self._returned.popleft()
+            reader = self._writer  # the one connection; the lock keeps put out while it reads
+            if self._queued <= 0 or self._draining or self._closed or self._forked_away or reader is None:
+                return None
+            after = self._read_after
+            try:
+                rows = reader.execute(_SELECT, (after, max(1, min(max_count, self._queued)))).fetchall()
+            except sqlite3.Error as exc:
+                log.error("spool: could not read from %s: %s", self.directory, exc)
+                return None
+            items: list[bytes] = []
+            nbytes = 0  # as a batch counts them: each item plus a comma
+            last = after
+            for row_id, body in rows:
+                size = len(body) + 1
+                if items and nbytes + size > max_bytes:
+                    break
+                items.append(body)
+                nbytes += size
+                last = row_id
+            if not items:
+                return None
+            count = len(items)
+            first = rows[0][0]
+            self._read_after = last
+            batch = Batch(self._taken, items, nbytes)
+            self._taken += count
+            self._queued -= count
+            self._queued_bytes -= nbytes - count
+            disk_bytes = nbytes - count + count * ROW_OVERHEAD_BYTES
+            self._in_flight[batch.seq] = _Taken(first, last, count, disk_bytes)
+            return batch
 
     def done(self, batch: Batch, keep: bool = False) -> None:
-        """Settle ``batch``: acknowledge it, or with ``keep`` hold on to its records undelivered."""
+        """Settle ``batch``: delete its rows, or with ``keep`` hold on to them undelivered."""
         with self._lock:
             taken = self._in_flight.get(batch.seq)
             if taken is None:
@@ -370,28 +518,65 @@ class DiskSpool(NumberedQueue):
                 self.wake.set()
                 return
             del self._in_flight[batch.seq]
-            directory = taken.directory
             if keep:
                 if not taken.counted_as_kept:
-                    self._kept += taken.entry.count  # stays on disk for the next process
-            elif self._closed:
+                    self._kept += taken.count  # stays on disk for the next process
+            elif self._closed or self._writer is None:
                 if taken.counted_as_kept:  # settled after close: not left after all (sent again, though)
-                    self._kept -= taken.entry.count
+                    self._kept -= taken.count
             else:
-                directory.unacked -= taken.entry.count
-                self._disk_bytes -= directory.settle(taken.entry)
-                if directory is not self._home and directory.exhausted and not directory.in_flight:
-                    self._finish_adopted(directory)
+                self._undeleted.append((taken.first_id, taken.last_id))
+                self._disk_bytes -= taken.disk_bytes
+                self._delete_settled()
             self._settled.notify_all()
             if self._blocked:
                 self._not_full.notify_all()
 
-    def _finish_adopted(self, directory: SpoolDirectory) -> None:
-        """Delete an adopted directory whose records are all settled (or lost)."""
-        if directory.in_flight or directory not in self._adopted:
+    def _delete_settled(self) -> None:
+        """Delete the rows of settled batches (under the lock); those a full disk refuses wait.
+
+        A delete is a write too: on a full disk SQLite cannot append it to the
+        WAL. The rows are then deleted with a later batch, or, once everything
+        accepted is settled, the database is made again from nothing, which
+        gives the disk back its space.
+        """
+        writer = self._writer
+        if writer is None:
             return
-        self._adopted.remove(directory)
-        directory.close(remove=directory.unacked <= 0)
+        try:
+            while self._undeleted:
+                writer.execute(_DELETE, self._undeleted[0])
+                self._undeleted.pop(0)
+                self._committed()
+        except sqlite3.Error as exc:
+            if not self._all_settled() or not self._start_over():
+                log.error("spool: could not delete delivered messages in %s: %s", self.directory, exc)
+
+    def _all_settled(self) -> bool:
+        return not (self._queued or self._in_flight or self._returned)
+
+    def _start_over(self) -> bool:
+        """Replace the database, every message in it settled, by an empty one (under the lock).
+
+        False when the new database cannot be made.
+        """
+        home = self._home
+        if home is None:
+            return False
+        self._release_database()
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(home.database + suffix)
+            self._open_database(home)
+        except (OSError, sqlite3.Error) as exc:
+            self._open_error = exc
+            log.error("spool: could not make the database in %s again: %s", home.path, exc)
+            return False
+        self._undeleted.clear()
+        self._read_after = 0
+        self._next_id = 1
+        return True
 
     def send_due(self, batch_size: int) -> bool:
         """Whether a worker should take a batch now rather than wait for one to fill."""
@@ -402,8 +587,14 @@ class DiskSpool(NumberedQueue):
             or bool(self._returned)
         )
 
+    def seal(self) -> None:
+        """Refuse every later ``put``; producers blocked for room wake and are refused."""
+        with self._lock:
+            self._sealed = True
+            self._not_full.notify_all()
+
     def drain(self) -> Optional[Batch]:
-        """Stop handing out records; what is still undelivered stays on disk for the next process.
+        """Stop handing out messages; what is still undelivered stays on disk for the next process.
 
         Returns None (nothing is lost): those messages are counted by ``kept_count``.
         """
@@ -423,66 +614,58 @@ class DiskSpool(NumberedQueue):
             batch = self._returned.popleft()
             taken = self._in_flight.pop(batch.seq, None)
             if taken is not None:
-                self._kept += taken.entry.count
+                self._kept += taken.count
         if in_flight:
             for taken in self._in_flight.values():
                 if not taken.counted_as_kept:
                     taken.counted_as_kept = True
-                    self._kept += taken.entry.count
+                    self._kept += taken.count
 
     # -- sizes and counts ----------------------------------------------------------
 
     def qsize(self) -> int:
-        """Records waiting to be taken (including batches cut short, to be taken again)."""
+        """Messages waiting to be taken (including batches cut short, to be taken again)."""
         return self._queued + sum(len(batch) for batch in list(self._returned))
 
     def nbytes(self) -> int:
-        """Payload bytes of the records waiting to be taken."""
+        """Message bytes waiting to be taken."""
         return self._queued_bytes
 
     def disk_bytes(self) -> int:
-        """Bytes of undelivered records on disk, headers included (what ``max_bytes`` bounds)."""
+        """Bytes of undelivered messages, with ``ROW_OVERHEAD_BYTES`` each (what ``max_bytes`` bounds)."""
         return self._disk_bytes
 
     def accepted_count(self) -> int:
-        """Records numbered so far: those recovered at open, then those accepted here."""
+        """Messages numbered so far: those recovered at open, then those accepted here."""
         return self._accepted
 
     def pending_count(self) -> int:
-        """Records not yet settled: waiting, or out for delivery."""
+        """Messages not yet settled: waiting, or out for delivery."""
         with self._lock:
-            return self._queued + sum(taken.entry.count for taken in self._in_flight.values())
+            return self._queued + sum(taken.count for taken in self._in_flight.values())
 
     def recovered_count(self) -> int:
-        """Records earlier processes left in orphaned directories, adopted at open."""
+        """Messages earlier processes left in orphaned directories, adopted at open."""
         return self._recovered
 
     def kept_count(self) -> int:
-        """Records left on disk undelivered, for the next process (once draining or closed)."""
+        """Messages left on disk undelivered, for the next process (once draining or closed)."""
         return self._kept
 
     # -- losses --------------------------------------------------------------------
 
     def report_losses_to(self, ledger: Ledger) -> None:
-        """Count unreadable records in ``ledger`` as ``spool_corrupt`` (those found at open: now)."""
+        """Count unreadable orphans found at open in ``ledger`` as ``spool_corrupt``."""
         with self._lock:
             self._ledger = ledger
             losses, self._unreported = self._unreported, []
-        self._report(losses)
-
-    def _report(self, losses: list[Loss]) -> None:
-        for loss in losses:
-            error = SpoolCorruptError(loss.records, loss.path, loss.offset, loss.nbytes)
-            if self._ledger is None:
-                self._unreported.append(loss)
-                log.error("spool: %s", error)
-            else:
-                self._ledger.drop("spool_corrupt", error, [], count=loss.records)
+        for error in losses:
+            ledger.drop("spool_corrupt", error, [], count=error.records)
 
     # -- closing -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Sync and release the spool: undelivered records stay on disk for the next process.
+        """Release the spool: undelivered messages stay on disk for the next process.
 
         The owner directory is deleted when everything in it was delivered.
         """
@@ -493,37 +676,53 @@ class DiskSpool(NumberedQueue):
         syncer = self._syncer
         if syncer is not None and syncer is not threading.current_thread():
             syncer.join()
-        with self._read_lock, self._lock:
+        with self._lock:
             if self._closed:
                 return
             self._leave_undelivered_locked(in_flight=True)
             self._closed = True
-            if self.fsync != "never":
-                self._sync_home_locked(cursor=True)
-            home = self._home
-            if home is not None:
-                home.close(remove=home.unacked <= 0 and not home.in_flight)
-            for directory in self._adopted:
-                directory.close(remove=directory.unacked <= 0 and not directory.in_flight)
-            self._adopted = []
+            remove = self._writer is not None and self._disk_bytes <= 0  # every row settled
+            if self.fsync == "batch" and not remove:
+                self._sync_wal()
+            self._release(remove=remove)
             self._settled.notify_all()
             self._not_full.notify_all()
         _OPEN.discard(self)
 
+    def _release(self, remove: bool) -> None:
+        self._release_database()
+        if self._home is not None:
+            self._home.release(remove=remove)
+
     def _forget_after_fork(self) -> None:
-        """In a forked child: drop the parent's descriptors without touching its files or lock."""
+        """In a forked child: let go of the parent's spool without touching its files or lock."""
         self._forked_away = True
         self._syncer = None
-        _close_quietly([*self._adopted, self._home])
+        if self._writer is not None:
+            _never_free(self._writer)
+        self._writer = self._inserter = None
+        if self._wal_fd >= 0:
+            os.close(self._wal_fd)
+            self._wal_fd = -1
+        if self._home is not None:
+            self._home.abandon()
 
     def __repr__(self) -> str:
         return f"<DiskSpool {self.directory!r} queued={self._queued} fsync={self.fsync!r}>"
 
 
-def _close_quietly(directories: list[Optional[SpoolDirectory]]) -> None:
-    for directory in directories:
-        if directory is not None:
-            directory.abandon()
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _forget_parents_spools() -> None:

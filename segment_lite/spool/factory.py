@@ -6,13 +6,14 @@ import hashlib
 import os
 from typing import Union
 
-from segment_lite.errors import SpoolError, ValidationError
+from segment_lite.errors import SpoolError
 from segment_lite.queue import MessageQueue
 
 __all__ = ["FSYNC_POLICIES", "SpoolFactory", "check_spool_dir", "key_fingerprint", "spool_factory"]
 
 #: "batch": fsync at most once per ``disk.SYNC_INTERVAL_S``, off the caller's thread;
-#: "always": before each call returns; "never": leave it to the operating system.
+#: "always": before each call returns; "never": leave it to the operating system
+#: (and SQLite's checkpoints). See ``store.SYNCHRONOUS``.
 FSYNC_POLICIES = ("batch", "always", "never")
 
 
@@ -63,6 +64,10 @@ class SpoolFactory:
             fsync=self.fsync,
         )
 
+    def change_write_key(self, write_key: str) -> None:
+        """Spools made from now on (in a forked child) store messages under ``write_key``'s fingerprint."""
+        self._fingerprint = key_fingerprint(write_key)
+
     def __repr__(self) -> str:
         return f"<SpoolFactory {self.root!r} max_bytes={self.max_bytes} fsync={self.fsync!r}>"
 
@@ -75,24 +80,16 @@ def spool_factory(
     wake_at: int,
     write_key: str,
 ) -> SpoolFactory:
-    """Validate the spool options and return the queue factory for a client.
+    """The queue factory for a client (whose ``ClientOptions`` checked ``fsync`` and ``max_bytes``).
 
-    Raises ``ValidationError`` for a bad ``spool_fsync`` or ``spool_max_bytes``
-    and ``SpoolError`` for a directory this process cannot use.
+    Raises ``SpoolError`` for a directory this process cannot use.
     """
-    if fsync not in FSYNC_POLICIES:
-        raise ValidationError(
-            f"spool_fsync must be one of {', '.join(repr(p) for p in FSYNC_POLICIES)}, got {fsync!r}",
-            "spool_fsync",
-        )
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 64 * 1024:
-        raise ValidationError(
-            f"spool_max_bytes must be an integer of at least 65536 bytes, got {max_bytes!r}",
-            "spool_max_bytes",
-        )
     try:
         import fcntl  # noqa: F401  # owner directories are locked with flock()
+        import sqlite3  # noqa: F401  # the messages live in SQLite
     except ImportError:
-        raise SpoolError("spool_dir needs POSIX file locks (fcntl), which this platform lacks") from None
+        raise SpoolError(
+            "spool_dir needs POSIX file locks (fcntl) and the sqlite3 module, which this Python lacks"
+        ) from None
     root = check_spool_dir(spool_dir)
     return SpoolFactory(root, max_bytes=max_bytes, fsync=fsync, wake_at=wake_at, write_key=write_key)

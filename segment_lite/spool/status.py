@@ -7,15 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from segment_lite.spool.directory import (
-    list_segments,
-    owner_directories,
-    probe_lock,
-    read_cursor,
-    read_meta,
-    scan_segments,
-    start_cursor,
-)
+from segment_lite.spool.store import owner_directories, probe_lock, read_contents, read_stats
 
 __all__ = ["OwnerStatus", "SpoolStatus", "spool_status"]
 
@@ -28,11 +20,17 @@ class OwnerStatus:
     live: bool  # its process holds the lock
     pid: Optional[int]
     hostname: Optional[str]
-    write_key_fingerprint: Optional[str]
+    #: The fingerprints of the write keys its messages were accepted under (usually one).
+    write_key_fingerprints: tuple[str, ...]
     messages: int
     nbytes: int
     oldest_age_s: Optional[float]
-    unreadable_records: int
+    unreadable: bool  # its database could not be read
+
+    @property
+    def write_key_fingerprint(self) -> Optional[str]:
+        """The fingerprint of its write key (the first, when messages of several keys are there)."""
+        return self.write_key_fingerprints[0] if self.write_key_fingerprints else None
 
     def as_dict(self) -> dict[str, Any]:
         """The status as plain JSON values."""
@@ -42,10 +40,11 @@ class OwnerStatus:
             "pid": self.pid,
             "hostname": self.hostname,
             "write_key_fingerprint": self.write_key_fingerprint,
+            "write_key_fingerprints": list(self.write_key_fingerprints),
             "messages": self.messages,
             "bytes": self.nbytes,
             "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
-            "unreadable_records": self.unreadable_records,
+            "unreadable": self.unreadable,
         }
 
 
@@ -63,7 +62,7 @@ class SpoolStatus:
 
     @property
     def nbytes(self) -> int:
-        """Their bytes on disk, record headers included."""
+        """Their bytes on disk, with the row overhead."""
         return sum(owner.nbytes for owner in self.owners)
 
     @property
@@ -80,7 +79,7 @@ class SpoolStatus:
             "messages": self.messages,
             "bytes": self.nbytes,
             "oldest_age_s": None if oldest is None else round(oldest, 3),
-            "unreadable_records": sum(owner.unreadable_records for owner in self.owners),
+            "unreadable_directories": sum(owner.unreadable for owner in self.owners),
             "directories": [owner.as_dict() for owner in self.owners],
         }
 
@@ -88,34 +87,30 @@ class SpoolStatus:
 def spool_status(root: str, now_s: Optional[float] = None) -> SpoolStatus:
     """Inspect every owner directory under ``root`` (the ``spool_dir`` a client was given).
 
-    Nothing is locked, taken or deleted; a live directory's figures are a
-    snapshot that its owner may already have moved past.
+    Nothing is locked, taken or deleted. A live owner's database is locked by
+    it (SQLite's exclusive mode): its figures are the ones it last published
+    (``store.STATS_NAME``, rewritten within ``disk.STATS_INTERVAL_S`` of a change),
+    a snapshot that it may already have moved past.
     """
     now_s = time.time() if now_s is None else now_s
     owners = []
     for path in owner_directories(root):
         live = probe_lock(path)
-        meta = read_meta(path)
-        try:
-            segments = list_segments(path)
-        except OSError:
-            continue  # deleted by its owner as we looked
-        cursor = read_cursor(path) or start_cursor(segments)
-        scan = scan_segments(path, segments, cursor, live=live)
-        pid = meta.get("pid")
-        hostname = meta.get("hostname")
-        fingerprint = meta.get("write_key_fingerprint")
+        published = read_stats(path) if live else None
+        contents = read_contents(path) if published is None else published
         owners.append(
             OwnerStatus(
                 name=os.path.basename(path),
                 live=live,
-                pid=pid if isinstance(pid, int) else None,
-                hostname=hostname if isinstance(hostname, str) else None,
-                write_key_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-                messages=scan.records,
-                nbytes=scan.nbytes,
-                oldest_age_s=None if scan.oldest_ms is None else max(0.0, now_s - scan.oldest_ms / 1000),
-                unreadable_records=scan.lost_records,
+                pid=contents.pid,
+                hostname=contents.hostname,
+                write_key_fingerprints=contents.fingerprints,
+                messages=contents.messages,
+                nbytes=contents.nbytes,
+                oldest_age_s=None
+                if contents.oldest_ms is None
+                else max(0.0, now_s - contents.oldest_ms / 1000),
+                unreadable=contents.unreadable,
             )
         )
     return SpoolStatus(root, owners)

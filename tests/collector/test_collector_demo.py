@@ -85,3 +85,14 @@ def test_quickstart_says_it_runs_its_own_collector() -> None:
     last = done.stdout.splitlines()[-1]
     assert re.search(r"a collector this script started on http://127\.0\.0\.1:\d+", last)
     assert "not in a running `segment-lite serve`" in last
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_without_h11_demo_and_serve_name_the_extra_to_install(command: str) -> None:
+    # None in sys.modules makes ``import h11`` fail, as on a machine without the collector extra.
+    code = f"import sys; sys.modules['h11'] = None; from segment_lite.cli import main; sys.exit(main([{command!r}]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1, done.stderr
+    assert 'needs h11, which is not installed: pip install "segment-lite[collector]"' in done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,18 +7,20 @@ input got a dropped connection, a traceback, unbounded memory or a 200.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
 from collector_helpers import connect, post, read_answer, track, wait_until
 
-from segment_lite.collector import Collector
+from segment_lite.collector import Collector, CollectorLimits
 from segment_lite.collector.debugger import CONTENT_SECURITY_POLICY
 from segment_lite.collector.http_server import ConnectionLimits, LocalNames
 from segment_lite.limits import MAX_NESTING_DEPTH
@@ -85,7 +87,7 @@ def test_an_invalid_content_length_is_400(collector: Collector, length: str) -> 
 
 def test_a_chunked_body_over_the_read_limit_is_refused_without_reading_it() -> None:
     limits = ConnectionLimits(max_body_bytes=100_000)
-    with Collector(connection_limits=limits) as c, connect(c) as sock:
+    with Collector(limits=CollectorLimits(connections=limits)) as c, connect(c) as sock:
         sock.sendall("\r\n".join(["POST /v1/batch HTTP/1.1", "Host: x", *CHUNKED_HEAD, "", ""]).encode())
         for _ in range(3):
             sock.sendall(b"c000\r\n" + b" " * 0xC000 + b"\r\n")  # 3 x 48 KiB: over 100,000 bytes
@@ -238,6 +240,63 @@ def test_rows_stored_with_nan_are_served_as_valid_json(collector: Collector) -> 
     assert strict_json(detail.text)["message"]["properties"] == {"x": None}
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        '"properties": {"title": "cut mid-emoji \\ud83d"}',
+        '"properties": {"\\udc00key": 1}',
+        '"properties": {"list": [["deep \\udfff"]]}',
+        '"event": "Viewed \\ud83d"',
+        '"userId": "\\ud83d"',
+        '"messageId": "id-\\ud83d"',
+        '"context": {"page": {"title": "\\ud83d\\ud83d"}}',
+    ],
+)
+def test_a_lone_surrogate_anywhere_is_stored_as_a_replacement_character(
+    collector: Collector, where: str
+) -> None:
+    # What JSON.stringify writes for a string cut between the two halves of an emoji.
+    message = '{"type": "track", "userId": "u", "event": "e", "messageId": "m", ' + where + "}"
+    r = post(collector, "/v1/batch", ('{"batch": [' + message + "]}").encode())
+    assert r.status_code == 200, r.text
+    (stored,) = collector.messages()
+    text = json.dumps(stored, ensure_ascii=False)
+    assert "\ufffd" in text and not re.search("[\ud800-\udfff]", text)
+    listing = requests.get(collector.url + "/api/events", timeout=5)
+    assert listing.status_code == 200 and listing.json()["total"] == 1
+    detail = requests.get(collector.url + "/api/events/" + quote(stored["messageId"]), timeout=5)
+    assert detail.json()["message"] == stored
+
+
+def test_a_lone_surrogate_in_a_single_call_and_in_shared_batch_context_is_stored(
+    collector: Collector,
+) -> None:
+    assert (
+        post(
+            collector,
+            "/v1/track",
+            b'{"userId": "u", "event": "\\ud83d", "messageId": "a", "properties": {"ok": "\\ud83d\\ude00"}}',
+        ).status_code
+        == 200
+    )
+    body = b'{"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": "b"}], "context": {"x": "\\udbff"}}'
+    assert post(collector, "/v1/batch", body).status_code == 200
+    assert [m["event"] for m in collector.messages()] == ["\ufffd", "e"]
+    assert collector.messages()[1]["context"] == {"x": "\ufffd"}
+    assert collector.messages()[0]["properties"] == {"ok": "\U0001f600"}  # a whole pair is kept
+
+
+def test_a_failing_annotator_gets_a_500_without_the_exception_text() -> None:
+    def broken(message: dict[str, Any], index: int) -> dict[str, Any]:
+        raise KeyError("/home/dev/secret-path")
+
+    with Collector(annotators=[broken]) as c:
+        r = post(c, "/v1/batch", BATCH)
+        assert (r.status_code, r.json()["code"]) == (500, "internal_error")
+        assert "secret-path" not in r.text and "KeyError" not in r.text
+        assert c.messages() == []
+
+
 # -- 4. query parameters ---------------------------------------------------------------------------
 
 
@@ -267,7 +326,7 @@ def test_invalid_query_parameters_are_400_naming_them(collector: Collector, quer
 
 
 def test_a_request_that_arrives_too_slowly_is_answered_408() -> None:
-    with Collector(connection_limits=ConnectionLimits(read_timeout_s=0.3)) as c:
+    with Collector(limits=CollectorLimits(connections=ConnectionLimits(read_timeout_s=0.3))) as c:
         with connect(c) as sock:
             sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Le")  # and never more
             status, headers, body = read_answer(sock)
@@ -287,7 +346,7 @@ def test_a_request_that_arrives_too_slowly_is_answered_408() -> None:
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() -> None:
-    with Collector(connection_limits=ConnectionLimits(idle_timeout_s=0.3)) as c:
+    with Collector(limits=CollectorLimits(connections=ConnectionLimits(idle_timeout_s=0.3))) as c:
         with connect(c) as silent:
             assert closed_by_server(silent)  # connected, never sent a byte
         with connect(c) as sock:
@@ -303,7 +362,9 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() -> Non
 
 @pytest.fixture
 def small_collector() -> Iterator[Collector]:
-    with Collector(connection_limits=ConnectionLimits(max_connections=4, read_timeout_s=30)) as c:
+    with Collector(
+        limits=CollectorLimits(connections=ConnectionLimits(max_connections=4, read_timeout_s=30))
+    ) as c:
         yield c
 
 
@@ -354,7 +415,7 @@ def test_the_listen_backlog_is_at_least_128(collector: Collector) -> None:
 
 
 def test_retained_bodies_are_bounded_by_total_bytes_dropping_the_oldest() -> None:
-    with Collector(keep_request_bytes=1_000_000) as c:
+    with Collector(limits=CollectorLimits(keep_request_bytes=1_000_000)) as c:
         batch = {"batch": [track(n, properties={"pad": "x" * 30_000}) for n in range(10)]}
         for _ in range(8):
             assert post(c, "/v1/batch", batch).status_code == 200
@@ -426,6 +487,82 @@ def test_the_debugger_may_not_be_framed(collector: Collector) -> None:
     sent = requests.get(collector.url + "/", timeout=5).headers["Content-Security-Policy"]
     assert sent == CONTENT_SECURITY_POLICY
     assert f"Content-Security-Policy: {sent}\n" in docs
+
+
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+}
+PATHS = [
+    "/",
+    "/index.html",
+    "/static/app.js",
+    "/static/missing.js",
+    "/api/events",
+    "/api/events?limit=0",
+    "/api/events/nope",
+    "/api/stats",
+    "/api/nope",
+    "/v1/batch",
+    "/v1/track",
+    "/v1/nope",
+    "/token",
+    "/elsewhere",
+]
+
+
+def assert_security_headers(headers: Any, what: object) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, (what, name, dict(headers))
+
+
+def test_every_answer_of_every_route_and_method_carries_the_security_headers(collector: Collector) -> None:
+    seen = set()
+    with requests.Session() as session:
+        for path in PATHS:
+            for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"):
+                for host in ("127.0.0.1", "evil.example"):
+                    r = session.request(
+                        method,
+                        collector.url + path,
+                        data=BATCH if method in ("POST", "PUT", "PATCH") else None,
+                        headers={"Content-Type": JSON, "Host": host},
+                        timeout=5,
+                    )
+                    seen.add(r.status_code)
+                    assert_security_headers(r.headers, (method, path, host, r.status_code))
+        collector.fail_next(1, status=429, retry_after=1)
+        r = session.post(collector.url + "/v1/batch", data=BATCH, headers={"Content-Type": JSON}, timeout=5)
+        assert r.status_code == 429
+        assert_security_headers(r.headers, "injected fault")
+        seen.add(r.status_code)
+    assert {200, 400, 403, 404, 405, 429} <= seen
+
+
+@pytest.mark.parametrize(
+    "raw", [b"garbage\r\n\r\n", b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n"]
+)
+def test_answers_to_unparsable_requests_carry_the_security_headers(collector: Collector, raw: bytes) -> None:
+    with connect(collector) as sock:
+        sock.sendall(raw)
+        status, headers, _ = read_answer(sock)
+    assert status == 400
+    assert_security_headers(headers, raw)
+
+
+def test_timeouts_and_busy_answers_carry_the_security_headers() -> None:
+    limits = ConnectionLimits(max_connections=1, read_timeout_s=0.3)
+    with Collector(limits=CollectorLimits(connections=limits)) as c, connect(c) as slow:
+        slow.sendall(b"POST /v1/batch HTTP/1.1\r\n")
+        assert wait_until(lambda: c._tracker.busy_count == 1)
+        with connect(c) as extra:
+            status, headers, _ = read_answer(extra)
+        assert status == 503
+        assert_security_headers(headers, "busy")
+        status, headers, _ = read_answer(slow)
+        assert status == 408
+        assert_security_headers(headers, "timeout")
 
 
 # -- the collector keeps working after all of the above -------------------------------------------

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_spool_benchmark_runs_every_variant_and_reports_every_metric(tmp_path: Path) -> None:
-    report = spool_bench.run_benchmark(n=200, warmup=20, reps=1, spool_root=str(tmp_path), log=None)
+    report = spool_bench.run_benchmark(
+        n=200, warmup=20, reps=1, spool_root=str(tmp_path), log=None, kill_rounds=2
+    )
     single = report["medians"]["single"]
     assert {"lite-json memory", "lite-json spool"} <= set(single)
     for run in report["runs"]:
@@ -25,5 +27,6 @@ def test_spool_benchmark_runs_every_variant_and_reports_every_metric(tmp_path: P
         if name.endswith("spool always"):
             assert values["fsyncs"] >= 200, name  # the meter sees the spool's fsyncs: one per call
     assert report["medians"]["memory"]["lite-json spool"]["bytes_per_msg"] < 100
+    assert report["kill"]["lost"] == 0 and report["kill"]["accepted"] > 0, report["kill"]
     table = spool_bench.format_table(report)
     assert "lite-json spool" in table and not math.isnan(single["lite-json spool"]["p99_us"])

@@ -1,4 +1,4 @@
-"""The spool's files: a torn tail or corrupt bytes cost the records they hit, never the process."""
+"""The spool's files: a torn WAL or a damaged database costs messages, never the process, and is counted."""
 
 from __future__ import annotations
 
@@ -11,31 +11,23 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spool_helpers import segment_files
+from spool_helpers import owner_names
 
 from segment_lite.errors import SpoolCorruptError
 from segment_lite.ledger import Ledger
-from segment_lite.spool.directory import ACK_NAME
-from segment_lite.spool.disk import MIN_SEGMENT_BYTES, DiskSpool
-from segment_lite.spool.records import (
-    ACK_SLOT_BYTES,
-    RECORD_HEADER_BYTES,
-    SEGMENT_HEADER_BYTES,
-    AckFile,
-    SegmentReader,
-    encode_record,
-)
+from segment_lite.spool.disk import DiskSpool
+from segment_lite.spool.status import spool_status
+from segment_lite.spool.store import DATABASE_NAME
 
 FINGERPRINT = "0123456789abcdef"
 SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
 def _spool(root: Path, **options: Any) -> DiskSpool:
     options.setdefault("max_bytes", 1 << 30)
     options.setdefault("wake_at", 100)
-    options.setdefault("segment_bytes", MIN_SEGMENT_BYTES)
     return DiskSpool(str(root), fingerprint=FINGERPRINT, **options)
 
 
@@ -57,15 +49,21 @@ class Losses:
         return int(self.ledger.snapshot(0, 0, 0)["dropped"]["spool_corrupt"])
 
 
-def _leave_on_disk(root: Path, messages: list[bytes]) -> Path:
-    """Spool ``messages`` and close without delivering: returns the owner directory left behind."""
+def _killed_image(root: Path, messages: list[bytes], image: Path) -> Path:
+    """Spool ``messages``, then copy the owner directory as a kill leaves it (nothing checkpointed).
+
+    Returns the copy's directory, under ``image``.
+    """
     spool = _spool(root)
     for item in messages:
         assert spool.put(item)
-    directory = spool.directory
-    assert directory is not None
+    source = Path(spool.directory or "")
+    copy = image / source.name
+    copy.mkdir(parents=True)
+    for name in (DATABASE_NAME, DATABASE_NAME + "-wal"):
+        shutil.copyfile(source / name, copy / name)
     spool.close()
-    return Path(directory)
+    return copy
 
 
 def _deliver_all(root: Path) -> tuple[list[bytes], Losses]:
@@ -84,41 +82,30 @@ def _deliver_all(root: Path) -> tuple[list[bytes], Losses]:
 
 @SETTINGS
 @given(count=st.integers(1, 80), cut=st.floats(0.0, 1.0))
-def test_a_torn_last_segment_loses_only_the_torn_record(count: int, cut: float) -> None:
-    root = Path(tempfile.mkdtemp())
+def test_a_torn_wal_loses_only_the_newest_messages_in_order(count: int, cut: float) -> None:
+    """A power loss tears the WAL's tail: SQLite keeps every transaction before the tear, whole."""
+    work = Path(tempfile.mkdtemp())
     try:
         messages = _messages(count)
-        directory = _leave_on_disk(root, messages)
-        last = segment_files(directory)[-1]
-        size = last.stat().st_size
-        offset = SEGMENT_HEADER_BYTES + round(cut * (size - SEGMENT_HEADER_BYTES))
-        os.truncate(last, offset)  # what a power loss mid-write leaves
-
-        # Which records of the last segment are whole before the cut.
-        in_earlier = sum(1 for path in segment_files(directory)[:-1] for _ in _records(path))
-        boundaries = [SEGMENT_HEADER_BYTES]
-        for item in messages[in_earlier:]:
-            boundaries.append(boundaries[-1] + RECORD_HEADER_BYTES + len(item))
-        whole = sum(1 for end in boundaries[1:] if end <= offset)
-        torn = 0 if offset in boundaries else 1
-
-        taken, losses = _deliver_all(root)
-        assert taken == messages[: in_earlier + whole]
-        assert losses.corrupt == torn
-        assert all(isinstance(error, SpoolCorruptError) for error in losses.errors)
-        assert os.listdir(root) == [], "everything readable was delivered and the directories deleted"
+        directory = _killed_image(work / "live", messages, work / "image")
+        wal = directory / (DATABASE_NAME + "-wal")
+        os.truncate(wal, round(cut * wal.stat().st_size))
+        taken, losses = _deliver_all(work / "image")
+        assert taken == messages[: len(taken)], "a prefix, in order, byte for byte"
+        assert losses.corrupt == 0
+        if cut == 1.0:
+            assert taken == messages
+        assert owner_names(work / "image") == [], "delivered, then deleted"
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def _records(path: Path) -> list[bytes]:
-    fd = os.open(path, os.O_RDONLY)
-    reader = SegmentReader(str(path), fd, SEGMENT_HEADER_BYTES, os.fstat(fd).st_size, sealed=True)
-    out = []
-    while (record := reader.next()) is not None:
-        out.append(record[0])
-    reader.close()
-    return out
+def test_a_killed_processs_messages_come_back_whole(spool_dir: Path, tmp_path: Path) -> None:
+    messages = _messages(300)
+    _killed_image(tmp_path / "live", messages, spool_dir)
+    taken, losses = _deliver_all(spool_dir)
+    assert taken == messages
+    assert losses.corrupt == 0
 
 
 @SETTINGS
@@ -126,106 +113,58 @@ def _records(path: Path) -> list[bytes]:
     count=st.integers(1, 60),
     flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(1, 255)), min_size=1, max_size=6),
 )
-def test_corrupt_bytes_are_skipped_and_counted(count: int, flips: list[tuple[float, int]]) -> None:
-    root = Path(tempfile.mkdtemp())
+def test_damaged_bytes_never_crash_the_client_and_an_unreadable_database_is_counted(
+    count: int, flips: list[tuple[float, int]]
+) -> None:
+    work = Path(tempfile.mkdtemp())
     try:
         messages = _messages(count)
-        directory = _leave_on_disk(root, messages)
-        segments = segment_files(directory)
-        before = [path.read_bytes() for path in segments]
+        spool = _spool(work)
+        for item in messages:
+            spool.put(item)
+        database = Path(spool.directory or "") / DATABASE_NAME
+        spool.close()  # the messages stay, checkpointed into the database file
+        data = bytearray(database.read_bytes())
         for where, xor in flips:
-            path = segments[int(where * len(segments)) % len(segments)]
-            data = bytearray(path.read_bytes())
-            position = SEGMENT_HEADER_BYTES + int(where * (len(data) - SEGMENT_HEADER_BYTES - 1))
-            data[position] ^= xor
-            path.write_bytes(bytes(data))
-        changed = before != [path.read_bytes() for path in segments]  # two flips may cancel out
+            data[int(where * (len(data) - 1))] ^= xor
+        database.write_bytes(bytes(data))
 
-        taken, losses = _deliver_all(root)
-        # What comes back is the original messages, byte for byte and in order, minus those hit.
-        remaining = iter(messages)
-        assert all(any(item == original for original in remaining) for item in taken)
-        assert (losses.corrupt >= 1) == changed
-        assert len(taken) + losses.corrupt <= count
+        taken, losses = _deliver_all(work)
+        assert len(taken) <= count
+        if losses.corrupt:
+            assert all(isinstance(error, SpoolCorruptError) for error in losses.errors)
+            assert any(name.startswith("unreadable-") for name in os.listdir(work)), "set aside, kept"
+        spool_status(str(work))  # and the status command reads what is left without failing
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def test_garbage_appended_after_the_last_record_costs_one_record(spool_dir: Path) -> None:
-    messages = _messages(20)
-    directory = _leave_on_disk(spool_dir, messages)
-    with open(segment_files(directory)[-1], "ab") as handle:
-        handle.write(encode_record(b'{"torn":true}', 0)[:-5])
-    taken, losses = _deliver_all(spool_dir)
-    assert taken == messages
-    assert losses.corrupt == 1
-
-
-def test_a_torn_cursor_slot_falls_back_to_the_other_slot(tmp_path: Path) -> None:
-    path = tmp_path / ACK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
-    ack = AckFile(fd)
-    ack.write(3, 100)
-    ack.write(4, 200)
-    assert AckFile(fd).read() == (4, 200)
-    # Tear the newest slot (generation 2 lives in slot 0).
-    os.pwrite(fd, b"\xff" * 10, 0)
-    assert AckFile(fd).read() == (3, 100)
-    os.pwrite(fd, b"\xff" * 10, ACK_SLOT_BYTES)
-    assert AckFile(fd).read() is None
-    os.close(fd)
-
-
-def test_a_lost_cursor_sends_again_rather_than_losing(spool_dir: Path) -> None:
-    messages = _messages(30)
+def test_a_database_that_is_not_one_is_set_aside_and_counted(spool_dir: Path) -> None:
     spool = _spool(spool_dir)
-    for item in messages:
+    for item in _messages(20):
         spool.put(item)
-    batch = spool.take(10, 1 << 20)
-    assert batch is not None
-    spool.done(batch)
     directory = Path(spool.directory or "")
     spool.close()
-    (directory / ACK_NAME).write_bytes(b"\x00" * 7)  # unreadable: as if never written
+    (directory / DATABASE_NAME).write_bytes(b"not a database at all" * 100)
+    status = spool_status(str(spool_dir))
+    assert status.owners[0].unreadable
     taken, losses = _deliver_all(spool_dir)
-    assert taken == messages, "duplicates (deduplicated by messageId), never a loss"
-    assert losses.corrupt == 0
+    assert taken == []
+    assert losses.corrupt == 1
+    (error,) = losses.errors
+    assert isinstance(error, SpoolCorruptError) and "unreadable-" in error.path
+    assert owner_names(spool_dir) == [], "never tried again"
+    assert [name for name in os.listdir(spool_dir) if name.startswith("unreadable-")]
 
 
-@SETTINGS
-@given(count=st.integers(1, 60), cut=st.floats(0.0, 1.0))
-def test_power_loss_in_a_reserved_segment_loses_only_the_torn_record(count: int, cut: float) -> None:
-    """A killed process leaves its last segment at its reserved size, zero beyond the records.
-
-    A power loss then reads back as zeros from some offset on (the pages never
-    written to disk); everything before it is delivered, a record cut by it is
-    the one loss, and the reserved zeros are not.
-    """
-    root = Path(tempfile.mkdtemp())
-    try:
-        messages = _messages(count)
-        spool = _spool(root, segment_bytes=1 << 20)  # one segment, reserved at 256 KiB or more
-        for item in messages:
-            assert spool.put(item)
-        directory = Path(spool.directory or "")
-        written_end = SEGMENT_HEADER_BYTES + sum(RECORD_HEADER_BYTES + len(m) for m in messages)
-        spool._forget_after_fork()  # as a kill leaves it: nothing truncated, synced or acknowledged
-        (segment,) = segment_files(directory)
-        assert segment.stat().st_size > written_end, "the segment's space was reserved"
-        offset = SEGMENT_HEADER_BYTES + round(cut * (written_end - SEGMENT_HEADER_BYTES))
-        with open(segment, "r+b") as handle:
-            handle.seek(offset)
-            handle.write(bytes(written_end - offset))
-
-        boundaries = [SEGMENT_HEADER_BYTES]
-        for item in messages:
-            boundaries.append(boundaries[-1] + RECORD_HEADER_BYTES + len(item))
-        whole = sum(1 for end in boundaries[1:] if end <= offset)
-        taken, losses = _deliver_all(root)
-        assert taken == messages[:whole]
-        assert losses.corrupt == (0 if offset in boundaries else 1)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+def test_a_directory_of_another_format_is_left_alone(spool_dir: Path) -> None:
+    older = spool_dir / "spool-1-aaaaaaaa"
+    older.mkdir(parents=True)
+    (older / "0000000000000001.seg").write_bytes(b"SLSPOOL\x01")
+    spool = _spool(spool_dir)
+    assert spool.recovered_count() == 0
+    spool.close()
+    assert (older / "0000000000000001.seg").exists(), "never deleted: its messages are not ours to drop"
 
 
 def test_a_directory_being_created_is_not_mistaken_for_an_abandoned_one(spool_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""The disk spool as a MessageQueue: order, acknowledgement, segment deletion, limits, memory, fsync."""
+"""The disk spool as a MessageQueue: order, acknowledgement, deletion of delivered rows, limits, memory, fsync."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spool_helpers import owner_names, segment_files
+from spool_helpers import crash_in_process, database_rows, owner_names, wait_until
 
 from segment_lite.queue import MemoryQueue
 from segment_lite.spool import disk as disk_module
-from segment_lite.spool.disk import MIN_SEGMENT_BYTES, DiskSpool
-from segment_lite.spool.records import RECORD_HEADER_BYTES
+from segment_lite.spool import store
+from segment_lite.spool.disk import DiskSpool
+from segment_lite.spool.status import spool_status
+from segment_lite.spool.store import ROW_OVERHEAD_BYTES
 
 FINGERPRINT = "0123456789abcdef"
 
@@ -38,24 +40,26 @@ def _take_all(spool: DiskSpool, per_batch: int = 50) -> list[bytes]:
     return taken
 
 
+def _rows(spool: DiskSpool) -> int:
+    """Rows in the spool's database."""
+    return database_rows(spool)
+
+
 def _crash(spool: DiskSpool) -> None:
     """What a kill leaves: descriptors closed by the kernel, nothing synced, acknowledged or deleted."""
-    spool._forget_after_fork()
+    crash_in_process(spool)
 
 
-def test_messages_come_back_in_order_across_segments_which_are_deleted_once_delivered(
-    spool_dir: Path,
-) -> None:
-    spool = _spool(spool_dir, segment_bytes=MIN_SEGMENT_BYTES)
+def test_messages_come_back_in_order_and_are_deleted_once_delivered(spool_dir: Path) -> None:
+    spool = _spool(spool_dir)
     sent = _messages(200)
     for item in sent:
         assert spool.put(item)
-    home = Path(spool.directory or "")
-    assert len(segment_files(home)) > 10
+    assert _rows(spool) == 200
     assert spool.qsize() == 200 and spool.nbytes() == sum(map(len, sent))
-    assert spool.disk_bytes() == sum(len(item) + RECORD_HEADER_BYTES for item in sent)
+    assert spool.disk_bytes() == sum(len(item) + ROW_OVERHEAD_BYTES for item in sent)
     assert _take_all(spool) == sent
-    assert len(segment_files(home)) == 1, "only the segment being written is left"
+    assert _rows(spool) == 0, "delivered rows are deleted"
     assert spool.pending_count() == 0 and spool.disk_bytes() == 0
     assert spool.wait_settled(spool.accepted_count(), 0)
     spool.close()
@@ -77,24 +81,24 @@ def test_take_respects_count_and_bytes(spool_dir: Path) -> None:
 
 
 def test_acknowledged_records_are_not_given_again_the_rest_are(spool_dir: Path) -> None:
-    spool = _spool(spool_dir, segment_bytes=MIN_SEGMENT_BYTES)
+    spool = _spool(spool_dir)
     sent = _messages(100)
     for item in sent:
         spool.put(item)
     first = spool.take(30, 1 << 20)
     second = spool.take(30, 1 << 20)
     assert first is not None and second is not None
-    spool.done(second)  # out of order: the cursor cannot pass the first batch yet
+    spool.done(second)  # out of order: its rows are deleted all the same
     _crash(spool)
 
     successor = _spool(spool_dir)
-    assert successor.recovered_count() == 100, "both batches were unacknowledged in order"
+    assert successor.recovered_count() == 70, "the first batch was in flight, the second delivered"
     successor.close()
     assert owner_names(spool_dir), "kept for the next one"
 
     spool = _spool(spool_dir)
     again = _take_all(spool)
-    assert again == sent
+    assert again == sent[:30] + sent[60:]
     spool.close()
 
     spool = _spool(spool_dir)
@@ -112,7 +116,7 @@ def test_acknowledged_records_are_not_given_again_the_rest_are(spool_dir: Path) 
 
 def test_a_full_spool_refuses_then_makes_room_as_batches_are_delivered(spool_dir: Path) -> None:
     item = _messages(1)[0]
-    record = len(item) + RECORD_HEADER_BYTES
+    record = len(item) + ROW_OVERHEAD_BYTES
     spool = _spool(spool_dir, max_bytes=10 * record)
     for _ in range(10):
         assert spool.put(item)
@@ -152,9 +156,8 @@ def test_a_batch_cut_short_is_taken_again_and_kept_once_draining(spool_dir: Path
     spool.close()
     assert spool.kept_count() == 5
     successor = _spool(spool_dir)
-    # The cursor cannot pass the kept batch, so the one delivered after it comes again
-    # (a duplicate, deduplicated by messageId), in order.
-    assert _take_all(successor) == sent
+    # Only the kept batch comes again: the one delivered after it was deleted when it settled.
+    assert _take_all(successor) == sent[:5]
     successor.close()
 
 
@@ -197,9 +200,12 @@ def test_fsync_policies_sync_each_write_or_never(
 ) -> None:
     calls = _count_syncs(monkeypatch)
     spool = _spool(spool_dir, fsync=fsync)
+    synchronous = spool._writer.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
+    assert synchronous == {"always": 2, "never": 1}[fsync], "FULL: SQLite syncs each commit; NORMAL: not"
     for item in _messages(200):
         spool.put(item)
-    assert calls["data"] == expected
+    assert spool.syncs == expected
+    assert calls["data"] == 0, "no fsync of our own: SQLite makes those of 'always'"
     spool.close()
 
 
@@ -209,6 +215,8 @@ def test_batch_fsync_groups_writes_off_the_callers_thread(
     calls = _count_syncs(monkeypatch)
     monkeypatch.setattr(disk_module, "SYNC_INTERVAL_S", 3600.0)  # the first sync, then none for an hour
     spool = _spool(spool_dir, fsync="batch")
+    synchronous = spool._writer.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
+    assert synchronous == 1, "NORMAL: a commit does not wait for the disk"
     for item in _messages(200):
         spool.put(item)
     assert disk_module.DiskSpool.pending_count(spool) == 200
@@ -219,19 +227,15 @@ def test_batch_fsync_groups_writes_off_the_callers_thread(
 
 
 def _count_syncs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from segment_lite.spool import directory
-
     calls: dict[str, Any] = {"data": 0, "threads": set()}
-    real = getattr(os, "fdatasync", os.fsync)
+    real = store.fdatasync
 
     def counting(fd: int) -> None:
-        # Only segment data: the cursor file is synced at close.
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(".seg"):
-            calls["data"] += 1
-            calls["threads"].add(threading.get_ident())
+        calls["data"] += 1
+        calls["threads"].add(threading.get_ident())
         real(fd)
 
-    monkeypatch.setattr(directory, "fdatasync", counting)
+    monkeypatch.setattr(store, "fdatasync", counting)
     return calls
 
 
@@ -252,3 +256,26 @@ def test_close_never_waits_forever_for_the_sync_thread(spool_dir: Path) -> None:
     closer.start()
     closer.join(10)
     assert not closer.is_alive(), "close() waited forever for the sync thread"
+
+
+def test_a_live_spool_publishes_its_counts_for_status(spool_dir: Path) -> None:
+    # No other connection can open a live spool's database (SQLite's exclusive mode): status
+    # shows what the owner publishes, kept up to date within STATS_INTERVAL_S.
+    spool = _spool(spool_dir)
+    for item in _messages(50):
+        assert spool.put(item)
+
+    def owner() -> Any:
+        (only,) = spool_status(str(spool_dir)).owners
+        return only
+
+    assert wait_until(lambda: owner().messages == 50, timeout=10)
+    shown = owner()
+    assert shown.live and shown.pid == os.getpid() and not shown.unreadable
+    assert shown.write_key_fingerprints == (FINGERPRINT,) and shown.oldest_age_s is not None
+    assert shown.nbytes == spool.disk_bytes()
+    batch = spool.take(20, 1 << 20)
+    assert batch is not None
+    spool.done(batch)
+    assert wait_until(lambda: owner().messages == 30, timeout=10), "a settled batch is published too"
+    spool.close()
