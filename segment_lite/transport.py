@@ -511,8 +511,9 @@ class Urllib3Transport:
         if cut_short or not complete:
             self._drop_connection()  # the request or the answer is not whole: the connection is done
         headers = response.headers
-        if response.status >= 300 and any(value[:1] in (" ", "\t") for value in headers.values()):
-            # An obsolete folded line ("Retry-After:\r\n  7") keeps its indent in urllib3's value.
+        if response.status >= 300 and any(value[:1] in (" ", "\t", "\r", "\n") for value in headers.values()):
+            # An obsolete folded line ("Retry-After:\r\n  7") keeps its indent in urllib3's value
+            # (and, on Python 3.9, its line break too).
             headers = urllib3.HTTPHeaderDict((name, value.strip()) for name, value in headers.items())
         return response.status, headers, data
 

@@ -18,6 +18,8 @@ from segment_lite.audiences import parse_definitions
 from segment_lite.audiences.preview import PreviewServer
 from segment_lite.collector import EventStore
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 NOW = "2024-06-01T00:00:00Z"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import inspect
 import os
 import re
 import subprocess
@@ -139,11 +140,26 @@ def third_party_imports(path: Path) -> set[str]:
     return top_level
 
 
+def _top_level_modules(distribution: importlib.metadata.Distribution) -> set[str]:
+    """What ``packages_distributions()`` gives from 3.11 on; 3.10's reads only top_level.txt, which
+    wheels built without setuptools (backoff, urllib3) lack, so the installed files are read too."""
+    listed = (distribution.read_text("top_level.txt") or "").split()
+    if listed:
+        return set(listed)
+    names = set()
+    for file in distribution.files or ():
+        parts = file.parts
+        name = parts[0] if len(parts) > 1 else inspect.getmodulename(parts[0]) or parts[0]
+        if "." not in name:
+            names.add(name)
+    return names
+
+
 def _modules_by_distribution() -> dict[str, set[str]]:
     by_distribution: dict[str, set[str]] = {}
-    for module, distributions in importlib.metadata.packages_distributions().items():
-        for distribution in distributions:
-            by_distribution.setdefault(_normalize(distribution), set()).add(module)
+    for distribution in importlib.metadata.distributions():
+        name = _normalize(distribution.metadata["Name"])
+        by_distribution.setdefault(name, set()).update(_top_level_modules(distribution))
     return by_distribution
 
 
@@ -205,6 +221,7 @@ def test_each_examples_extra_installs_what_the_example_imports(path: Path) -> No
     )
 
 
+@pytest.mark.frameworks
 def test_the_extras_check_catches_a_missing_package() -> None:
     # The check itself can fail: FastAPI's example needs fastapi and uvicorn, which
     # Starlette alone (what [fastapi] used to install) does not bring.

@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.frameworks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PATCH = {

@@ -424,9 +424,11 @@ def prepare_messages(
     out: list[dict[str, Any]] = []
     for index, item in enumerate(batch):
         where = f"batch[{index}]"
+        # Depth first: how deep a body parses depends on the Python (3.12 and later parse deeper), and a
+        # too-deep item must get the same answer whichever it is.
+        _check_nesting(item, where, index)
         if not isinstance(item, dict):
             raise RequestError(400, "invalid_message", f"{where} must be a JSON object", {"index": index})
-        _check_nesting(item, where, index)
         size = _encoded_size(item)
         if size > limits.max_message_bytes:
             raise RequestError(

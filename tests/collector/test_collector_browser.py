@@ -12,6 +12,8 @@ from collector_helpers import post
 
 from segment_lite.collector import Collector
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

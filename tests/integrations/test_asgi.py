@@ -30,6 +30,8 @@ from starlette.websockets import WebSocket
 from segment_lite.integrations.asgi import SegmentPageviewMiddleware
 from segment_lite.testing import RecordingClient
 
+pytestmark = pytest.mark.frameworks
+
 HEADERS = {"User-Agent": BROWSER_UA}
 
 

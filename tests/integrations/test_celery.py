@@ -21,6 +21,8 @@ from celery.worker import state as worker_state  # noqa: E402
 from segment_lite.integrations.celery import CelerySegment, setup_celery  # noqa: E402
 from segment_lite.testing import RecordingClient, recording  # noqa: E402
 
+pytestmark = pytest.mark.frameworks
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -54,6 +54,8 @@ from segment_lite.integrations import django as django_integration  # noqa: E402
 from segment_lite.integrations.django import SegmentPageviewMiddleware  # noqa: E402
 from segment_lite.testing import RecordingClient  # noqa: E402
 
+pytestmark = pytest.mark.frameworks
+
 OURS = "segment_lite.integrations.django.SegmentPageviewMiddleware"
 STACK = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -21,6 +21,8 @@ from integration_helpers import (  # noqa: E402
 from segment_lite.integrations.flask import SegmentPageviews  # noqa: E402
 from segment_lite.testing import RecordingClient, recording  # noqa: E402
 
+pytestmark = pytest.mark.frameworks
+
 HEADERS = {"User-Agent": BROWSER_UA}
 
 

@@ -16,6 +16,8 @@ from integration_helpers import BROWSER_UA, ASGITestClient, page_message, wire
 
 from segment_lite.testing import recording
 
+pytestmark = pytest.mark.frameworks
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REPO_ROOT = EXAMPLES.parent
 

@@ -60,6 +60,7 @@ def test_missing_framework_names_the_extra(integration: str, framework: str, dis
     }
 
 
+@pytest.mark.frameworks
 def test_a_framework_dependency_failing_is_not_disguised() -> None:
     # Flask is installed but broken (its dependency werkzeug is missing): that is not
     # "install the extra", so the original error comes through unchanged.

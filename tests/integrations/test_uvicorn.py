@@ -22,7 +22,10 @@ import pytest
 from integration_helpers import BROWSER_UA
 
 pytest.importorskip("uvicorn")
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
+pytestmark = [
+    pytest.mark.frameworks,
+    pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals"),
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGEVIEWS = 20

@@ -182,6 +182,7 @@ def page() -> Iterator[Any]:
             browser.close()
 
 
+@pytest.mark.browser
 def test_debugger_page_shows_a_badge_and_the_problems(page: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 import test_audiences as small  # noqa: E402
 
+pytestmark = pytest.mark.spark
+
 NOW = "2024-06-01T00:00:00Z"
 
 

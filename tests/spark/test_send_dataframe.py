@@ -28,6 +28,8 @@ from segment_lite.importer.ids import derive_row_id  # noqa: E402
 from segment_lite.retry import RetryPolicy  # noqa: E402
 from segment_lite.spark import send_dataframe  # noqa: E402
 
+pytestmark = pytest.mark.spark
+
 WRITE_KEY = "spark-test-key"
 #: Retries that wait milliseconds, not seconds (the faults below are brief).
 FAST_RETRIES = {"retry_policy": RetryPolicy(max_retries=8, base_delay_s=0.01, max_delay_s=0.05)}
