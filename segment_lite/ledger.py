@@ -375,8 +375,9 @@ class Ledger:
         """Log ``reason`` and hand it to ``on_drop``, at most once per ``REPORT_INTERVAL_S`` per reason.
 
         The first report of a reason is delivered at once; later ones within the
-        interval are held (up to ``MAX_MESSAGES_PER_REPORT`` messages) and
-        delivered together once it has passed. Counting is the caller's job.
+        interval are held and delivered together once it has passed. Each call
+        carries at most ``MAX_MESSAGES_PER_REPORT`` messages (the first ones); the
+        rest are only counted, which is the caller's job.
         """
         n = len(messages) if count is None else count
         self.credentials.scrub(exc)
@@ -386,7 +387,7 @@ class Ledger:
             due = now - self._last_report.get(reason, -REPORT_INTERVAL_S) >= REPORT_INTERVAL_S
             if pending is None and due:
                 self._last_report[reason] = now
-                deliver: list[_Report] = [(reason, exc, list(messages), n)]
+                deliver: list[_Report] = [(reason, exc, list(messages[:MAX_MESSAGES_PER_REPORT]), n)]
             else:
                 if pending is None:
                     pending = self._pending[reason] = _Pending(exc)
