@@ -109,21 +109,28 @@ class Settlement:
         """True once every message is settled."""
         return self._open == 0
 
-    def _claim(self, start: int, stop: int) -> int:
-        """Mark ``items[start:stop]`` settled; how many of them were not already."""
+    def _claim(self, start: int, stop: int) -> list[bytes]:
+        """Mark ``items[start:stop]`` settled; those of them that were not already."""
         with self._lock:
             fresh = self._settled.count(0, start, stop)
-            if fresh:
-                self._settled[start:stop] = b"\x01" * (stop - start)
-                self._open -= fresh
-            return fresh
+            if fresh == stop - start:  # the usual case: the whole part
+                claimed = self.items[start:stop]
+            elif fresh:
+                claimed = [
+                    item for item, done in zip(self.items[start:stop], self._settled[start:stop]) if not done
+                ]
+            else:
+                return []
+            self._settled[start:stop] = b"\x01" * (stop - start)
+            self._open -= fresh
+            return claimed
 
     def delivered(self, start: int, stop: int) -> None:
         """Count ``items[start:stop]`` delivered (those not settled already)."""
         fresh = self._claim(start, stop)
         if fresh:
-            self.delivered_count += fresh
-            self._ledger.delivered(fresh)
+            self.delivered_count += len(fresh)
+            self._ledger.delivered(len(fresh), fresh)
 
     def drop(
         self, reason: str, exc: BaseException, start: int, stop: int, status: Optional[int] = None
@@ -132,11 +139,7 @@ class Settlement:
 
         Returns how many were dropped.
         """
-        with self._lock:
-            lost = [item for item, done in zip(self.items[start:stop], self._settled[start:stop]) if not done]
-            if lost:
-                self._settled[start:stop] = b"\x01" * (stop - start)
-                self._open -= len(lost)
+        lost = self._claim(start, stop)
         if lost:
             self._ledger.drop(reason, exc, lost, status=status)
         return len(lost)
@@ -281,7 +284,7 @@ class BatchSender:
         except TransportError as exc:
             return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
         if 200 <= response.status < 300:
-            self.ledger.delivered(len(items))
+            self.ledger.delivered(len(items), items)
             return None
         return self._api_error(response.status, response.body, response.headers.get("Location"))
 
