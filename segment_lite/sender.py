@@ -14,7 +14,14 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from segment_lite.delivery import Action, Attempt, BatchProgress, Decision, Failure, Part, RetryBudget, decide
-from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
+from segment_lite.errors import (
+    APIError,
+    OAuthError,
+    RetriesExhaustedError,
+    SegmentLiteError,
+    ShutdownError,
+    api_error_fields,
+)
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
 from segment_lite.limits import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
@@ -45,6 +52,9 @@ GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its C
 
 #: Refusals about the messages in a batch, not about the client: they say nothing of an outage.
 _MESSAGE_STATUSES = frozenset({400, 413, 422})
+#: The status a batch is refused with when no OAuth token can be had (a bad key, a refused client): the
+#: API's answer to a bad credential, so the batch is dropped as ``rejected`` and counted under 401.
+_OAUTH_REFUSAL_STATUS = 401
 #: The transport's failures as the delivery rules tell them apart (the first that matches).
 _FAILURES = ((StaleConnection, Failure.STALE), (ConnectionClosed, Failure.CLOSED))
 
@@ -283,6 +293,8 @@ class BatchSender:
                 response = self._post(body, self._headers, self.timeout)
         except TransportError as exc:
             return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
+        except OAuthError as exc:
+            return self._oauth_refusal(exc)
         if 200 <= response.status < 300:
             self.ledger.delivered(len(items), items)
             return None
@@ -389,6 +401,10 @@ class BatchSender:
                 return Attempt(now, failure=Failure.ABORTED), None
             failure = next((f for kind, f in _FAILURES if isinstance(exc, kind)), Failure.OTHER)
             return Attempt(now, failure=failure, error=self.ledger.redact(str(exc))), None
+        except OAuthError as exc:  # raised by an OAuth transport before any request went out
+            refusal = self._oauth_refusal(exc)
+            cause = f"{refusal.status} {refusal.message} from {self.server}"
+            return Attempt(self.clock.monotonic(), refusal.status, error=cause), refusal
         self._answered_last = True
         status = response.status
         if 200 <= status < 300:
@@ -460,12 +476,9 @@ class BatchSender:
                 "(redirects are not followed, so a batch is never silently re-sent as a GET)",
                 host=self.server,
             )
-        code, message = "unknown", body.decode("utf-8", "replace")[:500]
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            payload = None
-        if isinstance(payload, dict):
-            code = str(payload.get("code", code))
-            message = str(payload.get("message", message))
+        code, message = api_error_fields(body, body.decode("utf-8", "replace")[:500])
         return APIError(status, code, self.ledger.redact(message), host=self.server)
+
+    def _oauth_refusal(self, exc: OAuthError) -> APIError:
+        """The batch's refusal when no OAuth token can be had: a 401, as the API refuses a bad key."""
+        return APIError(_OAUTH_REFUSAL_STATUS, exc.code, self.ledger.redact(exc.message), host=self.server)

@@ -99,3 +99,13 @@ def test_the_import_engine_learns_of_drops_from_outcomes_not_the_user_hooks(
     [dropped] = [o for o in seen if isinstance(o, Dropped)]
     assert dropped.reason == "rejected" and dropped.status == 422
     assert [as_message(item)["messageId"] for item in dropped.items] == ids  # every one, in order
+
+
+def test_api_error_bodies_have_one_parser() -> None:
+    from segment_lite.errors import api_error_fields
+
+    assert api_error_fields(b'{"code":"bad","message":"no"}', "raw") == ("bad", "no")
+    assert api_error_fields(b'{"message":"no"}', "raw") == ("unknown", "no")
+    assert api_error_fields(b"<html>bad gateway</html>", "<html>") == ("unknown", "<html>")
+    assert api_error_fields(b"[1, 2]", "[1, 2]") == ("unknown", "[1, 2]")
+    assert api_error_fields(b"[" * 100_000, "deep") == ("unknown", "deep")
