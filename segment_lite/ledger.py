@@ -306,12 +306,14 @@ class Ledger:
         self.subscribers.append(subscriber)
 
     def settle(self, outcome: Outcome) -> None:
-        """The one way an outcome is recorded: counted, told to the observers, reported, then subscribed."""
+        """The one way an outcome is recorded: handed to the ledger's own subscribers, then the others.
+
+        In order: the counters, the delivery observers, the user hooks (``on_error`` and
+        ``on_drop``, rate limited and capped), then :attr:`subscribers` (every message).
+        """
         self._count_outcome(outcome)
-        if self.observers:
-            self._observe(outcome)
-        if isinstance(outcome, Dropped) and outcome.report:
-            self._report_drop(outcome)
+        self._observe(outcome)
+        self._report_drop(outcome)
         for subscriber in self.subscribers:
             try:
                 subscriber(outcome)
@@ -333,6 +335,8 @@ class Ledger:
                     self._by_status[outcome.status] = self._by_status.get(outcome.status, 0) + outcome.count
 
     def _observe(self, outcome: Outcome) -> None:
+        if not self.observers:
+            return
         if isinstance(outcome, Delivered):
             self._events.emit("delivered", outcome.count)
         elif isinstance(outcome, Retried):
@@ -386,7 +390,9 @@ class Ledger:
         self.credentials.scrub(exc)  # before any hook, log or caller (sync mode raises it) sees it
         self.settle(Dropped(reason, exc, n, messages, status, report))
 
-    def _report_drop(self, outcome: Dropped) -> None:
+    def _report_drop(self, outcome: Outcome) -> None:
+        if not isinstance(outcome, Dropped) or not outcome.report:
+            return
         reason, exc, messages, n = outcome.reason, outcome.error, outcome.items, outcome.count
         if reason in DELIVERY_FAILURES:
             self._log.error("dropped %d message(s) (%s): %s", n, reason, self.redact(str(exc)))
