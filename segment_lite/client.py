@@ -30,6 +30,7 @@ from segment_lite.message import (
 )
 from segment_lite.observe import EVENTS as OBSERVER_EVENTS
 from segment_lite.options import BeforeSend, ClientOptions, ConsentSource, DefaultConfig
+from segment_lite.outcomes import OutcomeSubscriber
 from segment_lite.pipeline import QUEUED, Accepted, FlushResult, QueueFactory, Worker
 from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
@@ -629,6 +630,17 @@ class Client:
                 "observers",
             )
         self._pipeline.observers.append(observer)
+
+    def add_outcome_subscriber(self, subscriber: OutcomeSubscriber) -> None:
+        """Hand ``subscriber`` every outcome from now on: each delivery, retry and drop, with its messages.
+
+        See ``segment_lite.outcomes``: unlike ``on_error``/``on_drop`` it is neither rate
+        limited nor capped, and it is called on the thread the outcome happened on, so it
+        must be quick; its exceptions are counted as ``hook_errors``.
+        """
+        if not callable(subscriber):
+            raise ValidationError(f"an outcome subscriber must be callable, got {subscriber!r}", "subscriber")
+        self._pipeline.outcome_subscribers.append(subscriber)
 
     def stats(self) -> dict[str, Any]:
         """Counters of what happened to the messages of this client (in this process).

@@ -85,6 +85,7 @@ raises derives from ``SegmentLiteError``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -187,6 +188,24 @@ class APIError(SegmentLiteError):
         self.code = code
         self.message = message
         self.host = host
+
+
+def api_error_fields(body: bytes, fallback: str) -> tuple[str, str]:
+    """The ``code`` and ``message`` of a Tracking API error body, the one parser of them.
+
+    The API answers ``{"code": ..., "message": ...}``; a field it leaves out is
+    ``"unknown"`` (the code) or ``fallback`` (the message: the body's text, as the
+    caller wants it shown).
+    """
+    code, message = "unknown", fallback
+    try:
+        payload = json.loads(body)
+    except (ValueError, TypeError, RecursionError):  # not JSON (a proxy's HTML page), nested too deep
+        return code, message
+    if isinstance(payload, dict):
+        code = str(payload.get("code", code))
+        message = str(payload.get("message", message))
+    return code, message
 
 
 class RetriesExhaustedError(SegmentLiteError):

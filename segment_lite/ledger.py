@@ -17,9 +17,11 @@ Two hooks receive reports, as the client's options:
   at ``flush()``/``shutdown()``). So an overloaded client never calls user code
   once per message on the caller's thread.
 
-``stats()`` counts everything, whether or not a hook is set. Delivery observers
-(``segment_lite.observe``) are told of deliveries, retries, drops, settled batches
-and a drained queue, on a thread of their own.
+Deliveries, retries and drops are typed outcomes (``segment_lite.outcomes``): the
+ledger hands each to its subscribers in order -- its counters (``stats()`` counts
+everything, whether or not a hook is set), the delivery observers
+(``segment_lite.observe``, told on a thread of their own), the hooks above, then
+the subscribers added with :meth:`Ledger.subscribe` (every message, unthrottled).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from segment_lite.errors import SegmentLiteError
 from segment_lite.observe import ObserverThread
+from segment_lite.outcomes import Delivered, Dropped, Outcome, OutcomeSubscriber, Retried, as_message
 
 __all__ = [
     "DELIVERY_FAILURES",
@@ -250,6 +253,7 @@ class Ledger:
         monotonic: Callable[[], float] = time.monotonic,
         credentials: Optional[Credentials] = None,
         observers: Optional[list[Any]] = None,
+        subscribers: Optional[list[OutcomeSubscriber]] = None,
     ) -> None:
         self._on_error = on_error
         self._on_drop = on_drop
@@ -260,6 +264,8 @@ class Ledger:
         #: The observers (shared with the pipeline, which may add to it later).
         self.observers: list[Any] = [] if observers is None else observers
         self._events = ObserverThread(self.observers, self.count, log)
+        #: Outcome subscribers after the ledger's own (shared with the pipeline, which may add to it).
+        self.subscribers: list[OutcomeSubscriber] = [] if subscribers is None else subscribers
         self.credentials = Credentials() if credentials is None else credentials
         if secret:
             self.add_secret(secret)
@@ -284,19 +290,59 @@ class Ledger:
         self._last_report: dict[str, float] = {}
 
     def count(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to counter ``name``."""
+        """Add ``n`` to counter ``name`` (``"retried"``: one retry, as an outcome)."""
+        if name == "retried":
+            self.settle(_RETRIED)
+            return
         with self._lock:
             self._counts[name] += n
-        if name == "retried" and self.observers:
-            self._events.emit("retried")
 
-    def delivered(self, n: int) -> None:
-        """Record a batch of ``n`` messages the server accepted."""
+    def delivered(self, n: int, items: Sequence[Reported] = ()) -> None:
+        """Record a batch of ``n`` messages (``items``, when given) the server accepted."""
+        self.settle(Delivered(n, items))
+
+    def subscribe(self, subscriber: OutcomeSubscriber) -> None:
+        """Hand every outcome from now on to ``subscriber`` too (see ``segment_lite.outcomes``)."""
+        self.subscribers.append(subscriber)
+
+    def settle(self, outcome: Outcome) -> None:
+        """The one way an outcome is recorded: handed to the ledger's own subscribers, then the others.
+
+        In order: the counters, the delivery observers, the user hooks (``on_error`` and
+        ``on_drop``, rate limited and capped), then :attr:`subscribers` (every message).
+        """
+        self._count_outcome(outcome)
+        self._observe(outcome)
+        self._report_drop(outcome)
+        for subscriber in self.subscribers:
+            try:
+                subscriber(outcome)
+            except Exception:
+                with self._lock:
+                    self._counts["hook_errors"] += 1
+                self._log.exception("outcome subscriber %r raised", subscriber)
+
+    def _count_outcome(self, outcome: Outcome) -> None:
         with self._lock:
-            self._counts["delivered"] += n
-            self._counts["batches"] += 1
-        if self.observers:
-            self._events.emit("delivered", n)
+            if isinstance(outcome, Delivered):
+                self._counts["delivered"] += outcome.count
+                self._counts["batches"] += 1
+            elif isinstance(outcome, Retried):
+                self._counts["retried"] += 1
+            else:
+                self._dropped[outcome.reason] = self._dropped.get(outcome.reason, 0) + outcome.count
+                if outcome.status is not None:
+                    self._by_status[outcome.status] = self._by_status.get(outcome.status, 0) + outcome.count
+
+    def _observe(self, outcome: Outcome) -> None:
+        if not self.observers:
+            return
+        if isinstance(outcome, Delivered):
+            self._events.emit("delivered", outcome.count)
+        elif isinstance(outcome, Retried):
+            self._events.emit("retried")
+        else:
+            self._events.emit("dropped", outcome.reason, outcome.count)
 
     def batch_settled(self, count: int, delivered: int, nbytes: int, seconds: float) -> None:
         """Record a batch taken from the queue and now settled: its bytes and how long it took."""
@@ -342,19 +388,17 @@ class Ledger:
         """
         n = len(messages) if count is None else count
         self.credentials.scrub(exc)  # before any hook, log or caller (sync mode raises it) sees it
-        with self._lock:
-            self._dropped[reason] = self._dropped.get(reason, 0) + n
-            if status is not None:
-                self._by_status[status] = self._by_status.get(status, 0) + n
-        if self.observers:
-            self._events.emit("dropped", reason, n)
-        if not report:
+        self.settle(Dropped(reason, exc, n, messages, status, report))
+
+    def _report_drop(self, outcome: Outcome) -> None:
+        if not isinstance(outcome, Dropped) or not outcome.report:
             return
+        reason, exc, messages, n = outcome.reason, outcome.error, outcome.items, outcome.count
         if reason in DELIVERY_FAILURES:
             self._log.error("dropped %d message(s) (%s): %s", n, reason, self.redact(str(exc)))
             if self._on_error:
                 try:
-                    self._on_error(exc, [_as_dict(m) for m in messages])
+                    self._on_error(exc, [as_message(m) for m in messages])
                 except Exception:
                     self._log.exception("on_error callback raised")
             return
@@ -375,8 +419,9 @@ class Ledger:
         """Log ``reason`` and hand it to ``on_drop``, at most once per ``REPORT_INTERVAL_S`` per reason.
 
         The first report of a reason is delivered at once; later ones within the
-        interval are held (up to ``MAX_MESSAGES_PER_REPORT`` messages) and
-        delivered together once it has passed. Counting is the caller's job.
+        interval are held and delivered together once it has passed. Each call
+        carries at most ``MAX_MESSAGES_PER_REPORT`` messages (the first ones); the
+        rest are only counted, which is the caller's job.
         """
         n = len(messages) if count is None else count
         self.credentials.scrub(exc)
@@ -386,7 +431,7 @@ class Ledger:
             due = now - self._last_report.get(reason, -REPORT_INTERVAL_S) >= REPORT_INTERVAL_S
             if pending is None and due:
                 self._last_report[reason] = now
-                deliver: list[_Report] = [(reason, exc, list(messages), n)]
+                deliver: list[_Report] = [(reason, exc, list(messages[:MAX_MESSAGES_PER_REPORT]), n)]
             else:
                 if pending is None:
                     pending = self._pending[reason] = _Pending(exc)
@@ -432,7 +477,7 @@ class Ledger:
             self._log.log(level, "%d %s (%s): %s", n, what, reason, self.redact(str(exc)))
         if self._on_drop:
             try:
-                self._on_drop(reason, exc, [_as_dict(m) for m in messages])
+                self._on_drop(reason, exc, [as_message(m) for m in messages])
             except Exception:
                 self._log.exception("on_drop callback raised")
 
@@ -485,10 +530,4 @@ class Ledger:
         }
 
 
-def _as_dict(message: Reported) -> Any:
-    if isinstance(message, bytes):
-        try:
-            return json.loads(message)
-        except (ValueError, RecursionError):  # RecursionError: nested past any limit (an old spool)
-            return {"raw": message.decode("utf-8", "replace")}
-    return message
+_RETRIED = Retried()

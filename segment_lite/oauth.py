@@ -8,9 +8,10 @@ token it gets back as ``Authorization: Bearer ...`` instead of the write key.
 ``OAuthTransport`` wraps the batch transport, so the sender and its retry policy
 are unchanged: a token that cannot be had for now (the auth server is down)
 raises ``TransportError`` and the batch is retried like any network failure; a
-token that can never be had (a bad key, a refused client) answers the batch with
-a 401 carrying the reason, so the batch is dropped as ``rejected`` and reported
-to ``on_error`` with an ``APIError``. Nothing here ever raises into ``track()``.
+token that can never be had (a bad key, a refused client) raises ``OAuthError``,
+which the sender turns into the batch's refusal (a 401 ``APIError``, as the API
+refuses a bad key), so the batch is dropped as ``rejected`` and reported to
+``on_error``. Nothing here ever raises into ``track()``.
 
 Needs the ``[oauth]`` extra (PyJWT with its crypto backend); this module imports
 it only when a token source is made.
@@ -19,7 +20,6 @@ it only when a token source is made.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import threading
 import uuid
@@ -337,9 +337,9 @@ class OAuthTransport:
     """A transport that authenticates each batch with an OAuth access token.
 
     It replaces the ``Authorization`` header of the wrapped transport's requests
-    with ``Bearer <token>``. When no token can ever be had, it answers the batch
-    itself with a 401 whose body names the reason, so the sender drops the batch
-    as ``rejected`` and reports the reason to ``on_error``.
+    with ``Bearer <token>``. When no token can ever be had, it raises
+    ``OAuthError`` (no request goes out), which the sender drops the batch for,
+    as ``rejected``, reporting the reason to ``on_error``.
     """
 
     def __init__(self, inner: Transport, tokens: OAuthTokenSource) -> None:
@@ -348,13 +348,13 @@ class OAuthTransport:
         self._interrupt = threading.Event()
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
-        """Post ``body`` with a Bearer token instead of the write key."""
+        """Post ``body`` with a Bearer token instead of the write key.
+
+        Raises ``OAuthError`` when no token can ever be had with this configuration,
+        ``TransportError`` as the wrapped transport does (or when the auth server is down).
+        """
         self._interrupt = threading.Event()  # an abort concerns the request in flight only
-        try:
-            authorization = self._tokens.authorization(self._interrupt)
-        except OAuthError as exc:
-            reason = json.dumps({"code": exc.code, "message": exc.message}).encode()
-            return TransportResponse(401, {"Content-Type": "application/json"}, reason)
+        authorization = self._tokens.authorization(self._interrupt)
         response = self._inner.post(url, body, {**headers, "Authorization": authorization}, timeout)
         if response.status not in TOKEN_INVALIDATING_STATUSES:
             return response

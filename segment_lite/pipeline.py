@@ -29,6 +29,7 @@ from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
+from segment_lite.outcomes import OutcomeSubscriber
 from segment_lite.queue import Batch, MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender, PipelinePause, Settlement
@@ -297,6 +298,8 @@ class Pipeline:
         self.credentials = Credentials() if credentials is None else credentials
         #: Delivery observers (segment_lite.observe); the ledger of each process shares this list.
         self.observers: list[Any] = list(observers)
+        #: Outcome subscribers (segment_lite.outcomes); the ledger of each process shares this list.
+        self.outcome_subscribers: list[OutcomeSubscriber] = []
         self.delivery = delivery
         self.batching = batching
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -326,6 +329,7 @@ class Pipeline:
             monotonic=self.delivery.clock.monotonic,
             credentials=self.credentials,
             observers=self.observers,
+            subscribers=self.outcome_subscribers,
         )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)

@@ -25,7 +25,7 @@ import requests.adapters
 import urllib3.connectionpool
 
 from segment_lite.encoding import encode
-from segment_lite.errors import APIError
+from segment_lite.errors import APIError, api_error_fields
 from segment_lite.ledger import Credentials
 from segment_lite.sender import batch_headers
 from segment_lite.timestamps import now_iso
@@ -71,13 +71,7 @@ def post(
     response = _session.post(batch_url(host), **options)
     if 200 <= response.status_code < 300:
         return response
-    code, message = "unknown", response.text
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict):
-        code, message = str(payload.get("code", code)), str(payload.get("message", message))
+    code, message = api_error_fields(response.content, response.text)
     credentials = Credentials()  # a server may echo the key (or token) it was sent
     credentials.add(write_key)
     if token:

@@ -14,7 +14,14 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from segment_lite.delivery import Action, Attempt, BatchProgress, Decision, Failure, Part, RetryBudget, decide
-from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
+from segment_lite.errors import (
+    APIError,
+    OAuthError,
+    RetriesExhaustedError,
+    SegmentLiteError,
+    ShutdownError,
+    api_error_fields,
+)
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
 from segment_lite.limits import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
@@ -45,6 +52,9 @@ GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its C
 
 #: Refusals about the messages in a batch, not about the client: they say nothing of an outage.
 _MESSAGE_STATUSES = frozenset({400, 413, 422})
+#: The status a batch is refused with when no OAuth token can be had (a bad key, a refused client): the
+#: API's answer to a bad credential, so the batch is dropped as ``rejected`` and counted under 401.
+_OAUTH_REFUSAL_STATUS = 401
 #: The transport's failures as the delivery rules tell them apart (the first that matches).
 _FAILURES = ((StaleConnection, Failure.STALE), (ConnectionClosed, Failure.CLOSED))
 
@@ -109,21 +119,28 @@ class Settlement:
         """True once every message is settled."""
         return self._open == 0
 
-    def _claim(self, start: int, stop: int) -> int:
-        """Mark ``items[start:stop]`` settled; how many of them were not already."""
+    def _claim(self, start: int, stop: int) -> list[bytes]:
+        """Mark ``items[start:stop]`` settled; those of them that were not already."""
         with self._lock:
             fresh = self._settled.count(0, start, stop)
-            if fresh:
-                self._settled[start:stop] = b"\x01" * (stop - start)
-                self._open -= fresh
-            return fresh
+            if fresh == stop - start:  # the usual case: the whole part
+                claimed = self.items[start:stop]
+            elif fresh:
+                claimed = [
+                    item for item, done in zip(self.items[start:stop], self._settled[start:stop]) if not done
+                ]
+            else:
+                return []
+            self._settled[start:stop] = b"\x01" * (stop - start)
+            self._open -= fresh
+            return claimed
 
     def delivered(self, start: int, stop: int) -> None:
         """Count ``items[start:stop]`` delivered (those not settled already)."""
         fresh = self._claim(start, stop)
         if fresh:
-            self.delivered_count += fresh
-            self._ledger.delivered(fresh)
+            self.delivered_count += len(fresh)
+            self._ledger.delivered(len(fresh), fresh)
 
     def drop(
         self, reason: str, exc: BaseException, start: int, stop: int, status: Optional[int] = None
@@ -132,11 +149,7 @@ class Settlement:
 
         Returns how many were dropped.
         """
-        with self._lock:
-            lost = [item for item, done in zip(self.items[start:stop], self._settled[start:stop]) if not done]
-            if lost:
-                self._settled[start:stop] = b"\x01" * (stop - start)
-                self._open -= len(lost)
+        lost = self._claim(start, stop)
         if lost:
             self._ledger.drop(reason, exc, lost, status=status)
         return len(lost)
@@ -280,8 +293,10 @@ class BatchSender:
                 response = self._post(body, self._headers, self.timeout)
         except TransportError as exc:
             return RetriesExhaustedError(1, self.ledger.redact(str(exc)))
+        except OAuthError as exc:
+            return self._oauth_refusal(exc)
         if 200 <= response.status < 300:
-            self.ledger.delivered(len(items))
+            self.ledger.delivered(len(items), items)
             return None
         return self._api_error(response.status, response.body, response.headers.get("Location"))
 
@@ -386,6 +401,10 @@ class BatchSender:
                 return Attempt(now, failure=Failure.ABORTED), None
             failure = next((f for kind, f in _FAILURES if isinstance(exc, kind)), Failure.OTHER)
             return Attempt(now, failure=failure, error=self.ledger.redact(str(exc))), None
+        except OAuthError as exc:  # raised by an OAuth transport before any request went out
+            refusal = self._oauth_refusal(exc)
+            cause = f"{refusal.status} {refusal.message} from {self.server}"
+            return Attempt(self.clock.monotonic(), refusal.status, error=cause), refusal
         self._answered_last = True
         status = response.status
         if 200 <= status < 300:
@@ -457,12 +476,9 @@ class BatchSender:
                 "(redirects are not followed, so a batch is never silently re-sent as a GET)",
                 host=self.server,
             )
-        code, message = "unknown", body.decode("utf-8", "replace")[:500]
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            payload = None
-        if isinstance(payload, dict):
-            code = str(payload.get("code", code))
-            message = str(payload.get("message", message))
+        code, message = api_error_fields(body, body.decode("utf-8", "replace")[:500])
         return APIError(status, code, self.ledger.redact(message), host=self.server)
+
+    def _oauth_refusal(self, exc: OAuthError) -> APIError:
+        """The batch's refusal when no OAuth token can be had: a 401, as the API refuses a bad key."""
+        return APIError(_OAUTH_REFUSAL_STATUS, exc.code, self.ledger.redact(exc.message), host=self.server)

@@ -62,6 +62,23 @@ def test_a_burst_is_one_report_now_and_one_later() -> None:
     assert ledger.snapshot(0, 0, 0)["dropped"]["queue_full"] == 10_000  # every one counted
 
 
+def test_the_first_report_of_a_reason_carries_at_most_the_documented_cap() -> None:
+    # docs/configuration.md: on_drop carries at most 1,000 messages a call, the first report too.
+    ledger, _, _, drops = make_ledger()
+    shutdown = ShutdownError("deadline passed")
+    ledger.drop("shutdown_timeout", shutdown, [{"i": i} for i in range(MAX_MESSAGES_PER_REPORT + 500)])
+    [(reason, error, messages)] = drops
+    assert reason == "shutdown_timeout" and error is shutdown
+    assert len(messages) == MAX_MESSAGES_PER_REPORT and messages[0] == {"i": 0}
+    assert messages[-1] == {"i": MAX_MESSAGES_PER_REPORT - 1}
+    assert ledger.snapshot(0, 0, 0)["dropped"]["shutdown_timeout"] == MAX_MESSAGES_PER_REPORT + 500
+    ledger.warn(
+        "coerced", ValueError("event is empty"), [{"i": i} for i in range(2 * MAX_MESSAGES_PER_REPORT)]
+    )
+    assert len(drops[-1][2]) == MAX_MESSAGES_PER_REPORT
+    assert ledger.snapshot(0, 0, 0)["warnings"]["coerced"] == 2 * MAX_MESSAGES_PER_REPORT
+
+
 def test_a_report_after_the_interval_carries_the_held_ones() -> None:
     ledger, clock, _, drops = make_ledger()
     ledger.drop("after_shutdown", ShutdownError("late"), [{"i": 0}])

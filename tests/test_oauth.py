@@ -201,3 +201,29 @@ def test_serve_with_an_unreadable_public_key_exits_with_a_clear_error(tmp_path, 
     code = main(["serve", "--port", "0", "--oauth-public-key", str(tmp_path / "missing.pem")])
     assert code == 1
     assert "cannot read --oauth-public-key" in capsys.readouterr().err
+
+
+def test_a_token_that_can_never_be_had_raises_a_typed_error_and_sends_nothing() -> None:
+    from segment_lite.errors import OAuthError
+    from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
+
+    class Unreachable:
+        posted = 0
+
+        def post(self, *args: Any) -> Any:
+            self.posted += 1
+            raise AssertionError("no request may go out without a token")
+
+        def abort(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    inner = Unreachable()
+    tokens = OAuthTokenSource(OAuthConfig("id", "not a PEM key", "kid", "http://127.0.0.1:9"))
+    transport = OAuthTransport(inner, tokens)  # type: ignore[arg-type]
+    with pytest.raises(OAuthError) as raised:
+        transport.post("http://127.0.0.1:9/v1/batch", b"{}", {}, 1.0)
+    assert raised.value.code == "invalid_client_key" and inner.posted == 0
+    assert "cannot sign the client assertion" in raised.value.message

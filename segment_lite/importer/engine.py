@@ -19,8 +19,8 @@ from segment_lite.importer.options import ImportOptions
 from segment_lite.importer.sources import Source
 from segment_lite.importer.state import RejectsWriter
 from segment_lite.importer.summary import ImportSummary
-from segment_lite.ledger import WARNING_REASONS
 from segment_lite.limits import MAX_BATCH_MESSAGES
+from segment_lite.outcomes import Dropped, Item, Outcome, OutcomeSubscriber, as_message
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -86,9 +86,10 @@ class ImportEngine:
     """Feeds rows to a client it makes from ``options`` and keeps the books.
 
     Shared by file imports (``run_import``) and in-memory rows (``import_rows``,
-    Spark partitions). The client reports its drops to :meth:`on_error`, and a
-    ``before_send`` hook that drops a row tells the engine so (see
-    :func:`make_client`).
+    Spark partitions). The engine subscribes to its client's outcomes (see
+    ``segment_lite.outcomes``: every dropped message, neither rate limited nor
+    capped) in :meth:`on_outcome`, and a ``before_send`` hook that drops a row
+    tells the engine so (see :func:`make_client`).
     """
 
     def __init__(
@@ -140,7 +141,7 @@ class ImportEngine:
         self._source: Optional[Source] = None
         self._started = time.monotonic()
         self._next_tick = self._started + progress.interval_s
-        self.client = make_client(options, self.on_error, self._note_filtered)
+        self.client = make_client(options, self.on_outcome, self._note_filtered)
         client = self.client
         self._methods: dict[str, Callable[..., tuple[bool, Optional[dict[str, Any]]]]] = {
             "track": client.track,
@@ -151,12 +152,18 @@ class ImportEngine:
             "screen": client.screen,
         }
 
-    # -- the client's error callback (sender thread) -------------------------------
+    # -- the client's outcomes (sender thread, or the reading thread for a refusal) ---
 
-    def on_error(self, exc: BaseException, messages: list[Any]) -> None:
-        """Route the client's drops: server rejections to the rejects file, the rest to a stop."""
+    def on_outcome(self, outcome: Outcome) -> None:
+        """Route the client's drops (every message of each) as :meth:`on_dropped` does."""
+        if isinstance(outcome, Dropped) and outcome.report:
+            self.on_dropped(outcome.error, outcome.items)
+
+    def on_dropped(self, exc: BaseException, items: Sequence[Item]) -> None:
+        """Route dropped ``items``: server rejections to the rejects file, the rest to a stop."""
         if isinstance(exc, (ValidationError, EncodeError)):
             return  # refused at the call: the reading loop catches the same exception
+        messages = [as_message(item) for item in items]
         if isinstance(exc, APIError) and exc.status not in FATAL_STATUSES:
             reason = f"HTTP {exc.status} {exc.code}: {exc.message}"
             for message in messages:
@@ -570,12 +577,12 @@ def _verify_skipped(source: Source, line: int, expected: Optional[str]) -> None:
 
 def make_client(
     options: ImportOptions,
-    on_error: Callable[[BaseException, list[Any]], None],
+    on_outcome: OutcomeSubscriber,
     on_filtered: Callable[[], None],
 ) -> Client:
     """The client of an import: ``CLIENT_DEFAULTS``, then the options, then ``options.client_options``.
 
-    ``on_error`` receives every drop (those not at delivery through ``on_drop``).
+    ``on_outcome`` subscribes to the client's outcomes (every delivery, retry and drop).
     Each ``before_send`` hook of ``client_options`` is wrapped to call ``on_filtered`` when it drops a
     message; hooks run on the calling thread, inside the ``track``-style call.
     """
@@ -586,25 +593,20 @@ def make_client(
     if options.client_options:
         settings.update(options.client_options)
     settings["send"] = not options.dry_run
-    settings["on_error"] = on_error
-    settings["on_drop"] = functools.partial(_undelivered_to, on_error)
+    # The engine learns of drops from the outcomes; the hooks (rate limited, capped) stay silent.
+    settings["on_error"] = None
+    settings["on_drop"] = None
     hooks = settings.get("before_send")
     if hooks is not None:
         settings["before_send"] = [_reporting_hook(hook, on_filtered) for hook in _as_list(hooks)]
     if not options.dry_run and not options.write_key:
         raise ImportConfigError("a write key is required (--write-key or SEGMENT_WRITE_KEY)")
     try:
-        return Client(options.write_key or "dry-run", host=options.host, region=options.region, **settings)
+        client = Client(options.write_key or "dry-run", host=options.host, region=options.region, **settings)
     except ValueError as exc:
         raise ImportConfigError(str(exc)) from None
-
-
-def _undelivered_to(
-    on_error: Callable[[BaseException, list[Any]], None], reason: str, exc: BaseException, messages: list[Any]
-) -> None:
-    """Hand the client's drops (not its filtered messages or warnings) to the engine's ``on_error``."""
-    if reason != "filtered" and reason not in WARNING_REASONS:
-        on_error(exc, messages)
+    client.add_outcome_subscriber(on_outcome)
+    return client
 
 
 def _as_list(hooks: Any) -> list[Any]:
