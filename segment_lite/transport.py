@@ -463,8 +463,12 @@ def _read_body(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
 _FOLD = re.compile(r"\r?\n[ \t]*")
 #: Headers that change how the request is framed: with any of them, urllib3's ``request`` frames it.
 _FRAMING_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "accept-encoding"))
-#: http.client's ``getresponse`` (which urllib3's wraps), as it was at import: VCR.py replaces
-#: http.client's connection class while it records, and this connection is not one to record.
+#: http.client's request writing and response reading, which urllib3's ``HTTPConnection`` wraps,
+#: as they were at import: VCR.py replaces http.client's connection class while it records, and
+#: this connection is not one to record. urllib3's own ``putrequest``/``putheader`` only add a
+#: check of the method (always POST here) and its ``SKIP_HEADER`` marker (never used here).
+_PUT_REQUEST = http.client.HTTPConnection.putrequest
+_PUT_HEADER = http.client.HTTPConnection.putheader
 _GET_RESPONSE = http.client.HTTPConnection.getresponse
 
 
@@ -476,13 +480,13 @@ def _send_request(conn: HTTPConnection, target: str, body: bytes, headers: Mappi
     ``request`` adds for bodies other than bytes and for the response object this transport
     does not use (urllib3's ``HTTPResponse``; http.client's is read directly).
     """
-    if any(name.lower() in _FRAMING_HEADERS for name in headers):
+    if not _FRAMING_HEADERS.isdisjoint(map(str.lower, headers)):
         conn.request("POST", target, body=body, headers=headers, preload_content=False, decode_content=False)
         return
-    conn.putrequest("POST", target)
-    conn.putheader("Content-Length", str(len(body)))
+    _PUT_REQUEST(conn, "POST", target)
+    _PUT_HEADER(conn, "Content-Length", str(len(body)))
     for name, value in headers.items():
-        conn.putheader(name, value)
+        _PUT_HEADER(conn, name, value)
     conn.endheaders(body)
 
 
