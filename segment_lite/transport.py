@@ -594,7 +594,9 @@ class Urllib3Transport:
         if self._proxy_headers:
             headers = {**headers, **self._proxy_headers}
         cut_short = False
-        conn.sock.settimeout(conn.timeout)  # type: ignore[union-attr]  # connected, by post
+        sock = conn.sock  # connected, by post
+        if sock is not None and sock.gettimeout() != conn.timeout:
+            sock.settimeout(conn.timeout)  # a system call each time (ioctl), even to the same value
         try:
             _send_request(conn, self._target, body, headers)
         except (BrokenPipeError, ConnectionResetError) as exc:
