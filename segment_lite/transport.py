@@ -1,8 +1,9 @@
 """HTTP behind a small interface: post bytes, get a status back, or a typed network error.
 
-Two transports implement it, both on urllib3's own request writing and response
-parsing. ``Urllib3Transport`` (the default) keeps one urllib3 ``HTTPConnection``
-per sender thread. ``RequestsTransport`` goes through a ``requests.Session``; pass
+Two transports implement it; neither writes or parses HTTP itself. ``Urllib3Transport``
+(the default) keeps one urllib3 ``HTTPConnection`` per sender thread and uses the
+http.client request writing and response parsing that urllib3's connection wraps.
+``RequestsTransport`` goes through a ``requests.Session``; pass
 ``transport=RequestsTransport`` to use it. Both honour the proxy environment
 variables as requests does (an explicit ``proxies=`` mapping wins over them),
 verify TLS against the same CA bundle as requests, never read ``~/.netrc``, leave
