@@ -248,7 +248,18 @@ class BatchSender:
         # The batch body is a join of the already-encoded messages; sentAt is
         # stamped now, at each attempt, so the server's clock-skew fix stays right.
         sent_at = iso_from_epoch(self.clock.time()).encode()
-        body = b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', sent_at, self._key_suffix))
+        tail = b'],"sentAt":"' + sent_at + self._key_suffix
+        if items:
+            # One join, the envelope glued to the first and last messages: joining the messages
+            # and then the envelope around them held two copies of the batch at once, and the
+            # second large allocation grew the heap and the frees shrank it again, each request
+            # (two brk calls and ~10 page faults: ~100 µs for 82 KB in a loop).
+            parts = items.copy()
+            parts[0] = b'{"batch":[' + parts[0]
+            parts[-1] += tail
+            body = b",".join(parts)
+        else:
+            body = b'{"batch":[' + tail
         if self.log.isEnabledFor(logging.DEBUG):
             # Logged without the write key.
             shown = b"".join((b'{"batch":[', b",".join(items), b'],"sentAt":"', sent_at, b'"}'))

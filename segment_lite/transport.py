@@ -1,8 +1,9 @@
 """HTTP behind a small interface: post bytes, get a status back, or a typed network error.
 
-Two transports implement it, both on urllib3's own request writing and response
-parsing. ``Urllib3Transport`` (the default) keeps one urllib3 ``HTTPConnection``
-per sender thread. ``RequestsTransport`` goes through a ``requests.Session``; pass
+Two transports implement it; neither writes or parses HTTP itself. ``Urllib3Transport``
+(the default) keeps one urllib3 ``HTTPConnection`` per sender thread and uses the
+http.client request writing and response parsing that urllib3's connection wraps.
+``RequestsTransport`` goes through a ``requests.Session``; pass
 ``transport=RequestsTransport`` to use it. Both honour the proxy environment
 variables as requests does (an explicit ``proxies=`` mapping wins over them),
 verify TLS against the same CA bundle as requests, never read ``~/.netrc``, leave
@@ -23,13 +24,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Protocol, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -52,9 +54,6 @@ from segment_lite.errors import (
     TransportTimeout,
     ValidationError,
 )
-
-if TYPE_CHECKING:
-    from urllib3.response import BaseHTTPResponse
 
 __all__ = [
     "DEFAULT_HOST",
@@ -409,9 +408,13 @@ class _AbortSwitch:
                         pass
 
 
-def _read_body(response: BaseHTTPResponse) -> tuple[bytes, bool]:
-    """The body up to ``MAX_RESPONSE_BYTES``, and whether that was all of it (urllib3 raises if cut short)."""
-    length = response.length_remaining
+def _read_body(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
+    """The body up to ``MAX_RESPONSE_BYTES``, and whether that was all of it.
+
+    http.client frames it (``Content-Length``, chunked, or until the close) and raises
+    ``IncompleteRead`` if a ``Content-Length`` or chunked body is cut short.
+    """
+    length = response.length
     if length is not None and length <= MAX_RESPONSE_BYTES:
         return response.read(), True  # the usual answer: one read of its Content-Length
     parts: list[bytes] = []
@@ -419,10 +422,84 @@ def _read_body(response: BaseHTTPResponse) -> tuple[bytes, bool]:
     while size <= MAX_RESPONSE_BYTES:
         chunk = response.read(MAX_RESPONSE_BYTES + 1 - size)
         if not chunk:
+            if response.length:  # read(amt) returns short at the end of the stream instead of raising
+                raise http.client.IncompleteRead(b"".join(parts), response.length)
             return b"".join(parts), True
         parts.append(chunk)
         size += len(chunk)
     return b"".join(parts)[:MAX_RESPONSE_BYTES], False
+
+
+#: The line break and indent of an obsolete folded header line (RFC 9112 section 5.2).
+_FOLD = re.compile(r"\r?\n[ \t]*")
+#: Headers that change how the request is framed: with any of them, urllib3's ``request`` frames it.
+_FRAMING_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "accept-encoding"))
+#: http.client's request writing and response reading, which urllib3's ``HTTPConnection`` wraps,
+#: as they were at import: VCR.py replaces http.client's connection class while it records, and
+#: this connection is not one to record. urllib3's own ``putrequest``/``putheader`` only add a
+#: check of the method (always POST here) and its ``SKIP_HEADER`` marker (never used here).
+_PUT_REQUEST = http.client.HTTPConnection.putrequest
+_PUT_HEADER = http.client.HTTPConnection.putheader
+_GET_RESPONSE = http.client.HTTPConnection.getresponse
+
+
+def _send_request(conn: HTTPConnection, target: str, body: bytes, headers: Mapping[str, str]) -> None:
+    """Write the POST of ``body`` through http.client's request writing, as urllib3's ``request`` does.
+
+    The same header lines in the same order (``Host``, ``Accept-Encoding: identity``,
+    ``Content-Length``, then ``headers``), each validated by http.client, without what
+    ``request`` adds for bodies other than bytes and for the response object this transport
+    does not use (urllib3's ``HTTPResponse``; http.client's is read directly).
+    """
+    if not _FRAMING_HEADERS.isdisjoint(map(str.lower, headers)):
+        conn.request("POST", target, body=body, headers=headers, preload_content=False, decode_content=False)
+        return
+    _PUT_REQUEST(conn, "POST", target)
+    _PUT_HEADER(conn, "Content-Length", str(len(body)))
+    for name, value in headers.items():
+        _PUT_HEADER(conn, name, value)
+    conn.endheaders(body)
+
+
+class _ResponseHeaders(Mapping[str, str]):
+    """The answer's headers as urllib3's case-insensitive ``HTTPHeaderDict``, built on first use.
+
+    The sender reads no header of a 2xx, so most answers never pay for the copy out of
+    http.client's ``email.message.Message``.
+    """
+
+    __slots__ = ("_headers", "_message")
+
+    def __init__(self, message: http.client.HTTPMessage) -> None:
+        self._message = message
+        self._headers: Optional[urllib3.HTTPHeaderDict] = None
+
+    def _built(self) -> urllib3.HTTPHeaderDict:
+        if self._headers is None:
+            headers = urllib3.HTTPHeaderDict()
+            for name, value in self._message.items():
+                # An obsolete folded line ("Retry-After:\r\n  7") keeps its line break and
+                # indent in http.client's value.
+                if "\n" in value or value[:1] in (" ", "\t"):
+                    value = _FOLD.sub(" ", value).strip()
+                headers.add(name, value)
+            self._headers = headers
+        return self._headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._built()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __eq__(self, other: object) -> bool:
+        return self._built() == other
+
+    def __repr__(self) -> str:
+        return repr(self._built())
 
 
 # -- the default transport ------------------------------------------------------
@@ -488,10 +565,11 @@ class Urllib3Transport:
         if self._proxy_headers:
             headers = {**headers, **self._proxy_headers}
         cut_short = False
+        sock = conn.sock  # connected, by post
+        if sock is not None and sock.gettimeout() != conn.timeout:
+            sock.settimeout(conn.timeout)  # a system call each time (ioctl), even to the same value
         try:
-            conn.request(
-                "POST", self._target, body=body, headers=headers, preload_content=False, decode_content=False
-            )
+            _send_request(conn, self._target, body, headers)
         except (BrokenPipeError, ConnectionResetError) as exc:
             # The server may have refused the request (413, 401, ...) and closed the
             # connection before taking the whole body: its answer is the answer, unless
@@ -499,23 +577,18 @@ class Urllib3Transport:
             if self._switch.aborted:
                 raise
             try:
-                response = conn.getresponse()
+                response = _GET_RESPONSE(conn)
             except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError):
                 raise exc from None
             if 200 <= response.status < 300:
                 raise exc from None
             cut_short = True
         else:
-            response = conn.getresponse()
+            response = _GET_RESPONSE(conn)
         data, complete = _read_body(response)
         if cut_short or not complete:
             self._drop_connection()  # the request or the answer is not whole: the connection is done
-        headers = response.headers
-        if response.status >= 300 and any(value[:1] in (" ", "\t", "\r", "\n") for value in headers.values()):
-            # An obsolete folded line ("Retry-After:\r\n  7") keeps its indent in urllib3's value
-            # (and, on Python 3.9, its line break too).
-            headers = urllib3.HTTPHeaderDict((name, value.strip()) for name, value in headers.items())
-        return response.status, headers, data
+        return response.status, _ResponseHeaders(response.msg), data
 
     def abort(self) -> None:
         """Close the connection of a ``post`` in flight (from another thread); see ``Transport``."""

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -278,6 +279,34 @@ def test_repeated_and_folded_headers_are_read(scripted) -> None:
     assert answer.status == 429
     assert answer.headers.get("Retry-After") == "7"
     assert answer.headers["X-Seen"] == "a, b"
+
+
+def test_the_request_head_is_urllib3_s_and_framing_headers_of_the_caller_are_honoured(scripted) -> None:
+    server = scripted([OK, OK])
+    transport = Urllib3Transport()
+    assert post(transport, server.url) == 200
+    # Exactly the lines urllib3's request() writes for a bytes body, in its order.
+    head = server.requests[0][: -len(BODY)]
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[:4] == [
+        "POST /v1/batch HTTP/1.1",
+        f"Host: {urlsplit(server.url).netloc}",
+        "Accept-Encoding: identity",
+        f"Content-Length: {len(BODY)}",
+    ]
+    assert lines[4:-2] == [f"{name}: {value}" for name, value in HEADERS.items()]
+    # A caller's Host replaces http.client's rather than adding a second one.
+    assert transport.post(server.url, BODY, {**HEADERS, "Host": "api.example.test"}, 5).status == 200
+    second = server.requests[1].decode("latin-1")
+    assert second.count("\r\nHost: ") == 1 and "\r\nHost: api.example.test\r\n" in second
+
+
+def test_a_folded_header_of_a_2xx_is_unfolded_when_read(scripted) -> None:
+    server = scripted([b"HTTP/1.1 200 OK\r\nX-Note:\r\n  a\r\n  b\r\nContent-Length: 2\r\n\r\nok"])
+    answer = Urllib3Transport().post(server.url, BODY, HEADERS, 5)
+    assert (answer.status, answer.body) == (200, b"ok")
+    assert answer.headers["x-note"] == "a b"
+    assert dict(answer.headers) == {"X-Note": "a b", "Content-Length": "2"}
 
 
 def test_connection_close_opens_a_new_connection_and_keep_alive_reuses_one(scripted) -> None:
