@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Optional
 
 from segment_lite.async_pipeline import AsyncPipeline
-from segment_lite.async_transport import AsyncTransportFactory, HttpxTransport
+from segment_lite.async_transport import AsyncTransportFactory, HttpxTransport, _httpx
 from segment_lite.client import Client, Result
 from segment_lite.errors import ValidationError
 from segment_lite.pipeline import FlushResult
@@ -90,6 +90,7 @@ class AsyncClient:
         threaded.close()  # built by Client, never used: this client delivers from tasks
         proxies = client.proxies
         if transport is None:
+            _httpx()  # imported now, not on the loop at the first request (it takes a few hundred ms)
 
             def transport_factory() -> HttpxTransport:
                 return HttpxTransport(proxies)
@@ -409,6 +410,19 @@ class AsyncClient:
             self._pipeline.ledger.flush_reports()
             return True
         return await self._pipeline.flush(timeout)
+
+    def mark(self) -> int:
+        """A marker covering every message accepted so far, to pass to ``wait_settled``."""
+        return self._pipeline.mark()
+
+    async def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
+        """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.
+
+        Unlike ``flush`` this does not make the tasks send early. False if ``timeout`` passed first.
+        """
+        if not self._client.send:
+            return True
+        return await self._pipeline.wait_settled(mark, timeout)
 
     async def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; later calls are refused and counted.

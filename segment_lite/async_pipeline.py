@@ -112,6 +112,7 @@ class AsyncPipeline:
         self._senders: list[AsyncBatchSender] = []
         self._immediate: Optional[AsyncBatchSender] = None
         self._stopping = False
+        self._wake_pending = False
         self._dropped_at_shutdown = 0
 
     @property
@@ -189,7 +190,8 @@ class AsyncPipeline:
             return  # no loop yet: the first call on one starts the tasks, which find the queue
         if self._loop_thread == threading.get_ident():
             self._wake.set()
-        elif loop.is_running():
+        elif loop.is_running() and not self._wake_pending:
+            self._wake_pending = True  # one wake-up in flight at a time, not one per message
             try:
                 loop.call_soon_threadsafe(self._wake.set)
             except RuntimeError:  # closed meanwhile: exit delivers the queue
@@ -248,13 +250,26 @@ class AsyncPipeline:
         interval = self.batching.upload_interval_s
         due = False
         try:
+            loop = asyncio.get_running_loop()
             while not self._abort.is_set():
-                if not due and not queue.wake.is_set():
-                    try:
-                        await asyncio.wait_for(wake.wait(), interval)
-                    except asyncio.TimeoutError:
-                        pass
+                if not due:
+                    # Woken early by a full batch, a flush or a stop; a stale wake-up (its
+                    # messages already went out in the last batch) waits on for the interval.
+                    ends = loop.time() + interval
+                    while not queue.wake.is_set() and not self._stopping:
+                        remaining = ends - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
+                            await asyncio.wait_for(wake.wait(), remaining)
+                        except asyncio.TimeoutError:
+                            break
+                        wake.clear()
+                        self._wake_pending = False
+                        if queue.send_due(self.upload_size):
+                            break
                 wake.clear()
+                self._wake_pending = False
                 queue.wake.clear()
                 backlog = queue.qsize()
                 count = self.upload_size if backlog <= self.upload_size else min(backlog, self.max_batch_size)
@@ -341,12 +356,22 @@ class AsyncPipeline:
         return settled
 
     async def _flush(self, deadline: Optional[float]) -> bool:
+        self._require_loop()
+        target = self.queue.accepted_count()
+        self.queue.request_flush(target)
+        if self._wake is not None:
+            self._wake.set()
+        return await self._wait_settled(target, deadline)
+
+    async def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
+        """Wait until every message accepted before ``mark`` is settled, without forcing a send."""
         loop = self._require_loop()
-        queue, settled_event, wake = self.queue, self._settled, self._wake
-        assert settled_event is not None and wake is not None
-        target = queue.accepted_count()
-        queue.request_flush(target)
-        wake.set()
+        return await self._wait_settled(mark, None if timeout is None else loop.time() + timeout)
+
+    async def _wait_settled(self, target: int, deadline: Optional[float]) -> bool:
+        loop = self._require_loop()
+        queue, settled_event = self.queue, self._settled
+        assert settled_event is not None
         while True:
             settled_event.clear()
             if queue.wait_settled(target, 0):

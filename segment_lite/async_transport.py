@@ -164,6 +164,8 @@ def _failure(httpx: Any, exc: BaseException, url: str, timeout: float, reused: b
     )
     if closed:
         kind = StaleConnection if reused else ConnectionClosed
+        if any(isinstance(cause, ConnectionResetError) for cause in chain) or "reset" in text.lower():
+            return kind(f"connection reset by {server} before it answered")
         return kind(_CLOSED.format(server=server))
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.DecodingError)):
         return MalformedResponse(f"{server} sent a malformed response: {text}")
