@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
 from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
@@ -42,7 +42,20 @@ from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
 
+if TYPE_CHECKING:
+    from segment_lite.async_client import AsyncClient
+
 __version__ = VERSION
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio client (and httpx) load only when asked for.
+    if name == "AsyncClient":
+        from segment_lite.async_client import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'segment_lite' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_HOST",
@@ -50,6 +63,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "VERSION",
     "APIError",
+    "AsyncClient",
     "Client",
     "Clock",
     "EncodeError",

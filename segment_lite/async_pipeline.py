@@ -43,7 +43,7 @@ from segment_lite.pipeline import (
 from segment_lite.queue import MessageQueue
 from segment_lite.sender import BatchSender
 
-__all__ = ["AsyncPipeline"]
+__all__ = ["AsyncPipeline", "flush_all_async"]
 
 # Pipelines alive in this process, for the exit delivery and the after-fork reset.
 _LIVE: weakref.WeakSet[AsyncPipeline] = weakref.WeakSet()
@@ -506,6 +506,30 @@ class AsyncPipeline:
             return
         self._salvage("interpreter exit")
         self.close()
+
+
+async def flush_all_async(timeout: Optional[float], pipelines: Optional[list[Any]] = None) -> bool:
+    """Flush ``pipelines`` (default: every open one of this process that can deliver on the running loop).
+
+    Within one ``timeout``; True if all settled.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    if pipelines is None:
+        pid = os.getpid()
+        pipelines = [
+            pipeline
+            for pipeline in list(_LIVE)
+            if not pipeline.closed
+            and pipeline._pid == pid
+            and pipeline.queue.pending_count()
+            and pipeline._loop in (None, loop)
+        ]
+    settled = True
+    for pipeline in pipelines:
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        settled = await pipeline.flush(remaining) and settled
+    return settled
 
 
 def _current_task() -> Optional[asyncio.Task[Any]]:

@@ -54,12 +54,17 @@ class AsyncTransport(Protocol):
 AsyncTransportFactory = Callable[[], AsyncTransport]
 
 
+_httpx_module: Any
+try:  # imported with the module (once, at startup), never on the loop at a first request
+    import httpx as _httpx_module
+except ImportError:  # pragma: no cover - the extra is installed in CI
+    _httpx_module = None
+
+
 def _httpx() -> Any:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - the extra is installed in CI
-        raise SegmentLiteError("AsyncClient needs httpx: pip install 'segment-lite[async]'") from None
-    return httpx
+    if _httpx_module is None:  # pragma: no cover
+        raise SegmentLiteError("AsyncClient needs httpx: pip install 'segment-lite[async]'")
+    return _httpx_module
 
 
 class HttpxTransport:
