@@ -92,11 +92,13 @@ class AsyncClient:
         if transport is None:
             _httpx()  # imported now, not on the loop at the first request (it takes a few hundred ms)
 
+            url = client.url
+
             def transport_factory() -> HttpxTransport:
-                return HttpxTransport(proxies)
+                return HttpxTransport(proxies, url=url)
 
             def immediate_factory() -> HttpxTransport:
-                return HttpxTransport(proxies, max_connections=100)
+                return HttpxTransport(proxies, max_connections=100, url=url)
 
             factory: Any = transport_factory
             immediate: Any = immediate_factory
@@ -114,6 +116,7 @@ class AsyncClient:
             credentials=threaded.credentials,
         )
         pipeline.immediate_transport_factory = immediate
+        pipeline.prepare_transports()  # now, not on the loop at the first request
         pipeline.salvage_transport_factory = client._transport_factory if transport is None else transport
         pipeline.flush_at_exit = threaded.flush_at_exit
         client._pipeline = pipeline  # type: ignore[assignment]

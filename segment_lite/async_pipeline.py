@@ -111,6 +111,7 @@ class AsyncPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._senders: list[AsyncBatchSender] = []
         self._immediate: Optional[AsyncBatchSender] = None
+        self._spare_transports: list[Any] = []
         self._stopping = False
         self._wake_pending = False
         self._dropped_at_shutdown = 0
@@ -140,6 +141,10 @@ class AsyncPipeline:
             core["abort"] = self._abort
         return cls(transport_factory=transport_factory, **core)
 
+    def prepare_transports(self) -> None:
+        """Make the delivery tasks' transports now (off the loop), for their first requests."""
+        self._spare_transports = [self.transport_factory() for _ in range(self.batching.threads)]
+
     def _bound_loop(self) -> Optional[asyncio.AbstractEventLoop]:
         """The loop the worker tasks run on, starting them on the running loop if there are none.
 
@@ -161,13 +166,17 @@ class AsyncPipeline:
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._stopping = False
-        self._senders = [self._new_sender(self.transport_factory) for _ in range(self.batching.threads)]
+        self._senders = [self._new_sender(self._spare_factory) for _ in range(self.batching.threads)]
         self._tasks = [
             loop.create_task(self._work(sender), name=f"segment_lite-consumer-{index}")
             for index, sender in enumerate(self._senders)
         ]
         if self.queue.qsize():
             self._wake.set()
+
+    def _spare_factory(self) -> Any:
+        """A transport made ahead of time when one is left, else a new one."""
+        return self._spare_transports.pop() if self._spare_transports else self.transport_factory()
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         """The loop for an awaited call: the running one, which must be the one the tasks run on."""

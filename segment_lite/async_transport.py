@@ -61,6 +61,25 @@ except ImportError:  # pragma: no cover - the extra is installed in CI
     _httpx_module = None
 
 
+try:  # httpx's asyncio backend loads at the first connection otherwise: tens of ms on the loop
+    import anyio._backends._asyncio  # noqa: F401
+except ImportError:  # pragma: no cover - another anyio layout
+    pass
+
+_PLAIN_HTTP_CONTEXT: Optional[ssl.SSLContext] = None
+
+
+def _plain_http_context() -> ssl.SSLContext:
+    """An SSL context for plain-HTTP clients, made once: httpx builds one per client otherwise."""
+    global _PLAIN_HTTP_CONTEXT
+    if _PLAIN_HTTP_CONTEXT is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        _PLAIN_HTTP_CONTEXT = context
+    return _PLAIN_HTTP_CONTEXT
+
+
 def _httpx() -> Any:
     if _httpx_module is None:  # pragma: no cover
         raise SegmentLiteError("AsyncClient needs httpx: pip install 'segment-lite[async]'")
@@ -71,7 +90,8 @@ class HttpxTransport:
     """The default ``AsyncTransport``: one httpx ``AsyncClient``, verified TLS, proxies as the threaded one.
 
     ``max_connections`` bounds the connections it opens (1 for a delivery task,
-    more for immediate sends that may run concurrently).
+    more for immediate sends that may run concurrently). Given ``url``, the httpx
+    client is built at once (tens of ms), not on the loop at the first request.
     """
 
     def __init__(
@@ -79,6 +99,7 @@ class HttpxTransport:
         proxies: Optional[Mapping[str, str]] = None,
         verify: Union[bool, str] = True,
         max_connections: int = 1,
+        url: Optional[str] = None,
     ) -> None:
         self._proxies = dict(proxies or {})
         self._verify = verify
@@ -86,16 +107,16 @@ class HttpxTransport:
         self._client: Any = None
         self._proxy_url: Optional[str] = None
         self._warm = False  # the last request was answered on a connection kept alive
+        if url is not None:  # build the httpx client now, off the loop, rather than at the first request
+            self._client_for(url)
 
     def _client_for(self, url: str) -> Any:
         httpx = _httpx()
         proxy = proxy_for(url, self._proxies)
         if self._client is not None and proxy == self._proxy_url:
             return self._client
-        # Plain HTTP needs no TLS context (loading a CA bundle is file I/O on the loop).
-        verify: Union[bool, ssl.SSLContext] = False
-        if url[:6].lower() == "https:":
-            verify = _tls_context(self._verify)
+        # Plain HTTP needs no CA bundle (loading one is file I/O on the loop).
+        verify = _tls_context(self._verify) if url[:6].lower() == "https:" else _plain_http_context()
         limits = httpx.Limits(
             max_connections=self._max_connections, max_keepalive_connections=self._max_connections
         )
