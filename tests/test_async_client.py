@@ -250,3 +250,19 @@ def test_fork_child_starts_empty_and_delivers_its_own(collector) -> None:
     assert done.returncode == 0, done.stderr
     events = sorted(m["event"] for m in collector.messages())
     assert events == ["Before Fork", "In Child"]
+
+
+def test_the_recording_client_records_async_client_calls() -> None:
+    from segment_lite.testing import RecordingAsyncClient
+
+    async def main() -> RecordingAsyncClient:
+        async with RecordingAsyncClient() as recorder:
+            recorder.track("u", "Queued")
+            await recorder.flush()
+            await recorder.identify_now("u", {"plan": "pro"})
+        return recorder
+
+    recorder = run(main())
+    assert [m["type"] for m in recorder.messages] == ["track", "identify"]
+    assert recorder.find(event="Queued")[0]["userId"] == "u"
+    assert all("writeKey" not in batch for batch in recorder.batches)
