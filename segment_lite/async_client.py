@@ -81,11 +81,16 @@ class AsyncClient:
         ):
             if options.get(name) is not None:
                 raise ValidationError(f"AsyncClient does not support {name}: {why} (use Client)", name)
-        if len(args) >= 10 and args[9]:  # sync_mode, passed by position
+        if len(args) > 14 and args[14] is not None:  # oauth_client_id, passed by position
+            raise ValidationError(
+                "AsyncClient does not support oauth_client_id (use Client)", "oauth_client_id"
+            )
+        client = Client(write_key, *args, **options)  # its threaded transport serves only salvage
+        if client.sync_mode:  # passed by position
+            client._pipeline.close()
             raise ValidationError(
                 "AsyncClient does not take sync_mode=True: use the *_now calls", "sync_mode"
             )
-        client = Client(write_key, *args, **options)  # its threaded transport serves only salvage
         threaded = client._pipeline
         threaded.close()  # built by Client, never used: this client delivers from tasks
         proxies = client.proxies
@@ -144,6 +149,15 @@ class AsyncClient:
     @write_key.setter
     def write_key(self, write_key: str) -> None:
         self._client.write_key = write_key
+
+    @property
+    def flush_at_exit(self) -> bool:
+        """Whether messages a closed loop left queued are delivered at interpreter exit (default True)."""
+        return self._pipeline.flush_at_exit
+
+    @flush_at_exit.setter
+    def flush_at_exit(self, flush_at_exit: bool) -> None:
+        self._pipeline.flush_at_exit = bool(flush_at_exit)
 
     @property
     def last_flush(self) -> Optional[FlushResult]:
