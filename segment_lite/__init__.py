@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any, Optional
 
 from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
 from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
@@ -42,7 +43,7 @@ from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from segment_lite.async_client import AsyncClient
 
 __version__ = VERSION

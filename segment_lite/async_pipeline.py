@@ -432,8 +432,8 @@ class AsyncPipeline:
         Returns True when everything accepted was settled in time; either way
         every message is delivered or counted as dropped with a reason.
         """
+        loop = self._require_loop()  # before closing: on a wrong loop nothing changes
         self._closed = True
-        loop = self._require_loop()
         deadline = None if timeout is None else loop.time() + timeout
         before = self.ledger.snapshot(0, 0, 0)
         settled = await self._flush(deadline)
@@ -532,7 +532,7 @@ async def flush_all_async(timeout: Optional[float], pipelines: Optional[list[Any
             if not pipeline.closed
             and pipeline._pid == pid
             and pipeline.queue.pending_count()
-            and pipeline._loop in (None, loop)
+            and (pipeline._loop is None or pipeline._loop is loop or pipeline._loop.is_closed())
         ]
     settled = True
     for pipeline in pipelines:
