@@ -12,13 +12,11 @@ default client is first used.
 
 from __future__ import annotations
 
-import logging
+import inspect
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing
 from typing import Any, Optional
 
-from segment_lite.client import DEFAULT_SPOOL_MAX_BYTES as _DEFAULT_SPOOL_MAX_BYTES
 from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
 from segment_lite.errors import (
     APIError,
@@ -37,25 +35,25 @@ from segment_lite.errors import (
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.options import MODULE_SETTINGS as _MODULE_SETTINGS
+from segment_lite.options import ClientOptions as _ClientOptions
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
 
-if _TYPE_CHECKING:
+if typing.TYPE_CHECKING:  # typing's own names stay out of this module's public namespace
+    from collections.abc import Callable
+
+    from typing_extensions import Concatenate, ParamSpec
+
     from segment_lite.async_client import AsyncClient
 
+    _P = ParamSpec("_P")
+_R = typing.TypeVar("_R")
+
 __version__ = VERSION
-
-
-def __getattr__(name: str) -> Any:
-    # The asyncio client (and httpx) load only when asked for.
-    if name == "AsyncClient":
-        from segment_lite.async_client import AsyncClient
-
-        return AsyncClient
-    raise AttributeError(f"module 'segment_lite' has no attribute {name!r}")
 
 
 __all__ = [
@@ -101,35 +99,9 @@ __all__ = [
     "track",
 ]
 
-# Settings, as in segment.analytics: read when the default client is created.
-write_key: Optional[str] = Client.DefaultConfig.write_key
-host: Optional[str] = Client.DefaultConfig.host
-on_error: Optional[OnError] = Client.DefaultConfig.on_error
-debug: bool = Client.DefaultConfig.debug
-log_handler: Optional[logging.Handler] = Client.DefaultConfig.log_handler
-send: bool = Client.DefaultConfig.send
-sync_mode: bool = Client.DefaultConfig.sync_mode
-max_queue_size: int = Client.DefaultConfig.max_queue_size
-gzip: bool = Client.DefaultConfig.gzip
-timeout: float = Client.DefaultConfig.timeout
-max_retries: int = Client.DefaultConfig.max_retries
-oauth_client_id: Optional[str] = Client.DefaultConfig.oauth_client_id
-oauth_client_key: Optional[str] = Client.DefaultConfig.oauth_client_key
-oauth_key_id: Optional[str] = Client.DefaultConfig.oauth_key_id
-oauth_auth_server: str = Client.DefaultConfig.oauth_auth_server
-oauth_scope: str = Client.DefaultConfig.oauth_scope
-# segment_lite's own module settings.
-region: Optional[str] = None
-on_drop: Optional[OnDrop] = None
-spool_dir: Optional[str] = None
-spool_max_bytes: int = _DEFAULT_SPOOL_MAX_BYTES
-spool_fsync: str = "batch"
-tracking_plan: Any = None  # a plan file path, a parsed plan or a segment_lite.plan.TrackingPlan
-on_violation: str = "send"
-on_unplanned: str = "send"
-tag_violations: bool = False
-strict: bool = False
-flush_at_exit: bool = True
+# Settings, as in segment.analytics (write_key, host, ...) and segment_lite's own (spool_dir, ...): one
+# for each ClientOptions field marked "module", with its default; read when the default client is made.
+globals().update({_name: getattr(_ClientOptions, _name) for _name in _MODULE_SETTINGS})
 
 default_client: Optional[Client] = None
 
@@ -145,147 +117,46 @@ def _default() -> Client:
         return client
     with _default_lock:
         if default_client is None:
-            default_client = Client(
-                write_key,
-                host=host,
-                debug=debug,
-                max_queue_size=max_queue_size,
-                send=send,
-                on_error=on_error,
-                gzip=gzip,
-                max_retries=max_retries,
-                sync_mode=sync_mode,
-                timeout=timeout,
-                log_handler=log_handler,
-                oauth_client_id=oauth_client_id,
-                oauth_client_key=oauth_client_key,
-                oauth_key_id=oauth_key_id,
-                oauth_auth_server=oauth_auth_server,
-                oauth_scope=oauth_scope,
-                region=region,
-                on_drop=on_drop,
-                spool_dir=spool_dir,
-                spool_max_bytes=spool_max_bytes,
-                spool_fsync=spool_fsync,
-                tracking_plan=tracking_plan,
-                on_violation=on_violation,
-                on_unplanned=on_unplanned,
-                tag_violations=tag_violations,
-                strict=strict,
-                flush_at_exit=flush_at_exit,
-            )
+            settings = globals()
+            default_client = Client(**{name: settings[name] for name in _MODULE_SETTINGS})
         return default_client
 
 
-# The six calls, with Client's signatures so type checkers check calls through the module.
+def __getattr__(name: str) -> Any:
+    """``AsyncClient``, loaded (with httpx) only when asked for.
+
+    Also for type checkers: the module settings above are made at import, unseen by them.
+    """
+    if name == "AsyncClient":
+        from segment_lite.async_client import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'segment_lite' has no attribute {name!r}")
 
 
-def identify(
-    user_id: Any = None,
-    traits: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send an identify call through the default client (see ``Client.identify``)."""
-    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+def _on_default_client(method: Callable[Concatenate[Client, _P], _R]) -> Callable[_P, _R]:
+    """The module function calling ``method`` on the default client, with its signature for type checkers."""
+    name = method.__name__
+
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return getattr(_default(), name)(*args, **kwargs)  # type: ignore[no-any-return]
+
+    call.__name__ = call.__qualname__ = name
+    # help(), inspect and typing.get_type_hints see the method's signature, without self.
+    call.__wrapped__, call.__annotations__ = method, method.__annotations__  # type: ignore[attr-defined]
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+    call.__doc__ = f"``Client.{name}`` on the default client: {(method.__doc__ or '').splitlines()[0]}"
+    return call
 
 
-def track(
-    user_id: Any = None,
-    event: Optional[str] = None,
-    properties: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a track call through the default client (see ``Client.track``)."""
-    return _default().track(
-        user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def alias(
-    previous_id: Any = None,
-    user_id: Any = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send an alias call through the default client (see ``Client.alias``)."""
-    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
-
-
-def group(
-    user_id: Any = None,
-    group_id: Any = None,
-    traits: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a group call through the default client (see ``Client.group``)."""
-    return _default().group(
-        user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def page(
-    user_id: Any = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a page call through the default client (see ``Client.page``)."""
-    return _default().page(
-        user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def screen(
-    user_id: Any = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[Mapping[str, Any]] = None,
-    context: Optional[Mapping[str, Any]] = None,
-    timestamp: Any = None,
-    anonymous_id: Any = None,
-    integrations: Optional[Mapping[str, Any]] = None,
-    message_id: Optional[str] = None,
-) -> Result:
-    """Send a screen call through the default client (see ``Client.screen``)."""
-    return _default().screen(
-        user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
-    )
-
-
-def flush(timeout: Optional[float] = None) -> bool:
-    """Deliver what the default client has queued; see ``Client.flush``."""
-    return _default().flush(timeout)
-
-
-def join(timeout: Optional[float] = None) -> bool:
-    """Stop the default client's threads once the queue is sent; see ``Client.join``."""
-    return _default().join(timeout)
-
-
-def shutdown(timeout: Optional[float] = None) -> bool:
-    """Deliver what is queued and shut the default client down; see ``Client.shutdown``."""
-    return _default().shutdown(timeout)
-
-
-def stats() -> dict[str, Any]:
-    """Counters of the default client; see ``Client.stats``."""
-    return _default().stats()
+identify = _on_default_client(Client.identify)
+track = _on_default_client(Client.track)
+alias = _on_default_client(Client.alias)
+group = _on_default_client(Client.group)
+page = _on_default_client(Client.page)
+screen = _on_default_client(Client.screen)
+flush = _on_default_client(Client.flush)
+join = _on_default_client(Client.join)
+shutdown = _on_default_client(Client.shutdown)
+stats = _on_default_client(Client.stats)

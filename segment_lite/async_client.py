@@ -93,7 +93,7 @@ class AsyncClient:
             )
         threaded = client._pipeline
         threaded.close()  # built by Client, never used: this client delivers from tasks
-        proxies = client.proxies
+        proxies = client.options.proxies
         if transport is None:
             _httpx()  # imported now, not on the loop at the first request (it takes a few hundred ms)
 
@@ -114,10 +114,10 @@ class AsyncClient:
             threaded.delivery,
             threaded.batching,
             factory,
-            on_error=client.on_error,
+            on_error=client.options.on_error,
             log=client.log,
-            shutdown_timeout_s=client.shutdown_timeout,
-            on_drop=client.on_drop,
+            shutdown_timeout_s=client.options.shutdown_timeout,
+            on_drop=client.options.on_drop,
             credentials=threaded.credentials,
         )
         pipeline.immediate_transport_factory = immediate
@@ -171,7 +171,7 @@ class AsyncClient:
     def __repr__(self) -> str:
         return (
             f"<segment_lite.AsyncClient url={self._client.url!r} write_key='***' "
-            f"tasks={self._client.thread} queued={self._pipeline.queue.qsize()}>"
+            f"tasks={self._client.options.thread} queued={self._pipeline.queue.qsize()}>"
         )
 
     # -- the six calls: enqueue now, deliver later --------------------------------
@@ -463,4 +463,4 @@ class AsyncClient:
         traceback: Optional[TracebackType],
     ) -> None:
         """Shut down (waiting at most ``shutdown_timeout``), whether or not the block raised."""
-        await self.shutdown(self._client.shutdown_timeout)
+        await self.shutdown(self._client.options.shutdown_timeout)

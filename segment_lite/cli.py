@@ -14,6 +14,7 @@ from segment_lite.version import VERSION
 # imported only to build the parser, and each keeps its heavy imports inside the
 # command it runs, so ``segment-lite --help`` stays fast.
 SUBCOMMAND_MODULES = (
+    "segment_lite.audiences.cli",
     "segment_lite.collector.cli",
     "segment_lite.importer.cli",
     "segment_lite.plan.cli",

@@ -17,7 +17,7 @@ from segment_lite.errors import (
     ValidationError,
     safe_repr,
 )
-from segment_lite.ledger import Credentials, OnDrop, OnError
+from segment_lite.ledger import OnDrop, OnError
 from segment_lite.message import (
     CALLER_FIELDS,
     Message,
@@ -27,53 +27,29 @@ from segment_lite.message import (
     build_track,
     build_view,
 )
-from segment_lite.pipeline import (
-    QUEUED,
-    Accepted,
-    BatchingConfig,
-    DeliveryConfig,
-    FlushResult,
-    Pipeline,
-    QueueFactory,
-    Worker,
-)
-from segment_lite.queue import MemoryQueue, MessageQueue
+from segment_lite.options import BeforeSend, ClientOptions, DefaultConfig
+from segment_lite.pipeline import QUEUED, Accepted, FlushResult, QueueFactory, Worker
+from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
-from segment_lite.sender import MAX_BATCH_COUNT, BatchSender
-from segment_lite.transport import TransportFactory, batch_url, default_transport_factory
+from segment_lite.transport import TransportFactory
+from segment_lite.wiring import build_pipeline, configure_logger, credentials_of, transport_factory_of
 
 if TYPE_CHECKING:
-    from segment_lite.plan.enforce import PlanEnforcer
     from segment_lite.plan.model import TrackingPlan
 
 __all__ = ["MAX_MESSAGE_BYTES", "Client", "Result"]
 
 #: Segment's limit for one message, encoded.
 MAX_MESSAGE_BYTES = 32 * 1024
-DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
-DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
-#: With a spool and max_retries left at its default, the retry count is not
-#: limited: an outage is bounded by max_total_backoff_duration and the disk.
-SPOOL_MAX_RETRIES = 1 << 62
 
-
-class _DefaultUploadSize(int):
-    """``upload_size``'s default: 100, as in 2.x, but told apart from an explicit 100.
-
-    Passed (without ``max_batch_size``), ``upload_size`` caps the messages per
-    request as in 2.x; left out, batches grow with a backlog up to 2,500
-    messages and 500 KB.
-    """
-
-
-DEFAULT_UPLOAD_SIZE: int = _DefaultUploadSize(100)
-
-BeforeSend = Callable[[Message], Optional[Message]]
 Result = tuple[bool, Optional[Message]]
 
 # The logger segment-analytics-python logs on, so handlers and levels already set on
 # it (and ``debug=True``) apply unchanged.
 log = logging.getLogger("segment")
+
+_OPTION_NAMES = frozenset(ClientOptions.__dataclass_fields__)
+_O = ClientOptions  # each default below is the field's: defined once, in segment_lite.options
 
 
 class Client:
@@ -81,255 +57,71 @@ class Client:
 
     The constructor takes the same arguments, with the same defaults, as
     ``segment.analytics.Client`` 2.x; the options after ``*`` are segment_lite's
-    own. See docs/configuration.md for every option.
+    own. See docs/configuration.md for every option; ``client.options`` holds them.
     """
 
-    class DefaultConfig:
-        """The defaults of segment-analytics-python 2.x, kept for code that reads them."""
-
-        write_key: Optional[str] = None
-        host: Optional[str] = None
-        on_error: Optional[OnError] = None
-        debug = False
-        log_handler: Optional[logging.Handler] = None
-        send = True
-        sync_mode = False
-        max_queue_size = 10000
-        gzip = False
-        timeout: float = 15
-        max_retries = 10
-        max_total_backoff_duration: float = 43200
-        max_rate_limit_duration: float = 1800
-        proxies: Optional[Mapping[str, str]] = None
-        thread = 1
-        upload_interval: float = 0.5
-        upload_size = DEFAULT_UPLOAD_SIZE
-        oauth_client_id: Optional[str] = None
-        oauth_client_key: Optional[str] = None
-        oauth_key_id: Optional[str] = None
-        oauth_auth_server = "https://oauth2.segment.io"
-        oauth_scope = "tracking_api:write"
-
+    DefaultConfig = DefaultConfig
     log = log
 
     def __init__(
         self,
-        write_key: Optional[str] = DefaultConfig.write_key,
-        host: Optional[str] = DefaultConfig.host,
-        debug: bool = DefaultConfig.debug,
-        max_queue_size: int = DefaultConfig.max_queue_size,
-        send: bool = DefaultConfig.send,
-        on_error: Optional[OnError] = DefaultConfig.on_error,
-        gzip: bool = DefaultConfig.gzip,
-        max_retries: int = DefaultConfig.max_retries,
-        sync_mode: bool = DefaultConfig.sync_mode,
-        timeout: float = DefaultConfig.timeout,
-        proxies: Optional[Mapping[str, str]] = DefaultConfig.proxies,
-        thread: int = DefaultConfig.thread,
-        upload_size: int = DefaultConfig.upload_size,
-        upload_interval: float = DefaultConfig.upload_interval,
-        log_handler: Optional[logging.Handler] = DefaultConfig.log_handler,
-        oauth_client_id: Optional[str] = DefaultConfig.oauth_client_id,
-        oauth_client_key: Optional[str] = DefaultConfig.oauth_client_key,
-        oauth_key_id: Optional[str] = DefaultConfig.oauth_key_id,
-        oauth_auth_server: str = DefaultConfig.oauth_auth_server,
-        oauth_scope: str = DefaultConfig.oauth_scope,
-        max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
-        max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
+        write_key: Optional[str] = _O.write_key,
+        host: Optional[str] = _O.host,
+        debug: bool = _O.debug,
+        max_queue_size: int = _O.max_queue_size,
+        send: bool = _O.send,
+        on_error: Optional[OnError] = _O.on_error,
+        gzip: bool = _O.gzip,
+        max_retries: int = _O.max_retries,
+        sync_mode: bool = _O.sync_mode,
+        timeout: float = _O.timeout,
+        proxies: Optional[Mapping[str, str]] = _O.proxies,
+        thread: int = _O.thread,
+        upload_size: int = _O.upload_size,
+        upload_interval: float = _O.upload_interval,
+        log_handler: Optional[logging.Handler] = _O.log_handler,
+        oauth_client_id: Optional[str] = _O.oauth_client_id,
+        oauth_client_key: Optional[str] = _O.oauth_client_key,
+        oauth_key_id: Optional[str] = _O.oauth_key_id,
+        oauth_auth_server: str = _O.oauth_auth_server,
+        oauth_scope: str = _O.oauth_scope,
+        max_total_backoff_duration: float = _O.max_total_backoff_duration,
+        max_rate_limit_duration: float = _O.max_rate_limit_duration,
         *,
-        strict: bool = False,
-        on_drop: Optional[OnDrop] = None,
-        region: Optional[str] = None,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        on_full: str = "drop",
-        block_timeout: Optional[float] = None,
-        max_batch_size: Optional[int] = None,
-        shutdown_timeout: Optional[float] = 5.0,
-        before_send: Union[BeforeSend, Iterable[BeforeSend], None] = None,
-        transport: Optional[TransportFactory] = None,
-        retry_policy: Optional[RetryPolicy] = None,
-        clock: Optional[Clock] = None,
-        queue_factory: Optional[QueueFactory] = None,
-        spool_dir: Union[str, os.PathLike[str], None] = None,
-        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
-        spool_fsync: str = "batch",
-        tracking_plan: Union[str, os.PathLike[str], Mapping[str, Any], TrackingPlan, None] = None,
-        on_violation: str = "send",
-        on_unplanned: str = "send",
-        tag_violations: bool = False,
-        flush_at_exit: bool = True,
+        strict: bool = _O.strict,
+        on_drop: Optional[OnDrop] = _O.on_drop,
+        region: Optional[str] = _O.region,
+        max_queue_bytes: int = _O.max_queue_bytes,
+        on_full: str = _O.on_full,
+        block_timeout: Optional[float] = _O.block_timeout,
+        max_batch_size: Optional[int] = _O.max_batch_size,
+        shutdown_timeout: Optional[float] = _O.shutdown_timeout,
+        before_send: Union[BeforeSend, Iterable[BeforeSend], None] = _O.before_send,
+        transport: Optional[TransportFactory] = _O.transport,
+        retry_policy: Optional[RetryPolicy] = _O.retry_policy,
+        clock: Optional[Clock] = _O.clock,
+        queue_factory: Optional[QueueFactory] = _O.queue_factory,
+        spool_dir: Union[str, os.PathLike[str], None] = _O.spool_dir,
+        spool_max_bytes: int = _O.spool_max_bytes,
+        spool_fsync: str = _O.spool_fsync,
+        tracking_plan: Union[str, os.PathLike[str], Mapping[str, Any], TrackingPlan, None] = _O.tracking_plan,
+        on_violation: str = _O.on_violation,
+        on_unplanned: str = _O.on_unplanned,
+        tag_violations: bool = _O.tag_violations,
+        flush_at_exit: bool = _O.flush_at_exit,
     ) -> None:
-        if send and not isinstance(write_key, str):
-            raise ValidationError(
-                "write_key is required: pass Client(write_key) or set segment_lite.write_key", "write_key"
-            )
-        empty_key = send and write_key == ""
-        if empty_key and strict:
-            raise ValidationError("write_key is empty: every batch would be refused", "write_key")
-        if on_full not in ("drop", "block"):
-            raise ValidationError(f"on_full must be 'drop' or 'block', got {on_full!r}", "on_full")
-        if thread < 1:
-            raise ValidationError(f"thread must be at least 1, got {thread}", "thread")
-        for name, value in (
-            ("max_total_backoff_duration", max_total_backoff_duration),
-            ("max_rate_limit_duration", max_rate_limit_duration),
-        ):
-            if value is None or value < 0:
-                raise ValidationError(f"{name} must be a non-negative number, got {value!r}", name)
-        if retry_policy is not None:
-            overridden = [
-                name
-                for name, value, default in (
-                    ("max_retries", max_retries, Client.DefaultConfig.max_retries),
-                    (
-                        "max_total_backoff_duration",
-                        max_total_backoff_duration,
-                        Client.DefaultConfig.max_total_backoff_duration,
-                    ),
-                    (
-                        "max_rate_limit_duration",
-                        max_rate_limit_duration,
-                        Client.DefaultConfig.max_rate_limit_duration,
-                    ),
-                )
-                if value != default
-            ]
-            if overridden:
-                raise ValidationError(
-                    f"pass either retry_policy or {', '.join(overridden)}, not both: retry_policy "
-                    "sets the retry count and both durations itself",
-                    "retry_policy",
-                )
-
-        self._write_key = write_key or ""
-        self.host = host
-        # DefaultConfig.host is read now, not when the class was made, so setting it applies.
-        self.url = batch_url(host or Client.DefaultConfig.host, region)
-        self.debug = debug
-        self.send = send
-        self.sync_mode = sync_mode
-        self.gzip = gzip
-        self.timeout = timeout
-        self.proxies = proxies
-        self.thread = thread
-        if max_batch_size is None:
-            # upload_size passed (and not max_batch_size): no request carries more, as in
-            # 2.x. Left out: batches grow with a backlog, up to Segment's limits.
-            max_batch_size = MAX_BATCH_COUNT if type(upload_size) is _DefaultUploadSize else upload_size
-        upload_size = int(upload_size)
-        self.upload_size = upload_size
-        self.upload_interval = upload_interval
-        self.max_queue_size = max_queue_size
-        self.max_queue_bytes = max_queue_bytes
-        self.max_batch_size = max_batch_size
-        self.on_error = on_error
-        self.on_drop = on_drop
-        self.strict = strict
-        self.on_full = on_full
-        self.block_timeout = block_timeout
-        self.shutdown_timeout = shutdown_timeout
-        if spool_dir is not None and send and max_retries == Client.DefaultConfig.max_retries:
-            max_retries = SPOOL_MAX_RETRIES
-        self.retry_policy = retry_policy or RetryPolicy(
-            max_retries=max_retries,
-            max_total_backoff_s=max_total_backoff_duration,
-            max_rate_limit_s=max_rate_limit_duration,
-        )
-        self.max_retries = self.retry_policy.max_retries
-        self.clock = clock or Clock()
-        if before_send is None:
-            self._hooks: tuple[BeforeSend, ...] = ()
-        elif callable(before_send):
-            self._hooks = (before_send,)
-        else:
-            self._hooks = tuple(before_send)
-        # Every credential this client sends, to mask wherever text reaches a log or an error.
-        self._credentials = Credentials()
-        self._credentials.add(self._write_key)
-        for proxy in (proxies or {}).values():  # a proxy's password goes out in Proxy-Authorization
-            self._credentials.add_proxy_credentials(str(proxy))
-        self._transport_factory = default_transport_factory(transport, proxies)
-        if transport is None:
-            self._transport_factory = _with_reference_seams(self._transport_factory, proxies)
-        if oauth_client_id and oauth_client_key and oauth_key_id:
-            self._transport_factory = _with_oauth(
-                self._transport_factory,
-                oauth_client_id,
-                oauth_client_key,
-                oauth_key_id,
-                oauth_auth_server,
-                oauth_scope,
-                timeout,
-                proxies,
-                self.clock,
-                self._credentials,
-            )
-        elif oauth_client_id or oauth_client_key or oauth_key_id:
-            log.warning(
-                "OAuth needs oauth_client_id, oauth_client_key and oauth_key_id together; "
-                "some are missing, so batches are authenticated with the write key"
-            )
-        self._block = on_full == "block"
-        self._plan: Optional[PlanEnforcer] = None
-        if tracking_plan is not None:  # the plan code and its validators load only when used
-            from segment_lite.plan.enforce import PlanEnforcer
-
-            self._plan = PlanEnforcer(tracking_plan, on_violation, on_unplanned, tag_violations)
-
-        if log_handler is not None and log_handler not in log.handlers:
-            log.addHandler(log_handler)
-        if debug:
-            log.setLevel(logging.DEBUG)
-            if not log.handlers:
-                log.addHandler(logging.StreamHandler())
-
-        max_batch_bytes = BatchSender.max_batch_bytes(self._write_key)
-        self.spool_dir = None if spool_dir is None else os.fspath(spool_dir)
-        self.spool_max_bytes = spool_max_bytes
-        self.spool_fsync = spool_fsync
-        if queue_factory is None and self.spool_dir is not None and send:
-            from segment_lite.spool.factory import spool_factory
-
-            queue_factory = spool_factory(
-                self.spool_dir,
-                max_bytes=spool_max_bytes,
-                fsync=spool_fsync,
-                wake_at=upload_size,
-                write_key=self._write_key,
-            )
-        if queue_factory is None:
-
-            def queue_factory() -> MessageQueue:
-                return MemoryQueue(max_queue_size, max_queue_bytes, wake_at=upload_size)
-
-        self._pipeline = Pipeline(
-            queue_factory,
-            DeliveryConfig(
-                url=self.url,
-                write_key=self._write_key,
-                gzip=gzip,
-                timeout_s=timeout,
-                retry_policy=self.retry_policy,
-                transport_factory=self._transport_factory,
-                clock=self.clock,
-            ),
-            BatchingConfig(
-                threads=thread,
-                upload_size=upload_size,
-                upload_interval_s=upload_interval,
-                max_batch_size=max_batch_size,
-                max_batch_bytes=max_batch_bytes,
-            ),
-            on_error=on_error,
-            on_drop=on_drop,
-            log=log,
-            shutdown_timeout_s=shutdown_timeout,
-            credentials=self._credentials,
-        )
-
-        self._pipeline.flush_at_exit = flush_at_exit
-
-        if empty_key:  # accepted, as segment-analytics-python accepts it, but not quietly
+        arguments = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        options = self.options = ClientOptions(**arguments)  # validates: ValidationError names the option
+        # Read on every call: plain attributes, not a lookup through the options.
+        self.send, self.sync_mode, self.strict = options.send, options.sync_mode, options.strict
+        self.block_timeout, self._block, self._hooks = options.block_timeout, options.block, options.hooks
+        self._write_key = options.write_key or ""
+        self._credentials = credentials_of(options)
+        self._transport_factory = transport_factory_of(options, self._credentials, log)
+        self._plan = options.plan_enforcer()
+        configure_logger(log, options)
+        self._pipeline = build_pipeline(options, self._transport_factory, self._credentials, log)
+        if options.empty_key:  # accepted, as segment-analytics-python accepts it, but not quietly
             self._pipeline.ledger.warn(
                 "coerced",
                 ValidationError(
@@ -339,6 +131,52 @@ class Client:
                 [],
                 count=1,
             )
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            """An option as given (``client.gzip``, ``client.host``), for 2.x code that reads them."""
+            options = self.__dict__.get("options")
+            if options is None or name not in _OPTION_NAMES:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            return getattr(options, name)
+
+    # -- the options as the client runs with them ---------------------------------
+
+    @property
+    def url(self) -> str:
+        """The batch endpoint posted to."""
+        return self.options.url
+
+    @property
+    def upload_size(self) -> int:
+        """How many queued messages make a consumer send."""
+        return self.options.wake_at
+
+    @property
+    def max_batch_size(self) -> int:
+        """The most messages per request."""
+        return self.options.batch_max_count
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy batches are retried under."""
+        return self.options.retry
+
+    @property
+    def max_retries(self) -> int:
+        """Retries of a batch after its first attempt (not limited with a spool, unless set)."""
+        return self.options.retry.max_retries
+
+    @property
+    def clock(self) -> Clock:
+        """The clock of backoff waits, deadlines and ``sentAt``."""
+        return self.options.timing
+
+    @property
+    def spool_dir(self) -> Optional[str]:
+        """The disk spool's directory, or None."""
+        return self.options.spool_path
 
     # -- public surface ---------------------------------------------------------
 
@@ -373,7 +211,7 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         """Shut down (waiting at most ``shutdown_timeout``), whether or not the block raised."""
-        self.shutdown(self.shutdown_timeout)
+        self.shutdown(self.options.shutdown_timeout)
 
     @property
     def queue(self) -> MessageQueue:
@@ -391,7 +229,7 @@ class Client:
 
     def __repr__(self) -> str:
         return (
-            f"<segment_lite.Client url={self.url!r} write_key='***' threads={self.thread} "
+            f"<segment_lite.Client url={self.url!r} write_key='***' threads={self.options.thread} "
             f"queued={self._pipeline.queue.qsize()}>"
         )
 
@@ -572,11 +410,11 @@ class Client:
             return self._refuse_after_shutdown(message)
         if accepted is Accepted.FAILED:  # counted and reported by the pipeline
             return False, message
-        queue = pipeline.queue
+        queue, options = pipeline.queue, self.options
         limits = (
-            f"spool_max_bytes={self.spool_max_bytes}"
+            f"spool_max_bytes={options.spool_max_bytes}"
             if queue.durable
-            else f"max_queue_size={self.max_queue_size}, max_queue_bytes={self.max_queue_bytes}"
+            else f"max_queue_size={options.max_queue_size}, max_queue_bytes={options.max_queue_bytes}"
         )
         full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
         pipeline.ledger.drop("queue_full", full, [message])
@@ -718,40 +556,6 @@ class Client:
         earlier process left there, and messages this one leaves for the next.
         """
         return self._pipeline.stats()
-
-
-def _with_reference_seams(base: TransportFactory, proxies: Optional[Mapping[str, str]]) -> TransportFactory:
-    """Wrap the default transport so patches of the reference's ``post`` and ``_session`` apply."""
-    from segment_lite.request import ReferenceSeamTransport
-
-    def factory() -> ReferenceSeamTransport:
-        return ReferenceSeamTransport(base(), proxies)
-
-    return factory
-
-
-def _with_oauth(
-    base: TransportFactory,
-    client_id: str,
-    client_key: str,
-    key_id: str,
-    auth_server: str,
-    scope: str,
-    timeout: float,
-    proxies: Optional[Mapping[str, str]],
-    clock: Clock,
-    credentials: Credentials,
-) -> TransportFactory:
-    """Wrap ``base`` so every batch carries an OAuth Bearer token (one token source per client)."""
-    from segment_lite.oauth import OAuthConfig, OAuthTokenSource, OAuthTransport
-
-    config = OAuthConfig(client_id, client_key, key_id, auth_server, scope, timeout, proxies)
-    tokens = OAuthTokenSource(config, clock, credentials=credentials)
-
-    def factory() -> OAuthTransport:
-        return OAuthTransport(base(), tokens)
-
-    return factory
 
 
 def _left_out_error(left_out: list[EncodeError]) -> EncodeError:

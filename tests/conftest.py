@@ -9,6 +9,7 @@ import pytest
 
 import segment_lite
 from segment_lite.collector import Collector
+from segment_lite.options import MODULE_SETTINGS
 
 WRITE_KEY = "test-secret-write-key-1234"
 
@@ -101,28 +102,4 @@ def _reset_module_settings() -> Iterator[None]:
         setattr(segment_lite, name, value)
 
 
-_MODULE_SETTINGS = (
-    "write_key",
-    "host",
-    "on_error",
-    "debug",
-    "log_handler",
-    "send",
-    "sync_mode",
-    "max_queue_size",
-    "gzip",
-    "timeout",
-    "max_retries",
-    "region",
-    "on_drop",
-    "spool_dir",
-    "spool_max_bytes",
-    "spool_fsync",
-    "tracking_plan",
-    "on_violation",
-    "on_unplanned",
-    "tag_violations",
-    "strict",
-    "flush_at_exit",
-    "default_client",
-)
+_MODULE_SETTINGS = (*MODULE_SETTINGS, "default_client")

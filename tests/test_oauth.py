@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import segment_lite
-from segment_lite.collector import Collector
+from segment_lite.collector import Auth, Collector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,7 +115,7 @@ def keys() -> tuple[str, str]:
 
 @pytest.fixture
 def oauth_collector(keys: tuple[str, str]) -> Iterator[Collector]:
-    with Collector(oauth_public_key=keys[1]) as server:
+    with Collector(auth=Auth(oauth_public_key=keys[1])) as server:
         yield server
 
 

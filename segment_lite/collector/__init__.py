@@ -15,16 +15,20 @@ if TYPE_CHECKING:
     from segment_lite.collector.processing import Limits, RequestError
     from segment_lite.collector.recording import CollectorStats, RecordedRequest
     from segment_lite.collector.server import Collector
+    from segment_lite.collector.settings import Auth, CollectorLimits, Faults
     from segment_lite.collector.store import EventStore, InsertResult, StoredEvent
     from segment_lite.collector.tracking import Annotator, CredentialCheck, Credentials, WriteKeyCheck
 
 __all__ = [
     "Annotator",
+    "Auth",
     "Collector",
+    "CollectorLimits",
     "CollectorStats",
     "CredentialCheck",
     "Credentials",
     "EventStore",
+    "Faults",
     "Headers",
     "InsertResult",
     "Limits",
@@ -36,6 +40,9 @@ __all__ = [
 
 _HOMES = {
     "Collector": "server",
+    "Auth": "settings",
+    "CollectorLimits": "settings",
+    "Faults": "settings",
     "CollectorStats": "recording",
     "Headers": "http_server",
     "RecordedRequest": "recording",

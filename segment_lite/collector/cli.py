@@ -180,6 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         from segment_lite.collector.server import Collector, is_loopback_host
+        from segment_lite.collector.settings import Auth, CollectorLimits, Faults
     except FrameworkNotInstalledError as exc:  # h11, the collector extra
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -223,18 +224,20 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             db=None if args.ephemeral else args.db,
             write_keys=args.write_keys,
-            fail_status=args.fail_status,
-            fail_count=args.fail_count,
-            fail_rate=args.fail_rate,
-            retry_after=_retry_after_value(args.retry_after),
-            seed=args.seed,
-            delay_s=args.delay,
-            delay_count=args.delay_count,
-            reset_count=args.reset_count,
+            auth=Auth(oauth_public_key=public_key, oauth_token_lifetime_s=args.oauth_token_lifetime),
+            faults=Faults(
+                fail_status=args.fail_status,
+                fail_count=args.fail_count,
+                fail_rate=args.fail_rate,
+                retry_after=_retry_after_value(args.retry_after),
+                seed=args.seed,
+                delay_s=args.delay,
+                delay_count=args.delay_count,
+                reset_count=args.reset_count,
+            ),
+            # A long-running server must not keep every body in memory.
+            limits=CollectorLimits(keep_requests=1000),
             log=None if args.quiet else log,
-            keep_requests=1000,  # a long-running server must not keep every body in memory
-            oauth_public_key=public_key,
-            oauth_token_lifetime_s=args.oauth_token_lifetime,
             annotators=annotators,
         )
         collector.start()

@@ -26,13 +26,12 @@ from segment_lite.collector.http_server import (
     is_loopback_host,
 )
 from segment_lite.collector.oauth import TOKEN_PATH, TokenIssuer
-from segment_lite.collector.processing import Limits
 from segment_lite.collector.recording import CollectorStats, RecordedRequest, RequestLog
+from segment_lite.collector.settings import Auth, CollectorLimits, Faults
 from segment_lite.collector.store import EventStore
 from segment_lite.collector.tracking import (
     TRACKING_PATHS,
     Annotator,
-    CredentialCheck,
     TrackingEndpoint,
     WriteKeyCheck,
 )
@@ -46,10 +45,6 @@ __all__ = [
     "RecordedRequest",
     "is_loopback_host",
 ]
-
-
-# Bodies kept in ``Collector.requests`` by default, in total.
-DEFAULT_KEEP_REQUEST_BYTES = 64 * 1024 * 1024
 
 
 class _Routes:
@@ -99,36 +94,15 @@ class Collector:
 
     ``write_keys`` (an iterable of keys) turns authentication on: requests whose
     key is missing or unknown get 401. Left None, any key (or none) is accepted.
-    ``credential_check`` replaces the write-key check with another (see
-    :class:`~segment_lite.collector.tracking.CredentialCheck`). ``annotators``
-    see each accepted message before it is stored (see
-    :data:`~segment_lite.collector.tracking.Annotator`).
-
-    Fault options, for starting a collector that misbehaves from the outset
-    (the methods :meth:`fail_next`, :meth:`delay_next`, :meth:`reset_next`
-    queue the same faults at run time):
-
-    * ``fail_count`` requests answered ``fail_status`` (503) with ``retry_after``
-      (a ``Retry-After`` header) and ``fail_body``;
-    * ``fail_rate``: each later request fails the same way with this probability
-      (seeded by ``seed`` for repeatable runs);
-    * ``delay_s``: answers are delayed by this many seconds, for the first
-      ``delay_count`` requests or, with ``delay_count=None``, for all of them;
-    * ``reset_count`` requests are read and then answered with a TCP reset.
-
-    ``oauth_public_key`` (PEM text) turns on OAuth mode: ``POST /token`` issues
-    access tokens for client assertions signed with the matching private key,
-    valid ``oauth_token_lifetime_s`` seconds, and Tracking API requests must
-    carry one as ``Authorization: Bearer`` (or, when write keys are set, a
-    write key); see :class:`~segment_lite.collector.oauth.TokenIssuer`.
-
-    ``limits`` overrides Segment's size limits; ``clock`` supplies the receive
-    time (a callable returning an aware datetime), for exact tests; ``log``
-    receives one line per Tracking API request; ``keep_requests`` bounds how many
-    recorded requests :attr:`requests` keeps and ``keep_request_bytes`` the body
-    bytes they hold (64 MiB by default; the oldest are dropped; None: no bound).
-    ``connection_limits`` sets timeouts and the connection bound
-    (:class:`~segment_lite.collector.http_server.ConnectionLimits`).
+    ``auth`` (:class:`~segment_lite.collector.settings.Auth`) sets another
+    credential check or OAuth mode; ``faults``
+    (:class:`~segment_lite.collector.settings.Faults`) makes it misbehave from the
+    outset; ``limits`` (:class:`~segment_lite.collector.settings.CollectorLimits`)
+    sets size limits, connection limits and how many requests it keeps.
+    ``annotators`` see each accepted message before it is stored (see
+    :data:`~segment_lite.collector.tracking.Annotator`); ``clock`` supplies the
+    receive time (a callable returning an aware datetime), for exact tests;
+    ``log`` receives one line per Tracking API request.
     """
 
     def __init__(
@@ -138,65 +112,54 @@ class Collector:
         db: Optional[str] = None,
         write_keys: Optional[Iterable[str]] = None,
         *,
-        fail_status: int = 503,
-        fail_count: int = 0,
-        retry_after: RetryAfter = None,
-        fail_body: FaultBody = None,
-        fail_rate: float = 0.0,
-        delay_s: float = 0.0,
-        delay_count: Optional[int] = None,
-        reset_count: int = 0,
-        seed: Optional[int] = None,
-        limits: Optional[Limits] = None,
+        auth: Optional[Auth] = None,
+        faults: Optional[Faults] = None,
+        limits: Optional[CollectorLimits] = None,
+        annotators: Sequence[Annotator] = (),
         clock: Optional[Callable[[], datetime]] = None,
         log: Optional[Callable[[str], None]] = None,
-        keep_requests: Optional[int] = None,
-        keep_request_bytes: Optional[int] = DEFAULT_KEEP_REQUEST_BYTES,
-        connection_limits: Optional[ConnectionLimits] = None,
-        credential_check: Optional[CredentialCheck] = None,
-        annotators: Sequence[Annotator] = (),
-        oauth_public_key: Optional[str] = None,
-        oauth_token_lifetime_s: int = 3600,
     ) -> None:
         self.host = host
         self._requested_port = int(port)
         self.db = db
         self.write_keys: Optional[frozenset[str]] = None if write_keys is None else frozenset(write_keys)
+        auth = auth or Auth()
+        credential_check = auth.credential_check
         if credential_check is None and self.write_keys is not None:
             credential_check = WriteKeyCheck(self.write_keys)
         self.oauth: Optional[TokenIssuer] = None
-        if oauth_public_key is not None:
+        if auth.oauth_public_key is not None:
             self.oauth = TokenIssuer(
-                oauth_public_key,
+                auth.oauth_public_key,
                 lambda: self.url,
-                token_lifetime_s=oauth_token_lifetime_s,
+                token_lifetime_s=auth.oauth_token_lifetime_s,
                 fallback=credential_check,
             )
             credential_check = self.oauth
         self._credential_check = credential_check
         self._annotators = tuple(annotators)
-        self.limits = limits or Limits()
+        self.limits = limits or CollectorLimits()
         self._clock = clock or (lambda: datetime.now(timezone.utc))
 
         self._lifecycle = threading.RLock()
         self._up = threading.Condition(threading.Lock())
         self._stopping = threading.Event()
 
-        self.connection_limits = connection_limits or ConnectionLimits()
-        self._log = RequestLog(keep_requests, log, keep_request_bytes)
+        self._log = RequestLog(self.limits.keep_requests, log, self.limits.keep_request_bytes)
         self._tracker = ConnectionTracker(on_open=self._log.connection_opened)
+        faults = faults or Faults()
         self._faults = FaultPlan(
-            Failure.make(fail_status, retry_after, fail_body),
-            fail_rate=fail_rate,
-            seed=seed,
-            delay_all_s=float(delay_s) if (delay_s > 0 and delay_count is None) else 0.0,
+            Failure.make(faults.fail_status, faults.retry_after, faults.fail_body),
+            fail_rate=faults.fail_rate,
+            seed=faults.seed,
+            delay_all_s=float(faults.delay_s) if (faults.delay_s > 0 and faults.delay_count is None) else 0.0,
         )
-        if fail_count:
-            self.fail_next(fail_count, fail_status, retry_after, fail_body)
-        if delay_s > 0 and delay_count:
-            self.delay_next(delay_count, delay_s)
-        if reset_count:
-            self.reset_next(reset_count)
+        if faults.fail_count:
+            self.fail_next(faults.fail_count, faults.fail_status, faults.retry_after, faults.fail_body)
+        if faults.delay_s > 0 and faults.delay_count:
+            self.delay_next(faults.delay_count, faults.delay_s)
+        if faults.reset_count:
+            self.reset_next(faults.reset_count)
 
         self._server: Optional[HttpServer] = None
         self._routes: Optional[_Routes] = None
@@ -221,7 +184,7 @@ class Collector:
                 store=store,
                 log=self._log,
                 faults=self._faults,
-                limits=self.limits,
+                limits=self.limits.sizes,
                 credential_check=self._credential_check,
                 annotators=self._annotators,
                 local=local,
@@ -264,7 +227,7 @@ class Collector:
 
     def _bind(self, port: int) -> None:
         assert self._routes is not None
-        server = HttpServer(self.host, port, self._routes, self._tracker, self.connection_limits)
+        server = HttpServer(self.host, port, self._routes, self._tracker, self.limits.connections)
         with self._up:
             self._server = server
             self._port = server.port

@@ -33,16 +33,14 @@ __all__ = [
 
 #: Chunks that may be sent but not yet confirmed; the reader waits beyond this.
 MAX_PENDING_CHUNKS = 2
-#: Client settings for imports: big batches, a deep queue that blocks instead of dropping.
+#: Where an import's client differs from ``ClientOptions``' defaults: big batches, a deep queue
+#: that blocks instead of dropping (``block_timeout`` None: for as long as it takes).
 CLIENT_DEFAULTS: dict[str, Any] = {
     "max_queue_size": 20000,
     "upload_size": 500,
     "max_batch_size": 2500,
     "upload_interval": 0.05,
-    "thread": 1,
-    "gzip": False,
     "on_full": "block",
-    "block_timeout": None,
     "shutdown_timeout": None,
 }
 #: Statuses that mean the whole import is misdirected (write key, host), not that a row is bad.

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -32,10 +33,13 @@ from segment_lite.spool.store import (
 if TYPE_CHECKING:
     from segment_lite.ledger import Ledger
 
-__all__ = ["FSYNC_POLICIES", "SYNC_INTERVAL_S", "DiskSpool"]
+__all__ = ["FSYNC_POLICIES", "STATS_INTERVAL_S", "SYNC_INTERVAL_S", "DiskSpool"]
 
 #: The longest a committed message waits for its fsync under the "batch" policy.
 SYNC_INTERVAL_S = 0.02
+#: The longest ``spool status`` shows a live owner's counts out of date (they are published by
+#: the sync thread; each publication takes the spool's lock for a moment).
+STATS_INTERVAL_S = 0.25
 
 log = logging.getLogger("segment")  # the client's logger, as segment-analytics-python names it
 
@@ -44,6 +48,8 @@ log = logging.getLogger("segment")  # the client's logger, as segment-analytics-
 _INSERT = "INSERT INTO messages (id, key, accepted_ms, body) VALUES (?, ?, ?, ?)"
 _SELECT = "SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?"
 _DELETE = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
+_OLDEST = "SELECT accepted_ms FROM messages ORDER BY id LIMIT 1"
+_HOSTNAME = socket.gethostname()
 _ADOPT = (
     "INSERT INTO main.messages (key, accepted_ms, body) "
     "SELECT key, accepted_ms, body FROM orphan.messages WHERE key = ? ORDER BY id"
@@ -54,6 +60,23 @@ _OPEN: weakref.WeakSet[DiskSpool] = weakref.WeakSet()
 # Connections a forked child inherited: never closed there (SQLite connections must
 # not be used across fork(), and closing is a use), so they stay referenced here.
 _INHERITED: list[object] = []
+
+
+def _never_free(connection: sqlite3.Connection) -> None:
+    """Keep an inherited connection alive until the process ends, whatever is collected.
+
+    In exclusive mode the connection believes it holds the database's lock: freed
+    (at interpreter exit, or once nothing refers to it), it would checkpoint its
+    parent's WAL and delete it while the parent writes on. One reference more
+    than anything will give back makes sure it is never freed.
+    """
+    _INHERITED.append(connection)
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(connection))
+    except (ImportError, AttributeError, OSError):
+        pass  # without ctypes, the list above holds it until the interpreter clears this module
 
 
 @dataclass
@@ -83,7 +106,12 @@ class DiskSpool(NumberedQueue):
     ``"batch"`` policy (a background thread fsyncs the WAL), before ``put``
     returns under ``"always"`` (``PRAGMA synchronous=FULL``), and whenever the
     operating system or SQLite's next checkpoint writes it under ``"never"``.
-    Nothing per message is kept in Python memory: workers read rows back.
+    Nothing per message is kept in Python memory: workers read rows back, through
+    the same connection. It is in SQLite's exclusive locking mode, which halves
+    the cost of a commit (no shared-memory index, no file locks) and keeps every
+    other process out of the database while this one lives: the counts ``spool
+    status`` shows for it are published in ``store.STATS_NAME`` by the sync
+    thread, at most every ``STATS_INTERVAL_S``.
 
     A batch is settled by deleting its rows in one transaction, so a delivered
     message is never sent again, and a crash re-sends at most the batches that
@@ -108,14 +136,14 @@ class DiskSpool(NumberedQueue):
         self.fsync = fsync
         self.wake = threading.Event()
         self._fingerprint = fingerprint
-        self._lock = threading.Lock()  # the write connection, counters
-        self._read_lock = threading.Lock()  # the read connection: one reader at a time
+        self._lock = threading.Lock()  # the connection, counters
         self._not_full = threading.Condition(self._lock)
         self._settled = threading.Condition(self._lock)
         self._pid = os.getpid()
         self._home: Optional[OwnerDirectory] = None
+        #: The one connection (SQLite's exclusive mode admits no other): put, take and done share it.
         self._writer: Optional[sqlite3.Connection] = None
-        self._reader: Optional[sqlite3.Connection] = None
+        self._inserter: Optional[sqlite3.Cursor] = None  # put's cursor on it: one object less per call
         self._wal_fd = -1
         self._adopted: list[str] = []
         self._open_error: Optional[BaseException] = None
@@ -139,7 +167,8 @@ class DiskSpool(NumberedQueue):
         self._forked_away = False
         self._ledger: Optional[Ledger] = None
         self._unreported: list[SpoolCorruptError] = []
-        self._dirty = threading.Event()  # committed since the last fsync
+        self._dirty = threading.Event()  # committed since the last fsync and stats
+        self._fingerprints = {fingerprint}  # of the rows in our database: published in the stats
         self._stop_syncing = threading.Event()
         self._syncer: Optional[threading.Thread] = None
         self._last_sync = 0.0
@@ -181,12 +210,17 @@ class DiskSpool(NumberedQueue):
         if count:
             log.info("spool: adopted %d undelivered message(s) left by earlier processes in %s", count, root)
             self.wake.set()
+        self._publish_stats()
 
     def _open_database(self, home: OwnerDirectory) -> None:
         synchronous = SYNCHRONOUS[self.fsync]
-        self._writer = connect(home.database, synchronous, create=True)
+        pages = store.wal_pages(self.max_bytes)
+        self._writer = connect(
+            home.database, synchronous, create=True, exclusive=True, checkpoint_pages=pages
+        )
         create_schema(self._writer)
-        self._reader = connect(home.database, synchronous, create=False)
+        self._inserter = self._writer.cursor()
+        store.preallocate_wal(home.database, pages)
         self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         if self.fsync != "never":
             store.fsync_directory(home.path)  # the names of the database and its WAL, once
@@ -195,13 +229,15 @@ class DiskSpool(NumberedQueue):
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1
-        for connection in (self._reader, self._writer):
-            if connection is not None:
-                try:
-                    connection.close()  # the last one checkpoints the WAL into the database
-                except sqlite3.Error as exc:
-                    log.error("spool: closing %s: %s", self.directory, exc)
-        self._reader = self._writer = None
+        if self._writer is not None:
+            try:
+                # A cursor left open would keep the database's files open past close().
+                if self._inserter is not None:
+                    self._inserter.close()
+                self._writer.close()  # checkpoints the WAL into the database
+            except sqlite3.Error as exc:
+                log.error("spool: closing %s: %s", self.directory, exc)
+        self._writer = self._inserter = None
 
     def _adopt(self, path: str, writer: sqlite3.Connection) -> None:
         """Move the rows of our write key from an orphaned directory into ours; delete it once empty.
@@ -274,6 +310,7 @@ class DiskSpool(NumberedQueue):
         fingerprint = key_fingerprint(write_key)
         with self._lock:
             self._fingerprint = fingerprint
+            self._fingerprints.add(fingerprint)
 
     # -- accepting -----------------------------------------------------------------
 
@@ -284,10 +321,10 @@ class DiskSpool(NumberedQueue):
         """
         size = len(item) + ROW_OVERHEAD_BYTES
         with self._lock:
-            writer = self._writer
+            inserter = self._inserter
             if self._sealed:
                 return False
-            if writer is None or self._closed or self._forked_away:
+            if inserter is None or self._closed or self._forked_away:
                 if self._open_error is not None:
                     raise self._write_error(self._open_error)
                 return False
@@ -296,14 +333,14 @@ class DiskSpool(NumberedQueue):
                     return False
             row = (self._next_id, self._fingerprint, int(time.time() * 1000), item)
             try:
-                writer.execute(_INSERT, row)
+                inserter.execute(_INSERT, row)
             except sqlite3.Error as exc:
                 # A full disk may be full of delivered rows not yet deleted: start over and retry once.
                 if not self._all_settled() or not self._undeleted or not self._start_over():
                     raise self._write_error(exc) from None
                 row = (self._next_id, *row[1:])
                 try:
-                    self._writer.execute(_INSERT, row)  # type: ignore[union-attr]  # made again above
+                    self._inserter.execute(_INSERT, row)  # type: ignore[union-attr]  # made again above
                 except sqlite3.Error as again:
                     raise self._write_error(again) from None
             self._next_id += 1
@@ -350,10 +387,10 @@ class DiskSpool(NumberedQueue):
     # -- syncing -------------------------------------------------------------------
 
     def _committed(self) -> None:
-        """After a commit (under the lock): count its fsync, or have the sync thread make one."""
+        """After a commit (under the lock): count its fsync; have the sync thread fsync and publish."""
         if self.fsync == "always":
             self.syncs += 1  # synchronous=FULL: SQLite synced the WAL before the commit returned
-        elif self.fsync == "batch" and not self._dirty.is_set():
+        if not self._dirty.is_set():
             self._dirty.set()
             if self._syncer is None:
                 self._start_syncer()
@@ -363,24 +400,63 @@ class DiskSpool(NumberedQueue):
         try:
             thread.start()
         except RuntimeError:
-            self._sync_wal()  # no new threads (interpreter exit): sync on the caller's thread
+            if self.fsync == "batch":
+                self._sync_wal()  # no new threads (interpreter exit): sync on the caller's thread
             return
         self._syncer = thread
 
     def _sync_loop(self) -> None:
+        unpublished = False  # committed since the stats were last written
+        last_published = 0.0
         while True:
-            self._dirty.wait()
-            # Group the commits of the next few milliseconds into one fsync.
-            delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
-            if delay > 0:
-                self._stop_syncing.wait(delay)
-            self._dirty.clear()
-            # Checked after the clear: close() sets the stop before it sets _dirty, so a
-            # stop missed here comes with a _dirty that the next wait sees.
-            if self._stop_syncing.is_set():
-                return  # close() checkpoints (and syncs) what is left
-            self._sync_wal()
-            self._last_sync = time.monotonic()
+            wait = None if not unpublished else max(0.0, last_published + STATS_INTERVAL_S - time.monotonic())
+            if self._dirty.wait(wait):
+                # Group the commits of the next few milliseconds into one fsync.
+                delay = self._last_sync + SYNC_INTERVAL_S - time.monotonic()
+                if delay > 0:
+                    self._stop_syncing.wait(delay)
+                self._dirty.clear()
+                # Checked after the clear: close() sets the stop before it sets _dirty, so a
+                # stop missed here comes with a _dirty that the next wait sees.
+                if self._stop_syncing.is_set():
+                    return  # close() checkpoints (and syncs) what is left
+                if self.fsync == "batch":
+                    self._sync_wal()
+                self._last_sync = time.monotonic()
+                unpublished = True
+            if unpublished and time.monotonic() - last_published >= STATS_INTERVAL_S:
+                self._publish_stats()
+                last_published = time.monotonic()
+                unpublished = False
+
+    def _publish_stats(self) -> None:
+        """Write what the database holds for ``spool status``, which cannot open it while we live."""
+        home = self._home
+        if home is None or self._forked_away:
+            return
+        with self._lock:
+            contents = store.Contents(
+                messages=self._queued + sum(taken.count for taken in self._in_flight.values()),
+                nbytes=self._disk_bytes,
+                oldest_ms=self._oldest_ms_locked(),
+                pid=self._pid,
+                hostname=_HOSTNAME,
+                fingerprints=tuple(sorted(self._fingerprints)) if self._disk_bytes > 0 else (),
+            )
+        try:
+            store.write_stats(home.path, contents)
+        except OSError as exc:
+            log.debug("spool: could not publish its counts in %s: %s", home.path, exc)
+
+    def _oldest_ms_locked(self) -> Optional[int]:
+        writer = self._writer
+        if writer is None or self._disk_bytes <= 0:
+            return None
+        try:
+            row = writer.execute(_OLDEST).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else int(row[0])
 
     def _sync_wal(self) -> None:
         """fsync the WAL: every transaction committed so far survives a power loss."""
@@ -396,16 +472,15 @@ class DiskSpool(NumberedQueue):
 
     def take(self, max_count: int, max_bytes: int) -> Optional[Batch]:
         """The next batch: records cut short earlier first, then the rows in acceptance order."""
-        with self._read_lock:
-            with self._lock:
-                if self._returned:
-                    return self._returned.popleft()
-                reader = self._reader
-                if self._queued <= 0 or self._draining or self._closed or self._forked_away or reader is None:
-                    return None
-                after = self._read_after
+        with self._lock:
+            if self._returned:
+                return self._returned.popleft()
+            reader = self._writer  # the one connection; the lock keeps put out while it reads
+            if self._queued <= 0 or self._draining or self._closed or self._forked_away or reader is None:
+                return None
+            after = self._read_after
             try:
-                rows = reader.execute(_SELECT, (after, max(1, max_count))).fetchall()
+                rows = reader.execute(_SELECT, (after, max(1, min(max_count, self._queued)))).fetchall()
             except sqlite3.Error as exc:
                 log.error("spool: could not read from %s: %s", self.directory, exc)
                 return None
@@ -421,17 +496,16 @@ class DiskSpool(NumberedQueue):
                 last = row_id
             if not items:
                 return None
-            with self._lock:
-                count = len(items)
-                first = rows[0][0]
-                self._read_after = last
-                batch = Batch(self._taken, items, nbytes)
-                self._taken += count
-                self._queued -= count
-                self._queued_bytes -= nbytes - count
-                disk_bytes = nbytes - count + count * ROW_OVERHEAD_BYTES
-                self._in_flight[batch.seq] = _Taken(first, last, count, disk_bytes)
-                return batch
+            count = len(items)
+            first = rows[0][0]
+            self._read_after = last
+            batch = Batch(self._taken, items, nbytes)
+            self._taken += count
+            self._queued -= count
+            self._queued_bytes -= nbytes - count
+            disk_bytes = nbytes - count + count * ROW_OVERHEAD_BYTES
+            self._in_flight[batch.seq] = _Taken(first, last, count, disk_bytes)
+            return batch
 
     def done(self, batch: Batch, keep: bool = False) -> None:
         """Settle ``batch``: delete its rows, or with ``keep`` hold on to them undelivered."""
@@ -484,24 +558,21 @@ class DiskSpool(NumberedQueue):
     def _start_over(self) -> bool:
         """Replace the database, every message in it settled, by an empty one (under the lock).
 
-        False when a reader is busy (tried again later) or the new database cannot be made.
+        False when the new database cannot be made.
         """
         home = self._home
-        if home is None or not self._read_lock.acquire(blocking=False):
-            return False  # never wait for the read lock under this one: take() holds them the other way
+        if home is None:
+            return False
+        self._release_database()
         try:
-            self._release_database()
-            try:
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(home.database + suffix)
-                self._open_database(home)
-            except (OSError, sqlite3.Error) as exc:
-                self._open_error = exc
-                log.error("spool: could not make the database in %s again: %s", home.path, exc)
-                return False
-        finally:
-            self._read_lock.release()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(home.database + suffix)
+            self._open_database(home)
+        except (OSError, sqlite3.Error) as exc:
+            self._open_error = exc
+            log.error("spool: could not make the database in %s again: %s", home.path, exc)
+            return False
         self._undeleted.clear()
         self._read_after = 0
         self._next_id = 1
@@ -605,7 +676,7 @@ class DiskSpool(NumberedQueue):
         syncer = self._syncer
         if syncer is not None and syncer is not threading.current_thread():
             syncer.join()
-        with self._read_lock, self._lock:
+        with self._lock:
             if self._closed:
                 return
             self._leave_undelivered_locked(in_flight=True)
@@ -627,8 +698,9 @@ class DiskSpool(NumberedQueue):
         """In a forked child: let go of the parent's spool without touching its files or lock."""
         self._forked_away = True
         self._syncer = None
-        _INHERITED.extend(c for c in (self._reader, self._writer) if c is not None)
-        self._reader = self._writer = None
+        if self._writer is not None:
+            _never_free(self._writer)
+        self._writer = self._inserter = None
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1

@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import Union
 
-from segment_lite.errors import SpoolError, ValidationError
+from segment_lite.errors import SpoolError
 from segment_lite.queue import MessageQueue
 
 __all__ = ["FSYNC_POLICIES", "SpoolFactory", "check_spool_dir", "key_fingerprint", "spool_factory"]
@@ -80,21 +80,10 @@ def spool_factory(
     wake_at: int,
     write_key: str,
 ) -> SpoolFactory:
-    """Validate the spool options and return the queue factory for a client.
+    """The queue factory for a client (whose ``ClientOptions`` checked ``fsync`` and ``max_bytes``).
 
-    Raises ``ValidationError`` for a bad ``spool_fsync`` or ``spool_max_bytes``
-    and ``SpoolError`` for a directory this process cannot use.
+    Raises ``SpoolError`` for a directory this process cannot use.
     """
-    if fsync not in FSYNC_POLICIES:
-        raise ValidationError(
-            f"spool_fsync must be one of {', '.join(repr(p) for p in FSYNC_POLICIES)}, got {fsync!r}",
-            "spool_fsync",
-        )
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 64 * 1024:
-        raise ValidationError(
-            f"spool_max_bytes must be an integer of at least 65536 bytes, got {max_bytes!r}",
-            "spool_max_bytes",
-        )
     try:
         import fcntl  # noqa: F401  # owner directories are locked with flock()
         import sqlite3  # noqa: F401  # the messages live in SQLite

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from segment_lite.spool.store import owner_directories, probe_lock, read_contents
+from segment_lite.spool.store import owner_directories, probe_lock, read_contents, read_stats
 
 __all__ = ["OwnerStatus", "SpoolStatus", "spool_status"]
 
@@ -87,14 +87,17 @@ class SpoolStatus:
 def spool_status(root: str, now_s: Optional[float] = None) -> SpoolStatus:
     """Inspect every owner directory under ``root`` (the ``spool_dir`` a client was given).
 
-    Nothing is locked, taken or deleted; a live directory's figures are a
-    snapshot that its owner may already have moved past.
+    Nothing is locked, taken or deleted. A live owner's database is locked by
+    it (SQLite's exclusive mode): its figures are the ones it last published
+    (``store.STATS_NAME``, rewritten within ``disk.STATS_INTERVAL_S`` of a change),
+    a snapshot that it may already have moved past.
     """
     now_s = time.time() if now_s is None else now_s
     owners = []
     for path in owner_directories(root):
         live = probe_lock(path)
-        contents = read_contents(path)
+        published = read_stats(path) if live else None
+        contents = read_contents(path) if published is None else published
         owners.append(
             OwnerStatus(
                 name=os.path.basename(path),

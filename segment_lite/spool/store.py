@@ -5,7 +5,8 @@ A spool root holds one subdirectory per process that spooled into it::
     SPOOL_DIR/
         spool-4242-1f0c9a7e/    owned by process 4242 while it holds the lock
             lock                flock()ed by the owner; free once it exits or dies
-            spool.db            the messages (SQLite, WAL mode), with -wal and -shm beside it
+            spool.db            the messages (SQLite, WAL mode), with -wal beside it
+            stats.json          what the owner holds, rewritten by it a few times a second
 
 A message is one row of ``messages``: its id (acceptance order), the
 fingerprint of the write key it was accepted under (never the key), when it
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import secrets
 import socket
@@ -39,6 +41,7 @@ __all__ = [
     "DISK_FULL_ERRNOS",
     "OWNER_PREFIX",
     "ROW_OVERHEAD_BYTES",
+    "STATS_NAME",
     "SYNCHRONOUS",
     "Contents",
     "OwnerDirectory",
@@ -48,15 +51,21 @@ __all__ = [
     "fsync_directory",
     "orphan_contents",
     "owner_directories",
+    "preallocate_wal",
     "probe_lock",
     "read_contents",
+    "read_stats",
     "remove_stale_new_directories",
     "remove_tree",
+    "wal_pages",
+    "write_stats",
 ]
 
 OWNER_PREFIX = "spool-"
 LOCK_NAME = "lock"
 DATABASE_NAME = "spool.db"
+#: What a live owner publishes of its database (which only it can open): see ``write_stats``.
+STATS_NAME = "stats.json"
 _NEW_PREFIX = ".new-"
 #: A directory still being created (under ``_NEW_PREFIX``) after this long was abandoned.
 STALE_STAGING_S = 600.0
@@ -66,6 +75,18 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 #: What a row costs on disk beyond its message, about (id, fingerprint, time, headers):
 #: counted against ``spool_max_bytes`` with each message.
 ROW_OVERHEAD_BYTES = 32
+#: A checkpoint (copying the WAL into the database, with an fsync of each under synchronous=NORMAL,
+#: milliseconds on most disks) runs once the WAL holds this many pages, on the thread whose commit
+#: crossed it; the WAL is then written again from its start, over the same file. 4,000 pages (16
+#: MiB) make them 4 times rarer than SQLite's default of 1,000, which cost a client about 10 µs
+#: per message (measured). Smaller for a small ``spool_max_bytes``: see ``wal_pages``.
+WAL_CHECKPOINT_PAGES = 4000
+#: The fewest pages a WAL holds before its checkpoint (400 KiB).
+MIN_WAL_CHECKPOINT_PAGES = 100
+#: The page size of a new database (SQLite's default): a WAL frame is a page and a 24-byte header.
+PAGE_SIZE_BYTES = 4096
+_WAL_HEADER_BYTES = 32
+_WAL_FRAME_HEADER_BYTES = 24
 #: ``spool_fsync`` policy -> SQLite ``PRAGMA synchronous`` (always in WAL mode).
 #: "batch" adds an fdatasync of the WAL from a background thread (see disk.py).
 SYNCHRONOUS = {"always": "FULL", "batch": "NORMAL", "never": "NORMAL"}
@@ -81,22 +102,61 @@ CREATE TABLE IF NOT EXISTS messages (
 """
 
 
-def connect(path: str, synchronous: str, create: bool) -> sqlite3.Connection:
+def wal_pages(max_bytes: int) -> int:
+    """How many pages a spool of ``max_bytes`` lets its WAL hold before a checkpoint: 1/16 of it."""
+    return max(MIN_WAL_CHECKPOINT_PAGES, min(WAL_CHECKPOINT_PAGES, max_bytes // 16 // PAGE_SIZE_BYTES))
+
+
+def connect(
+    path: str, synchronous: str, create: bool, exclusive: bool = False, checkpoint_pages: int = 1000
+) -> sqlite3.Connection:
     """A connection to the database at ``path`` in WAL mode; ``create`` makes it if missing.
 
     Autocommit (each statement outside ``BEGIN`` is its own transaction), usable
-    from any thread (the spool serialises its use).
+    from any thread (the spool serialises its use). ``exclusive``: SQLite's
+    exclusive locking mode, set before WAL mode so the WAL index lives in this
+    process's memory, not in a shared ``-shm`` file: a commit then takes no file
+    lock, about half the cost of one, and no other connection can open the
+    database until this one closes (its owner publishes its counts in
+    ``STATS_NAME`` instead). ``checkpoint_pages``: see ``WAL_CHECKPOINT_PAGES``.
     """
     mode = "rwc" if create else "rw"
     uri = "file:" + _uri_path(path) + "?mode=" + mode
     connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
     try:
+        if exclusive:
+            connection.execute("PRAGMA locking_mode=EXCLUSIVE")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def preallocate_wal(path: str, checkpoint_pages: int) -> None:
+    """Write zeros past the end of database ``path``'s WAL, up to the size it reaches before a checkpoint.
+
+    Writing over a file's existing bytes costs about half what extending it does
+    (measured: 2.1 against 3.5 to 4.9 µs per frame), and every commit writes a
+    frame. SQLite ignores what lies past the WAL's last valid frame (each frame
+    carries the WAL's salts and a running checksum), so zeros there are never
+    read as data. Only an optimisation: where the disk has no room for it, the
+    file is left as it was.
+    """
+    target = _WAL_HEADER_BYTES + (checkpoint_pages + 16) * (PAGE_SIZE_BYTES + _WAL_FRAME_HEADER_BYTES)
+    fd = os.open(path + "-wal", os.O_WRONLY | _OPEN_FLAGS)
+    try:
+        offset = start = os.fstat(fd).st_size
+        zeros = bytes(1 << 18)
+        try:
+            while offset < target:
+                offset += os.pwrite(fd, zeros[: target - offset], offset)
+        except OSError:
+            os.ftruncate(fd, start)  # no room (a small disk): the WAL grows as it is written instead
+    finally:
+        os.close(fd)
 
 
 def _uri_path(path: str) -> str:
@@ -249,6 +309,47 @@ def read_contents(path: str) -> Contents:
         return Contents(unreadable=True)
     finally:
         connection.close()
+
+
+def write_stats(path: str, contents: Contents) -> None:
+    """Publish what owner directory ``path`` holds, for ``spool status`` (its database is locked).
+
+    Written to a temporary name and renamed over the last one, so a reader sees
+    one whole version; never fsynced (a figure for people, not a record).
+    """
+    target = os.path.join(path, STATS_NAME)
+    staging = target + ".tmp"
+    data = {
+        "pid": contents.pid,
+        "hostname": contents.hostname,
+        "messages": contents.messages,
+        "bytes": contents.nbytes,
+        "oldest_ms": contents.oldest_ms,
+        "fingerprints": list(contents.fingerprints),
+        "updated_ms": int(time.time() * 1000),
+    }
+    with open(staging, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(staging, target)
+
+
+def read_stats(path: str) -> Optional[Contents]:
+    """What a live owner last published of owner directory ``path``; None if nothing readable."""
+    try:
+        with open(os.path.join(path, STATS_NAME), encoding="utf-8") as handle:
+            data = json.load(handle)
+        fingerprints = tuple(str(f) for f in data["fingerprints"])
+        oldest = data["oldest_ms"]
+        return Contents(
+            messages=int(data["messages"]),
+            nbytes=int(data["bytes"]),
+            oldest_ms=oldest if isinstance(oldest, int) else None,
+            pid=data["pid"] if isinstance(data["pid"], int) else None,
+            hostname=data["hostname"] if isinstance(data["hostname"], str) else None,
+            fingerprints=fingerprints,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _contents(connection: sqlite3.Connection, schema: str) -> Contents:

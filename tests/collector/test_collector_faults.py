@@ -12,7 +12,7 @@ import pytest
 import requests
 from collector_helpers import post, track, wait_until
 
-from segment_lite.collector import Collector
+from segment_lite.collector import Collector, Faults
 
 JSON = {"Content-Type": "application/json"}
 
@@ -82,11 +82,11 @@ def test_faults_do_not_touch_the_debugger_api(collector: Collector) -> None:
 
 
 def test_constructor_fail_options() -> None:
-    with Collector(fail_count=1, fail_status=500, retry_after=2) as c:
+    with Collector(faults=Faults(fail_count=1, fail_status=500, retry_after=2)) as c:
         first = post(c, "/v1/track", track(1))
         assert (first.status_code, first.headers["Retry-After"]) == (500, "2")
         assert post(c, "/v1/track", track(1)).status_code == 200
-    with Collector(fail_rate=1.0, fail_status=429) as c:
+    with Collector(faults=Faults(fail_rate=1.0, fail_status=429)) as c:
         assert [post(c, "/v1/track", track(n)).status_code for n in range(3)] == [429, 429, 429]
         assert c.messages() == []
         c.clear_faults()
@@ -95,7 +95,7 @@ def test_constructor_fail_options() -> None:
 
 def test_fail_rate_is_repeatable_with_a_seed() -> None:
     def run() -> list[int]:
-        with Collector(fail_rate=0.5, seed=1234) as c:
+        with Collector(faults=Faults(fail_rate=0.5, seed=1234)) as c:
             return [post(c, "/v1/track", track(n)).status_code for n in range(12)]
 
     first = run()
@@ -144,11 +144,11 @@ def test_delayed_failure_combines_both_faults(collector: Collector) -> None:
 
 
 def test_constructor_delay_applies_to_the_first_n_or_all() -> None:
-    with Collector(delay_s=0.2, delay_count=1) as c:
+    with Collector(faults=Faults(delay_s=0.2, delay_count=1)) as c:
         post(c, "/v1/track", track(1))
         post(c, "/v1/track", track(2))
         assert [r.fault for r in c.requests] == ["delay", None]
-    with Collector(delay_s=0.1) as c:
+    with Collector(faults=Faults(delay_s=0.1)) as c:
         post(c, "/v1/track", track(1))
         post(c, "/v1/track", track(2))
         assert [r.fault for r in c.requests] == ["delay", "delay"]
@@ -184,7 +184,7 @@ def test_reset_next_is_a_connection_error_for_requests_and_then_recovers(collect
             post(collector, "/v1/track", track(n))
     assert post(collector, "/v1/track", track(5)).status_code == 200
     assert collector.message_ids() == {"msg-5"}
-    with Collector(reset_count=1) as c:
+    with Collector(faults=Faults(reset_count=1)) as c:
         with pytest.raises(requests.exceptions.ConnectionError):
             post(c, "/v1/track", track(1))
         assert post(c, "/v1/track", track(1)).status_code == 200

@@ -17,7 +17,7 @@ from collector_helpers import connect, post, read_answer, track
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segment_lite.collector import Collector
+from segment_lite.collector import Collector, CollectorLimits
 from segment_lite.collector.http_server import ConnectionLimits
 from segment_lite.collector.processing import RequestError, parse_json, prepare_messages
 
@@ -35,7 +35,9 @@ NOW = datetime(2024, 5, 1, tzinfo=timezone.utc)
 @pytest.fixture(scope="module")
 def fuzzed() -> Iterator[Collector]:
     # A short read timeout: a request announcing more than it sends is answered 408 quickly.
-    with Collector(connection_limits=ConnectionLimits(read_timeout_s=0.3), keep_requests=50) as c:
+    with Collector(
+        limits=CollectorLimits(connections=ConnectionLimits(read_timeout_s=0.3), keep_requests=50)
+    ) as c:
         yield c
 
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 from collector_helpers import connect, post, read_answer, track, wait_until
 
-from segment_lite.collector import Collector
+from segment_lite.collector import Collector, CollectorLimits
 from segment_lite.collector.debugger import CONTENT_SECURITY_POLICY
 from segment_lite.collector.http_server import ConnectionLimits, LocalNames
 from segment_lite.limits import MAX_NESTING_DEPTH
@@ -87,7 +87,7 @@ def test_an_invalid_content_length_is_400(collector: Collector, length: str) -> 
 
 def test_a_chunked_body_over_the_read_limit_is_refused_without_reading_it() -> None:
     limits = ConnectionLimits(max_body_bytes=100_000)
-    with Collector(connection_limits=limits) as c, connect(c) as sock:
+    with Collector(limits=CollectorLimits(connections=limits)) as c, connect(c) as sock:
         sock.sendall("\r\n".join(["POST /v1/batch HTTP/1.1", "Host: x", *CHUNKED_HEAD, "", ""]).encode())
         for _ in range(3):
             sock.sendall(b"c000\r\n" + b" " * 0xC000 + b"\r\n")  # 3 x 48 KiB: over 100,000 bytes
@@ -326,7 +326,7 @@ def test_invalid_query_parameters_are_400_naming_them(collector: Collector, quer
 
 
 def test_a_request_that_arrives_too_slowly_is_answered_408() -> None:
-    with Collector(connection_limits=ConnectionLimits(read_timeout_s=0.3)) as c:
+    with Collector(limits=CollectorLimits(connections=ConnectionLimits(read_timeout_s=0.3))) as c:
         with connect(c) as sock:
             sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Le")  # and never more
             status, headers, body = read_answer(sock)
@@ -346,7 +346,7 @@ def test_a_request_that_arrives_too_slowly_is_answered_408() -> None:
 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() -> None:
-    with Collector(connection_limits=ConnectionLimits(idle_timeout_s=0.3)) as c:
+    with Collector(limits=CollectorLimits(connections=ConnectionLimits(idle_timeout_s=0.3))) as c:
         with connect(c) as silent:
             assert closed_by_server(silent)  # connected, never sent a byte
         with connect(c) as sock:
@@ -362,7 +362,9 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() -> Non
 
 @pytest.fixture
 def small_collector() -> Iterator[Collector]:
-    with Collector(connection_limits=ConnectionLimits(max_connections=4, read_timeout_s=30)) as c:
+    with Collector(
+        limits=CollectorLimits(connections=ConnectionLimits(max_connections=4, read_timeout_s=30))
+    ) as c:
         yield c
 
 
@@ -413,7 +415,7 @@ def test_the_listen_backlog_is_at_least_128(collector: Collector) -> None:
 
 
 def test_retained_bodies_are_bounded_by_total_bytes_dropping_the_oldest() -> None:
-    with Collector(keep_request_bytes=1_000_000) as c:
+    with Collector(limits=CollectorLimits(keep_request_bytes=1_000_000)) as c:
         batch = {"batch": [track(n, properties={"pad": "x" * 30_000}) for n in range(10)]}
         for _ in range(8):
             assert post(c, "/v1/batch", batch).status_code == 200
@@ -551,7 +553,7 @@ def test_answers_to_unparsable_requests_carry_the_security_headers(collector: Co
 
 def test_timeouts_and_busy_answers_carry_the_security_headers() -> None:
     limits = ConnectionLimits(max_connections=1, read_timeout_s=0.3)
-    with Collector(connection_limits=limits) as c, connect(c) as slow:
+    with Collector(limits=CollectorLimits(connections=limits)) as c, connect(c) as slow:
         slow.sendall(b"POST /v1/batch HTTP/1.1\r\n")
         assert wait_until(lambda: c._tracker.busy_count == 1)
         with connect(c) as extra:

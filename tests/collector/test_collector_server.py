@@ -16,7 +16,7 @@ import pytest
 import requests
 from collector_helpers import post, track
 
-from segment_lite.collector import Collector, Credentials, Headers, RequestError
+from segment_lite.collector import Auth, Collector, CollectorLimits, Credentials, Headers, RequestError
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 FIXED_NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -548,7 +548,7 @@ def test_gzip_roundtrip_through_http_client_with_content_length(collector: Colle
 
 
 def test_keep_requests_bounds_the_recorded_requests() -> None:
-    with Collector(keep_requests=2) as c:
+    with Collector(limits=CollectorLimits(keep_requests=2)) as c:
         for n in range(4):
             post(c, "/v1/track", track(n))
         assert [r.json["messageId"] for r in c.requests] == ["msg-2", "msg-3"]
@@ -632,7 +632,7 @@ def test_a_credential_check_replaces_the_write_key_check() -> None:
         if credentials.authorization != "Bearer good-token":
             raise RequestError(401, "unauthorized", "a valid bearer token is required")
 
-    with Collector(credential_check=bearer) as c:
+    with Collector(auth=Auth(credential_check=bearer)) as c:
         ok = requests.post(
             c.url + "/v1/track", json=track(1), headers={"Authorization": "Bearer good-token"}, timeout=5
         )

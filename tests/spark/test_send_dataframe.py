@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 
-from segment_lite.collector import Collector  # noqa: E402
+from segment_lite.collector import Collector, Faults  # noqa: E402
 from segment_lite.importer import ImportConfigError, ImportOptions  # noqa: E402
 from segment_lite.importer.ids import derive_row_id  # noqa: E402
 from segment_lite.retry import RetryPolicy  # noqa: E402
@@ -78,7 +78,7 @@ def stored_once(collector: Collector, n: int) -> dict[int, dict[str, Any]]:
 def test_100k_rows_through_injected_503s_arrive_once_and_a_rerun_adds_no_ids(spark: SparkSession) -> None:
     rows = 100_000
     df = events(spark, rows, partitions=4)
-    with Collector(fail_rate=0.25, seed=14) as collector:
+    with Collector(faults=Faults(fail_rate=0.25, seed=14)) as collector:
         summary = send_dataframe(df, write_key=WRITE_KEY, host=collector.url, client_options=FAST_RETRIES)
         assert summary.status == "completed", summary.error
         assert (summary.partitions, summary.rows_read, summary.delivered) == (4, rows, rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from segment_lite.spool.store import owner_directories
+from segment_lite.spool.disk import DiskSpool
+from segment_lite.spool.store import DATABASE_NAME, owner_directories
 
 WRITE_KEY = "test-secret-write-key-1234"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +125,27 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
 def owner_names(spool_dir: Path) -> list[str]:
     """The owner directories under ``spool_dir``, by name."""
     return [os.path.basename(path) for path in owner_directories(str(spool_dir))]
+
+
+def crash_in_process(spool: DiskSpool) -> None:
+    """Leave ``spool``'s directory as a kill -9 would: the database and WAL unsynced, uncheckpointed.
+
+    The spool's connection holds SQLite's exclusive lock until its process ends,
+    so its files are copied (what a kill leaves is what the kernel holds) and the
+    copies put in their place; the spool lets go of its lock without touching them.
+    """
+    directory = Path(spool.directory or "")
+    for name in (DATABASE_NAME, DATABASE_NAME + "-wal"):
+        if (directory / name).exists():
+            shutil.copyfile(directory / name, directory / (name + ".image"))
+    spool._forget_after_fork()  # its connection stays open on the old files, never used again
+    for name in (DATABASE_NAME, DATABASE_NAME + "-wal"):
+        if (directory / (name + ".image")).exists():
+            os.replace(directory / (name + ".image"), directory / name)
+
+
+def database_rows(spool: DiskSpool) -> int:
+    """Rows in a live spool's database, read through its own connection (no other can open it)."""
+    with spool._lock:
+        assert spool._writer is not None
+        return int(spool._writer.execute("SELECT count(*) FROM messages").fetchone()[0])

@@ -8,9 +8,9 @@ import pytest
 from spool_helpers import WRITE_KEY
 
 import segment_lite
-from segment_lite.client import SPOOL_MAX_RETRIES
 from segment_lite.collector import Collector
 from segment_lite.errors import QueueFullError, SpoolError, ValidationError
+from segment_lite.options import SPOOL_MAX_RETRIES
 from segment_lite.queue import MemoryQueue
 from segment_lite.spool import DiskSpool
 

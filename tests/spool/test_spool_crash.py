@@ -13,7 +13,7 @@ import pytest
 from spool_helpers import WRITE_KEY, kill9, owner_names, spooling_child, wait_until
 
 import segment_lite
-from segment_lite.collector import Collector
+from segment_lite.collector import Collector, Faults
 
 
 def _epoch(iso: str) -> float:
@@ -55,7 +55,7 @@ def test_sigkill_mid_delivery_of_20000_next_process_delivers_the_rest(
 ) -> None:
     batch = 500
     # Each answer takes 20 ms, so the kill lands while batches are being delivered.
-    with Collector(delay_s=0.02) as collector:
+    with Collector(faults=Faults(delay_s=0.02)) as collector:
         options = {"upload_size": batch, "max_batch_size": batch, "upload_interval": 0.05}
         with spooling_child(tmp_path, collector.url, spool_dir, 20_000, then="flush", **options) as (
             child,

@@ -13,7 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-from spool_helpers import REPO_ROOT, WRITE_KEY, child_env, kill9, owner_names, python, spooling_child
+from spool_helpers import (
+    REPO_ROOT,
+    WRITE_KEY,
+    child_env,
+    crash_in_process,
+    kill9,
+    owner_names,
+    python,
+    spooling_child,
+)
 
 import segment_lite
 from segment_lite.collector import Collector
@@ -199,7 +208,7 @@ def test_a_damaged_or_deleted_cursor_never_sends_acknowledged_messages_again(spo
         assert batch is not None
         spool.done(batch)  # delivered: acknowledged
         directory = Path(spool.directory or "")
-        spool._forget_after_fork()  # what a kill leaves
+        crash_in_process(spool)  # what a kill leaves
         for cursor in directory.glob("ack*"):
             if damage == "truncate":
                 os.truncate(cursor, 7)

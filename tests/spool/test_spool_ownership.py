@@ -208,3 +208,40 @@ def test_a_forked_child_spools_apart_and_never_touches_its_parents_spool(
     assert sorted(events) == sorted(["Before fork"] * 50 + ["In child"] * 40 + ["After fork"] * 30)
     assert collector.stats.duplicates == 0
     assert owner_names(spool_dir) == [], "both processes cleaned up after delivering"
+
+
+#: Spools 100 messages, forks a child that drops every reference to the inherited spool and
+#: collects (what interpreter exit may do), then spools 100 more and prints what a kill -9 would
+#: leave on disk (a copy of the database and its WAL, read by another connection).
+FORGETFUL_CHILD = r"""
+import gc, os, shutil, sqlite3, sys, tempfile
+from segment_lite.spool import disk
+spool = disk.DiskSpool(sys.argv[1], max_bytes=1 << 30, wake_at=10**9, fingerprint="0123456789abcdef")
+for i in range(100):
+    assert spool.put(b'{"before":%d}' % i)
+pid = os.fork()
+if pid == 0:
+    del spool
+    disk._INHERITED.clear()
+    gc.collect()
+    os._exit(0)
+os.waitpid(pid, 0)
+for i in range(100):
+    assert spool.put(b'{"after":%d}' % i)
+image = tempfile.mkdtemp(dir=sys.argv[2])
+for name in ("spool.db", "spool.db-wal"):
+    if os.path.exists(os.path.join(spool.directory, name)):
+        shutil.copyfile(os.path.join(spool.directory, name), os.path.join(image, name))
+print(sqlite3.connect(os.path.join(image, "spool.db")).execute("SELECT count(*) FROM messages").fetchone()[0])
+"""
+
+
+def test_a_forked_child_that_frees_its_inherited_spool_leaves_the_parents_wal_alone(
+    spool_dir: Path, tmp_path: Path
+) -> None:
+    # The connection is in SQLite's exclusive mode: freed in the child, it would checkpoint and
+    # delete the parent's WAL, and the parent's later commits would go to a deleted file.
+    process = python(FORGETFUL_CHILD, str(spool_dir), str(tmp_path))
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out
+    assert out.split()[-1] == "200", "a kill now keeps every accepted message"

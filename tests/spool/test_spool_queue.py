@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import os
 import threading
 import time
 import tracemalloc
@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spool_helpers import owner_names
+from spool_helpers import crash_in_process, database_rows, owner_names, wait_until
 
 from segment_lite.queue import MemoryQueue
 from segment_lite.spool import disk as disk_module
 from segment_lite.spool import store
 from segment_lite.spool.disk import DiskSpool
-from segment_lite.spool.store import DATABASE_NAME, ROW_OVERHEAD_BYTES
+from segment_lite.spool.status import spool_status
+from segment_lite.spool.store import ROW_OVERHEAD_BYTES
 
 FINGERPRINT = "0123456789abcdef"
 
@@ -40,17 +41,13 @@ def _take_all(spool: DiskSpool, per_batch: int = 50) -> list[bytes]:
 
 
 def _rows(spool: DiskSpool) -> int:
-    """Rows in the spool's database, read as another process would."""
-    connection = sqlite3.connect(str(Path(spool.directory or "") / DATABASE_NAME))
-    try:
-        return int(connection.execute("SELECT count(*) FROM messages").fetchone()[0])
-    finally:
-        connection.close()
+    """Rows in the spool's database."""
+    return database_rows(spool)
 
 
 def _crash(spool: DiskSpool) -> None:
     """What a kill leaves: descriptors closed by the kernel, nothing synced, acknowledged or deleted."""
-    spool._forget_after_fork()
+    crash_in_process(spool)
 
 
 def test_messages_come_back_in_order_and_are_deleted_once_delivered(spool_dir: Path) -> None:
@@ -259,3 +256,26 @@ def test_close_never_waits_forever_for_the_sync_thread(spool_dir: Path) -> None:
     closer.start()
     closer.join(10)
     assert not closer.is_alive(), "close() waited forever for the sync thread"
+
+
+def test_a_live_spool_publishes_its_counts_for_status(spool_dir: Path) -> None:
+    # No other connection can open a live spool's database (SQLite's exclusive mode): status
+    # shows what the owner publishes, kept up to date within STATS_INTERVAL_S.
+    spool = _spool(spool_dir)
+    for item in _messages(50):
+        assert spool.put(item)
+
+    def owner() -> Any:
+        (only,) = spool_status(str(spool_dir)).owners
+        return only
+
+    assert wait_until(lambda: owner().messages == 50, timeout=10)
+    shown = owner()
+    assert shown.live and shown.pid == os.getpid() and not shown.unreadable
+    assert shown.write_key_fingerprints == (FINGERPRINT,) and shown.oldest_age_s is not None
+    assert shown.nbytes == spool.disk_bytes()
+    batch = spool.take(20, 1 << 20)
+    assert batch is not None
+    spool.done(batch)
+    assert wait_until(lambda: owner().messages == 30, timeout=10), "a settled batch is published too"
+    spool.close()
