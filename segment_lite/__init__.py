@@ -17,7 +17,7 @@ import threading
 import typing
 from typing import Any, Optional
 
-from segment_lite.client import MAX_MESSAGE_BYTES, Client, Result
+from segment_lite.client import Client, Result
 from segment_lite.errors import (
     APIError,
     EncodeError,
@@ -35,10 +35,12 @@ from segment_lite.errors import (
     ValidationError,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.options import MODULE_SETTINGS as _MODULE_SETTINGS
 from segment_lite.options import ClientOptions as _ClientOptions
 from segment_lite.pipeline import FlushResult
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.scope import context
 from segment_lite.serverless import flush_after
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, Transport, TransportError, TransportResponse
 from segment_lite.version import VERSION
@@ -87,6 +89,7 @@ __all__ = [
     "TransportResponse",
     "ValidationError",
     "alias",
+    "context",
     "flush",
     "flush_after",
     "group",

@@ -119,6 +119,7 @@ class AsyncClient:
             shutdown_timeout_s=client.options.shutdown_timeout,
             on_drop=client.options.on_drop,
             credentials=threaded.credentials,
+            observers=threaded.observers,  # the list add_observer() appends to
         )
         pipeline.immediate_transport_factory = immediate
         pipeline.prepare_transports()  # now, not on the loop at the first request

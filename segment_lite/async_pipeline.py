@@ -23,6 +23,7 @@ import threading
 import weakref
 from typing import Any, Optional
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.async_sender import AsyncBatchSender
 from segment_lite.async_transport import AsyncTransportFactory
 from segment_lite.batch_core import MAX_BATCH_COUNT, BatchCore, PipelinePause
@@ -31,6 +32,7 @@ from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
 from segment_lite.pipeline import (
     _ACCEPTED_DROPS,
+    OBSERVER_STOP_S,
     QUEUED,
     WORKER_STOP_GRACE_S,
     Accepted,
@@ -64,8 +66,11 @@ class AsyncPipeline:
         shutdown_timeout_s: Optional[float],
         on_drop: Optional[OnDrop] = None,
         credentials: Optional[Credentials] = None,
+        observers: Optional[list[Any]] = None,
     ) -> None:
         self._queue_factory = queue_factory
+        #: Delivery observers (segment_lite.observe), shared with the ledger of each process.
+        self.observers: list[Any] = [] if observers is None else observers
         self.credentials = Credentials() if credentials is None else credentials
         self.delivery = delivery
         self.batching = batching
@@ -96,6 +101,7 @@ class AsyncPipeline:
             on_drop=self._on_drop,
             monotonic=self.delivery.clock.monotonic,
             credentials=self.credentials,
+            observers=self.observers,
         )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)
@@ -295,7 +301,10 @@ class AsyncPipeline:
                     if taken.settlement.complete:  # else cancelled mid-delivery: held for salvage
                         in_flight.finish(taken)
                     settled.set()
-                self.ledger.deliver_due_reports()
+                ledger = self.ledger
+                ledger.deliver_due_reports()
+                if ledger.observers and queue.qsize() == 0 and in_flight.empty():
+                    ledger.drained()
                 due = self._stopping or queue.send_due(self.upload_size)
         except asyncio.CancelledError:
             if not self._closed and not self._abort.is_set():
@@ -486,6 +495,7 @@ class AsyncPipeline:
         self._closed = True
         self.queue.seal()
         self.ledger.flush_reports()
+        self.ledger.stop_observers(OBSERVER_STOP_S)
         self.queue.close()
 
     def pending(self) -> int:
@@ -564,5 +574,4 @@ def _reset_all_after_fork() -> None:
 
 
 atexit.register(_deliver_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)
+on_fork_in_child("async_pipelines", _reset_all_after_fork)

@@ -25,6 +25,7 @@ from segment_lite.delivery import Action, Attempt, BatchProgress, Decision, Fail
 from segment_lite.errors import APIError, RetriesExhaustedError, SegmentLiteError, ShutdownError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Ledger
+from segment_lite.limits import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
 from segment_lite.retry import Clock, RetryPolicy, parse_retry_after
 from segment_lite.timestamps import iso_from_epoch
 from segment_lite.transport import (
@@ -38,7 +39,6 @@ from segment_lite.version import VERSION
 
 __all__ = [
     "GZIP_LEVEL",
-    "MAX_BATCH_BYTES",
     "MAX_BATCH_COUNT",
     "BatchCore",
     "DeliverySteps",
@@ -50,9 +50,8 @@ __all__ = [
     "batch_headers",
 ]
 
-#: Segment's limits for one batch request.
-MAX_BATCH_BYTES = 500 * 1024
-MAX_BATCH_COUNT = 2500
+#: Segment's limits for one batch request (``MAX_BATCH_COUNT`` is the name 2.x-era code imports).
+MAX_BATCH_COUNT = MAX_BATCH_MESSAGES
 GZIP_LEVEL = 1  # measured: most of the size win of level 6 for a third of its CPU
 
 #: Refusals about the messages in a batch, not about the client: they say nothing of an outage.

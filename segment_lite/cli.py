@@ -17,8 +17,8 @@ SUBCOMMAND_MODULES = (
     "segment_lite.audiences.cli",
     "segment_lite.collector.cli",
     "segment_lite.importer.cli",
-    "segment_lite.plan.cli",
-    "segment_lite.spool.cli",
+    "segment_lite.plan_cli",
+    "segment_lite.spool_cli",
 )
 
 

@@ -18,6 +18,7 @@ from segment_lite.errors import (
     safe_repr,
 )
 from segment_lite.ledger import OnDrop, OnError
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.message import (
     CALLER_FIELDS,
     Message,
@@ -27,20 +28,21 @@ from segment_lite.message import (
     build_track,
     build_view,
 )
-from segment_lite.options import BeforeSend, ClientOptions, DefaultConfig
+from segment_lite.observe import EVENTS as OBSERVER_EVENTS
+from segment_lite.options import BeforeSend, ClientOptions, ConsentSource, DefaultConfig
 from segment_lite.pipeline import QUEUED, Accepted, FlushResult, QueueFactory, Worker
 from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.scope import ContextValues, Slots, apply, consent_preferences, merged
+from segment_lite.scope import _current as _active_context
 from segment_lite.transport import TransportFactory
 from segment_lite.wiring import build_pipeline, configure_logger, credentials_of, transport_factory_of
 
 if TYPE_CHECKING:
     from segment_lite.plan.model import TrackingPlan
 
-__all__ = ["MAX_MESSAGE_BYTES", "Client", "Result"]
+__all__ = ["Client", "Result"]
 
-#: Segment's limit for one message, encoded.
-MAX_MESSAGE_BYTES = 32 * 1024
 
 Result = tuple[bool, Optional[Message]]
 
@@ -109,6 +111,11 @@ class Client:
         on_unplanned: str = _O.on_unplanned,
         tag_violations: bool = _O.tag_violations,
         flush_at_exit: bool = _O.flush_at_exit,
+        defaults: Optional[Mapping[str, Any]] = _O.defaults,
+        consent: Union[Mapping[str, bool], ConsentSource, None] = _O.consent,
+        consent_categories: Optional[Mapping[str, Iterable[str]]] = _O.consent_categories,
+        on_denied: str = _O.on_denied,
+        observers: Union[Any, Iterable[Any], None] = _O.observers,
     ) -> None:
         arguments = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
         options = self.options = ClientOptions(**arguments)  # validates: ValidationError names the option
@@ -119,6 +126,9 @@ class Client:
         self._credentials = credentials_of(options)
         self._transport_factory = transport_factory_of(options, self._credentials, log)
         self._plan = options.plan_enforcer()
+        self._defaults, self._consent_source = options.context_defaults
+        self._defaults_under: tuple[Optional[ContextValues], Optional[ContextValues]] = (None, self._defaults)
+        self._consent_categories, self.on_denied = options.categories, options.on_denied
         configure_logger(log, options)
         self._pipeline = build_pipeline(options, self._transport_factory, self._credentials, log)
         if options.empty_key:  # accepted, as segment-analytics-python accepts it, but not quietly
@@ -357,8 +367,12 @@ class Client:
 
     def _enqueue(self, builder: Callable[..., Message], args: tuple[Any, ...]) -> Result:
         pipeline = self._pipeline
+        active = _active_context.get()  # the whole cost of request contexts when none is active
+        scoped = active is not None or self._defaults is not None
         coerced: Optional[ValidationError] = None
         try:
+            if scoped:  # merging reads the caller's dicts: inside the try, like building
+                args = apply(args, _CONTEXT_SLOTS[builder], self._context_values(active))
             message = builder(*args)
         except ValidationError as exc:
             if self.strict:
@@ -368,11 +382,17 @@ class Client:
         except Exception as exc:
             raise self._unreadable(exc) from None
         built: Optional[tuple[str, ...]] = CALLER_FIELDS  # made by a builder, unchanged: see encode_plain
+        if self._consent_source is not None:
+            self._stamp_consent(message)
         if self._hooks:
+            if scoped:  # nested dicts come from the context, shared by its calls: hooks get their own
+                _own_nested_dicts(message)
             hooked = self._run_hooks(message)
             if hooked is None:
                 return False, message
             message, built = hooked, None
+        if self._consent_categories and self.on_denied == "drop" and self._denied(message):
+            return False, message
         if self._plan is not None:
             # The plan only reads the message, or tags it under "context": it stays as built.
             planned = self._plan.apply(message, pipeline.ledger)  # may raise PlanViolationError
@@ -419,6 +439,59 @@ class Client:
         full = QueueFullError(f"queue is full: {queue.qsize()} messages, {queue.nbytes()} bytes ({limits})")
         pipeline.ledger.drop("queue_full", full, [message])
         return False, message
+
+    def _context_values(self, active: Optional[ContextValues]) -> ContextValues:
+        """The active context's values over the client's ``defaults`` (merged once per context)."""
+        defaults = self._defaults
+        if defaults is None:
+            assert active is not None
+            return active
+        if active is None:
+            return defaults
+        seen, values = self._defaults_under
+        if seen is not active:
+            values = merged(defaults, active)
+            self._defaults_under = (active, values)  # one tuple swap: safe across threads
+        assert values is not None
+        return values
+
+    def _stamp_consent(self, message: Message) -> None:
+        """Put the consent source's preferences in ``context.consent`` unless the message has some."""
+        message_context = message["context"]
+        if "consent" in message_context:
+            return
+        assert self._consent_source is not None
+        try:
+            preferences = self._consent_source()
+            if preferences is None:
+                return
+            checked = consent_preferences(preferences, "consent()")
+        except Exception:
+            self._pipeline.ledger.count("hook_errors")
+            log.exception("the consent source raised; the message is sent without consent preferences")
+            return
+        message_context["consent"] = {"categoryPreferences": checked}
+
+    def _denied(self, message: Message) -> bool:
+        """Whether ``message`` belongs to a consent category not granted; if so it is counted as dropped."""
+        key = message.get("event") if message.get("type") == "track" else message.get("type")
+        categories = self._consent_categories.get(key) if isinstance(key, str) else None
+        if not categories:
+            return False
+        message_context = message.get("context")
+        consent = message_context.get("consent") if isinstance(message_context, dict) else None
+        preferences = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+        if not isinstance(preferences, dict):
+            preferences = {}
+        refused = [category for category in categories if preferences.get(category) is not True]
+        if not refused:
+            return False
+        error = FilteredError(
+            f"{key!r} is in consent categories {', '.join(refused)} that the user did not grant "
+            "(on_denied='drop')"
+        )
+        self._pipeline.ledger.drop("consent_denied", error, [message])
+        return True
 
     def _refuse_after_shutdown(self, message: Message) -> Result:
         self._pipeline.ledger.drop("after_shutdown", ShutdownError("tracked after shutdown()"), [message])
@@ -544,6 +617,19 @@ class Client:
             return True
         return self._pipeline.shutdown(timeout)
 
+    def add_observer(self, observer: Any) -> None:
+        """Tell ``observer`` of deliveries, retries, drops, settled batches and a drained queue.
+
+        See ``segment_lite.observe`` (and the ``observers`` option): it is called on
+        a thread of its own; its exceptions are counted as ``observer_errors``.
+        """
+        if not any(callable(getattr(observer, event, None)) for event in OBSERVER_EVENTS):
+            raise ValidationError(
+                f"an observer needs one of the methods {', '.join(OBSERVER_EVENTS)}; {observer!r} has none",
+                "observers",
+            )
+        self._pipeline.observers.append(observer)
+
     def stats(self) -> dict[str, Any]:
         """Counters of what happened to the messages of this client (in this process).
 
@@ -551,11 +637,43 @@ class Client:
         drops of accepted messages (``rejected``, ``retries_exhausted``,
         ``shutdown_timeout``, ``spool_corrupt``) + ``left_in_spool``. Refusals at
         the call (``invalid``, ``encode_error``, ``oversize``, ``queue_full``,
-        ``after_shutdown``, ``spool_write_failed``) are counted under ``dropped``
+        ``after_shutdown``, ``spool_write_failed``, ``consent_denied``) are counted under ``dropped``
         too. ``recovered`` and ``left_in_spool`` are for a disk spool: messages an
         earlier process left there, and messages this one leaves for the next.
         """
         return self._pipeline.stats()
+
+
+# Where each builder takes the fields a request context fills, by position in the
+# argument tuple the methods above pass: user_id, anonymous_id, properties, traits,
+# context, integrations (-1: the call has no such field). alias takes no ids from a
+# context (both of its ids say which identities to merge), group's traits are the
+# group's, not the user's.
+_CONTEXT_SLOTS: dict[Callable[..., Message], Slots] = {
+    build_track: (0, 5, 2, -1, 3, 6),
+    build_identify: (0, 4, -1, 1, 2, 5),
+    build_group: (0, 5, -1, -1, 3, 6),
+    build_alias: (-1, -1, -1, -1, 2, 4),
+    build_view: (1, 7, 4, -1, 5, 8),
+}
+
+
+def _own_nested_dicts(message: Message) -> None:
+    """Copy the dicts and lists nested in the caller fields of ``message`` (top levels are its own)."""
+    for field in CALLER_FIELDS:
+        value = message.get(field)
+        if type(value) is dict:
+            for key, nested in value.items():
+                if type(nested) is dict or type(nested) is list:
+                    value[key] = _copied(nested)
+
+
+def _copied(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _copied(nested) for key, nested in value.items()}
+    if type(value) is list:
+        return [_copied(nested) for nested in value]
+    return value
 
 
 def _left_out_error(left_out: list[EncodeError]) -> EncodeError:

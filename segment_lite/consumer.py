@@ -8,7 +8,7 @@ threads themselves are ``segment_lite.pipeline.Worker``.
 
 from __future__ import annotations
 
-from segment_lite.client import MAX_MESSAGE_BYTES
+from segment_lite.limits import MAX_MESSAGE_BYTES
 from segment_lite.request import post
 
 __all__ = ["MAX_MSG_SIZE", "post"]

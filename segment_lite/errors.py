@@ -28,7 +28,7 @@ in ``stats()``):
   names the server.
 * ``RetriesExhaustedError`` -- retryable failures outlasted ``max_retries`` or the
   retry time budget; ``last_error`` names the cause.
-* ``ConnectionClosed`` (a ``TransportError``, from ``segment_lite.transport``) -- the server closed the
+* ``ConnectionClosed`` (a ``TransportError``) -- the server closed the
   connection without an answer each time one message was sent, while it answered
   the rest of its batch: that message is dropped as ``rejected``.
 
@@ -50,11 +50,33 @@ Raised by ``Client(spool_dir=...)``:
 * ``SpoolError`` -- the spool directory cannot be used (not a directory, no
   permission); also the base of the two spool errors above.
 
-Raised by a transport to the sender, which retries or reports it (never to the caller):
+Raised by a transport to the sender, which retries or reports it (never to the caller);
+``segment_lite.transport`` names them too:
 
-* ``segment_lite.transport.TransportError`` -- the request got no response; its
-  subclasses there say why: ``ConnectError``, ``TransportTimeout``,
-  ``ConnectionClosed`` (``StaleConnection``), ``MalformedResponse``, ``Aborted``.
+* ``TransportError`` -- the request got no response; its subclasses say why:
+  ``ConnectError``, ``TransportTimeout``, ``ConnectionClosed`` (``StaleConnection``),
+  ``MalformedResponse``, ``Aborted``.
+* ``OAuthError`` -- no OAuth token can be had with this configuration (bad key,
+  refused client); reported through ``on_error``.
+
+Raised by the library's other public calls:
+
+* ``TimestampError`` -- a value is not a usable timestamp (also a ``ValueError``).
+* ``InvalidStateError`` -- the object cannot do that now: closed, not started, or
+  started twice (a ``Collector``, an ``EventStore``, Flask's ``SegmentPageviews``).
+  Also a ``RuntimeError``.
+* ``PlanError`` -- a tracking plan cannot be used; a ``ValidationError`` naming the
+  file, line and path (``segment_lite.plan`` names it too).
+* ``RequestError`` -- the local collector refuses a request (status, ``code``,
+  ``message``); ``ClientGone`` -- its client left mid-request
+  (``segment_lite.collector`` names them too).
+* ``RowError``, ``ImportConfigError`` (both also ``ValueError``) and
+  ``ImportDeliveryError`` -- a bad input row, an unusable import setup, an import
+  whose messages could not be delivered (``segment_lite.importer`` names them too).
+* ``DefinitionError`` (also a ``ValueError``, naming the file, line, definition and
+  field), ``AudienceInputError`` (also a ``ValueError``) and ``AudienceSyncError`` -- an
+  unusable audiences definitions file, an unreadable input, a sync that could not
+  deliver every change (``segment_lite.audiences`` names them too).
 
 Configuration mistakes (a bad ``region``, ``on_full``, ``thread``)
 raise ``ValidationError`` when the client is made. Every exception the library
@@ -64,6 +86,7 @@ raises derives from ``SegmentLiteError``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
@@ -260,3 +283,224 @@ class FrameworkNotInstalledError(SegmentLiteError, ImportError):
         self.integration = integration
         self.framework = framework
         self.extra = extra
+
+
+def raise_if_framework_missing(exc: ImportError, *, integration: str, framework: str, extra: str) -> None:
+    """Raise :class:`FrameworkNotInstalledError` if ``exc`` says the optional package itself is missing.
+
+    ``framework`` is the package's top-level module (``django``, ``prometheus_client``);
+    ``exc`` comes from importing it. Any other import failure (a broken install, a missing
+    dependency of the package) returns, and the caller re-raises it unchanged.
+    """
+    missing = (exc.name or "").partition(".")[0]
+    if isinstance(exc, ModuleNotFoundError) and missing == framework:
+        # One error, not two chained tracebacks; the original stays on __context__.
+        display_name = _DISPLAY_NAMES.get(framework, framework)
+        raise FrameworkNotInstalledError(integration, display_name, extra) from None
+
+
+_DISPLAY_NAMES = {
+    "django": "Django",
+    "flask": "Flask",
+    "celery": "Celery",
+    "fastapi": "FastAPI",
+    "prometheus_client": "prometheus_client",
+    "opentelemetry": "opentelemetry-api",
+}
+
+
+class InvalidStateError(SegmentLiteError, RuntimeError):
+    """The object cannot do that now: it is closed, not started yet, or already started.
+
+    Also a ``RuntimeError``, what these calls raised before.
+    """
+
+
+# -- Raised by a transport to the sender (never to the caller) -------------------------------------
+
+
+class TransportError(SegmentLiteError):
+    """The request did not get a response; the subclasses say why (``segment_lite.transport`` draws the tree).
+
+    The message names the cause and the server, e.g. ``connection refused to
+    127.0.0.1:8080`` or ``TLS error with api.segment.io:443: certificate verify failed``.
+    A transport of your own raises this class, or the subclass that fits.
+    """
+
+
+class ConnectError(TransportError):
+    """No connection could be made: refused, a name that does not resolve, TLS, a proxy's refusal."""
+
+
+class TransportTimeout(TransportError):
+    """Connecting, or waiting for the answer, took longer than the timeout."""
+
+
+class ConnectionClosed(TransportError):
+    """The server closed or reset the connection without a complete answer.
+
+    Twice in a row for one batch, the sender bisects it to find a message the
+    server cannot take.
+    """
+
+
+class StaleConnection(ConnectionClosed):
+    """A reused keep-alive connection was closed or reset: usually one the server had closed
+    while idle, so the sender tries again at once (once per batch); should the server
+    have received the batch after all, it deduplicates the retry by messageId."""
+
+
+class MalformedResponse(TransportError):
+    """The answer is not HTTP/1.x: a bad status line (``HTTP/1.1 2000 OK``), headers or framing."""
+
+
+class Aborted(TransportError):
+    """``Transport.abort()`` cut the request short (a shutdown whose time was up)."""
+
+
+# -- Timestamps ------------------------------------------------------------------------------------
+
+
+class TimestampError(SegmentLiteError, ValueError):
+    """A value that is not a usable timestamp."""
+
+
+# -- OAuth -----------------------------------------------------------------------------------------
+
+
+class OAuthError(SegmentLiteError):
+    """A token can never be obtained with this configuration (bad key, refused client).
+
+    ``status``, ``code`` and ``message`` mirror segment-analytics-python's APIError;
+    ``status`` is the auth server's answer, or 0 when no request could be made.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"OAuth token request failed: {code}: {message} ({status})")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# -- Tracking plans --------------------------------------------------------------------------------
+
+
+class PlanError(ValidationError):
+    """A tracking plan file or mapping that cannot be used (a ``ValidationError``, so a ``ValueError``).
+
+    ``path`` names the place at fault inside the plan (``events.Order Completed.properties.total``
+    or ``rules[3].jsonSchema``); ``source`` is the file it came from, when there is one, and
+    ``line`` the line in it (1-based) when it is known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: Optional[str] = None,
+        source: Optional[str] = None,
+        line: Optional[int] = None,
+    ) -> None:
+        place = source if line is None else f"{source}:{line}" if source else f"line {line}"
+        where = ": ".join(part for part in (place, path) if part)
+        super().__init__(f"{where}: {message}" if where else message, path)
+        self.reason = message
+        self.source = source
+        self.line = line
+
+
+# -- The local collector ---------------------------------------------------------------------------
+
+
+@dataclass
+class RequestError(SegmentLiteError):
+    """A request the collector refuses: HTTP status, a stable machine code and a readable message.
+
+    ``details`` is merged into the JSON error body (for example ``index`` and ``size``).
+    """
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body answered to the client."""
+        return {"success": False, "code": self.code, "message": self.message, **self.details}
+
+
+class ClientGone(SegmentLiteError):
+    """The client went away while its request was being read."""
+
+
+# -- The importer ----------------------------------------------------------------------------------
+
+
+class RowError(SegmentLiteError, ValueError):
+    """One input row cannot become a message; ``field`` is the message field at fault, when known.
+
+    The importer writes it to the rejects file and goes on with the next row.
+    """
+
+    def __init__(self, reason: str, field: Optional[str] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+class ImportConfigError(SegmentLiteError, ValueError):
+    """The options or the inputs of an import are unusable (unknown column type, bad mapping,
+    a checkpoint that belongs to other files, ...). Nothing is sent."""
+
+
+class ImportDeliveryError(SegmentLiteError):
+    """Messages could not be delivered (retries exhausted, write key refused, ...).
+
+    Progress confirmed before the failure is kept in the checkpoint; resume later.
+    """
+
+
+# -- Audiences (segment_lite.audiences names them too) ------------------------------------------
+
+
+class DefinitionError(SegmentLiteError, ValueError):
+    """The definitions file is unusable.
+
+    ``line`` (1-based, when known), ``definition`` (the trait or audience name,
+    when known) and ``field`` (the path inside it, e.g. ``where.all[1].value``)
+    say where; the message repeats them.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        line: Optional[int] = None,
+        definition: Optional[str] = None,
+        field: Optional[str] = None,
+        path: Optional[str] = None,
+    ) -> None:
+        where = []
+        if path:
+            where.append(f"{path}{f':{line}' if line else ''}")
+        elif line:
+            where.append(f"line {line}")
+        if definition:
+            where.append(f"definition {definition!r}")
+        if field:
+            where.append(f"field {field}")
+        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+        self.reason = reason
+        self.line = line
+        self.definition = definition
+        self.field = field
+
+
+class AudienceInputError(SegmentLiteError, ValueError):
+    """An input (events file, collector store, Parquet file) cannot be read."""
+
+
+class AudienceSyncError(SegmentLiteError):
+    """A sync could not deliver every change; what was confirmed is kept, run again to resume."""

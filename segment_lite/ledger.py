@@ -17,7 +17,9 @@ Two hooks receive reports, as the client's options:
   at ``flush()``/``shutdown()``). So an overloaded client never calls user code
   once per message on the caller's thread.
 
-``stats()`` counts everything, whether or not a hook is set.
+``stats()`` counts everything, whether or not a hook is set. Delivery observers
+(``segment_lite.observe``) are told of deliveries, retries, drops, settled batches
+and a drained queue, on a thread of their own.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from typing import Any, Callable, Optional, Union
 from urllib.parse import quote, unquote, urlsplit
 
 from segment_lite.errors import SegmentLiteError
+from segment_lite.observe import ObserverThread
 
 __all__ = [
     "DELIVERY_FAILURES",
+    "DELIVERY_SECONDS_BUCKETS",
     "DROP_REASONS",
     "MAX_ISSUED_SECRETS",
     "MAX_MESSAGES_PER_REPORT",
@@ -49,7 +53,7 @@ __all__ = [
     "OnError",
 ]
 
-#: Why a message was not delivered. The first eight refuse a message at the call
+#: Why a message was not delivered. The first nine refuse a message at the call
 #: (it was never accepted); the rest drop one that was accepted.
 DROP_REASONS = (
     "invalid",  # a required field missing or of the wrong type
@@ -60,6 +64,7 @@ DROP_REASONS = (
     "spool_write_failed",  # the disk spool could not write it (disk full, I/O error)
     "plan_violation",  # breaks the tracking plan (on_violation="drop" or "raise")
     "unplanned",  # a track event the tracking plan does not list (on_unplanned="drop")
+    "consent_denied",  # in a consent category the user did not grant (on_denied="drop")
     "rejected",  # the server answered a status that is not retried (see rejected_by_status)
     "retries_exhausted",  # retryable failures outlasted max_retries or the time budget
     "shutdown_timeout",  # still undelivered when shutdown()'s deadline passed
@@ -75,6 +80,9 @@ WARNING_REASONS = (
     "plan_violation_sent",  # breaks the tracking plan, sent anyway (on_violation="send" or "warn")
     "unplanned_sent",  # not in the tracking plan, sent anyway (on_unplanned="send" or "warn")
 )
+#: Upper bounds (seconds) of the histogram of the time from taking a batch off the
+#: queue to settling it (``stats()["delivery_seconds"]``), retries and waits included.
+DELIVERY_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 #: The shortest time between two ``on_drop`` calls for one reason.
 REPORT_INTERVAL_S = 1.0
 #: The most messages one ``on_drop`` call carries; the rest of a burst is only counted.
@@ -241,11 +249,17 @@ class Ledger:
         on_drop: Optional[OnDrop] = None,
         monotonic: Callable[[], float] = time.monotonic,
         credentials: Optional[Credentials] = None,
+        observers: Optional[list[Any]] = None,
     ) -> None:
         self._on_error = on_error
         self._on_drop = on_drop
         self._log = log
         self._monotonic = monotonic
+        #: The clock batches are timed with (the client's).
+        self.monotonic = monotonic
+        #: The observers (shared with the pipeline, which may add to it later).
+        self.observers: list[Any] = [] if observers is None else observers
+        self._events = ObserverThread(self.observers, self.count, log)
         self.credentials = Credentials() if credentials is None else credentials
         if secret:
             self.add_secret(secret)
@@ -257,7 +271,12 @@ class Ledger:
             "batches": 0,
             "filtered": 0,
             "hook_errors": 0,
+            "observer_errors": 0,
+            "observer_overflow": 0,
+            "sent_bytes": 0,
         }
+        self._latency_buckets = [0] * (len(DELIVERY_SECONDS_BUCKETS) + 1)  # the last: above every bound
+        self._latency_sum = 0.0
         self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._warnings: dict[str, int] = dict.fromkeys(WARNING_REASONS, 0)
         self._by_status: dict[int, int] = {}
@@ -268,12 +287,43 @@ class Ledger:
         """Add ``n`` to counter ``name``."""
         with self._lock:
             self._counts[name] += n
+        if name == "retried" and self.observers:
+            self._events.emit("retried")
 
     def delivered(self, n: int) -> None:
         """Record a batch of ``n`` messages the server accepted."""
         with self._lock:
             self._counts["delivered"] += n
             self._counts["batches"] += 1
+        if self.observers:
+            self._events.emit("delivered", n)
+
+    def batch_settled(self, count: int, delivered: int, nbytes: int, seconds: float) -> None:
+        """Record a batch taken from the queue and now settled: its bytes and how long it took."""
+        bucket = 0
+        for bound in DELIVERY_SECONDS_BUCKETS:
+            if seconds <= bound:
+                break
+            bucket += 1
+        with self._lock:
+            self._counts["sent_bytes"] += nbytes
+            self._latency_buckets[bucket] += 1
+            self._latency_sum += seconds
+        if self.observers:
+            self._events.emit("batch_settled", count, delivered, nbytes, seconds)
+
+    def drained(self) -> None:
+        """Tell the observers the queue is empty and nothing is in flight."""
+        if self.observers:
+            self._events.emit("drained")
+
+    def wait_observers(self, timeout_s: float) -> bool:
+        """Wait until the observers were handed every event so far; False if ``timeout_s`` passed first."""
+        return self._events.wait_idle(timeout_s)
+
+    def stop_observers(self, timeout_s: Optional[float] = 1.0) -> bool:
+        """Hand the observers what is queued (waiting at most ``timeout_s``), then stop their thread."""
+        return self._events.stop(timeout_s)
 
     def drop(
         self,
@@ -296,6 +346,8 @@ class Ledger:
             self._dropped[reason] = self._dropped.get(reason, 0) + n
             if status is not None:
                 self._by_status[status] = self._by_status.get(status, 0) + n
+        if self.observers:
+            self._events.emit("dropped", reason, n)
         if not report:
             return
         if reason in DELIVERY_FAILURES:
@@ -405,7 +457,14 @@ class Ledger:
             dropped = dict(self._dropped)
             warnings = dict(self._warnings)
             by_status = dict(self._by_status)
+            buckets = list(self._latency_buckets)
+            latency_sum = self._latency_sum
         accepted_sync = counts.pop("accepted_sync")
+        cumulative = 0
+        histogram: dict[str, int] = {}
+        for bound, in_bucket in zip((*DELIVERY_SECONDS_BUCKETS, float("inf")), buckets):
+            cumulative += in_bucket
+            histogram[repr(bound)] = cumulative
         return {
             "accepted": accepted_async + accepted_sync,
             "delivered": counts["delivered"],
@@ -415,6 +474,10 @@ class Ledger:
             "batches": counts["batches"],
             "filtered": counts["filtered"],
             "hook_errors": counts["hook_errors"],
+            "observer_errors": counts["observer_errors"],
+            "observer_overflow": counts["observer_overflow"],
+            "sent_bytes": counts["sent_bytes"],
+            "delivery_seconds": {"count": cumulative, "sum": latency_sum, "buckets": histogram},
             "dropped": dropped,
             "dropped_total": sum(dropped.values()),
             "warnings": warnings,

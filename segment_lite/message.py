@@ -9,21 +9,20 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import ValidationError, safe_repr
-from segment_lite.timestamps import format_timestamp, iso_from_epoch, now_iso
+from segment_lite.limits import MAX_MESSAGE_ID_CHARS
+from segment_lite.timestamps import format_timestamp, now_iso
 from segment_lite.version import VERSION
 
 __all__ = [
     "CALLER_FIELDS",
     "LIBRARY",
-    "MAX_MESSAGE_ID_CHARS",
     "build_alias",
     "build_group",
     "build_identify",
     "build_track",
     "build_view",
-    "format_timestamp",
-    "iso_from_epoch",
     "new_message_id",
     "now_iso",
 ]
@@ -34,7 +33,6 @@ LIBRARY = {"name": "segment-lite", "version": VERSION}
 #: message they build is a str or None, and every key of it a str: so checking
 #: the shape of a built message (``shape.is_plain``) needs to look only here.
 CALLER_FIELDS = ("properties", "traits", "context", "integrations")
-MAX_MESSAGE_ID_CHARS = 100
 
 _ID_TYPES = (str, numbers.Number, uuid.UUID)
 
@@ -94,8 +92,7 @@ def _reset_after_fork() -> None:
     _draw = (-_IDS_PER_DRAW, "")
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+on_fork_in_child("message_ids", _reset_after_fork)
 
 
 Notes = Optional[list[tuple[str, str]]]

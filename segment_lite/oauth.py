@@ -21,7 +21,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import os
 import threading
 import uuid
 import weakref
@@ -31,7 +30,8 @@ from urllib.parse import urlencode
 
 import requests
 
-from segment_lite.errors import SegmentLiteError, ValidationError
+from segment_lite.after_fork import on_fork_in_child
+from segment_lite.errors import OAuthError, ValidationError
 from segment_lite.ledger import Credentials
 from segment_lite.retry import Clock
 from segment_lite.transport import Transport, TransportError, TransportResponse
@@ -67,20 +67,6 @@ _ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SKEW_DESCRIPTIONS = frozenset({"Token is expired", "Token used before issued"})
 
 log = logging.getLogger("segment")  # the client's logger (see client.py)
-
-
-class OAuthError(SegmentLiteError):
-    """A token can never be obtained with this configuration (bad key, refused client).
-
-    ``status``, ``code`` and ``message`` mirror segment-analytics-python's APIError;
-    ``status`` is the auth server's answer, or 0 when no request could be made.
-    """
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"OAuth token request failed: {code}: {message} ({status})")
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def require_jwt() -> Any:
@@ -391,9 +377,7 @@ class OAuthTransport:
     def abort(self) -> None:
         """Interrupt a wait for the auth server and the wrapped transport's request."""
         self._interrupt.set()
-        abort = getattr(self._inner, "abort", None)  # a transport of the user's may have none
-        if abort is not None:
-            abort()
+        self._inner.abort()
 
     def close(self) -> None:
         """Release the wrapped transport's connections."""
@@ -405,5 +389,4 @@ def _reset_after_fork() -> None:
         source._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+on_fork_in_child("oauth", _reset_after_fork)

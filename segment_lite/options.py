@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from segment_lite.errors import ValidationError
 from segment_lite.ledger import OnDrop, OnError
 from segment_lite.message import Message
+from segment_lite.observe import EVENTS as OBSERVER_EVENTS
 from segment_lite.pipeline import BatchingConfig, QueueFactory
 from segment_lite.retry import Clock, RetryPolicy
+from segment_lite.scope import FIELDS as CONTEXT_FIELDS
+from segment_lite.scope import ContextValues, values_from
 from segment_lite.sender import MAX_BATCH_COUNT, BatchSender
 from segment_lite.transport import TransportFactory, batch_url
 
@@ -38,6 +41,7 @@ __all__ = [
     "SPOOL_MAX_RETRIES",
     "BeforeSend",
     "ClientOptions",
+    "ConsentSource",
     "DefaultConfig",
 ]
 
@@ -60,6 +64,7 @@ class _DefaultUploadSize(int):
 DEFAULT_UPLOAD_SIZE: int = _DefaultUploadSize(100)
 
 BeforeSend = Callable[[Message], Optional[Message]]
+ConsentSource = Callable[[], Optional[Mapping[str, bool]]]
 
 
 # Field metadata: "reference" marks segment-analytics-python 2.x's options (Client's positional
@@ -125,6 +130,11 @@ class ClientOptions:
     on_unplanned: str = field(default="send", metadata=_MODULE)
     tag_violations: bool = field(default=False, metadata=_MODULE)
     flush_at_exit: bool = field(default=True, metadata=_MODULE)
+    defaults: Optional[Mapping[str, Any]] = field(default=None, metadata=_MODULE)
+    consent: Union[Mapping[str, bool], ConsentSource, None] = field(default=None, metadata=_MODULE)
+    consent_categories: Optional[Mapping[str, Iterable[str]]] = field(default=None, metadata=_MODULE)
+    on_denied: str = field(default="send", metadata=_MODULE)
+    observers: Union[Any, Iterable[Any], None] = field(default=None, metadata=_MODULE)
 
     def __post_init__(self) -> None:
         if self.send and not isinstance(self.write_key, str):
@@ -135,6 +145,8 @@ class ClientOptions:
             raise ValidationError("write_key is empty: every batch would be refused", "write_key")
         if self.on_full not in ("drop", "block"):
             raise ValidationError(f"on_full must be 'drop' or 'block', got {self.on_full!r}", "on_full")
+        if self.on_denied not in ("send", "drop"):
+            raise ValidationError(f"on_denied must be 'send' or 'drop', got {self.on_denied!r}", "on_denied")
         if self.thread < 1:
             raise ValidationError(f"thread must be at least 1, got {self.thread}", "thread")
         for name in ("max_total_backoff_duration", "max_rate_limit_duration"):
@@ -154,6 +166,9 @@ class ClientOptions:
                     "retry_policy",
                 )
         self.url  # noqa: B018  # checks host and region now, and reads DefaultConfig.host now
+        self.context_defaults  # noqa: B018  # checks defaults and consent
+        self.categories  # noqa: B018
+        self.observer_list  # noqa: B018
         if self.uses_spool:
             self._check_spool()
 
@@ -253,6 +268,21 @@ class ClientOptions:
             return self.oauth_client_id, self.oauth_client_key, self.oauth_key_id
         return None
 
+    @cached_property
+    def context_defaults(self) -> tuple[Optional[ContextValues], Optional[ConsentSource]]:
+        """``defaults`` as context values (a fixed ``consent`` folded in), and a consent callable."""
+        return _client_defaults(self.defaults, self.consent)
+
+    @cached_property
+    def categories(self) -> dict[str, tuple[str, ...]]:
+        """``consent_categories`` checked: event name (or call type) -> the categories it needs."""
+        return _categories(self.consent_categories)
+
+    @cached_property
+    def observer_list(self) -> list[Any]:
+        """The ``observers`` option as a list, each with at least one observer method."""
+        return _observer_list(self.observers)
+
     def batching(self) -> BatchingConfig:
         """When consumers send, and how big their batches may be."""
         return BatchingConfig(
@@ -270,6 +300,61 @@ class ClientOptions:
         from segment_lite.plan.enforce import PlanEnforcer  # the plan code loads only when used
 
         return PlanEnforcer(self.tracking_plan, self.on_violation, self.on_unplanned, self.tag_violations)
+
+
+def _client_defaults(
+    defaults: Optional[Mapping[str, Any]], consent: Union[Mapping[str, bool], ConsentSource, None]
+) -> tuple[Optional[ContextValues], Optional[ConsentSource]]:
+    """The ``defaults`` option as context values (a fixed ``consent`` folded in), and a consent callable."""
+    if defaults is not None and not isinstance(defaults, Mapping):
+        raise ValidationError(f"defaults must be a dict, got {type(defaults).__name__}", "defaults")
+    fields = dict(defaults or {})
+    unknown = sorted(set(fields) - set(CONTEXT_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"defaults takes the keys {', '.join(CONTEXT_FIELDS)}; got {', '.join(map(repr, unknown))}",
+            f"defaults.{unknown[0]}",
+        )
+    source: Optional[ConsentSource] = None
+    if callable(consent):
+        source = consent
+    elif consent is not None:
+        fields["consent"] = consent
+    if not fields:
+        return None, source
+    return values_from(**fields, where="defaults"), source
+
+
+def _observer_list(option: Union[Any, Iterable[Any], None]) -> list[Any]:
+    """The ``observers`` option as a list, each checked to have at least one observer method."""
+    if option is None:
+        return []
+    observers = [option] if any(hasattr(option, event) for event in OBSERVER_EVENTS) else list(option)
+    for observer in observers:
+        if not any(callable(getattr(observer, event, None)) for event in OBSERVER_EVENTS):
+            raise ValidationError(
+                f"an observer needs one of the methods {', '.join(OBSERVER_EVENTS)}; {observer!r} has none",
+                "observers",
+            )
+    return observers
+
+
+def _categories(option: Optional[Mapping[str, Iterable[str]]]) -> dict[str, tuple[str, ...]]:
+    """``consent_categories`` checked: event name (or call type) -> the consent categories it needs."""
+    if option is None:
+        return {}
+    if not isinstance(option, Mapping):
+        raise ValidationError(
+            f"consent_categories must be a dict, got {type(option).__name__}", "consent_categories"
+        )
+    checked: dict[str, tuple[str, ...]] = {}
+    for name, categories in option.items():
+        if isinstance(categories, str) or not all(isinstance(c, str) for c in categories):
+            raise ValidationError(
+                f"consent_categories[{name!r}] must be a list of category names", f"consent_categories.{name}"
+            )
+        checked[name] = tuple(categories)
+    return checked
 
 
 _FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(ClientOptions)}

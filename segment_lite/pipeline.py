@@ -21,9 +21,11 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from segment_lite.after_fork import on_fork_in_child
 from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
 from segment_lite.health import DeliveryHealth
 from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
@@ -49,6 +51,8 @@ QueueFactory = Callable[[], MessageQueue]
 #: How long ``shutdown`` waits for workers to stop once it has given up on delivery. Their
 #: requests are aborted and their messages already counted, so this is only for tidiness.
 WORKER_STOP_GRACE_S = 0.25
+#: How long closing a pipeline waits for delivery observers to take the events queued for them.
+OBSERVER_STOP_S = 1.0
 #: Drops of accepted messages, as ``stats()["dropped"]`` names them.
 _ACCEPTED_DROPS = ("rejected", "retries_exhausted", "shutdown_timeout")
 
@@ -115,13 +119,14 @@ class FlushResult:
 
 
 class _Taken:
-    """A batch taken from the queue, with the settlement of its messages."""
+    """A batch taken from the queue, with the settlement of its messages and when it was taken."""
 
-    __slots__ = ("batch", "settlement")
+    __slots__ = ("batch", "settlement", "taken_at")
 
-    def __init__(self, batch: Batch, settlement: Settlement) -> None:
+    def __init__(self, batch: Batch, settlement: Settlement, taken_at: float) -> None:
         self.batch = batch
         self.settlement = settlement
+        self.taken_at = taken_at
 
 
 class InFlight:
@@ -147,7 +152,8 @@ class InFlight:
             batch = self._queue.take(max_count, max_bytes)
             if batch is None:
                 return None
-            taken = _Taken(batch, Settlement(batch.items, self._ledger, self._queue.durable))
+            settlement = Settlement(batch.items, self._ledger, self._queue.durable)
+            taken = _Taken(batch, settlement, self._ledger.monotonic())
             self._taken[taken] = None
             return taken
 
@@ -163,7 +169,18 @@ class InFlight:
             if present:
                 del self._taken[taken]
         if present:
+            items = taken.batch.items
+            self._ledger.batch_settled(
+                len(items),
+                taken.settlement.delivered_count,
+                taken.batch.nbytes,
+                self._ledger.monotonic() - taken.taken_at,
+            )
             self._queue.done(taken.batch, keep=taken.settlement.kept)
+
+    def empty(self) -> bool:
+        """True when no batch is in flight."""
+        return not self._taken  # a read of a dict's size: no lock needed for a hint
 
     def abandon(self, error: BaseException) -> int:
         """Stop handing out batches; cut short what every batch in flight has not settled.
@@ -236,7 +253,10 @@ class Worker(threading.Thread):
                     self.sender.deliver(taken.settlement, self.abort)
                 finally:
                     self.in_flight.finish(taken)
-                self.sender.ledger.deliver_due_reports()
+                ledger = self.sender.ledger
+                ledger.deliver_due_reports()
+                if ledger.observers and queue.qsize() == 0 and self.in_flight.empty():
+                    ledger.drained()
                 # Send again at once only if that is worth a request: messages that
                 # trickled in during the send wait to fill a batch, as they would have.
                 due = self.stopping or queue.send_due(self.upload_size)
@@ -270,10 +290,13 @@ class Pipeline:
         shutdown_timeout_s: Optional[float],
         on_drop: Optional[OnDrop] = None,
         credentials: Optional[Credentials] = None,
+        observers: Sequence[Any] = (),
     ) -> None:
         self._queue_factory = queue_factory
         # What to mask in logs and errors; shared with an OAuth token source, and kept across a fork.
         self.credentials = Credentials() if credentials is None else credentials
+        #: Delivery observers (segment_lite.observe); the ledger of each process shares this list.
+        self.observers: list[Any] = list(observers)
         self.delivery = delivery
         self.batching = batching
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -302,6 +325,7 @@ class Pipeline:
             on_drop=self._on_drop,
             monotonic=self.delivery.clock.monotonic,
             credentials=self.credentials,
+            observers=self.observers,
         )
         self.queue: MessageQueue = self._queue_factory()
         self.queue.report_losses_to(self.ledger)
@@ -631,6 +655,7 @@ class Pipeline:
         self._closed = True
         self.queue.seal()
         self.ledger.flush_reports()
+        self.ledger.stop_observers(OBSERVER_STOP_S)
         self._close_thread_senders()
         self.queue.close()
 
@@ -767,5 +792,4 @@ def _reset_all_after_fork() -> None:
 
 
 atexit.register(_shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)
+on_fork_in_child("pipelines", _reset_all_after_fork)

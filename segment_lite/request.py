@@ -31,7 +31,7 @@ from segment_lite.sender import batch_headers
 from segment_lite.timestamps import now_iso
 from segment_lite.transport import RequestsTransport, Transport, TransportError, TransportResponse, batch_url
 
-__all__ = ["APIError", "ReferenceSeamTransport", "post"]
+__all__ = ["ReferenceSeamTransport", "post"]
 
 _session = requests.Session()
 _SESSION_POST = requests.Session.post

@@ -8,7 +8,6 @@ from typing import Any, Optional
 
 from segment_lite.batch_core import (
     GZIP_LEVEL,
-    MAX_BATCH_BYTES,
     MAX_BATCH_COUNT,
     BatchCore,
     PipelinePause,
@@ -28,7 +27,6 @@ from segment_lite.transport import (
 
 __all__ = [
     "GZIP_LEVEL",
-    "MAX_BATCH_BYTES",
     "MAX_BATCH_COUNT",
     "BatchSender",
     "PipelinePause",
@@ -62,13 +60,10 @@ class BatchSender(BatchCore):
             self._transport = None
 
     def abort(self) -> None:
-        """Close the connection of a request in flight, from another thread (shutdown gave up).
-
-        A transport of the user's without ``abort`` is left to finish.
-        """
-        abort = getattr(self._transport, "abort", None)
-        if abort is not None:
-            abort()
+        """Close the connection of a request in flight, from another thread (shutdown gave up)."""
+        transport = self._transport  # read once: close() on the sending thread may clear it
+        if transport is not None:
+            transport.abort()
 
     def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
         """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.

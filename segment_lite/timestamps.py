@@ -20,7 +20,7 @@ from typing import Any, Optional
 from dateutil.parser import isoparse
 from dateutil.tz import tzlocal
 
-from segment_lite.errors import SegmentLiteError, ValidationError
+from segment_lite.errors import TimestampError, ValidationError
 
 __all__ = [
     "EPOCH_MICROSECONDS_FROM",
@@ -56,10 +56,6 @@ EPOCH_NANOSECONDS_FROM = 10**17
 
 _NUMERIC = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class TimestampError(SegmentLiteError, ValueError):
-    """A value that is not a usable timestamp."""
 
 
 # -- now -----------------------------------------------------------------------

@@ -42,7 +42,16 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util import parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
-from segment_lite.errors import SegmentLiteError, ValidationError
+from segment_lite.errors import (
+    Aborted,
+    ConnectError,
+    ConnectionClosed,
+    MalformedResponse,
+    StaleConnection,
+    TransportError,
+    TransportTimeout,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from urllib3.response import BaseHTTPResponse
@@ -116,45 +125,6 @@ class TransportResponse:
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
-
-
-class TransportError(SegmentLiteError):
-    """The request did not get a response; the subclasses say why (see the module's tree).
-
-    The message names the cause and the server, e.g. ``connection refused to
-    127.0.0.1:8080`` or ``TLS error with api.segment.io:443: certificate verify failed``.
-    A transport of your own raises this class, or the subclass that fits.
-    """
-
-
-class ConnectError(TransportError):
-    """No connection could be made: refused, a name that does not resolve, TLS, a proxy's refusal."""
-
-
-class TransportTimeout(TransportError):
-    """Connecting, or waiting for the answer, took longer than the timeout."""
-
-
-class ConnectionClosed(TransportError):
-    """The server closed or reset the connection without a complete answer.
-
-    Twice in a row for one batch, the sender bisects it to find a message the
-    server cannot take.
-    """
-
-
-class StaleConnection(ConnectionClosed):
-    """A reused keep-alive connection was closed or reset: usually one the server had closed
-    while idle, so the sender tries again at once (once per batch); should the server
-    have received the batch after all, it deduplicates the retry by messageId."""
-
-
-class MalformedResponse(TransportError):
-    """The answer is not HTTP/1.x: a bad status line (``HTTP/1.1 2000 OK``), headers or framing."""
-
-
-class Aborted(TransportError):
-    """``Transport.abort()`` cut the request short (a shutdown whose time was up)."""
 
 
 class Transport(Protocol):

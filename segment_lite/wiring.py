@@ -104,6 +104,7 @@ def build_pipeline(
         log=log,
         shutdown_timeout_s=options.shutdown_timeout,
         credentials=credentials,
+        observers=options.observer_list,
     )
     pipeline.flush_at_exit = options.flush_at_exit
     return pipeline

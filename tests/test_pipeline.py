@@ -42,6 +42,9 @@ class ClosingTransport:
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
         return TransportResponse(200, {}, b"{}")
 
+    def abort(self) -> None:
+        pass  # answers at once: nothing is ever in flight
+
     def close(self) -> None:
         ClosingTransport.closed += 1
 

@@ -303,6 +303,9 @@ def test_an_unexpected_error_drops_only_what_is_unsettled(collector, make_client
                 raise RuntimeError("a bug in a custom transport")
             return self.inner.post(url, body, headers, timeout)
 
+        def abort(self) -> None:
+            self.inner.abort()
+
         def close(self) -> None:
             self.inner.close()
 

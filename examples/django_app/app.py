@@ -5,8 +5,12 @@
     python examples/django_app/app.py runserver      # terminal 2: this site, http://127.0.0.1:8000/
 
 Open http://127.0.0.1:8000/ in a browser and watch the "Home" page event arrive in the
-collector. curl counts as a bot and is not tracked: the site logs why it skipped each
-request (``"DEBUG": True``). To try with curl, send a browser-like User-Agent:
+collector. Follow the "Start a trial" link: its view calls ``segment_lite.track()`` with no
+ids, and the "Trial Started" event carries the request's anonymousId, IP, user agent and
+page, the same as the page call of that request (the middleware's request context).
+
+curl counts as a bot and is not tracked: the site logs why it skipped each request
+(``"DEBUG": True``). To try with curl, send a browser-like User-Agent:
 ``curl -A "Mozilla/5.0" http://127.0.0.1:8000/``.
 
 Set SEGMENT_WRITE_KEY and SEGMENT_HOST to send elsewhere.
@@ -27,7 +31,7 @@ import segment_lite
 segment_lite.write_key = os.environ.get("SEGMENT_WRITE_KEY", "local-dev-write-key")
 segment_lite.host = os.environ.get("SEGMENT_HOST", "http://127.0.0.1:8787")
 
-PAGE_NAMES = {"/": "Home"}
+PAGE_NAMES = {"/": "Home", "/trial/": "Trial"}
 
 if not settings.configured:
     settings.configure(
@@ -51,10 +55,19 @@ if not settings.configured:
 
 def home(request: HttpRequest) -> HttpResponse:
     """The tracked page; the visitor's anonymous id is on the request."""
-    return HttpResponse(f"<!doctype html><title>Home</title><h1>Hello, {request.segment_anonymous_id}</h1>")
+    return HttpResponse(
+        '<!doctype html><title>Home</title><p><a href="/trial/">Start a trial</a></p>'
+        f"<h1>Hello, {request.segment_anonymous_id}</h1>"
+    )
 
 
-urlpatterns = [path("", home)]
+def trial(request: HttpRequest) -> HttpResponse:
+    """A view that tracks an event: no ids or request details passed, the request context adds them."""
+    segment_lite.track(event="Trial Started", properties={"plan": "pro"})
+    return HttpResponse("<!doctype html><title>Trial</title><h1>Your trial has started</h1>")
+
+
+urlpatterns = [path("", home), path("trial/", trial)]
 
 if __name__ == "__main__":
     from django.core.management import execute_from_command_line

@@ -12,15 +12,16 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
-from segment_lite.collector.processing import MESSAGE_TYPES, replace_non_finite
-from segment_lite.collector.table import format_row, format_table, format_violations, header
+from segment_lite.collector.processing import replace_non_finite
+from segment_lite.collector.table import format_row, format_violations, header
 from segment_lite.collector.text import printable_json
 from segment_lite.errors import FrameworkNotInstalledError
+from segment_lite.limits import MESSAGE_TYPES
 
 if TYPE_CHECKING:
     from segment_lite.collector.store import EventStore, StoredEvent
 
-__all__ = ["format_row", "format_table", "register"]
+__all__ = ["register"]
 
 DEFAULT_DB = "events.db"
 DEFAULT_PORT = 8787

@@ -7,9 +7,10 @@ from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
 from segment_lite.collector.http_server import CONTENT_SECURITY_POLICY, LocalNames, Request, Response
-from segment_lite.collector.processing import MESSAGE_TYPES, RequestError
+from segment_lite.collector.processing import RequestError
 from segment_lite.collector.recording import CollectorStats
 from segment_lite.collector.store import EventStore
+from segment_lite.limits import MESSAGE_TYPES
 
 __all__ = ["CONTENT_SECURITY_POLICY", "MAX_PAGE_EVENTS", "DebuggerRoutes"]
 

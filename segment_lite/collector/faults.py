@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
 from segment_lite.collector.processing import error_body
+from segment_lite.errors import ValidationError
 
 __all__ = ["Failure", "Fault", "FaultBody", "FaultPlan", "RetryAfter"]
 
@@ -40,7 +41,7 @@ class Failure:
     ) -> Failure:
         """Build a failure; a dict or list ``body`` is sent as JSON, str or bytes as plain text."""
         if not 200 <= int(status) <= 599:  # a 1xx is not an answer, only a wait for one
-            raise ValueError(f"not a final HTTP status (200 to 599): {status!r}")
+            raise ValidationError(f"not a final HTTP status (200 to 599): {status!r}")
         status = int(status)
         extra = tuple(headers.items()) if headers else ()
         when = _format_retry_after(retry_after)
@@ -91,7 +92,7 @@ class FaultPlan:
         delay_all_s: float = 0.0,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
-            raise ValueError("fail_rate must be between 0 and 1")
+            raise ValidationError("fail_rate must be between 0 and 1", "fail_rate")
         self._lock = threading.Lock()
         self._failures: deque[Failure] = deque()
         self._delays: deque[float] = deque()

@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from segment_lite.collector.processing import RequestError, error_body, json_bytes
-from segment_lite.errors import FrameworkNotInstalledError, SegmentLiteError
+from segment_lite.errors import ClientGone, FrameworkNotInstalledError, ValidationError
 
 try:
     import h11
@@ -107,10 +107,10 @@ class ConnectionLimits:
     def __post_init__(self) -> None:
         for name in ("read_timeout_s", "idle_timeout_s"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise ValidationError(f"{name} must be positive, not {getattr(self, name)!r}")
         for name in ("max_connections", "listen_backlog", "max_body_bytes"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise ValidationError(f"{name} must be at least 1, not {getattr(self, name)!r}")
 
 
 class Headers(Mapping[str, str]):
@@ -266,10 +266,6 @@ class Body:
     def complete(self) -> bool:
         """Whether ``data`` is the whole body."""
         return len(self.data) == self.size
-
-
-class ClientGone(SegmentLiteError):
-    """The client went away while its request was being read."""
 
 
 class Request:

@@ -9,17 +9,22 @@ import math
 import re
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from segment_lite.errors import SegmentLiteError
-from segment_lite.limits import MAX_NESTING_DEPTH
+from segment_lite.errors import RequestError
+from segment_lite.limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    MAX_NESTING_DEPTH,
+    MESSAGE_TYPES,
+)
 from segment_lite.shape import replace_non_finite
 from segment_lite.timestamps import format_utc, parse_api_timestamp
 
 __all__ = [
-    "MESSAGE_TYPES",
     "Limits",
     "RequestError",
     "batch_too_large",
@@ -34,41 +39,19 @@ __all__ = [
     "write_key_from_auth",
 ]
 
-MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
-
 
 @dataclass(frozen=True)
 class Limits:
     """Size and count limits, Segment's published values by default."""
 
-    max_message_bytes: int = 32 * 1024
-    max_batch_bytes: int = 500 * 1024
-    max_batch_messages: int = 2500
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    max_batch_messages: int = MAX_BATCH_MESSAGES
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     """The JSON error body every endpoint answers: ``success``, a stable ``code`` and a ``message``."""
     return {"success": False, "code": code, "message": message}
-
-
-@dataclass
-class RequestError(SegmentLiteError):
-    """A request the collector refuses: HTTP status, a stable machine code and a readable message.
-
-    ``details`` is merged into the JSON error body (for example ``index`` and ``size``).
-    """
-
-    status: int
-    code: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.code}: {self.message}"
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error body answered to the client."""
-        return {**error_body(self.code, self.message), **self.details}
 
 
 # -- decoding -----------------------------------------------------------------

@@ -16,9 +16,7 @@ from typing import Any, Callable, Optional
 from segment_lite.collector.debugger import DebuggerRoutes
 from segment_lite.collector.faults import Failure, FaultBody, FaultPlan, RetryAfter
 from segment_lite.collector.http_server import (
-    ConnectionLimits,
     ConnectionTracker,
-    Headers,
     HttpServer,
     LocalNames,
     Request,
@@ -35,14 +33,10 @@ from segment_lite.collector.tracking import (
     TrackingEndpoint,
     WriteKeyCheck,
 )
+from segment_lite.errors import InvalidStateError
 
 __all__ = [
-    "TRACKING_PATHS",
     "Collector",
-    "CollectorStats",
-    "ConnectionLimits",
-    "Headers",
-    "RecordedRequest",
     "is_loopback_host",
 ]
 
@@ -175,7 +169,7 @@ class Collector:
         """Open the store and start serving in background threads; returns self."""
         with self._lifecycle:
             if self._started:
-                raise RuntimeError("this collector was already started; create a new one")
+                raise InvalidStateError("this collector was already started; create a new one")
             self._started = True
             store = self._store = EventStore(self.db)
             self._log.set_unique(store.count())
@@ -244,7 +238,7 @@ class Collector:
     def port(self) -> int:
         """The TCP port served (the ephemeral one picked when started with ``port=0``)."""
         if self._port is None:
-            raise RuntimeError("the collector is not started")
+            raise InvalidStateError("the collector is not started")
         return self._port
 
     @property
@@ -257,7 +251,7 @@ class Collector:
     def store(self) -> EventStore:
         """The :class:`EventStore` holding the messages."""
         if self._store is None:
-            raise RuntimeError("the collector is not started")
+            raise InvalidStateError("the collector is not started")
         return self._store
 
     @property

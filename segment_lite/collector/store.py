@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from segment_lite.errors import InvalidStateError
+
 __all__ = ["EventStore", "InsertResult", "StoredEvent"]
 
 _SCHEMA = """
@@ -156,7 +158,7 @@ class EventStore:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise RuntimeError("the event store is closed")
+            raise InvalidStateError("the event store is closed")
         return self._conn
 
     # -- writing -------------------------------------------------------------

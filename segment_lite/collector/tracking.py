@@ -21,7 +21,6 @@ from typing import Any, Callable, Optional
 from segment_lite.collector.faults import FaultPlan
 from segment_lite.collector.http_server import INTERNAL_ERROR, LocalNames, Request, Response, log
 from segment_lite.collector.processing import (
-    MESSAGE_TYPES,
     Limits,
     RequestError,
     batch_too_large,
@@ -34,6 +33,7 @@ from segment_lite.collector.processing import (
 from segment_lite.collector.recording import RecordedRequest, RequestLog
 from segment_lite.collector.store import EventStore
 from segment_lite.collector.text import printable
+from segment_lite.limits import MESSAGE_TYPES
 
 __all__ = [
     "REJECTED_BODY_PREFIX_BYTES",

@@ -55,7 +55,8 @@ segment_lite.importer, python -m pydoc segment_lite.spark).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the import options to ``parser``."""
-    from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE, MESSAGE_TYPES
+    from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
+    from segment_lite.limits import MESSAGE_TYPES
 
     parser.add_argument(
         "files", nargs="+", metavar="FILE", help="JSON Lines or CSV files (.gz ok); - for stdin"

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "MESSAGE_TYPES", "PROGRESS_MODES"]
+__all__ = ["DEFAULT_CHUNK_SIZE"]
 
-#: The Spec message types, as ``--type`` accepts them.
-MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 #: Rows per chunk: the checkpoint advances a chunk at a time.
 DEFAULT_CHUNK_SIZE = 5000
-#: How progress is shown (``--progress``): see ``segment_lite.importer.progress.make_progress``.
-PROGRESS_MODES = ("auto", "bar", "plain", "none")

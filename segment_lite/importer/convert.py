@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
-from segment_lite.importer.constants import MESSAGE_TYPES
 from segment_lite.importer.errors import ImportConfigError, RowError
 from segment_lite.importer.mapping import FieldMapping
 from segment_lite.importer.timestamps import TimestampError, parse_timestamp, resolve_timezone
+from segment_lite.limits import MESSAGE_TYPES
 
 __all__ = ["ARCHIVE_STRIPPED_FIELDS", "MESSAGE_TYPES", "RowConverter", "RowOptions"]
 

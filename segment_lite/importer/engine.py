@@ -10,16 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from segment_lite.cli_common import Progress, Snapshot
 from segment_lite.client import Client
 from segment_lite.errors import APIError, EncodeError, MessageTooLargeError, SegmentLiteError, ValidationError
 from segment_lite.importer.convert import RowConverter
 from segment_lite.importer.errors import ImportConfigError, RowError
 from segment_lite.importer.options import ImportOptions
-from segment_lite.importer.progress import Progress, Snapshot
 from segment_lite.importer.sources import Source
 from segment_lite.importer.state import RejectsWriter
 from segment_lite.importer.summary import ImportSummary
 from segment_lite.ledger import WARNING_REASONS
+from segment_lite.limits import MAX_BATCH_MESSAGES
 
 __all__ = [
     "CLIENT_DEFAULTS",
@@ -27,7 +28,6 @@ __all__ = [
     "MAX_PENDING_CHUNKS",
     "ImportEngine",
     "SettledCallback",
-    "Stop",
     "make_client",
 ]
 
@@ -38,7 +38,7 @@ MAX_PENDING_CHUNKS = 2
 CLIENT_DEFAULTS: dict[str, Any] = {
     "max_queue_size": 20000,
     "upload_size": 500,
-    "max_batch_size": 2500,
+    "max_batch_size": MAX_BATCH_MESSAGES,
     "upload_interval": 0.05,
     "on_full": "block",
     "shutdown_timeout": None,
@@ -47,7 +47,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 FATAL_STATUSES = frozenset({401, 403, 404})
 
 
-class Stop(SegmentLiteError):
+class _Stop(SegmentLiteError):
     """Raised by :meth:`ImportEngine.run_source` to end an import early (max errors, delivery failed)."""
 
 
@@ -266,7 +266,7 @@ class ImportEngine:
         converter: Optional[RowConverter] = None,
         skip_digest: Optional[str] = None,
     ) -> None:
-        """Send every row of ``source`` after line ``skip_upto``; raises ``Stop`` to end the import early.
+        """Send every row of ``source`` after line ``skip_upto``; raises ``_Stop`` to end the import early.
 
         With ``skip_digest`` (what :meth:`Source.digest` gave for ``skip_upto``
         when that progress was checkpointed), the skipped rows are checked
@@ -332,7 +332,7 @@ class ImportEngine:
             if not self.rows_read & 255 and time.monotonic() >= self._next_tick:
                 self._tick()
             if self.stop_reason is not None:
-                raise Stop
+                raise _Stop
         if verify:  # the input ended within the rows the checkpoint confirms
             _verify_skipped(source, skip_upto, skip_digest)
         self._last = (index, last_line)
@@ -357,7 +357,7 @@ class ImportEngine:
             self.stop_reason = self.stop_reason or "delivery_failed"
             self.fatal_error = self.fatal_error or "the client refused a message (queue full or shut down)"
             self.fatal_pos = min(self.fatal_pos or (index, line), (index, line))
-        raise Stop
+        raise _Stop
 
     # -- a whole run ------------------------------------------------------------------
 
@@ -375,7 +375,7 @@ class ImportEngine:
             try:
                 read()
                 self.finish()
-            except Stop:
+            except _Stop:
                 status = self.stop_reason or "delivery_failed"
                 self.finish_stopped(self.interrupt_timeout if status == "max_errors" else 0.0)
             except KeyboardInterrupt:

@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from segment_lite.cli_common import PROGRESS_MODES, Progress
 from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
 from segment_lite.importer.convert import RowOptions
 from segment_lite.importer.errors import ImportConfigError
 from segment_lite.importer.mapping import FieldMapping
-from segment_lite.importer.progress import PROGRESS_MODES, Progress
 from segment_lite.importer.state import Checkpoint
 
 __all__ = ["ImportOptions", "MappingSpec", "parse_shard"]
@@ -94,7 +94,7 @@ class ImportOptions:
 
     Output:
         progress: ``"auto"``, ``"bar"``, ``"plain"``, ``"none"``, or a
-            :class:`~segment_lite.importer.progress.Progress` object.
+            :class:`~segment_lite.cli_common.Progress` object.
         progress_interval: seconds between plain progress lines.
     """
 

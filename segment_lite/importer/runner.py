@@ -9,31 +9,21 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, Optional, Union
 
-from segment_lite.importer.constants import DEFAULT_CHUNK_SIZE
+from segment_lite.cli_common import NullProgress, Progress, make_progress
 from segment_lite.importer.convert import RowConverter
-from segment_lite.importer.engine import CLIENT_DEFAULTS, ImportEngine
+from segment_lite.importer.engine import ImportEngine
 from segment_lite.importer.errors import ImportConfigError, ImportDeliveryError
-from segment_lite.importer.ids import ID_NAMESPACE, derive_message_id
 from segment_lite.importer.mapping import FieldMapping
-from segment_lite.importer.options import ImportOptions, parse_shard
-from segment_lite.importer.progress import NullProgress, Progress, make_progress
+from segment_lite.importer.options import ImportOptions
 from segment_lite.importer.sources import CsvSource, RecordSource, open_source
 from segment_lite.importer.state import Checkpoint, FileProgress, RejectsWriter
-from segment_lite.importer.summary import EXIT_CODES, ImportSummary
+from segment_lite.importer.summary import ImportSummary
 
 __all__ = [
-    "CLIENT_DEFAULTS",
-    "DEFAULT_CHUNK_SIZE",
-    "EXIT_CODES",
-    "ID_NAMESPACE",
-    "ImportOptions",
-    "ImportSummary",
     "checkpoint_path_of",
     "default_checkpoint_path",
     "default_rejects_path",
-    "derive_message_id",
     "import_rows",
-    "parse_shard",
     "run_import",
     "send_records",
     "total_input_bytes",

@@ -8,18 +8,12 @@ from typing import Optional
 # Parsing lives in segment_lite.timestamps, the library's one place for it; the
 # importer re-exports it and adds only the time zone lookup.
 from segment_lite.timestamps import (
-    EPOCH_MICROSECONDS_FROM,
-    EPOCH_MILLISECONDS_FROM,
-    EPOCH_NANOSECONDS_FROM,
     UTC,
     TimestampError,
     parse_timestamp,
 )
 
 __all__ = [
-    "EPOCH_MICROSECONDS_FROM",
-    "EPOCH_MILLISECONDS_FROM",
-    "EPOCH_NANOSECONDS_FROM",
     "TimestampError",
     "parse_timestamp",
     "resolve_timezone",

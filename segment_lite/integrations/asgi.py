@@ -87,7 +87,10 @@ class SegmentPageviewMiddleware:
     ``http`` scopes are inspected: the page call is made when the app sends
     ``http.response.start``, where a ``set-cookie`` header for a new anonymous id is added.
     Tracking only enqueues on the client, so it never blocks the event loop on the network.
-    The visitor's anonymous id is put in ``scope["segment_lite.anonymous_id"]``.
+    The visitor's anonymous id is put in ``scope["segment_lite.anonymous_id"]``. While the
+    app handles the request, a ``segment_lite.context`` carrying its anonymous id, IP, user
+    agent, page, campaign and locale is active (option ``request_context``): tasks the
+    app starts inherit it, and Starlette's threadpool for sync endpoints carries it too.
     ``websocket`` scopes pass through untouched.
 
     At the ``lifespan`` shutdown the middleware flushes the client (see
@@ -164,7 +167,12 @@ class SegmentPageviewMiddleware:
                     tracker.record_error(exc)
             await send(message)
 
-        await self.app(scope, receive, tracking_send)
+        request_scope = tracker.request_context(visit)
+        if request_scope is None:
+            await self.app(scope, receive, tracking_send)
+            return
+        with request_scope:
+            await self.app(scope, receive, tracking_send)
 
     # -- lifespan
 

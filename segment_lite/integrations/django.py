@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import raise_if_framework_missing
 
 try:
     from django.conf import settings
@@ -41,7 +41,16 @@ __all__ = ["SETTINGS_NAME", "SegmentPageviewMiddleware", "config_from_settings",
 #: (any letter case) plus ``CLIENT`` (a client or its dotted path) and ``TRACK_USER``.
 SETTINGS_NAME = "SEGMENT_LITE"
 
-_CALLABLE_OPTIONS = ("should_track", "title", "name", "category", "properties", "context", "user_id")
+_CALLABLE_OPTIONS = (
+    "should_track",
+    "title",
+    "name",
+    "category",
+    "properties",
+    "context",
+    "user_id",
+    "consent",
+)
 
 
 def config_from_settings(options: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
@@ -109,7 +118,10 @@ class SegmentPageviewMiddleware:
     ``TRACK_USER`` on, the default, ``request.user.pk`` becomes ``userId``). Options come
     from ``settings.SEGMENT_LITE``. Works in both sync and async (ASGI) stacks; on the
     async stack the user is read with ``await request.auser()`` where Django has it.
-    The visitor's anonymous id is available as ``request.segment_anonymous_id``.
+    The visitor's anonymous id is available as ``request.segment_anonymous_id``. While the
+    view runs, a ``segment_lite.context`` carrying the request's anonymous id, IP, user
+    agent, page, campaign and locale is active (option ``REQUEST_CONTEXT``); with
+    ``CONTEXT_USER_ID`` it carries ``request.user.pk`` as the user id too.
     """
 
     sync_capable = True
@@ -146,7 +158,19 @@ class SegmentPageviewMiddleware:
         if self.is_async:
             return self.__acall__(request)
         visit = self._begin(request)
-        response = self.get_response(request)
+        scope = None
+        if visit is not None and self.tracker.config.request_context:
+            try:
+                user = self._sync_user_id(request) if self.tracker.config.context_user_id else None
+            except Exception as exc:
+                self.tracker.record_error(exc, "reading the user for the request context")
+                user = None
+            scope = self.tracker.request_context(visit, user_id=user)
+        if scope is None:
+            response = self.get_response(request)
+        else:
+            with scope:
+                response = self.get_response(request)
         if visit is not None:
             try:
                 if self.tracker.should_track(visit, response.status_code, response.get("Content-Type")):
@@ -158,7 +182,19 @@ class SegmentPageviewMiddleware:
 
     async def __acall__(self, request: Any) -> Any:
         visit = self._begin(request)
-        response = await self.get_response(request)
+        scope = None
+        if visit is not None and self.tracker.config.request_context:
+            try:
+                user = await self._async_user_id(request) if self.tracker.config.context_user_id else None
+            except Exception as exc:
+                self.tracker.record_error(exc, "reading the user for the request context")
+                user = None
+            scope = self.tracker.request_context(visit, user_id=user)
+        if scope is None:
+            response = await self.get_response(request)
+        else:
+            with scope:
+                response = await self.get_response(request)
         if visit is not None:
             try:
                 if self.tracker.should_track(visit, response.status_code, response.get("Content-Type")):

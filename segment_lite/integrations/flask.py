@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from segment_lite.integrations._framework import raise_if_framework_missing
+from segment_lite.errors import InvalidStateError, raise_if_framework_missing
 
 try:
     from flask import current_app, g, request
@@ -29,6 +29,7 @@ CONFIG_KEY = "SEGMENT_LITE"
 EXTENSION_KEY = "segment_lite"
 
 _VISIT_ATTR = "_segment_lite_visit"
+_SCOPE_ATTR = "_segment_lite_request_context"
 
 
 class SegmentPageviews:
@@ -37,7 +38,10 @@ class SegmentPageviews:
     Options: a :class:`PageviewConfig` and/or its fields as keyword arguments, which win
     over ``app.config["SEGMENT_LITE"]`` (a dict of the same fields). ``client`` defaults to
     the ``segment_lite`` module's default client. Views can read the visitor's anonymous id
-    as ``flask.g.segment_anonymous_id``.
+    as ``flask.g.segment_anonymous_id``. From ``before_request`` to ``teardown_request`` a
+    ``segment_lite.context`` carrying the request's anonymous id, IP, user agent, page,
+    campaign and locale is active (option ``request_context``); with ``context_user_id``
+    it carries Flask-Login's ``current_user.get_id()`` as the user id too.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class SegmentPageviews:
         self._last_tracker = tracker
         app.before_request(self._before_request)
         app.after_request(self._after_request)
+        app.teardown_request(self._teardown_request)
 
     @property
     def tracker(self) -> PageviewTracker:
@@ -76,7 +81,7 @@ class SegmentPageviews:
             pass
         tracker = tracker or self._last_tracker
         if tracker is None:
-            raise RuntimeError("SegmentPageviews.init_app(app) has not been called")
+            raise InvalidStateError("SegmentPageviews.init_app(app) has not been called")
         return tracker
 
     @property
@@ -97,7 +102,23 @@ class SegmentPageviews:
         return visit
 
     def _before_request(self) -> None:
-        self._visit(current_app.extensions[EXTENSION_KEY])
+        tracker: PageviewTracker = current_app.extensions[EXTENSION_KEY]
+        visit = self._visit(tracker)
+        if visit is None or not tracker.config.request_context:
+            return
+        user = _flask_login_user(tracker) if tracker.config.context_user_id else None
+        scope = tracker.request_context(visit, user_id=user)
+        if scope is not None:
+            scope.__enter__()
+            setattr(g, _SCOPE_ATTR, scope)
+
+    def _teardown_request(self, exc: Optional[BaseException] = None) -> None:
+        scope = g.pop(_SCOPE_ATTR, None)
+        if scope is not None:
+            try:
+                scope.__exit__(None, None, None)
+            except (ValueError, RuntimeError):  # entered elsewhere, or an inner block left open
+                pass
 
     def _after_request(self, response: Any) -> Any:
         tracker: PageviewTracker = current_app.extensions[EXTENSION_KEY]
@@ -118,3 +139,19 @@ class SegmentPageviews:
         except Exception as exc:
             tracker.record_error(exc)
         return response
+
+
+def _flask_login_user(tracker: PageviewTracker) -> Optional[str]:
+    """Flask-Login's authenticated user id, when Flask-Login is installed and set up; else None."""
+    try:
+        from flask_login import current_user  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    try:
+        if not current_user or not current_user.is_authenticated:
+            return None
+        user_id = current_user.get_id()
+    except Exception as exc:  # no LoginManager on this app, or a failing user loader
+        tracker.record_error(exc, "reading Flask-Login's current_user for the request context")
+        return None
+    return None if user_id is None else str(user_id)

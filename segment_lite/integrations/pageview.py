@@ -25,6 +25,8 @@ from typing import (
 )
 from urllib.parse import parse_qsl, unquote
 
+from segment_lite.scope import ContextValues, RequestContext, consent_preferences
+
 __all__ = [
     "DEFAULT_BOT_USER_AGENTS",
     "DEFAULT_CONTENT_TYPES",
@@ -173,7 +175,6 @@ DEFAULT_BOT_USER_AGENTS: tuple[str, ...] = (
     "feedburner",
 )
 
-_TRACKING_FIELDS = ("source", "medium", "name", "term", "content")
 _UTM_TO_CAMPAIGN = {
     "utm_source": "source",
     "utm_medium": "medium",
@@ -273,6 +274,21 @@ class PageviewConfig:
     - ``trusted_proxies``: IPs or CIDRs of reverse proxies whose ``X-Forwarded-For``,
       ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` headers are believed. Default none.
 
+    Request context (see docs/integrations.md#request-context):
+
+    - ``request_context``: open a ``segment_lite.context`` for each request, so every
+      call the app makes while handling it carries the visitor's ``anonymousId`` and
+      ``context.ip``, ``userAgent``, ``page``, ``campaign`` and ``locale``, as the page
+      call does. Default True.
+    - ``context_user_id``: put the logged-in user (the ``user_id`` option, else the
+      framework's authenticated user: Django's ``request.user``, Flask-Login's
+      ``current_user``, else the ``user_id_cookie``) in that context's ``user_id``.
+      Default False (reading the user may cost a session or database lookup).
+    - ``consent``: ``f(request_info) -> {category: granted} | None`` reading the
+      visitor's consent preferences (e.g. :func:`segment_lite.privacy.onetrust_consent`
+      from the ``OptanonConsent`` cookie); stamped on every call of the request,
+      the page call included, as ``context.consent.categoryPreferences``.
+
     Identity:
 
     - ``user_id``: ``f(request_info) -> str | None`` giving the logged-in user; wins over
@@ -318,6 +334,9 @@ class PageviewConfig:
     cookie_max_age: int = ONE_YEAR_SECONDS
     cookie_samesite: Optional[str] = "Lax"
     cookie_secure: bool = False
+    request_context: bool = True
+    context_user_id: bool = False
+    consent: Optional[RequestCallable] = None
 
     def __post_init__(self) -> None:
         # Accept lists (e.g. from settings files) and normalise to the declared immutable types.
@@ -365,6 +384,8 @@ class Visit:
     anonymous_id_is_new: bool
     skip_reason: Optional[str] = None
     done: bool = False
+    #: The page call's arguments as :meth:`PageviewTracker.request_context` built them (reused).
+    page_call: Optional[dict[str, Any]] = None
 
 
 class _Counter:
@@ -858,10 +879,8 @@ class PageviewTracker:
             return None
         return bool(flush(timeout_s))
 
-    def page_kwargs(self, visit: Visit, *, user_id: Optional[str] = None) -> dict[str, Any]:
-        """The keyword arguments of the page call for ``visit`` (may raise on bad callables)."""
-        info = visit.info
-        cfg = self.config
+    def _origin(self, info: RequestInfo) -> tuple[Optional[str], Optional[str], Optional[str]]:
+        """The client's IP, scheme and host, believing forwarding headers of trusted proxies only."""
         scheme: Optional[str] = None
         host: Optional[str] = None
         ip = info.remote_addr
@@ -870,21 +889,83 @@ class PageviewTracker:
                 ip = client_ip(info.remote_addr, info.header("x-forwarded-for"), self._trusted)
                 scheme = _last_forwarded_value(info.header("x-forwarded-proto"))
                 host = _last_forwarded_value(info.header("x-forwarded-host"))
+        return ip, scheme, host
+
+    def _user(self, info: RequestInfo, user_id: Optional[str]) -> Optional[str]:
+        """The ``user_id`` option's answer, else the adapter's ``user_id``, else the cookie's."""
+        cfg = self.config
         resolved_user = cfg.user_id(info) if cfg.user_id is not None else None
         if resolved_user is None:
             resolved_user = user_id
         if resolved_user is None and cfg.user_id_from_cookie:
             resolved_user = decode_ajs_cookie(info.cookies.get(cfg.user_id_cookie))
-        title = cfg.title(info) if cfg.title is not None else None
-        kwargs = build_page_call(
-            info,
-            anonymous_id=visit.anonymous_id,
-            user_id=None if resolved_user is None else str(resolved_user),
-            title=title,
-            ip=ip if cfg.capture_ip else None,
-            scheme=scheme,
-            host=host,
-        )
+        return None if resolved_user is None else str(resolved_user)
+
+    def request_context(self, visit: Visit, *, user_id: Optional[str] = None) -> Optional[RequestContext]:
+        """The ``segment_lite.context`` to hold while the app handles ``visit``'s request.
+
+        None when the ``request_context`` option is off or the request could not be
+        read (the error is counted in :attr:`errors`). It carries the request's
+        ``anonymousId`` and the ``context`` the page call sends (ip, userAgent, page,
+        campaign, locale), the consent preferences, and with ``context_user_id`` the
+        user (``user_id`` being the adapter's authenticated user, if any).
+        """
+        cfg = self.config
+        if not cfg.request_context:
+            return None
+        try:
+            info = visit.info
+            ip, scheme, host = self._origin(info)
+            call = build_page_call(
+                info,
+                anonymous_id=visit.anonymous_id,
+                title=cfg.title(info) if cfg.title is not None else None,
+                ip=ip if cfg.capture_ip else None,
+                scheme=scheme,
+                host=host,
+            )
+            visit.page_call = call
+            request_context: dict[str, Any] = dict(call["context"])
+            if cfg.consent is not None:
+                consent = cfg.consent(info)
+                if consent is not None:
+                    preferences = consent_preferences(consent, "consent")
+                    request_context["consent"] = {"categoryPreferences": preferences}
+            # Built here from checked parts, so the checks of segment_lite.context() are skipped.
+            values = ContextValues(
+                user_id=self._user(info, user_id) if cfg.context_user_id else None,
+                anonymous_id=visit.anonymous_id,
+                context=request_context,
+            )
+            return RequestContext(values, fresh=False)
+        except Exception as exc:
+            self.record_error(exc, "request context")
+            return None
+
+    def page_kwargs(self, visit: Visit, *, user_id: Optional[str] = None) -> dict[str, Any]:
+        """The keyword arguments of the page call for ``visit`` (may raise on bad callables)."""
+        info = visit.info
+        cfg = self.config
+        built = visit.page_call
+        if built is not None:  # the request context built it from the same request: reuse it
+            kwargs = {
+                "anonymous_id": built["anonymous_id"],
+                "user_id": self._user(info, user_id),
+                "properties": dict(built["properties"]),
+                "context": dict(built["context"]),
+            }
+        else:
+            ip, scheme, host = self._origin(info)
+            title = cfg.title(info) if cfg.title is not None else None
+            kwargs = build_page_call(
+                info,
+                anonymous_id=visit.anonymous_id,
+                user_id=self._user(info, user_id),
+                title=title,
+                ip=ip if cfg.capture_ip else None,
+                scheme=scheme,
+                host=host,
+            )
         if cfg.name is not None:
             kwargs["name"] = cfg.name(info)
         if cfg.category is not None:
@@ -895,6 +976,10 @@ class PageviewTracker:
             kwargs["context"].update(cfg.context(info) or {})
         if cfg.integrations is not None:
             kwargs["integrations"] = dict(cfg.integrations)
+        if cfg.consent is not None and "consent" not in kwargs["context"]:
+            preferences = cfg.consent(info)
+            if preferences is not None:
+                kwargs["context"]["consent"] = {"categoryPreferences": dict(preferences)}
         return kwargs
 
 

@@ -88,7 +88,10 @@ class SegmentPageviewMiddleware:
     defaults to the ``segment_lite`` module's default client, and ``tracker`` lets several
     middlewares share one :class:`PageviewTracker`. The page call is made when the app
     calls ``start_response``; a ``Set-Cookie`` for a new anonymous id is appended there.
-    The visitor's anonymous id is put in ``environ["segment_lite.anonymous_id"]``.
+    The visitor's anonymous id is put in ``environ["segment_lite.anonymous_id"]``. While
+    the app is called, a ``segment_lite.context`` carrying the request's anonymous id, IP,
+    user agent, page, campaign and locale is active (option ``request_context``); a body
+    the app yields lazily is produced after it ends, so calls made there do not get it.
     """
 
     def __init__(
@@ -136,4 +139,8 @@ class SegmentPageviewMiddleware:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, tracking_start_response)
+        scope = tracker.request_context(visit)
+        if scope is None:
+            return self.app(environ, tracking_start_response)
+        with scope:
+            return self.app(environ, tracking_start_response)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
+from segment_lite.errors import ValidationError
 from segment_lite.plan.authoring import from_authoring, is_authoring, to_authoring
 from segment_lite.plan.limits import MAX_DEPTH, MAX_PLAN_BYTES, check_document, check_rule, short_path
 from segment_lite.plan.model import RULE_TYPES, PlanError, Rule, TrackingPlan, format_path, rule_version
@@ -264,12 +265,12 @@ def _check_rules(plan: TrackingPlan, ref_bases: tuple[str, ...]) -> dict[str, st
 def dump_plan(plan: TrackingPlan, form: str = "authoring", fmt: str = "yaml") -> str:
     """The plan as text: ``form`` is ``authoring`` or ``segment``, ``fmt`` is ``yaml`` or ``json``."""
     if form not in ("authoring", "segment"):
-        raise ValueError(f"form must be 'authoring' or 'segment', got {form!r}")
+        raise ValidationError(f"form must be 'authoring' or 'segment', got {form!r}", "form")
     data = to_authoring(plan) if form == "authoring" else plan.to_segment()
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if fmt != "yaml":
-        raise ValueError(f"fmt must be 'yaml' or 'json', got {fmt!r}")
+        raise ValidationError(f"fmt must be 'yaml' or 'json', got {fmt!r}", "fmt")
     return _dump_yaml(data)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from segment_lite.errors import ValidationError
+from segment_lite.errors import PlanError
 
 __all__ = [
     "DRAFT_07",
@@ -28,29 +28,6 @@ RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
 
 # Keys a whole-message schema may have and still say nothing beyond which fields it declares.
 _MESSAGE_KEYS = frozenset({"$schema", "type", "description", "title", "properties", "required"})
-
-
-class PlanError(ValidationError):
-    """A tracking plan file or mapping that cannot be used (a ``ValidationError``, so a ``ValueError``).
-
-    ``path`` names the place at fault inside the plan (``events.Order Completed.properties.total``
-    or ``rules[3].jsonSchema``); ``source`` is the file it came from, when there is one, and
-    ``line`` the line in it (1-based) when it is known.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        path: Optional[str] = None,
-        source: Optional[str] = None,
-        line: Optional[int] = None,
-    ) -> None:
-        place = source if line is None else f"{source}:{line}" if source else f"line {line}"
-        where = ": ".join(part for part in (place, path) if part)
-        super().__init__(f"{where}: {message}" if where else message, path)
-        self.reason = message
-        self.source = source
-        self.line = line
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import importlib
 import re
 from typing import Any, Optional
 
+from segment_lite.errors import InvalidStateError
+
 __all__ = [
     "MAX_BACKTRACKING_VALUE_CHARS",
     "MAX_PATTERN_CHARS",
@@ -185,7 +187,8 @@ def harden_fast_validator(validate: Any, patterns: set[str]) -> None:
     if not isinstance(table, dict):
         if not patterns:
             return
-        raise RuntimeError("cannot reach fastjsonschema's compiled patterns to bound them")  # a new layout
+        # fastjsonschema changed where it keeps them: refuse rather than run unbounded expressions.
+        raise InvalidStateError("cannot reach fastjsonschema's compiled patterns to bound them")
     for key in list(table):
         if key in patterns:
             table[key] = compile_pattern(key)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
-__all__ = ["PRODUCT_PROPERTIES", "SEMANTIC_EVENTS", "SEMANTIC_PROPERTY_TYPES", "semantic_properties"]
+__all__ = ["PRODUCT_PROPERTIES", "SEMANTIC_EVENTS", "SEMANTIC_PROPERTY_TYPES"]
 
 #: The fields of one product, in ``products`` arrays and in the single-product events.
 PRODUCT_PROPERTIES = (
@@ -176,8 +174,3 @@ SEMANTIC_PROPERTY_TYPES: dict[str, str] = {
     **dict.fromkeys(("quantity", "position", "step"), "integer"),
     **dict.fromkeys(("products", "filters", "sorts"), "array"),
 }
-
-
-def semantic_properties(event: str) -> Optional[tuple[str, ...]]:
-    """The Spec's property names for a semantic event, or None when ``event`` is not one."""
-    return SEMANTIC_EVENTS.get(event)

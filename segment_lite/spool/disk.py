@@ -15,7 +15,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from segment_lite.errors import SpoolCorruptError, SpoolWriteError
+from segment_lite.after_fork import on_fork_in_child
+from segment_lite.errors import SpoolCorruptError, SpoolWriteError, ValidationError
 from segment_lite.queue import Batch, NumberedQueue
 from segment_lite.spool import store
 from segment_lite.spool.factory import FSYNC_POLICIES, key_fingerprint
@@ -129,7 +130,7 @@ class DiskSpool(NumberedQueue):
         self, root: str, *, max_bytes: int, wake_at: int, fingerprint: str, fsync: str = "batch"
     ) -> None:
         if fsync not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
+            raise ValidationError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}, got {fsync!r}")
         self.root = root
         self.max_bytes = max(1, int(max_bytes))
         self.wake_at = max(1, int(wake_at))
@@ -733,5 +734,4 @@ def _forget_parents_spools() -> None:
             _OPEN.discard(spool)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parents_spools)
+on_fork_in_child("spools", _forget_parents_spools)

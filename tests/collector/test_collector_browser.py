@@ -169,3 +169,42 @@ def test_debugger_page_counts_with_separators_and_names_pages_by_path(page: Any)
         first = page.locator("#events .event-row").first
         expect(first).to_have_attribute("data-message-id", "p-1")
         expect(first.locator(".title")).to_have_text("/pricing")
+
+
+def test_debugger_detail_shows_an_events_page_campaign_consent_and_visitor(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    with Collector() as collector:
+        order = {
+            "type": "track",
+            "anonymousId": "anon-7",
+            "event": "Order Completed",
+            "messageId": "ctx-1",
+            "context": {
+                "ip": "203.0.113.9",
+                "userAgent": "Mozilla/5.0 <script>alert(1)</script>",
+                "locale": "fr-CH",
+                "page": {"url": "https://shop.example/checkout?utm_source=mail", "path": "/checkout"},
+                "campaign": {"source": "mail", "name": "launch"},
+                "consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}},
+            },
+        }
+        bare = {"type": "track", "userId": "u", "event": "Bare", "messageId": "bare-1"}
+        assert post(collector, "/v1/batch", {"batch": [bare, order]}).status_code == 200
+        page.goto(collector.url + "/")
+        page.locator('#events .event-row[data-message-id="ctx-1"]').click()
+        box = page.locator("#detail-context")
+        expect(box).to_be_visible()
+        expect(page.locator("#context-page dd")).to_have_text(
+            ["https://shop.example/checkout?utm_source=mail", "/checkout"]
+        )
+        expect(page.locator("#context-campaign dd")).to_have_text(["mail", "launch"])
+        expect(page.locator("#context-consent li.granted .category")).to_have_text(["Analytics"])
+        expect(page.locator("#context-consent li.refused .category")).to_have_text(["Advertising"])
+        expect(page.locator("#context-client dd")).to_have_text(
+            ["203.0.113.9", "Mozilla/5.0 <script>alert(1)</script>", "fr-CH"]  # shown as text, never markup
+        )
+        # An event without any of it shows no empty boxes.
+        page.locator('#events .event-row[data-message-id="bare-1"]').click()
+        expect(page.locator("#detail-title")).to_have_text("Bare")
+        expect(box).to_be_hidden()

@@ -117,6 +117,9 @@ class SlowTransport:
         time.sleep(self.delay_s)
         return self.inner.post(url, body, headers, timeout)
 
+    def abort(self) -> None:
+        self.inner.abort()
+
     def close(self) -> None:
         self.inner.close()
 

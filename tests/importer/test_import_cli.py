@@ -12,9 +12,9 @@ import pytest
 from import_helpers import REPO, WRITE_KEY, read_jsonl, run_cli, track_rows, write_jsonl
 
 from segment_lite import cli
+from segment_lite import cli_common as progress_module
+from segment_lite.cli_common import PlainProgress, Snapshot, make_progress
 from segment_lite.collector import Collector
-from segment_lite.importer import progress as progress_module
-from segment_lite.importer.progress import PlainProgress, Snapshot, make_progress
 
 EXAMPLES = REPO / "examples" / "import"
 

@@ -342,6 +342,9 @@ class FailFromRow:
             return TransportResponse(503, {}, b"")
         return self.inner.post(url, body, headers, timeout)
 
+    def abort(self) -> None:
+        self.inner.abort()
+
     def close(self) -> None:
         self.inner.close()
 

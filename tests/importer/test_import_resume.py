@@ -21,9 +21,9 @@ from import_helpers import (
 )
 from stopping_import import stop_after
 
+from segment_lite.cli_common import Snapshot, describe
 from segment_lite.collector import Collector
 from segment_lite.importer import Checkpoint, ImportConfigError, run_import
-from segment_lite.importer.progress import Snapshot, describe
 from segment_lite.transport import TransportResponse
 
 ROWS = 3000
@@ -232,6 +232,9 @@ class RejectRows:
         if any(m["properties"]["n"] in self.bad for m in json.loads(body)["batch"]):
             return TransportResponse(400, {}, b'{"code": "invalid", "message": "bad row"}')
         return self.inner.post(url, body, headers, timeout)
+
+    def abort(self) -> None:
+        self.inner.abort()
 
     def close(self) -> None:
         self.inner.close()

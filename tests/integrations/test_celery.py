@@ -159,6 +159,13 @@ setup_celery(app, client=client, timeout=10)
 def signup(user_id):
     client.track(user_id=user_id, event="Signed Up", properties={"pid": os.getpid()})
     return os.getpid()
+
+
+@app.task(name="segment_tasks.checkout")
+def checkout(total):
+    # no ids passed: they come from the request context the task was sent from
+    client.track(event="Checkout Finished", properties={"total": total, "pid": os.getpid()})
+    return os.getpid()
 """
 
 
@@ -226,3 +233,137 @@ def test_prefork_worker_subprocess_delivers_on_shutdown(tmp_path: Path) -> None:
     assert sorted(m["userId"] for m in messages) == ["user-0", "user-1", "user-2", "user-3"]
     assert {m["event"] for m in messages} == {"Signed Up"}
     assert {m["properties"]["pid"] for m in messages} == child_pids
+
+
+def test_the_senders_context_is_active_while_a_real_worker_runs_the_task() -> None:
+    client = RecordingClient()
+    app = celery.Celery("segment_lite_context", broker="memory://", backend="cache+memory://")
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        broker_transport_options={"polling_interval": 0.01},
+    )
+
+    import segment_lite
+
+    @app.task(name="tests.charge")
+    def charge(amount: int) -> Any:
+        client.track(event="Charged", properties={"amount": amount})
+        values = segment_lite.scope.active()
+        return None if values is None else values.anonymous_id
+
+    handle = setup_celery(app, client=client)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            with segment_lite.context(
+                anonymous_id="request-anon",
+                context={"ip": "203.0.113.9", "page": {"path": "/checkout"}},
+                properties={"tenant": "acme"},
+                consent={"Analytics": True},
+            ):
+                assert charge.delay(42).get(timeout=30) == "request-anon"
+            # sent outside any context: the task runs with none (nothing leaks from the last task)
+            with pytest.raises(segment_lite.ValidationError, match="user_id or anonymous_id"):
+                charge.delay(7).get(timeout=30)
+        [message] = client.messages
+        assert message["anonymousId"] == "request-anon"
+        assert message["context"]["ip"] == "203.0.113.9"
+        assert message["context"]["page"] == {"path": "/checkout"}
+        assert message["context"]["consent"] == {"categoryPreferences": {"Analytics": True}}
+        assert message["properties"] == {"tenant": "acme", "amount": 42}
+        assert handle.errors == 0
+    finally:
+        handle.disconnect()
+        client.shutdown()
+
+
+def test_propagate_context_off_leaves_the_headers_alone() -> None:
+    handle = setup_celery(propagate_context=False)
+    try:
+        import segment_lite
+
+        headers: dict[str, Any] = {}
+        with segment_lite.context(anonymous_id="a"):
+            celery.signals.before_task_publish.send(sender="t", headers=headers, body=None)
+        assert headers == {}
+    finally:
+        handle.disconnect()
+
+
+def test_the_senders_context_reaches_a_prefork_worker_subprocess(tmp_path: Path) -> None:
+    collector_module = pytest.importorskip("segment_lite.collector")
+    import segment_lite
+
+    broker_dir = tmp_path / "broker"
+    results_dir = tmp_path / "results"
+    broker_dir.mkdir()
+    results_dir.mkdir()
+    (tmp_path / "segment_tasks.py").write_text(textwrap.dedent(TASKS_MODULE))
+    sender_side = setup_celery(propagate_context=True)  # the producer's half: before_task_publish
+    with collector_module.Collector() as collector:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+            "SEGMENT_TEST_BROKER_DIR": str(broker_dir),
+            "SEGMENT_TEST_RESULTS_DIR": str(results_dir),
+            "SEGMENT_TEST_COLLECTOR_URL": collector.url,
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "segment_tasks",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        worker = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            producer = celery.Celery("producer")
+            producer.conf.update(
+                broker_url="filesystem://",
+                broker_transport_options={
+                    "data_folder_in": str(broker_dir),
+                    "data_folder_out": str(broker_dir),
+                    "processed_folder": str(broker_dir),
+                    "control_folder": str(broker_dir),
+                    "store_processed": False,
+                },
+                result_backend=f"file://{results_dir}",
+                task_serializer="json",
+                accept_content=["json"],
+            )
+            results = []
+            for n in range(2):
+                with segment_lite.context(
+                    anonymous_id=f"visitor-{n}",
+                    context={"ip": f"203.0.113.{n}", "userAgent": "Mozilla/5.0"},
+                    consent={"Analytics": True},
+                ):
+                    results.append(producer.send_task("segment_tasks.checkout", args=[10 * n]))
+            child_pids = {result.get(timeout=60) for result in results}
+            assert worker.pid not in child_pids  # ran in forked pool children
+            worker.send_signal(signal.SIGTERM)
+            output, _ = worker.communicate(timeout=60)
+        finally:
+            sender_side.disconnect()
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+        assert worker.returncode == 0, output
+        assert collector.wait_for_messages(2, timeout=10), output
+        messages = sorted(collector.messages(), key=lambda m: m["anonymousId"])
+    assert [(m["anonymousId"], m["context"]["ip"]) for m in messages] == [
+        ("visitor-0", "203.0.113.0"),
+        ("visitor-1", "203.0.113.1"),
+    ]
+    assert all(m["context"]["consent"] == {"categoryPreferences": {"Analytics": True}} for m in messages)
+    assert [m["properties"]["total"] for m in messages] == [0, 10]

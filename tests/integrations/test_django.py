@@ -49,6 +49,7 @@ from integration_helpers import (  # noqa: E402
     wire,
 )
 
+import segment_lite  # noqa: E402
 from segment_lite.integrations import django as django_integration  # noqa: E402
 from segment_lite.integrations.django import SegmentPageviewMiddleware  # noqa: E402
 from segment_lite.testing import RecordingClient  # noqa: E402
@@ -86,8 +87,31 @@ def own_cookie(request: Any) -> HttpResponse:
     return response
 
 
+def order(request: Any) -> HttpResponse:
+    segment_lite.track(event="Order Completed", properties={"total": 42})
+    return HttpResponse("<p>ordered</p>")
+
+
+async def async_order(request: Any) -> HttpResponse:
+    segment_lite.track(event="Order Completed", properties={"total": 42})
+    return HttpResponse("<p>ordered</p>")
+
+
+def explicit_order(request: Any) -> HttpResponse:
+    segment_lite.track(
+        "explicit-user",
+        "Order Completed",
+        anonymous_id="explicit-anon",
+        context={"ip": "198.51.100.7"},
+    )
+    return HttpResponse("<p>ordered</p>")
+
+
 urlpatterns = [
     path("", page),
+    path("order/", order),
+    path("async-order/", async_order),
+    path("explicit-order/", explicit_order),
     path("async/", async_page),
     path("api/", api),
     path("form/", form),
@@ -386,3 +410,113 @@ def test_async_skipped_and_error(configure: Callable[..., None], recorder: Recor
 
 def test_module_exposes_settings_name() -> None:
     assert django_integration.SETTINGS_NAME == "SEGMENT_LITE"
+
+
+# --------------------------------------------------------------------------- request context
+
+
+@pytest.fixture
+def default_is_recorder(recorder: RecordingClient, monkeypatch: pytest.MonkeyPatch) -> RecordingClient:
+    """Views call the module functions; the recorder is the default client they reach."""
+    monkeypatch.setattr(segment_lite, "default_client", recorder)
+    return recorder
+
+
+def _request_fields(message: dict[str, Any]) -> tuple[Any, ...]:
+    context = message["context"]
+    return (message["anonymousId"], context.get("ip"), context.get("userAgent"), context.get("page"))
+
+
+def test_a_views_track_shares_the_pageviews_request_context(
+    configure: Callable[..., None], default_is_recorder: RecordingClient
+) -> None:
+    configure()
+    client = sync_client()
+    client.cookies["ajs_anonymous_id"] = "visitor-1"
+    client.get("/order/?utm_source=mail", HTTP_ACCEPT_LANGUAGE="de-DE", HTTP_REFERER="https://example.org/")
+    track, page_call = default_is_recorder.messages
+    assert (track["type"], page_call["type"]) == ("track", "page")
+    assert track["anonymousId"] == page_call["anonymousId"] == "visitor-1"
+    assert _request_fields(track) == _request_fields(page_call)
+    assert track["context"]["ip"] == "127.0.0.1" and track["context"]["userAgent"] == BROWSER_UA
+    assert track["context"]["campaign"] == {"source": "mail"}
+    assert track["context"]["locale"] == "de-DE"
+    assert track["context"]["page"]["referrer"] == "https://example.org/"
+    assert track["properties"] == {"total": 42}
+    assert track["userId"] is None  # context_user_id is off by default
+    assert segment_lite.scope.active() is None
+
+
+def test_a_new_visitors_track_and_pageview_share_the_minted_anonymous_id(
+    configure: Callable[..., None], default_is_recorder: RecordingClient
+) -> None:
+    configure()
+    response = sync_client().get("/order/")
+    track, page_call = default_is_recorder.messages
+    assert UUID4_RE.match(track["anonymousId"])
+    assert track["anonymousId"] == page_call["anonymousId"] == response.cookies["ajs_anonymous_id"].value
+
+
+def test_the_views_explicit_arguments_win_over_the_request_context(
+    configure: Callable[..., None], default_is_recorder: RecordingClient
+) -> None:
+    configure()
+    client = sync_client()
+    client.cookies["ajs_anonymous_id"] = "visitor-1"
+    client.get("/explicit-order/")
+    track, page_call = default_is_recorder.messages
+    assert track["userId"] == "explicit-user" and track["anonymousId"] == "explicit-anon"
+    assert track["context"]["ip"] == "198.51.100.7"
+    assert (
+        track["context"]["userAgent"] == BROWSER_UA
+    )  # what the view did not set still comes from the request
+    assert page_call["anonymousId"] == "visitor-1" and page_call["context"]["ip"] == "127.0.0.1"
+
+
+def test_async_stack_view_track_shares_the_request_context(
+    configure: Callable[..., None], default_is_recorder: RecordingClient
+) -> None:
+    configure()
+    async_get("/async-order/", cookies={"ajs_anonymous_id": "visitor-async"})
+    track, page_call = default_is_recorder.messages
+    assert track["anonymousId"] == page_call["anonymousId"] == "visitor-async"
+    assert _request_fields(track) == _request_fields(page_call)
+
+
+def test_context_user_id_puts_the_logged_in_user_in_the_context(
+    configure: Callable[..., None], default_is_recorder: RecordingClient, database: None
+) -> None:
+    user = get_user_model().objects.create_user(username="context-user", password="x")
+    configure()
+    client = sync_client()
+    client.force_login(user)
+    client.get("/order/")
+    assert default_is_recorder.messages[0]["userId"] is None
+    default_is_recorder.clear()
+    configure(CONTEXT_USER_ID=True)
+    client = sync_client()  # a test client loads the middleware once
+    client.force_login(user)
+    client.get("/order/")
+    assert default_is_recorder.messages[0]["userId"] == str(user.pk)
+    default_is_recorder.clear()
+    async_get("/async-order/", login=user)
+    assert default_is_recorder.messages[0]["userId"] == str(user.pk)
+
+
+def test_request_context_off(configure: Callable[..., None], default_is_recorder: RecordingClient) -> None:
+    configure(REQUEST_CONTEXT=False)
+    client = sync_client()
+    client.cookies["ajs_anonymous_id"] = "visitor-1"
+    with pytest.raises(segment_lite.ValidationError, match="user_id or anonymous_id"):
+        client.get("/order/")
+
+
+def test_consent_from_the_onetrust_cookie_reaches_the_views_track_and_the_pageview(
+    configure: Callable[..., None], default_is_recorder: RecordingClient
+) -> None:
+    configure(CONSENT="tests_consent_reader.read_onetrust")
+    client = sync_client()
+    client.cookies["OptanonConsent"] = "isGpcEnabled=0&groups=C0001%3A1%2CC0002%3A0&AwaitingReconsent=false"
+    client.get("/order/")
+    expected = {"consent": {"categoryPreferences": {"Necessary": True, "Analytics": False}}}
+    assert [m["context"]["consent"] for m in default_is_recorder.messages] == [expected["consent"]] * 2

@@ -106,6 +106,46 @@ def test_django_example_serves_and_tracks_to_the_collector() -> None:
     assert message["context"]["userAgent"] == BROWSER_UA
 
 
+def test_django_example_views_track_carries_the_requests_anonymous_id() -> None:
+    pytest.importorskip("django")
+    collector_module = pytest.importorskip("segment_lite.collector")
+    script = textwrap.dedent(
+        f"""
+        import app
+        import segment_lite
+        from django.test import Client
+
+        response = Client(HTTP_USER_AGENT={BROWSER_UA!r}).get("/trial/?utm_source=newsletter")
+        assert response.status_code == 200, response.status_code
+        assert segment_lite.flush(timeout=10)
+        """
+    )
+    with collector_module.Collector() as collector:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+            "SEGMENT_HOST": collector.url,
+            "SEGMENT_WRITE_KEY": "example-key",
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=EXAMPLES / "django_app",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert collector.wait_for_messages(2, timeout=10)
+        messages = {m["type"]: m for m in collector.messages()}
+    track, page_call = messages["track"], messages["page"]
+    assert track["event"] == "Trial Started" and track["properties"] == {"plan": "pro"}
+    assert track["anonymousId"] == page_call["anonymousId"]
+    for key in ("ip", "userAgent", "page", "campaign"):
+        assert track["context"][key] == page_call["context"][key], key
+    assert track["context"]["campaign"] == {"source": "newsletter"}
+
+
 @pytest.mark.parametrize("name", ["flask_app", "fastapi_app"])
 def test_examples_say_why_curl_is_not_tracked(name: str, caplog: pytest.LogCaptureFixture) -> None:
     # curl counts as a bot: the examples run with debug on, so the reason is logged.

@@ -246,11 +246,53 @@
         meta.appendChild(el("dd", "", message[key]));
       }
     );
+    showContext(message);
     showViolations(message);
     var pre = $("detail-json");
     pre.textContent = "";
     pre.appendChild(highlighted(message));
     pre.dataset.messageId = summary.messageId;
+  }
+
+  // The request context an event carries (page, campaign, consent, visitor), shown above its JSON.
+  function fillPairs(section, source, keys) {
+    var list = section.querySelector("dl");
+    list.textContent = "";
+    var shown = 0;
+    keys.forEach(function (key) {
+      var value = source && typeof source === "object" ? source[key] : undefined;
+      if (value === undefined || value === null || value === "") return;
+      list.appendChild(el("dt", "", key));
+      list.appendChild(el("dd", "", typeof value === "object" ? JSON.stringify(value) : String(value)));
+      shown += 1;
+    });
+    section.hidden = shown === 0;
+    return shown;
+  }
+
+  function showContext(message) {
+    var context = message && typeof message.context === "object" && message.context ? message.context : {};
+    var shown = 0;
+    shown += fillPairs($("context-page"), context.page, ["url", "path", "title", "referrer", "search"]);
+    shown += fillPairs($("context-campaign"), context.campaign, ["source", "medium", "name", "term", "content"]);
+    shown += fillPairs($("context-client"), context, ["ip", "userAgent", "locale"]);
+    var consent = context.consent && typeof context.consent === "object" ? context.consent : null;
+    var preferences = consent && typeof consent.categoryPreferences === "object" ? consent.categoryPreferences : null;
+    var section = $("context-consent");
+    var list = section.querySelector("ul");
+    list.textContent = "";
+    var categories = preferences ? Object.keys(preferences).sort() : [];
+    categories.forEach(function (category) {
+      var granted = preferences[category] === true;
+      var item = el("li", granted ? "granted" : "refused");
+      item.appendChild(el("span", "mark", granted ? "\u2713" : "\u2717"));
+      item.appendChild(el("span", "category", category));
+      item.title = category + (granted ? ": granted" : ": refused");
+      list.appendChild(item);
+    });
+    section.hidden = categories.length === 0;
+    shown += categories.length;
+    $("detail-context").hidden = shown === 0;
   }
 
   function recordedViolations(message) {

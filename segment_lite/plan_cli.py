@@ -1,4 +1,7 @@
-"""The ``segment-lite plan`` commands: check, infer, lint and codegen."""
+"""The ``segment-lite plan`` commands: check, infer, lint and codegen.
+
+It sits outside the plan package: it reads the collector's store, and the collector uses the plan package.
+"""
 
 from __future__ import annotations
 

@@ -144,9 +144,10 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
+    from segment_lite.cli_common import Snapshot, make_progress
     from segment_lite.client import Client
     from segment_lite.errors import SegmentLiteError
-    from segment_lite.importer.progress import Snapshot, make_progress
+    from segment_lite.limits import MAX_BATCH_MESSAGES
     from segment_lite.spool.disk import DiskSpool
     from segment_lite.spool.factory import key_fingerprint
     from segment_lite.spool.status import spool_status
@@ -185,7 +186,7 @@ def _drain(args: argparse.Namespace) -> int:
             gzip=args.gzip,
             thread=args.threads,
             upload_size=500,
-            max_batch_size=2500,  # bigger batches while draining a backlog
+            max_batch_size=MAX_BATCH_MESSAGES,  # bigger batches while draining a backlog
             upload_interval=0.05,
             spool_dir=args.dir,
             shutdown_timeout=0,
