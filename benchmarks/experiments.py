@@ -7,7 +7,7 @@ or several: ``lite-json+requests+gzip6``) runs segment_lite with it, e.g.
 * ``requests``: the previous default transport, ``RequestsTransport``
   (``requests.Session.post``), instead of ``Urllib3Transport``.
 * ``gzip6``: compress request bodies at zlib level 6 instead of
-  ``segment_lite.sender.GZIP_LEVEL`` (1).
+  ``segment_lite.batch_core.GZIP_LEVEL`` (1).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def apply_changes(changes: list[str], options: dict[str, Any]) -> None:
 
             options["transport"] = RequestsTransport
         elif change == "gzip6":
-            import segment_lite.sender
+            import segment_lite.batch_core
 
-            segment_lite.sender.GZIP_LEVEL = 6  # read at each request
+            segment_lite.batch_core.GZIP_LEVEL = 6  # read at each request
         else:
             raise ValueError(f"unknown change {change!r}")

@@ -12,6 +12,10 @@ Control endpoints, for the benchmark driver and workers:
   ``cpu_s`` = this process's CPU time);
 * ``POST /reset`` - forget every messageId and zero the counters.
 
+``POST /batch/`` takes PostHog's batch format too (``api_key`` in the body, events
+counted by ``uuid``), so PostHog's clients can be measured against the same sink.
+``--delay-ms`` answers every batch that much later (a slow server).
+
 Run it with ``python -m benchmarks.sink [--port P] [--write-key K]``; it prints
 ``PORT <n>`` on its first line of output once it listens, and stops on SIGTERM/SIGINT
 or after ``--max-seconds``.
@@ -62,8 +66,9 @@ class BadRequest(Exception):
 class Sink:
     """Counters of what the sink received, and the handling of one request."""
 
-    def __init__(self, write_key: str = DEFAULT_WRITE_KEY) -> None:
+    def __init__(self, write_key: str = DEFAULT_WRITE_KEY, delay_s: float = 0.0) -> None:
         self.write_key = write_key
+        self.delay_s = delay_s  # how much later each batch is answered
         self._auth = b"Basic " + base64.b64encode(f"{write_key}:".encode())
         self.reset()
 
@@ -91,7 +96,7 @@ class Sink:
     def handle(self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
         """Route one request; returns the JSON body of a 200 answer or raises ``BadRequest``."""
         path = target.split(b"?", 1)[0]
-        if method == b"POST" and path == b"/v1/batch":
+        if method == b"POST" and path in (b"/v1/batch", b"/batch/"):
             self._batch(headers, body)
             return _OK_BODY
         if method == b"GET" and path == b"/stats":
@@ -114,12 +119,18 @@ class Sink:
             raise BadRequest(400, f"body is not JSON: {exc}") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
             raise BadRequest(400, "body must be an object with a 'batch' list")
-        if payload.get("writeKey") != self.write_key and headers.get(b"authorization") != self._auth:
+        if (
+            payload.get("writeKey") != self.write_key
+            and payload.get("api_key") != self.write_key
+            and headers.get(b"authorization") != self._auth
+        ):
             raise BadRequest(401, "wrong write key")
         batch = payload["batch"]
         ids = self.ids
         for message in batch:
-            message_id = message.get("messageId") if isinstance(message, dict) else None
+            message_id = (
+                (message.get("messageId") or message.get("uuid")) if isinstance(message, dict) else None
+            )
             if not isinstance(message_id, str):
                 raise BadRequest(400, "a message has no messageId")
             ids.add(message_id)
@@ -186,6 +197,8 @@ async def _serve_connection(sink: Sink, reader: asyncio.StreamReader, writer: as
                 keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
                 body = await _read_body(reader, headers)
                 status, answer = 200, sink.handle(method, target, headers, body)
+                if sink.delay_s and method == b"POST" and b"batch" in target:
+                    await asyncio.sleep(sink.delay_s)
             except BadRequest as exc:
                 sink.bad_requests += 1
                 status, answer, keep_alive = (
@@ -242,12 +255,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--write-key", default=DEFAULT_WRITE_KEY)
     parser.add_argument("--max-seconds", type=float, default=3600.0, help="stop by itself after this long")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer each batch this much later")
     args = parser.parse_args(argv)
 
     def ready(port: int) -> None:
         print(f"PORT {port}", flush=True)
 
-    asyncio.run(serve(Sink(args.write_key), args.host, args.port, ready, args.max_seconds))
+    asyncio.run(
+        serve(Sink(args.write_key, args.delay_ms / 1000), args.host, args.port, ready, args.max_seconds)
+    )
     sys.stdout.flush()
 
 

@@ -50,10 +50,13 @@ if typing.TYPE_CHECKING:  # typing's own names stay out of this module's public 
 
     from typing_extensions import Concatenate, ParamSpec
 
+    from segment_lite.async_client import AsyncClient
+
     _P = ParamSpec("_P")
 _R = typing.TypeVar("_R")
 
 __version__ = VERSION
+
 
 __all__ = [
     "DEFAULT_HOST",
@@ -61,6 +64,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "VERSION",
     "APIError",
+    "AsyncClient",
     "Client",
     "Clock",
     "EncodeError",
@@ -122,7 +126,14 @@ def _default() -> Client:
 
 
 def __getattr__(name: str) -> Any:
-    """Only for type checkers: the module settings above are made at import, unseen by them."""
+    """``AsyncClient``, loaded (with httpx) only when asked for.
+
+    Also for type checkers: the module settings above are made at import, unseen by them.
+    """
+    if name == "AsyncClient":
+        from segment_lite.async_client import AsyncClient
+
+        return AsyncClient
     raise AttributeError(f"module 'segment_lite' has no attribute {name!r}")
 
 

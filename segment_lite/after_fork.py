@@ -11,8 +11,10 @@ them, registers with the interpreter once and runs the stages bottom-up:
 3. ``spools`` -- let go of the parent's disk spools without touching their
    files or locks.
 4. ``pipelines`` -- rebuild each client's queue, locks and counters, and start
-   delivering what a durable queue recovered. Last, because it may start
+   delivering what a durable queue recovered. Late, because it may start
    worker threads that use everything reset above.
+5. ``async_pipelines`` -- empty each ``AsyncClient``'s queue and counters and
+   forget the parent's loop; the child's first call in a loop starts its tasks.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Callable
 
 __all__ = ["STAGES", "on_fork_in_child"]
 
-STAGES = ("message_ids", "oauth", "spools", "pipelines")
+STAGES = ("message_ids", "oauth", "spools", "pipelines", "async_pipelines")
 
 _RESETS: dict[str, Callable[[], None]] = {}
 

@@ -13,10 +13,13 @@ import functools
 import inspect
 import logging
 from collections.abc import Coroutine
-from typing import Any, Callable, Optional, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union, overload
 
 from segment_lite.client import Client
 from segment_lite.pipeline import flush_all, pending_all
+
+if TYPE_CHECKING:
+    from segment_lite.async_client import AsyncClient
 
 __all__ = ["DEFAULT_FLUSH_TIMEOUT_S", "flush_after"]
 
@@ -27,6 +30,7 @@ DEFAULT_FLUSH_TIMEOUT_S = 2.0
 log = logging.getLogger("segment")
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+AnyClient = Union[Client, "AsyncClient"]
 
 
 @overload
@@ -37,7 +41,7 @@ def flush_after(handler: Handler) -> Handler: ...
 def flush_after(
     handler: None = None,
     *,
-    client: Optional[Client] = None,
+    client: Optional[AnyClient] = None,
     timeout: Optional[float] = DEFAULT_FLUSH_TIMEOUT_S,
 ) -> Callable[[Handler], Handler]: ...
 
@@ -45,13 +49,14 @@ def flush_after(
 def flush_after(
     handler: Optional[Handler] = None,
     *,
-    client: Optional[Client] = None,
+    client: Optional[AnyClient] = None,
     timeout: Optional[float] = DEFAULT_FLUSH_TIMEOUT_S,
 ) -> Union[Handler, Callable[[Handler], Handler]]:
     """Wrap a handler (sync or ``async def``) so what it tracked is delivered before it returns.
 
     Use it bare (``@flush_after``: every client of this process is flushed,
-    the module functions' default client included) or with options
+    the module functions' default client and ``AsyncClient``s on the handler's loop
+    included; an ``AsyncClient`` is flushed only around an ``async def`` handler) or with options
     (``@flush_after(client=my_client, timeout=1.0)``). The flush runs after the
     handler, whether it returned or raised, and waits at most ``timeout``
     seconds (``None``: as long as delivery takes); what is not delivered by then
@@ -93,7 +98,10 @@ def flush_after(
     return decorate
 
 
-def _flush(client: Optional[Client], timeout: Optional[float]) -> None:
+def _flush(client: Optional[AnyClient], timeout: Optional[float]) -> None:
+    if client is not None and not isinstance(client, Client):
+        log.warning("flush_after: an AsyncClient is flushed only around an async def handler; not flushed")
+        return
     try:
         settled = flush_all(timeout) if client is None else client.flush(timeout)
     except Exception:  # delivery must never change the handler's outcome
@@ -108,7 +116,7 @@ def _flush(client: Optional[Client], timeout: Optional[float]) -> None:
 
 
 async def _awaited_then_flushed(
-    coroutine: Coroutine[Any, Any, Any], client: Optional[Client], timeout: Optional[float]
+    coroutine: Coroutine[Any, Any, Any], client: Optional[AnyClient], timeout: Optional[float]
 ) -> Any:
     try:
         return await coroutine
@@ -116,7 +124,24 @@ async def _awaited_then_flushed(
         await _flush_async(client, timeout)
 
 
-async def _flush_async(client: Optional[Client], timeout: Optional[float]) -> None:
+async def _flush_async(client: Optional[AnyClient], timeout: Optional[float]) -> None:
+    if not isinstance(client, Client):  # an AsyncClient, or every client: the asyncio ones first
+        try:
+            from segment_lite.async_pipeline import flush_all_async
+
+            targets = None if client is None else [client._pipeline]
+            settled = await flush_all_async(timeout, targets)
+        except Exception:  # delivery must never change the handler's outcome
+            log.exception("flush_after: the flush after the handler failed; the handler's result stands")
+            return
+        if client is not None:
+            if not settled:
+                log.warning(
+                    "flush_after: not everything was delivered within %ss; the rest stays queued for the "
+                    "next invocation",
+                    timeout,
+                )
+            return
     if not _anything_queued(client):
         _flush(client, timeout)  # microseconds: no reason to leave the event loop
         return
@@ -129,7 +154,7 @@ async def _flush_async(client: Optional[Client], timeout: Optional[float]) -> No
         _flush(client, timeout)
 
 
-def _anything_queued(client: Optional[Client]) -> bool:
+def _anything_queued(client: Optional[AnyClient]) -> bool:
     try:
         return (pending_all() if client is None else client.queue.pending_count()) > 0
     except Exception:  # let _flush find (and log) what is wrong

@@ -11,6 +11,10 @@ encoding) whose batches are captured in memory instead of sent::
         [message] = recorder.find(type="track", event="Signed Up")
         assert message["userId"] == "user-1"
 
+``RecordingAsyncClient`` does the same for ``AsyncClient`` (messages recorded
+once delivered: after ``await flush()``, or as a ``*_now`` call returns); it
+loads httpx, so it is imported only when asked for.
+
 With pytest, enable the fixture once with ``pytest_plugins = ["segment_lite.testing"]``
 in conftest.py and ask for ``segment_recorder``.
 """
@@ -23,13 +27,24 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from segment_lite.client import Client
 from segment_lite.retry import Clock
 from segment_lite.transport import TransportResponse
 
-__all__ = ["FakeClock", "RecordingClient", "RecordingTransport", "recording"]
+if TYPE_CHECKING:
+    from segment_lite._testing_async import RecordingAsyncClient
+
+__all__ = ["FakeClock", "RecordingAsyncClient", "RecordingClient", "RecordingTransport", "recording"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RecordingAsyncClient":  # loads the asyncio client (and httpx) only when asked for
+        from segment_lite._testing_async import RecordingAsyncClient
+
+        return RecordingAsyncClient
+    raise AttributeError(f"module 'segment_lite.testing' has no attribute {name!r}")
 
 
 class RecordingTransport:

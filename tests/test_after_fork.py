@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import os, sys
-import segment_lite, segment_lite.oauth, segment_lite.spool.disk
+import segment_lite, segment_lite.oauth, segment_lite.spool.disk, segment_lite.async_pipeline
 from segment_lite import after_fork
 ran = []
 for stage, reset in list(after_fork._RESETS.items()):

@@ -180,3 +180,23 @@ def test_the_per_request_delivery_profile_runs() -> None:
     assert encoding.HAVE_ORJSON is orjson_before  # the profile ran in this process and put everything back
     for stage in ("queue take", "body", "transport post", "the rest", "total"):
         assert stage in text
+
+
+def test_the_async_benchmark_runs_every_client_and_renders_its_ratios() -> None:
+    pytest.importorskip("httpx")
+    pytest.importorskip("posthog")
+    from benchmarks import async_bench
+
+    report = async_bench.run(n=300, reps=1)  # run() fails unless each client delivered all 300
+    medians = report["medians"]
+    assert set(medians) == {
+        "lite-async",
+        "lite-threads",
+        "posthog-async",
+        "lite-async/lag",
+        "lite-threads/lag",
+        "none/lag",
+    }
+    assert medians["lite-async/lag"]["delivered"] == async_bench.LAG_MESSAGES
+    table = async_bench.render(report)
+    assert "AsyncClient CPU/msg vs Client" in table and "| posthog-async |" in table

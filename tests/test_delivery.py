@@ -17,6 +17,9 @@ from segment_lite.retry import RetryPolicy
 from segment_lite.testing import FakeClock
 from tests.conftest import WRITE_KEY
 
+#: Every test that makes clients runs on both delivery drivers (see tests/conftest.py).
+DELIVERY_DRIVERS = ("threads", "asyncio")
+
 #: An upload interval no test outlives: what is tracked goes out in one request, at flush().
 ONLY_FLUSH_SENDS = 3600
 
@@ -338,6 +341,7 @@ def test_queue_is_bounded_in_bytes(collector, make_client) -> None:
     assert client.stats()["dropped"]["queue_full"] == 10 - sum(results)
 
 
+@pytest.mark.threads_only  # on_full='block' would block the event loop: AsyncClient refuses it
 def test_block_policy_loses_nothing(collector, make_client) -> None:
     client = make_client(on_full="block", max_queue_size=10, upload_size=5)
     ids = set()
@@ -350,6 +354,7 @@ def test_block_policy_loses_nothing(collector, make_client) -> None:
     assert client.stats()["dropped_total"] == 0
 
 
+@pytest.mark.threads_only
 def test_block_policy_timeout_refuses(collector, make_client) -> None:
     client = idle_client(make_client, on_full="block", block_timeout=1.0, max_queue_size=2)
     collector.go_down()
@@ -372,6 +377,7 @@ def test_track_after_shutdown_is_refused_and_counted(collector, make_client) -> 
     assert len(collector.message_ids()) == 1
 
 
+@pytest.mark.threads_only  # sync_mode: AsyncClient's immediate sends are the *_now calls
 def test_before_send_hooks_enrich_filter_and_survive_errors(collector, make_client) -> None:
     def enrich(message):
         message["properties"]["env"] = "test"

@@ -35,6 +35,9 @@ from segment_lite.transport import (
 from tests.conftest import WRITE_KEY
 from tests.transport_servers import CannedServer, SilentServer
 
+#: Every test that makes clients runs on both delivery drivers (see tests/conftest.py).
+DELIVERY_DRIVERS = ("threads", "asyncio")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: An upload interval no test outlives: what is tracked goes out at flush().
 ONLY_FLUSH_SENDS = 3600

@@ -15,6 +15,9 @@ from segment_lite.errors import ValidationError
 from segment_lite.transport import DEFAULT_HOST, EU_HOST, batch_url
 from tests.conftest import WRITE_KEY
 
+#: Every test that makes clients runs on both delivery drivers (see tests/conftest.py).
+DELIVERY_DRIVERS = ("threads", "asyncio")
+
 #: An upload interval no test outlives: what is tracked goes out in one request, at flush().
 ONLY_FLUSH_SENDS = 3600
 
@@ -112,6 +115,7 @@ def test_upload_interval_sends_a_partial_batch_without_flush(collector, make_cli
     assert collector.wait_for_messages(1, timeout=10)
 
 
+@pytest.mark.threads_only
 def test_sync_mode_posts_on_the_calling_thread(collector, make_client) -> None:
     client = make_client(sync_mode=True)
     ok, message = client.track("u", "Synced")
@@ -128,6 +132,7 @@ def test_send_false_builds_but_sends_nothing(collector, make_client) -> None:
     assert collector.requests == []
 
 
+@pytest.mark.threads_only
 def test_all_consumer_threads_are_tracked_and_stopped(collector, make_client) -> None:
     client = make_client(thread=3, upload_size=5)
     for i in range(60):
@@ -175,12 +180,15 @@ def test_unknown_region_is_refused() -> None:
 
 
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
-def test_host_variants_reach_the_server(collector, make_client, suffix) -> None:
-    client = make_client(host=collector.url + suffix, sync_mode=True)
+def test_host_variants_reach_the_server(collector, make_client, driver, suffix) -> None:
+    immediate = {} if driver == "asyncio" else {"sync_mode": True}  # AsyncClient's are the *_now calls
+    client = make_client(host=collector.url + suffix, **immediate)
     client.track("u", "Hosted")
+    assert client.flush(timeout=5)
     assert [r.path for r in collector.requests] == ["/v1/batch"]
 
 
+@pytest.mark.threads_only
 def test_shutdown_stops_every_consumer_promptly_even_with_a_long_interval(collector, make_client) -> None:
     client = make_client(thread=4, upload_interval=3600)
     for i in range(10):

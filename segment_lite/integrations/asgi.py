@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, MutableMapping
 from typing import Any, Callable, Optional
@@ -214,6 +215,16 @@ class SegmentPageviewMiddleware:
     async def _flush_client(self) -> None:
         """Flush the client without blocking the event loop; errors are logged, never raised."""
         try:
+            client = self.tracker.client
+            flush = getattr(client, "flush", None)
+            if client is not None and inspect.iscoroutinefunction(flush):
+                # An AsyncClient: await its flush on this loop (it delivers from tasks on it).
+                if await flush(self.shutdown_flush_timeout_s) is False:
+                    logger.warning(
+                        "segment_lite: events were still queued when the %gs flush at ASGI shutdown ended",
+                        self.shutdown_flush_timeout_s,
+                    )
+                return
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # another async library (trio): flushing inline is fine at exit
