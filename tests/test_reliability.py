@@ -246,7 +246,7 @@ def test_messages_refused_with_400_are_isolated_and_the_rest_delivered(
     assert len(collector.requests) <= bound
 
 
-def test_a_message_that_makes_the_server_hang_up_is_isolated(collector, make_client) -> None:
+def test_a_message_that_makes_the_server_hang_up_is_isolated(collector, make_client, driver) -> None:
     errors: list[tuple[BaseException, list[dict[str, Any]]]] = []
     clock = FakeClock()
     client = make_client(
@@ -268,9 +268,14 @@ def test_a_message_that_makes_the_server_hang_up_is_isolated(collector, make_cli
     [(exc, messages)] = errors
     assert [m["messageId"] for m in messages] == [poison]
     assert isinstance(exc, ConnectionClosed)
-    assert str(exc).startswith(
-        f"connection reset by 127.0.0.1:{collector.port} before it answered, each time"
-    )
+    hang_ups = [f"connection reset by 127.0.0.1:{collector.port} before it answered, each time"]
+    if driver == "asyncio":
+        # asyncio's streams may see the reset as an end of stream (seen on Python 3.9): the same
+        # hang-up, told by httpx as a connection closed before a complete answer.
+        hang_ups.append(
+            f"127.0.0.1:{collector.port} closed the connection without a (complete) response, each time"
+        )
+    assert str(exc).startswith(tuple(hang_ups))
     print(f"1 hang-up message in 32: {len(collector.requests)} requests")
     assert len(collector.requests) <= 1 + 3 * math.ceil(math.log2(32)) + 2
 

@@ -18,7 +18,10 @@ from test_uvicorn import PAGEVIEWS, get_page, start_uvicorn
 pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
+pytestmark = [
+    pytest.mark.frameworks,
+    pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals"),
+]
 
 ASYNC_FASTAPI_APP = """
 import os
