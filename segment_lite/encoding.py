@@ -266,8 +266,12 @@ def _convert_value(value: Any, path: str, dropped: Dropped, active: set[int], de
             except UnicodeEncodeError as exc:
                 return _unencodable(dropped, path, f"string is not valid Unicode ({exc.reason})")
         return value
-    if value is None or isinstance(value, (int, float)):  # bool and IntEnum too
+    if value is None or isinstance(value, int):  # bool and IntEnum too
         return value
+    if isinstance(value, float):
+        # A subclass is sent as its plain value: the encoders would call its own methods (3.12+ puts
+        # a non-finite value's repr() in the error it raises), which may raise.
+        return value if type(value) is float else float.__float__(value)
     if isinstance(value, (dict, Mapping, list, tuple, set, frozenset)):
         if id(value) in active:
             return _unencodable(dropped, path, "circular reference")

@@ -740,3 +740,18 @@ def test_no_repr_of_the_delivery_settings_shows_the_key() -> None:
     client = segment_lite.Client(ECHO_KEY, send=False)
     assert ECHO_KEY not in repr(client._pipeline.delivery)
     assert ECHO_KEY not in repr(client)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1.5])
+def test_a_float_subclass_whose_repr_raises_is_sent_as_its_plain_value(value: float) -> None:
+    # Python 3.12+ put a non-finite value's repr() into the encoder's error, which called the subclass's.
+    client = segment_lite.Client("k", send=False)
+    try:
+        ok, message = client.track("u", "Measured", {"x": RaisingFloat(value), "kept": 1})
+        assert ok and message is not None
+        sent = message["properties"]["x"]
+        assert type(sent) is float or sent is None
+        assert message["properties"]["kept"] == 1
+        assert client.stats()["dropped_total"] == 0
+    finally:
+        client.shutdown()
