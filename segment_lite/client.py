@@ -55,7 +55,116 @@ _OPTION_NAMES = frozenset(ClientOptions.__dataclass_fields__)
 _O = ClientOptions  # each default below is the field's: defined once, in segment_lite.options
 
 
-class Client:
+class SpecCalls:
+    """The six Spec calls of ``Client`` and ``AsyncClient``.
+
+    Each hands its builder and arguments to ``_enqueue``, the path of one message, which each client supplies.
+    """
+
+    _enqueue: Callable[[Callable[..., Message], tuple[Any, ...]], Result]
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record who the user is and what is known about them (traits)."""
+        return self._enqueue(
+            build_identify, (user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record an action the user performed (``event``) with its properties.
+
+        Returns ``(True, message)`` when queued, ``(False, message)`` when the
+        queue had no room. Raises ``ValidationError``/``EncodeError``/
+        ``MessageTooLargeError`` for a message that can never be sent.
+        """
+        return self._enqueue(
+            build_track,
+            (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id),
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Merge the identity ``previous_id`` into ``user_id``."""
+        return self._enqueue(
+            build_alias, (previous_id, user_id, context, timestamp, integrations, message_id)
+        )
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Associate the user with a group (company, account, team)."""
+        return self._enqueue(
+            build_group,
+            (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id),
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record a web page view."""
+        fields = (user_id, category, name, properties, context, timestamp, anonymous_id, integrations)
+        return self._enqueue(build_view, ("page", *fields, message_id))
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record a mobile-app screen view."""
+        fields = (user_id, category, name, properties, context, timestamp, anonymous_id, integrations)
+        return self._enqueue(build_view, ("screen", *fields, message_id))
+
+
+class Client(SpecCalls):
     """A Segment client: validates and encodes each call, queues it, and delivers it in the background.
 
     The constructor takes the same arguments, with the same defaults, as
@@ -243,126 +352,6 @@ class Client:
             f"<segment_lite.Client url={self.url!r} write_key='***' threads={self.options.thread} "
             f"queued={self._pipeline.queue.qsize()}>"
         )
-
-    def identify(
-        self,
-        user_id: Any = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record who the user is and what is known about them (traits)."""
-        return self._enqueue(
-            build_identify, (user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
-        )
-
-    def track(
-        self,
-        user_id: Any = None,
-        event: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record an action the user performed (``event``) with its properties.
-
-        Returns ``(True, message)`` when queued, ``(False, message)`` when the
-        queue had no room. Raises ``ValidationError``/``EncodeError``/
-        ``MessageTooLargeError`` for a message that can never be sent.
-        """
-        return self._enqueue(
-            build_track,
-            (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id),
-        )
-
-    def alias(
-        self,
-        previous_id: Any = None,
-        user_id: Any = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Merge the identity ``previous_id`` into ``user_id``."""
-        return self._enqueue(
-            build_alias, (previous_id, user_id, context, timestamp, integrations, message_id)
-        )
-
-    def group(
-        self,
-        user_id: Any = None,
-        group_id: Any = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Associate the user with a group (company, account, team)."""
-        return self._enqueue(
-            build_group,
-            (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id),
-        )
-
-    def page(
-        self,
-        user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record a web page view."""
-        fields = (
-            user_id,
-            category,
-            name,
-            properties,
-            context,
-            timestamp,
-            anonymous_id,
-            integrations,
-            message_id,
-        )
-        return self._enqueue(build_view, ("page", *fields))
-
-    def screen(
-        self,
-        user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record a mobile-app screen view."""
-        fields = (
-            user_id,
-            category,
-            name,
-            properties,
-            context,
-            timestamp,
-            anonymous_id,
-            integrations,
-            message_id,
-        )
-        return self._enqueue(build_view, ("screen", *fields))
 
     # -- the path of one message ------------------------------------------------
 
