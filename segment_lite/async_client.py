@@ -15,9 +15,8 @@ from typing import Any, Callable, Optional
 
 from segment_lite.async_pipeline import AsyncPipeline
 from segment_lite.async_transport import AsyncTransportFactory, HttpxTransport, _httpx
-from segment_lite.client import Client, Result, SpecCalls
+from segment_lite.client import Client, ClientBase, Result
 from segment_lite.errors import ValidationError
-from segment_lite.pipeline import FlushResult
 
 __all__ = ["AsyncClient"]
 
@@ -49,7 +48,7 @@ class _Captured:
         return data
 
 
-class AsyncClient(SpecCalls):
+class AsyncClient(ClientBase):
     """A Segment client for asyncio applications: the calls of ``Client``, delivery without threads.
 
     ``track()`` and the other five calls are synchronous, non-blocking enqueues
@@ -61,6 +60,8 @@ class AsyncClient(SpecCalls):
     ``spool_dir`` and OAuth, which would block the loop. ``transport`` is a
     factory of ``AsyncTransport`` (httpx by default).
     """
+
+    _pipeline: AsyncPipeline
 
     def __init__(
         self,
@@ -127,7 +128,7 @@ class AsyncClient(SpecCalls):
         pipeline.flush_at_exit = threaded.flush_at_exit
         client._pipeline = pipeline  # type: ignore[assignment]
         self._client = client
-        self._enqueue = client._enqueue  # the six calls (SpecCalls) build and queue as Client's do
+        self._enqueue = client._enqueue  # the six calls (ClientBase) build and queue as Client's do
         self._pipeline = pipeline
         # The immediate calls build with the same code, in sync mode, onto a capture.
         self._captured = _Captured(pipeline)
@@ -160,15 +161,6 @@ class AsyncClient(SpecCalls):
     @flush_at_exit.setter
     def flush_at_exit(self, flush_at_exit: bool) -> None:
         self._pipeline.flush_at_exit = bool(flush_at_exit)
-
-    @property
-    def last_flush(self) -> Optional[FlushResult]:
-        """What the last ``flush()`` or ``shutdown()`` settled (None before the first)."""
-        return self._pipeline.last_flush
-
-    def stats(self) -> dict[str, Any]:
-        """The same counters as ``Client.stats()``."""
-        return self._pipeline.stats()
 
     def __repr__(self) -> str:
         return (
@@ -300,10 +292,6 @@ class AsyncClient(SpecCalls):
             self._pipeline.ledger.flush_reports()
             return True
         return await self._pipeline.flush(timeout)
-
-    def mark(self) -> int:
-        """A marker covering every message accepted so far, to pass to ``wait_settled``."""
-        return self._pipeline.mark()
 
     async def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
         """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.
