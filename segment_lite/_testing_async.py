@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
+from segment_lite._recording import Recorder
 from segment_lite.async_client import AsyncClient
 from segment_lite.transport import TransportResponse
 
@@ -22,18 +21,13 @@ class _AsyncRecordingTransport:
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> TransportResponse:
-        if headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        payload = {key: value for key, value in json.loads(body).items() if key != "writeKey"}
-        self._client.batches.append(payload)
-        self._client.messages.extend(payload["batch"])
-        return TransportResponse(200, {}, b'{"success":true}')
+        return self._client._record(body, headers)
 
     async def aclose(self) -> None:
         return None
 
 
-class RecordingAsyncClient(AsyncClient):
+class RecordingAsyncClient(AsyncClient, Recorder):
     """An ``AsyncClient`` that records the messages it would send, as they would go on the wire.
 
     A message is in ``messages`` once delivered: after ``await flush()``, or when
@@ -42,22 +36,5 @@ class RecordingAsyncClient(AsyncClient):
 
     def __init__(self, write_key: str = "test-write-key", **kwargs: Any) -> None:
         kwargs.setdefault("strict", True)
-        self.messages: list[dict[str, Any]] = []
-        self.batches: list[dict[str, Any]] = []
+        self._start_recording()
         super().__init__(write_key, transport=lambda: _AsyncRecordingTransport(self), **kwargs)
-
-    def clear(self) -> None:
-        """Forget everything recorded so far."""
-        self.messages.clear()
-        self.batches.clear()
-
-    def find(
-        self, type: Optional[str] = None, event: Optional[str] = None, **fields: Any
-    ) -> list[dict[str, Any]]:
-        """Recorded messages matching ``type``, ``event`` and any other top-level fields given."""
-        wanted = dict(fields)
-        if type is not None:
-            wanted["type"] = type
-        if event is not None:
-            wanted["event"] = event
-        return [m for m in self.messages if all(m.get(k) == v for k, v in wanted.items())]

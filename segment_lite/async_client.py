@@ -11,13 +11,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from segment_lite.async_pipeline import AsyncPipeline
 from segment_lite.async_transport import AsyncTransportFactory, HttpxTransport, _httpx
-from segment_lite.client import Client, Result
+from segment_lite.client import Client, ClientBase, Result
 from segment_lite.errors import ValidationError
-from segment_lite.pipeline import FlushResult
 
 __all__ = ["AsyncClient"]
 
@@ -49,7 +48,7 @@ class _Captured:
         return data
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """A Segment client for asyncio applications: the calls of ``Client``, delivery without threads.
 
     ``track()`` and the other five calls are synchronous, non-blocking enqueues
@@ -61,6 +60,8 @@ class AsyncClient:
     ``spool_dir`` and OAuth, which would block the loop. ``transport`` is a
     factory of ``AsyncTransport`` (httpx by default).
     """
+
+    _pipeline: AsyncPipeline
 
     def __init__(
         self,
@@ -127,6 +128,7 @@ class AsyncClient:
         pipeline.flush_at_exit = threaded.flush_at_exit
         client._pipeline = pipeline  # type: ignore[assignment]
         self._client = client
+        self._enqueue = client._enqueue  # the six calls (ClientBase) build and queue as Client's do
         self._pipeline = pipeline
         # The immediate calls build with the same code, in sync mode, onto a capture.
         self._captured = _Captured(pipeline)
@@ -138,7 +140,7 @@ class AsyncClient:
 
     def __getattr__(self, name: str) -> Any:
         # Options and read-only state (host, url, gzip, timeout, strict, upload_size, ...) as Client has them.
-        if name.startswith("__") or name in ("_client", "_pipeline", "_now", "_captured"):
+        if name.startswith("__") or name in ("_client", "_enqueue", "_pipeline", "_now", "_captured"):
             raise AttributeError(name)
         return getattr(self._client, name)
 
@@ -160,114 +162,10 @@ class AsyncClient:
     def flush_at_exit(self, flush_at_exit: bool) -> None:
         self._pipeline.flush_at_exit = bool(flush_at_exit)
 
-    @property
-    def last_flush(self) -> Optional[FlushResult]:
-        """What the last ``flush()`` or ``shutdown()`` settled (None before the first)."""
-        return self._pipeline.last_flush
-
-    def stats(self) -> dict[str, Any]:
-        """The same counters as ``Client.stats()``."""
-        return self._pipeline.stats()
-
     def __repr__(self) -> str:
         return (
             f"<segment_lite.AsyncClient url={self._client.url!r} write_key='***' "
             f"tasks={self._client.options.thread} queued={self._pipeline.queue.qsize()}>"
-        )
-
-    # -- the six calls: enqueue now, deliver later --------------------------------
-
-    def identify(
-        self,
-        user_id: Any = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """As ``Client.identify``: Record who the user is and what is known about them (traits)."""
-        return self._client.identify(
-            user_id, traits, context, timestamp, anonymous_id, integrations, message_id
-        )
-
-    def track(
-        self,
-        user_id: Any = None,
-        event: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """As ``Client.track``: Record an action the user performed (``event``) with its properties."""
-        return self._client.track(
-            user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id
-        )
-
-    def alias(
-        self,
-        previous_id: Any = None,
-        user_id: Any = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """As ``Client.alias``: Merge the identity ``previous_id`` into ``user_id``."""
-        return self._client.alias(previous_id, user_id, context, timestamp, integrations, message_id)
-
-    def group(
-        self,
-        user_id: Any = None,
-        group_id: Any = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """As ``Client.group``: Associate the user with a group (company, account, team)."""
-        return self._client.group(
-            user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
-        )
-
-    def page(
-        self,
-        user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """As ``Client.page``: Record a web page view."""
-        return self._client.page(
-            user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
-        )
-
-    def screen(
-        self,
-        user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """As ``Client.screen``: Record a mobile-app screen view."""
-        return self._client.screen(
-            user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
         )
 
     # -- immediate sends: one request each, awaited ---------------------------------
@@ -286,9 +184,7 @@ class AsyncClient:
 
         Raises ``APIError`` when the server refused it, ``RetriesExhaustedError`` when no answer came.
         """
-        return await self._send_now(
-            self._now.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
-        )
+        return await self._send_now(self._now.identify, locals())
 
     async def track_now(
         self,
@@ -305,11 +201,7 @@ class AsyncClient:
 
         Raises ``APIError`` when the server refused it, ``RetriesExhaustedError`` when no answer came.
         """
-        return await self._send_now(
-            self._now.track(
-                user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id
-            )
-        )
+        return await self._send_now(self._now.track, locals())
 
     async def alias_now(
         self,
@@ -324,9 +216,7 @@ class AsyncClient:
 
         Raises ``APIError`` when the server refused it, ``RetriesExhaustedError`` when no answer came.
         """
-        return await self._send_now(
-            self._now.alias(previous_id, user_id, context, timestamp, integrations, message_id)
-        )
+        return await self._send_now(self._now.alias, locals())
 
     async def group_now(
         self,
@@ -343,11 +233,7 @@ class AsyncClient:
 
         Raises ``APIError`` when the server refused it, ``RetriesExhaustedError`` when no answer came.
         """
-        return await self._send_now(
-            self._now.group(
-                user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
-            )
-        )
+        return await self._send_now(self._now.group, locals())
 
     async def page_now(
         self,
@@ -365,19 +251,7 @@ class AsyncClient:
 
         Raises ``APIError`` when the server refused it, ``RetriesExhaustedError`` when no answer came.
         """
-        return await self._send_now(
-            self._now.page(
-                user_id,
-                category,
-                name,
-                properties,
-                context,
-                timestamp,
-                anonymous_id,
-                integrations,
-                message_id,
-            )
-        )
+        return await self._send_now(self._now.page, locals())
 
     async def screen_now(
         self,
@@ -395,21 +269,11 @@ class AsyncClient:
 
         Raises ``APIError`` when the server refused it, ``RetriesExhaustedError`` when no answer came.
         """
-        return await self._send_now(
-            self._now.screen(
-                user_id,
-                category,
-                name,
-                properties,
-                context,
-                timestamp,
-                anonymous_id,
-                integrations,
-                message_id,
-            )
-        )
+        return await self._send_now(self._now.screen, locals())
 
-    async def _send_now(self, result: Result) -> Result:
+    async def _send_now(self, call: Callable[..., Result], arguments: dict[str, Any]) -> Result:
+        """Build with ``call`` (the sync-mode copy's) from a ``*_now`` call's ``locals()``, then send it."""
+        result = call(**{name: value for name, value in arguments.items() if name != "self"})
         data = self._captured.take()
         if data is not None:  # None: filtered, refused, or send=False
             await self._pipeline.send_now(data)
@@ -428,10 +292,6 @@ class AsyncClient:
             self._pipeline.ledger.flush_reports()
             return True
         return await self._pipeline.flush(timeout)
-
-    def mark(self) -> int:
-        """A marker covering every message accepted so far, to pass to ``wait_settled``."""
-        return self._pipeline.mark()
 
     async def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
         """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.

@@ -26,23 +26,19 @@ from typing import Any, Optional
 from segment_lite.after_fork import on_fork_in_child
 from segment_lite.async_sender import AsyncBatchSender
 from segment_lite.async_transport import AsyncTransportFactory
-from segment_lite.batch_core import MAX_BATCH_COUNT, BatchCore, PipelinePause
-from segment_lite.errors import APIError, SegmentLiteError, ShutdownError, SpoolWriteError
-from segment_lite.health import DeliveryHealth
-from segment_lite.ledger import Credentials, Ledger, OnDrop, OnError
+from segment_lite.batch_core import MAX_BATCH_COUNT, BatchCore
+from segment_lite.errors import SegmentLiteError, SpoolWriteError
+from segment_lite.ledger import Credentials, OnDrop, OnError
 from segment_lite.pipeline import (
-    _ACCEPTED_DROPS,
-    OBSERVER_STOP_S,
     QUEUED,
     WORKER_STOP_GRACE_S,
     Accepted,
     BatchingConfig,
     DeliveryConfig,
-    FlushResult,
     InFlight,
+    PipelineBase,
     QueueFactory,
 )
-from segment_lite.queue import MessageQueue
 from segment_lite.sender import BatchSender
 
 __all__ = ["AsyncPipeline", "flush_all_async"]
@@ -51,7 +47,7 @@ __all__ = ["AsyncPipeline", "flush_all_async"]
 _LIVE: weakref.WeakSet[AsyncPipeline] = weakref.WeakSet()
 
 
-class AsyncPipeline:
+class AsyncPipeline(PipelineBase):
     """Takes encoded messages and delivers them from asyncio tasks, accounting for each one."""
 
     def __init__(
@@ -68,24 +64,23 @@ class AsyncPipeline:
         credentials: Optional[Credentials] = None,
         observers: Optional[list[Any]] = None,
     ) -> None:
-        self._queue_factory = queue_factory
-        #: Delivery observers (segment_lite.observe), shared with the ledger of each process.
-        self.observers: list[Any] = [] if observers is None else observers
-        self.credentials = Credentials() if credentials is None else credentials
-        self.delivery = delivery
-        self.batching = batching
+        observers = [] if observers is None else observers  # shared: AsyncClient adds to Client's list
+        super().__init__(
+            queue_factory,
+            delivery,
+            batching,
+            on_error,
+            log,
+            shutdown_timeout_s,
+            on_drop,
+            credentials,
+            observers,
+        )
         self.transport_factory = transport_factory
         #: For immediate sends, which may run concurrently (the default transport opens more connections).
         self.immediate_transport_factory: Any = transport_factory
         #: The threaded transport for delivering what a closed loop left (see the module's docstring).
         self.salvage_transport_factory: Any = None
-        self.shutdown_timeout_s = shutdown_timeout_s
-        self._on_error = on_error
-        self._on_drop = on_drop
-        self._log = log
-        self._closed = False
-        #: Whether interpreter exit delivers what a closed loop left queued.
-        self.flush_at_exit = True
         self.upload_size = max(1, min(batching.upload_size, MAX_BATCH_COUNT))
         self.max_batch_size = max(self.upload_size, min(batching.max_batch_size, MAX_BATCH_COUNT))
         self._reset()
@@ -94,22 +89,7 @@ class AsyncPipeline:
     def _reset(self) -> None:
         """(Re)build everything a process owns: queue, counters, no tasks, no loop."""
         self._pid = os.getpid()
-        self.ledger = Ledger(
-            self._on_error,
-            self._log,
-            self.delivery.write_key,
-            on_drop=self._on_drop,
-            monotonic=self.delivery.clock.monotonic,
-            credentials=self.credentials,
-            observers=self.observers,
-        )
-        self.queue: MessageQueue = self._queue_factory()
-        self.queue.report_losses_to(self.ledger)
-        self.in_flight = InFlight(self.queue, self.ledger)
-        self.health = DeliveryHealth(self._log, self.delivery.clock)
-        self.last_flush: Optional[FlushResult] = None
-        self._pause = PipelinePause()
-        self._abort = threading.Event()
+        self._reset_accounting(None)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread = 0
         self._wake: Optional[asyncio.Event] = None
@@ -121,11 +101,6 @@ class AsyncPipeline:
         self._stopping = False
         self._wake_pending = False
         self._dropped_at_shutdown = 0
-
-    @property
-    def closed(self) -> bool:
-        """True once ``shutdown`` was called: later messages are refused."""
-        return self._closed
 
     # -- the loop ----------------------------------------------------------------
 
@@ -239,12 +214,7 @@ class AsyncPipeline:
         sender = self._immediate
         if sender is None:
             sender = self._immediate = self._new_sender(self.immediate_transport_factory)
-        error = await sender.post_once([data])
-        if error is not None:
-            reason = "rejected" if isinstance(error, APIError) else "retries_exhausted"
-            status = error.status if isinstance(error, APIError) else None
-            self.ledger.drop(reason, error, [data], status=status, report=False)
-            raise error
+        self._raise_if_failed(data, await sender.post_once([data]))
 
     def change_write_key(self, write_key: str) -> None:
         """Send with ``write_key`` from the next request on."""
@@ -404,37 +374,6 @@ class AsyncPipeline:
         self.ledger.flush_reports()
         return True
 
-    def _record_flush(self, settled: bool, before: dict[str, Any], call: str = "flush") -> None:
-        after = self.ledger.snapshot(0, 0, 0)
-        dropped = {
-            reason: after["dropped"][reason] - before["dropped"][reason]
-            for reason in _ACCEPTED_DROPS
-            if after["dropped"][reason] > before["dropped"][reason]
-        }
-        health = self.health
-        last = health.last_rejection if dropped.get("rejected") else health.last_error
-        result = FlushResult(
-            settled=settled,
-            delivered=after["delivered"] - before["delivered"],
-            dropped=dropped,
-            pending=self.queue.pending_count(),
-            last_error=None if last is None else self.ledger.redact(last),
-        )
-        self.last_flush = result
-        if dropped:
-            self._log.warning(
-                "%s %s with %s dropped and %d delivered; last error: %s (see last_flush and stats())",
-                call,
-                "settled" if settled else "timed out",
-                ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
-                result.delivered,
-                result.last_error or "none",
-            )
-
-    def mark(self) -> int:
-        """A marker covering every message accepted so far."""
-        return self.queue.accepted_count()
-
     async def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Deliver what is queued, then stop; at the deadline cancel requests in flight and drop the rest.
 
@@ -473,43 +412,12 @@ class AsyncPipeline:
 
     def _give_up(self, timeout: Optional[float]) -> int:
         """The deadline passed: drop what is undelivered (counted first), then cancel requests in flight."""
-        self._abort.set()
-        cause = self.health.last_error
-        last = f"; last error: {cause}" if cause else ""
-        error = ShutdownError(f"shutdown deadline ({timeout}s) passed before delivery{last}")
-        dropped = self.in_flight.abandon(error)
-        leftover = self.queue.drain()
-        if leftover is not None:
-            self.ledger.drop("shutdown_timeout", error, leftover.items)
-            self.queue.done(leftover)
-            dropped += len(leftover)
+        dropped = super()._give_up(timeout)
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             if task is not _current_task():
                 task.cancel()  # requests in flight are cancelled; their messages are counted above
-        self._dropped_at_shutdown = dropped
         return dropped
-
-    def close(self) -> None:
-        """Refuse messages and release the queue (after shutdown, or for a client that never sends)."""
-        self._closed = True
-        self.queue.seal()
-        self.ledger.flush_reports()
-        self.ledger.stop_observers(OBSERVER_STOP_S)
-        self.queue.close()
-
-    def pending(self) -> int:
-        """Messages accepted and not yet settled (queued or in flight)."""
-        return self.queue.pending_count()
-
-    def stats(self) -> dict[str, Any]:
-        """The ledger's counters plus the queue's current size (see ``Client.stats``)."""
-        queue = self.queue
-        recovered = queue.recovered_count()
-        snapshot = self.ledger.snapshot(queue.accepted_count() - recovered, queue.qsize(), queue.nbytes())
-        snapshot["recovered"] = recovered
-        snapshot["left_in_spool"] = queue.kept_count()
-        return snapshot
 
     def _deliver_at_exit(self) -> None:
         if self._closed or self._pid != os.getpid():

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from typing import Any, Optional, Union
+from collections.abc import Generator
+from typing import Any, Optional, TypeVar, Union
 
 from segment_lite.async_transport import AsyncTransport, AsyncTransportFactory
-from segment_lite.batch_core import BatchCore, Post, Reply, Settlement
+from segment_lite.batch_core import BatchCore, Post, Reply, Settlement, Step
 from segment_lite.errors import OAuthError, SegmentLiteError
 from segment_lite.retry import Clock
-from segment_lite.transport import StaleConnection, Transport, TransportError, TransportResponse
+from segment_lite.transport import Transport, TransportError, TransportResponse
 
 __all__ = ["AsyncBatchSender"]
+
+_T = TypeVar("_T")
 
 
 class AsyncBatchSender(BatchCore):
@@ -63,25 +66,15 @@ class AsyncBatchSender(BatchCore):
             transport.close()  # type: ignore[union-attr]
 
     async def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
-        """One attempt at ``items`` now: None when accepted (counted delivered), else the error to raise.
-
-        As the threaded ``post_once``: no retries, no waits; a kept-alive
-        connection the server had closed is replaced at once.
-        """
-        step = Post(self._body(items), self._headers, self.timeout)
-        reply: Reply
-        try:
-            try:
-                reply = await self._post(step)
-            except StaleConnection:  # closed by the server while idle: once more, at once
-                reply = await self._post(step)
-        except (TransportError, OAuthError) as exc:
-            reply = exc
-        return self.once_verdict(items, reply)
+        """One attempt at ``items`` now, on the loop: ``BatchCore.once_steps``, performed."""
+        return await self._perform(self.once_steps(items))
 
     async def deliver(self, settlement: Settlement, deadline: Optional[float] = None) -> None:
         """Send the unsettled messages of ``settlement``, retrying as ``BatchCore.steps`` says."""
-        steps = self.steps(settlement, self._abort.is_set, deadline)
+        await self._perform(self.steps(settlement, self._abort.is_set, deadline))
+
+    async def _perform(self, steps: Generator[Step, Reply, _T]) -> _T:
+        """Answer ``steps`` (posts and sleeps) until they return; what they return."""
         reply: Reply = None
         failed: Optional[Exception] = None
         try:
@@ -89,8 +82,8 @@ class AsyncBatchSender(BatchCore):
                 try:
                     # A driver's unexpected error goes into the core, which settles what it must.
                     step = steps.send(reply) if failed is None else steps.throw(failed)
-                except StopIteration:
-                    return
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
                 failed = None
                 try:
                     if isinstance(step, Post):

@@ -301,9 +301,20 @@ class BatchCore:
             body = gzip_module.compress(body, compresslevel=GZIP_LEVEL)
         return body
 
-    def once_verdict(self, items: list[bytes], reply: Reply) -> Optional[SegmentLiteError]:
-        """What one immediate attempt at ``items`` came to: None when accepted (counted delivered), else
-        the error for the caller to raise (``APIError``, or ``RetriesExhaustedError`` when no answer came)."""
+    def once_steps(self, items: list[bytes]) -> Generator[Post, Reply, Optional[SegmentLiteError]]:
+        """One attempt at ``items``, as segment-analytics-python's sync mode makes it, as steps.
+
+        Returns None when the server accepted them (counted as delivered), else
+        the error for the caller to raise: an ``APIError`` for an answer that is
+        not 2xx, a ``RetriesExhaustedError`` (one attempt, ``status`` None) when
+        none came. Nothing is retried, waited for, counted as dropped or
+        reported here; only a kept-alive connection the server had closed is
+        replaced at once, as for every request.
+        """
+        post = Post(self._body(items), self._headers, self.timeout)
+        reply = yield post
+        if isinstance(reply, StaleConnection):  # closed by the server while idle: once more, at once
+            reply = yield post
         if isinstance(reply, TransportError):
             return RetriesExhaustedError(1, self.ledger.redact(str(reply)))
         if isinstance(reply, OAuthError):

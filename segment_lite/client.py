@@ -31,7 +31,7 @@ from segment_lite.message import (
 from segment_lite.observe import EVENTS as OBSERVER_EVENTS
 from segment_lite.options import BeforeSend, ClientOptions, ConsentSource, DefaultConfig
 from segment_lite.outcomes import OutcomeSubscriber
-from segment_lite.pipeline import QUEUED, Accepted, FlushResult, QueueFactory, Worker
+from segment_lite.pipeline import QUEUED, Accepted, FlushResult, Pipeline, PipelineBase, QueueFactory, Worker
 from segment_lite.queue import MessageQueue
 from segment_lite.retry import Clock, RetryPolicy
 from segment_lite.scope import ContextValues, Slots, apply, consent_preferences, merged
@@ -55,7 +55,149 @@ _OPTION_NAMES = frozenset(ClientOptions.__dataclass_fields__)
 _O = ClientOptions  # each default below is the field's: defined once, in segment_lite.options
 
 
-class Client:
+class ClientBase:
+    """What ``Client`` and ``AsyncClient`` share: the six Spec calls and what their pipelines count.
+
+    Each call hands its builder and arguments to ``_enqueue``, the path of one message, which each
+    client supplies, as it does its pipeline.
+    """
+
+    _enqueue: Callable[[Callable[..., Message], tuple[Any, ...]], Result]
+    _pipeline: PipelineBase
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record who the user is and what is known about them (traits)."""
+        return self._enqueue(
+            build_identify, (user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record an action the user performed (``event``) with its properties.
+
+        Returns ``(True, message)`` when queued, ``(False, message)`` when the
+        queue had no room. Raises ``ValidationError``/``EncodeError``/
+        ``MessageTooLargeError`` for a message that can never be sent.
+        """
+        return self._enqueue(
+            build_track,
+            (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id),
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Merge the identity ``previous_id`` into ``user_id``."""
+        return self._enqueue(
+            build_alias, (previous_id, user_id, context, timestamp, integrations, message_id)
+        )
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Associate the user with a group (company, account, team)."""
+        return self._enqueue(
+            build_group,
+            (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id),
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record a web page view."""
+        fields = (user_id, category, name, properties, context, timestamp, anonymous_id, integrations)
+        return self._enqueue(build_view, ("page", *fields, message_id))
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        context: Optional[Mapping[str, Any]] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[Mapping[str, Any]] = None,
+        message_id: Optional[str] = None,
+    ) -> Result:
+        """Record a mobile-app screen view."""
+        fields = (user_id, category, name, properties, context, timestamp, anonymous_id, integrations)
+        return self._enqueue(build_view, ("screen", *fields, message_id))
+
+    @property
+    def last_flush(self) -> Optional[FlushResult]:
+        """What the last ``flush()`` or ``shutdown()`` settled (None before the first).
+
+        ``FlushResult(settled, delivered, dropped, pending, last_error)``: messages
+        delivered and dropped (by reason) while it waited, and the latest error.
+        ``all_delivered`` is True when it settled with nothing dropped.
+        """
+        return self._pipeline.last_flush
+
+    def mark(self) -> int:
+        """A marker covering every message accepted so far, to pass to ``wait_settled``.
+
+        Lets a producer (an import, a batch job) confirm an earlier chunk of
+        messages while it goes on queueing the next, without forcing a send.
+        """
+        return self._pipeline.mark()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of what happened to the messages of this client (in this process).
+
+        ``accepted`` + ``recovered`` = ``delivered`` + ``queued`` (+ in flight) +
+        drops of accepted messages (``rejected``, ``retries_exhausted``,
+        ``shutdown_timeout``, ``spool_corrupt``) + ``left_in_spool``. Refusals at
+        the call (``invalid``, ``encode_error``, ``oversize``, ``queue_full``,
+        ``after_shutdown``, ``spool_write_failed``, ``consent_denied``) are counted under ``dropped``
+        too. ``recovered`` and ``left_in_spool`` are for a disk spool: messages an
+        earlier process left there, and messages this one leaves for the next.
+        """
+        return self._pipeline.stats()
+
+
+class Client(ClientBase):
     """A Segment client: validates and encodes each call, queues it, and delivers it in the background.
 
     The constructor takes the same arguments, with the same defaults, as
@@ -65,6 +207,7 @@ class Client:
 
     DefaultConfig = DefaultConfig
     log = log
+    _pipeline: Pipeline
 
     def __init__(
         self,
@@ -243,126 +386,6 @@ class Client:
             f"<segment_lite.Client url={self.url!r} write_key='***' threads={self.options.thread} "
             f"queued={self._pipeline.queue.qsize()}>"
         )
-
-    def identify(
-        self,
-        user_id: Any = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record who the user is and what is known about them (traits)."""
-        return self._enqueue(
-            build_identify, (user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
-        )
-
-    def track(
-        self,
-        user_id: Any = None,
-        event: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record an action the user performed (``event``) with its properties.
-
-        Returns ``(True, message)`` when queued, ``(False, message)`` when the
-        queue had no room. Raises ``ValidationError``/``EncodeError``/
-        ``MessageTooLargeError`` for a message that can never be sent.
-        """
-        return self._enqueue(
-            build_track,
-            (user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id),
-        )
-
-    def alias(
-        self,
-        previous_id: Any = None,
-        user_id: Any = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Merge the identity ``previous_id`` into ``user_id``."""
-        return self._enqueue(
-            build_alias, (previous_id, user_id, context, timestamp, integrations, message_id)
-        )
-
-    def group(
-        self,
-        user_id: Any = None,
-        group_id: Any = None,
-        traits: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Associate the user with a group (company, account, team)."""
-        return self._enqueue(
-            build_group,
-            (user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id),
-        )
-
-    def page(
-        self,
-        user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record a web page view."""
-        fields = (
-            user_id,
-            category,
-            name,
-            properties,
-            context,
-            timestamp,
-            anonymous_id,
-            integrations,
-            message_id,
-        )
-        return self._enqueue(build_view, ("page", *fields))
-
-    def screen(
-        self,
-        user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        context: Optional[Mapping[str, Any]] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[Mapping[str, Any]] = None,
-        message_id: Optional[str] = None,
-    ) -> Result:
-        """Record a mobile-app screen view."""
-        fields = (
-            user_id,
-            category,
-            name,
-            properties,
-            context,
-            timestamp,
-            anonymous_id,
-            integrations,
-            message_id,
-        )
-        return self._enqueue(build_view, ("screen", *fields))
 
     # -- the path of one message ------------------------------------------------
 
@@ -570,24 +593,6 @@ class Client:
             return True
         return self._pipeline.flush(timeout)
 
-    @property
-    def last_flush(self) -> Optional[FlushResult]:
-        """What the last ``flush()`` or ``shutdown()`` settled (None before the first).
-
-        ``FlushResult(settled, delivered, dropped, pending, last_error)``: messages
-        delivered and dropped (by reason) while it waited, and the latest error.
-        ``all_delivered`` is True when it settled with nothing dropped.
-        """
-        return self._pipeline.last_flush
-
-    def mark(self) -> int:
-        """A marker covering every message accepted so far, to pass to ``wait_settled``.
-
-        Lets a producer (an import, a batch job) confirm an earlier chunk of
-        messages while it goes on queueing the next, without forcing a send.
-        """
-        return self._pipeline.mark()
-
     def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
         """Wait until every message accepted before ``mark()`` returned ``mark`` is settled.
 
@@ -641,19 +646,6 @@ class Client:
         if not callable(subscriber):
             raise ValidationError(f"an outcome subscriber must be callable, got {subscriber!r}", "subscriber")
         self._pipeline.outcome_subscribers.append(subscriber)
-
-    def stats(self) -> dict[str, Any]:
-        """Counters of what happened to the messages of this client (in this process).
-
-        ``accepted`` + ``recovered`` = ``delivered`` + ``queued`` (+ in flight) +
-        drops of accepted messages (``rejected``, ``retries_exhausted``,
-        ``shutdown_timeout``, ``spool_corrupt``) + ``left_in_spool``. Refusals at
-        the call (``invalid``, ``encode_error``, ``oversize``, ``queue_full``,
-        ``after_shutdown``, ``spool_write_failed``, ``consent_denied``) are counted under ``dropped``
-        too. ``recovered`` and ``left_in_spool`` are for a disk spool: messages an
-        earlier process left there, and messages this one leaves for the next.
-        """
-        return self._pipeline.stats()
 
 
 # Where each builder takes the fields a request context fills, by position in the

@@ -265,6 +265,153 @@ class Worker(threading.Thread):
             self.sender.close()
 
 
+class PipelineBase:
+    """What the threaded ``Pipeline`` and the asyncio one share: the accounting of every message.
+
+    The ledger, queue and batches in flight of this process, ``last_flush``, the
+    drops when shutdown's deadline passes, ``close`` and ``stats``; each pipeline
+    drives delivery its own way (threads or tasks).
+    """
+
+    def __init__(
+        self,
+        queue_factory: QueueFactory,
+        delivery: DeliveryConfig,
+        batching: BatchingConfig,
+        on_error: Optional[OnError],
+        log: logging.Logger,
+        shutdown_timeout_s: Optional[float],
+        on_drop: Optional[OnDrop],
+        credentials: Optional[Credentials],
+        observers: list[Any],
+    ) -> None:
+        self._queue_factory = queue_factory
+        # What to mask in logs and errors; shared with an OAuth token source, and kept across a fork.
+        self.credentials = Credentials() if credentials is None else credentials
+        #: Delivery observers (segment_lite.observe); the ledger of each process shares this list.
+        self.observers = observers
+        self.delivery = delivery
+        self.batching = batching
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self._on_error = on_error
+        self._on_drop = on_drop
+        self._log = log
+        self._closed = False
+        #: Whether the exit hooks deliver what is queued (``Client(flush_at_exit=...)``).
+        self.flush_at_exit = True
+        self._dropped_at_shutdown = 0
+
+    def _reset_accounting(self, subscribers: Optional[list[OutcomeSubscriber]]) -> None:
+        """(Re)build what this process counts its messages with: ledger, queue, batches in flight."""
+        self.ledger = Ledger(
+            self._on_error,
+            self._log,
+            self.delivery.write_key,
+            on_drop=self._on_drop,
+            monotonic=self.delivery.clock.monotonic,
+            credentials=self.credentials,
+            observers=self.observers,
+            subscribers=subscribers,
+        )
+        self.queue: MessageQueue = self._queue_factory()
+        self.queue.report_losses_to(self.ledger)
+        self.in_flight = InFlight(self.queue, self.ledger)
+        self.health = DeliveryHealth(self._log, self.delivery.clock)
+        self.last_flush: Optional[FlushResult] = None
+        self._pause = PipelinePause()
+        self._abort = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``shutdown`` was called: later messages are refused."""
+        return self._closed
+
+    def _raise_if_failed(self, data: bytes, error: Optional[SegmentLiteError]) -> None:
+        """Count an immediate send's failure (raised to the caller, not reported) and raise it."""
+        if error is not None:
+            reason = "rejected" if isinstance(error, APIError) else "retries_exhausted"
+            status = error.status if isinstance(error, APIError) else None
+            self.ledger.drop(reason, error, [data], status=status, report=False)
+            raise error
+
+    def _record_flush(self, settled: bool, before: dict[str, Any], call: str = "flush") -> None:
+        after = self.ledger.snapshot(0, 0, 0)
+        dropped = {
+            reason: after["dropped"][reason] - before["dropped"][reason]
+            for reason in _ACCEPTED_DROPS
+            if after["dropped"][reason] > before["dropped"][reason]
+        }
+        health = self.health
+        last = health.last_rejection if dropped.get("rejected") else health.last_error
+        result = FlushResult(
+            settled=settled,
+            delivered=after["delivered"] - before["delivered"],
+            dropped=dropped,
+            pending=self.queue.pending_count(),
+            last_error=None if last is None else self.ledger.redact(last),
+        )
+        self.last_flush = result
+        if dropped:
+            self._log.warning(
+                "%s %s with %s dropped and %d delivered; last error: %s (see last_flush and stats())",
+                call,
+                "settled" if settled else "timed out",
+                ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
+                result.delivered,
+                result.last_error or "none",
+            )
+
+    def mark(self) -> int:
+        """A marker covering every message accepted so far, for ``wait_settled``."""
+        return self.queue.accepted_count()
+
+    def _give_up(self, timeout: Optional[float]) -> int:
+        """Shutdown's deadline passed: stop waiting, abort requests, drop what is undelivered."""
+        self._abort.set()  # interrupts backoff and Retry-After waits, and stops the workers
+        cause = self.health.last_error
+        last = f"; last error: {cause}" if cause else ""
+        error = ShutdownError(f"shutdown deadline ({timeout}s) passed before delivery{last}")
+        # Count what is in flight first (and stop workers taking more), then abort
+        # the requests: a sender that sees its request fail finds it counted.
+        dropped = self.in_flight.abandon(error)
+        self._abort_requests()
+        leftover = self.queue.drain()
+        if leftover is not None:
+            self.ledger.drop("shutdown_timeout", error, leftover.items)
+            self.queue.done(leftover)  # only now may a waiting flush wake: the drop is counted
+            dropped += len(leftover)
+        self._dropped_at_shutdown = dropped
+        return dropped
+
+    def _abort_requests(self) -> None:
+        """Abort the requests in flight (their messages are counted as dropped already)."""
+
+    def close(self) -> None:
+        """Stop without delivering (for clients that never send): refuse messages, release resources."""
+        self._closed = True
+        self.queue.seal()
+        self.ledger.flush_reports()
+        self.ledger.stop_observers(OBSERVER_STOP_S)
+        self.queue.close()
+
+    def pending(self) -> int:
+        """Messages accepted and not yet settled (queued or in flight)."""
+        return self.queue.pending_count()
+
+    def stats(self) -> dict[str, Any]:
+        """The ledger's counters plus the queue's current size (see ``Client.stats``).
+
+        ``recovered`` counts messages an earlier process left in a durable queue
+        (delivered by this one); ``left_in_spool`` those this process leaves there.
+        """
+        queue = self.queue
+        recovered = queue.recovered_count()
+        snapshot = self.ledger.snapshot(queue.accepted_count() - recovered, queue.qsize(), queue.nbytes())
+        snapshot["recovered"] = recovered
+        snapshot["left_in_spool"] = queue.kept_count()
+        return snapshot
+
+
 # Pipelines alive in this process, for the exit flush and the after-fork reset.
 _LIVE: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 # Pipelines that have started delivering are also held here until they stop, so the
@@ -272,7 +419,7 @@ _LIVE: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _STARTED: set[Pipeline] = set()
 
 
-class Pipeline:
+class Pipeline(PipelineBase):
     """Takes encoded messages and delivers them in the background, accounting for each one.
 
     ``accept`` queues a message; worker threads start on first use. ``flush``,
@@ -293,23 +440,19 @@ class Pipeline:
         credentials: Optional[Credentials] = None,
         observers: Sequence[Any] = (),
     ) -> None:
-        self._queue_factory = queue_factory
-        # What to mask in logs and errors; shared with an OAuth token source, and kept across a fork.
-        self.credentials = Credentials() if credentials is None else credentials
-        #: Delivery observers (segment_lite.observe); the ledger of each process shares this list.
-        self.observers: list[Any] = list(observers)
+        super().__init__(
+            queue_factory,
+            delivery,
+            batching,
+            on_error,
+            log,
+            shutdown_timeout_s,
+            on_drop,
+            credentials,
+            list(observers),
+        )
         #: Outcome subscribers (segment_lite.outcomes); the ledger of each process shares this list.
         self.outcome_subscribers: list[OutcomeSubscriber] = []
-        self.delivery = delivery
-        self.batching = batching
-        self.shutdown_timeout_s = shutdown_timeout_s
-        self._on_error = on_error
-        self._on_drop = on_drop
-        self._log = log
-        self._closed = False
-        #: Whether the exit hooks deliver what is queued (``Client(flush_at_exit=...)``).
-        self.flush_at_exit = True
-        self._dropped_at_shutdown = 0
         self._pid = os.getpid()
         self._reset()
         _LIVE.add(self)
@@ -321,24 +464,8 @@ class Pipeline:
         # monkey-patches threading after this, our real-thread locks and their
         # green threads would deadlock or strand messages (see _start).
         self._lock_type = type(threading.Lock())
-        self.ledger = Ledger(
-            self._on_error,
-            self._log,
-            self.delivery.write_key,
-            on_drop=self._on_drop,
-            monotonic=self.delivery.clock.monotonic,
-            credentials=self.credentials,
-            observers=self.observers,
-            subscribers=self.outcome_subscribers,
-        )
-        self.queue: MessageQueue = self._queue_factory()
-        self.queue.report_losses_to(self.ledger)
-        self.in_flight = InFlight(self.queue, self.ledger)
-        self.health = DeliveryHealth(self._log, self.delivery.clock)
-        self.last_flush: Optional[FlushResult] = None
-        self._pause = PipelinePause()
+        self._reset_accounting(self.outcome_subscribers)
         self._inline_lock = threading.Lock()  # one thread at a time delivers inline
-        self._abort = threading.Event()
         self._start_lock = threading.Lock()
         self._workers: list[Worker] = []
         self._running = False
@@ -360,11 +487,6 @@ class Pipeline:
         # deliver them now rather than on this process's first call.
         if self.queue.recovered_count() and not self._closed:
             self._start()
-
-    @property
-    def closed(self) -> bool:
-        """True once ``shutdown`` was called: later messages are refused."""
-        return self._closed
 
     @property
     def workers(self) -> list[Worker]:
@@ -395,12 +517,7 @@ class Pipeline:
         caller instead of reported, and counted in ``stats()``.
         """
         self.ledger.count("accepted_sync")
-        error = self._thread_sender().post_once([data])
-        if error is not None:
-            reason = "rejected" if isinstance(error, APIError) else "retries_exhausted"
-            status = error.status if isinstance(error, APIError) else None
-            self.ledger.drop(reason, error, [data], status=status, report=False)
-            raise error
+        self._raise_if_failed(data, self._thread_sender().post_once([data]))
 
     def change_write_key(self, write_key: str) -> None:
         """Send with ``write_key`` from the next request on (both keys stay masked in logs)."""
@@ -548,41 +665,6 @@ class Pipeline:
         )
         return settled
 
-    def _record_flush(self, settled: bool, before: dict[str, Any], call: str = "flush") -> None:
-        after = self.ledger.snapshot(0, 0, 0)
-        dropped = {
-            reason: after["dropped"][reason] - before["dropped"][reason]
-            for reason in _ACCEPTED_DROPS
-            if after["dropped"][reason] > before["dropped"][reason]
-        }
-        health = self.health
-        result = FlushResult(
-            settled=settled,
-            delivered=after["delivered"] - before["delivered"],
-            dropped=dropped,
-            pending=self.queue.pending_count(),
-            last_error=self._redacted(
-                health.last_rejection if dropped.get("rejected") else health.last_error
-            ),
-        )
-        self.last_flush = result
-        if dropped:
-            self._log.warning(
-                "%s %s with %s dropped and %d delivered; last error: %s (see last_flush and stats())",
-                call,
-                "settled" if settled else "timed out",
-                ", ".join(f"{count} {reason}" for reason, count in dropped.items()),
-                result.delivered,
-                result.last_error or "none",
-            )
-
-    def _redacted(self, text: Optional[str]) -> Optional[str]:
-        return None if text is None else self.ledger.redact(text)
-
-    def mark(self) -> int:
-        """A marker covering every message accepted so far, for ``wait_settled``."""
-        return self.queue.accepted_count()
-
     def wait_settled(self, mark: int, timeout: Optional[float] = None) -> bool:
         """Wait until every message accepted before ``mark`` is settled, without forcing a send."""
         return self.queue.wait_settled(mark, timeout)
@@ -633,58 +715,20 @@ class Pipeline:
         self.close()
         return settled
 
-    def _give_up(self, timeout: Optional[float]) -> int:
-        """Shutdown's deadline passed: stop waiting, abort requests, drop what is undelivered."""
-        self._abort.set()  # interrupts backoff and Retry-After waits, and stops the workers
-        cause = self.health.last_error
-        last = f"; last error: {cause}" if cause else ""
-        error = ShutdownError(f"shutdown deadline ({timeout}s) passed before delivery{last}")
-        # Count what is in flight first (and stop workers taking more), then abort
-        # the requests: a sender that sees its request fail finds it counted.
-        dropped = self.in_flight.abandon(error)
+    def _abort_requests(self) -> None:
+        """Close the connections of the requests in flight (their messages are counted already)."""
         with self._start_lock:
             senders = [worker.sender for worker in self._workers] + list(self._thread_senders)
         for sender in senders:
             sender.abort()
-        leftover = self.queue.drain()
-        if leftover is not None:
-            self.ledger.drop("shutdown_timeout", error, leftover.items)
-            self.queue.done(leftover)  # only now may a waiting flush wake: the drop is counted
-            dropped += len(leftover)
-        self._dropped_at_shutdown = dropped
-        return dropped
 
     def close(self) -> None:
         """Stop without delivering (for clients that never send): refuse messages, release resources."""
-        self._closed = True
-        self.queue.seal()
-        self.ledger.flush_reports()
-        self.ledger.stop_observers(OBSERVER_STOP_S)
-        self._close_thread_senders()
-        self.queue.close()
-
-    def _close_thread_senders(self) -> None:
+        super().close()
         with self._start_lock:
             senders, self._thread_senders = self._thread_senders, []
         for sender in senders:
             sender.close()
-
-    def pending(self) -> int:
-        """Messages accepted and not yet settled (queued or in flight)."""
-        return self.queue.pending_count()
-
-    def stats(self) -> dict[str, Any]:
-        """The ledger's counters plus the queue's current size (see ``Client.stats``).
-
-        ``recovered`` counts messages an earlier process left in a durable queue
-        (delivered by this one); ``left_in_spool`` those this process leaves there.
-        """
-        queue = self.queue
-        recovered = queue.recovered_count()
-        snapshot = self.ledger.snapshot(queue.accepted_count() - recovered, queue.qsize(), queue.nbytes())
-        snapshot["recovered"] = recovered
-        snapshot["left_in_spool"] = queue.kept_count()
-        return snapshot
 
     def _shutdown_at_exit(self) -> None:
         if self._pid != os.getpid() or self._closed:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any, Optional
+from collections.abc import Generator, Mapping
+from typing import Any, Optional, TypeVar
 
 from segment_lite.batch_core import (
     GZIP_LEVEL,
@@ -14,11 +14,11 @@ from segment_lite.batch_core import (
     Post,
     Reply,
     Settlement,
+    Step,
     batch_headers,
 )
 from segment_lite.errors import OAuthError, SegmentLiteError
 from segment_lite.transport import (
-    StaleConnection,
     Transport,
     TransportError,
     TransportFactory,
@@ -33,6 +33,11 @@ __all__ = [
     "Settlement",
     "batch_headers",
 ]
+
+
+_T = TypeVar("_T")
+#: The abort flag of an immediate send, which has no waits to interrupt.
+_NEVER_ABORTED = threading.Event()
 
 
 class BatchSender(BatchCore):
@@ -66,25 +71,8 @@ class BatchSender(BatchCore):
             transport.abort()
 
     def post_once(self, items: list[bytes]) -> Optional[SegmentLiteError]:
-        """One attempt at ``items`` on the calling thread, as segment-analytics-python's sync mode makes it.
-
-        Returns None when the server accepted them (counted as delivered), else
-        the error for the caller to raise: an ``APIError`` for an answer that is
-        not 2xx, a ``RetriesExhaustedError`` (one attempt, ``status`` None) when
-        none came. Nothing is retried, waited for, counted as dropped or
-        reported here; only a kept-alive connection the server had closed is
-        replaced at once, as for every request.
-        """
-        body = self._body(items)
-        reply: Reply
-        try:
-            try:
-                reply = self._post(body, self._headers, self.timeout)
-            except StaleConnection:  # closed by the server while idle: once more, at once
-                reply = self._post(body, self._headers, self.timeout)
-        except (TransportError, OAuthError) as exc:
-            reply = exc
-        return self.once_verdict(items, reply)
+        """One attempt at ``items`` on the calling thread: ``BatchCore.once_steps``, performed."""
+        return self._perform(self.once_steps(items), _NEVER_ABORTED)
 
     def deliver(
         self, settlement: Settlement, abort: threading.Event, deadline: Optional[float] = None
@@ -95,7 +83,10 @@ class BatchSender(BatchCore):
         comes first: those not yet settled are then left so, for a later call.
         Once ``abort`` is set (shutdown gave up) they are dropped as ``shutdown_timeout``.
         """
-        steps = self.steps(settlement, abort.is_set, deadline)
+        self._perform(self.steps(settlement, abort.is_set, deadline), abort)
+
+    def _perform(self, steps: Generator[Step, Reply, _T], abort: threading.Event) -> _T:
+        """Answer ``steps`` (posts and waits) until they return; what they return."""
         clock = self.clock
         reply: Reply = None
         failed: Optional[Exception] = None
@@ -103,8 +94,8 @@ class BatchSender(BatchCore):
             try:
                 # A driver's unexpected error goes into the core, which settles what it must.
                 step = steps.send(reply) if failed is None else steps.throw(failed)
-            except StopIteration:
-                return
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
             failed = None
             try:
                 if isinstance(step, Post):

@@ -22,13 +22,12 @@ in conftest.py and ask for ``segment_recorder``.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
+from segment_lite._recording import Recorder
 from segment_lite.client import Client
 from segment_lite.retry import Clock
 from segment_lite.transport import TransportResponse
@@ -54,10 +53,7 @@ class RecordingTransport:
         self._client = client
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> TransportResponse:
-        if headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        self._client._record(json.loads(body))
-        return TransportResponse(200, {}, b'{"success":true}')
+        return self._client._record(body, headers)
 
     def abort(self) -> None:
         """Nothing to abort: a post returns at once."""
@@ -67,7 +63,7 @@ class RecordingTransport:
         return None
 
 
-class RecordingClient(Client):
+class RecordingClient(Client, Recorder):
     """A ``Client`` that records the messages it would send, exactly as they would go on the wire.
 
     It sends synchronously by default, so a message is in ``messages`` as soon as
@@ -79,35 +75,8 @@ class RecordingClient(Client):
         kwargs.setdefault("sync_mode", True)
         kwargs.setdefault("strict", True)  # so a test suite catches what production would only warn about
         kwargs.setdefault("transport", lambda: RecordingTransport(self))
-        self._record_lock = threading.Lock()
-        self.messages: list[dict[str, Any]] = []
-        self.batches: list[dict[str, Any]] = []
+        self._start_recording()
         super().__init__(write_key, **kwargs)
-
-    def _record(self, payload: dict[str, Any]) -> None:
-        # The recorded batch omits the write key, like everything else users see.
-        payload = {key: value for key, value in payload.items() if key != "writeKey"}
-        with self._record_lock:
-            self.batches.append(payload)
-            self.messages.extend(payload["batch"])
-
-    def clear(self) -> None:
-        """Forget everything recorded so far."""
-        with self._record_lock:
-            self.messages.clear()
-            self.batches.clear()
-
-    def find(
-        self, type: Optional[str] = None, event: Optional[str] = None, **fields: Any
-    ) -> list[dict[str, Any]]:
-        """Recorded messages matching ``type``, ``event`` and any other top-level fields given."""
-        wanted = dict(fields)
-        if type is not None:
-            wanted["type"] = type
-        if event is not None:
-            wanted["event"] = event
-        with self._record_lock:
-            return [m for m in self.messages if all(m.get(k) == v for k, v in wanted.items())]
 
 
 @contextlib.contextmanager

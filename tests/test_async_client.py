@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import subprocess
 import sys
@@ -266,3 +267,52 @@ def test_the_recording_client_records_async_client_calls() -> None:
     assert [m["type"] for m in recorder.messages] == ["track", "identify"]
     assert recorder.find(event="Queued")[0]["userId"] == "u"
     assert all("writeKey" not in batch for batch in recorder.batches)
+
+
+#: A value for every parameter of the six calls, each different, so a field sent from the wrong one shows.
+EVERY_ARGUMENT = {
+    "user_id": "user-1",
+    "anonymous_id": "anon-1",
+    "previous_id": "previous-1",
+    "group_id": "group-1",
+    "event": "Paid",
+    "category": "Docs",
+    "name": "Install",
+    "traits": {"plan": "pro"},
+    "properties": {"amount": 3},
+    "context": {"ip": "10.0.0.1"},
+    "timestamp": "2024-05-01T12:00:00Z",
+    "integrations": {"All": False},
+}
+
+
+@pytest.mark.parametrize("call", ["identify", "track", "alias", "group", "page", "screen"])
+@pytest.mark.parametrize("by_keyword", [True, False])
+def test_each_immediate_send_sends_what_its_queued_call_would(call: str, by_keyword: bool) -> None:
+    from segment_lite.testing import RecordingAsyncClient
+
+    names = [
+        name for name in inspect.signature(getattr(segment_lite.Client, call)).parameters if name != "self"
+    ]
+    assert names == [name for name in inspect.signature(getattr(AsyncClient, f"{call}_now")).parameters][1:]
+
+    def arguments(message_id: str) -> tuple[list[Any], dict[str, Any]]:
+        values = {**EVERY_ARGUMENT, "message_id": message_id}
+        if by_keyword:
+            return [], {name: values[name] for name in names}
+        return [values[name] for name in names], {}
+
+    async def main() -> RecordingAsyncClient:
+        async with RecordingAsyncClient() as recorder:
+            args, kwargs = arguments("sent-now")
+            ok, _ = await getattr(recorder, f"{call}_now")(*args, **kwargs)
+            assert ok
+            args, kwargs = arguments("queued")
+            assert getattr(recorder, call)(*args, **kwargs)[0]
+        return recorder
+
+    recorder = run(main())
+    sent_now, queued = recorder.messages
+    assert (sent_now["messageId"], queued["messageId"]) == ("sent-now", "queued")
+    assert {**sent_now, "messageId": ""} == {**queued, "messageId": ""}
+    assert sent_now["integrations"] == {"All": False} and sent_now["context"]["ip"] == "10.0.0.1"
