@@ -633,12 +633,13 @@ class DiskSpool(NumberedQueue):
                     self._rotate()
                 except (OSError, sqlite3.Error) as exc:  # tried again at the next pass
                     log.error("spool: could not start a new journal in %s: %s", self.directory, exc)
+            journal_dirty, wal_dirty = self._journal_dirty, self._wal_dirty
+            self._journal_dirty = self._wal_dirty = False
         if self.fsync == "batch":
-            self._sync_files()
+            self._sync_files(journal_dirty, wal_dirty)  # outside the lock: put never waits for the disk
 
-    def _sync_files(self) -> None:
-        """fdatasync the journal and the WAL if written since: what they hold then survives a power loss."""
-        journal_dirty, self._journal_dirty = self._journal_dirty, False
+    def _sync_files(self, journal_dirty: bool = True, wal_dirty: bool = True) -> None:
+        """fdatasync the journal and the WAL (the ones written since): what they hold survives power loss."""
         if journal_dirty:
             with self._fd_lock:
                 if self._journal_fd >= 0:
@@ -647,12 +648,11 @@ class DiskSpool(NumberedQueue):
                         self.syncs += 1
                     except OSError as exc:
                         log.error("spool: fsync failed in %s: %s", self.directory, exc)
-        if self._wal_dirty:
+        if wal_dirty:
             self._sync_wal()
 
     def _sync_wal(self) -> None:
         """fsync the WAL: every transaction committed so far survives a power loss."""
-        self._wal_dirty = False
         if self._wal_fd < 0:
             return
         try:
