@@ -398,7 +398,8 @@ class DiskSpool(NumberedQueue):
             except (OSError, sqlite3.Error) as exc:
                 # A full disk may be full of delivered messages: start over and retry once.
                 full = getattr(exc, "errno", None) in DISK_FULL_ERRNOS
-                if not (full and self._all_settled() and self._start_over()):
+                reclaimable = self._journal_end > journal.HEADER_SIZE and self._all_settled()
+                if not (full and reclaimable and self._start_over()):
                     raise self._write_error(exc) from None
                 try:
                     self._append(record)
