@@ -211,6 +211,29 @@ def test_a_key_change_starts_a_new_journal_and_each_record_goes_to_its_keys_proc
     assert owner_names(spool_dir) == []
 
 
+def test_a_directory_made_before_journals_is_adopted(spool_dir: Path) -> None:
+    # The previous version's database: no journal table, no journal, every message a row.
+    directory = spool_dir / "spool-1-0000beef"
+    directory.mkdir(parents=True)
+    connection = sqlite3.connect(directory / store.DATABASE_NAME)
+    connection.execute("CREATE TABLE owner (pid INTEGER, hostname TEXT, created_ms INTEGER)")
+    connection.execute(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, key TEXT NOT NULL, "
+        "accepted_ms INTEGER NOT NULL, body BLOB NOT NULL)"
+    )
+    messages = _messages(30)
+    connection.executemany(
+        "INSERT INTO messages (id, key, accepted_ms, body) VALUES (?, ?, 1, ?)",
+        [(row_id, FINGERPRINT, body) for row_id, body in enumerate(messages, start=1)],
+    )
+    connection.commit()
+    connection.close()
+    assert spool_status(str(spool_dir)).messages == 30
+    taken, losses, recovered = _deliver_all(spool_dir)
+    assert recovered == 30 and taken == messages and losses.corrupt == 0
+    assert owner_names(spool_dir) == []
+
+
 # -- rotation ------------------------------------------------------------------------------------
 
 
