@@ -44,6 +44,7 @@ __all__ = [
     "create",
     "encode",
     "file_name",
+    "header",
     "journal_files",
     "parse",
     "parse_header",
