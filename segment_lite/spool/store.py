@@ -5,22 +5,27 @@ A spool root holds one subdirectory per process that spooled into it::
     SPOOL_DIR/
         spool-4242-1f0c9a7e/    owned by process 4242 while it holds the lock
             lock                flock()ed by the owner; free once it exits or dies
+            journal-00000001    each accepted message, appended as it is accepted (see journal.py)
             spool.db            the messages (SQLite, WAL mode), with -wal beside it
             stats.json          what the owner holds, rewritten by it a few times a second
 
-A message is one row of ``messages``: its id (acceptance order), the
+A message is first a record of the journal; its owner moves it into the
+database later, in batches (or never, when it was delivered before that). In the
+database a message is one row of ``messages``: its id (acceptance order), the
 fingerprint of the write key it was accepted under (never the key), when it
 was accepted, and the encoded JSON. A row is deleted in the transaction that
-settles it (delivered, or dropped for good), so what is in the table is exactly
-what is undelivered: there is no cursor to lose or tear.
+settles it (delivered, or dropped for good); the one row of ``journal`` says how
+far the journals are moved or settled, and advances in the transactions that
+move or settle their records. What is undelivered is exactly the rows of
+``messages`` plus the journal records past that point.
 
 A directory is made under a staging name, locked, then renamed: an adopter
 never sees one half-made. A directory whose lock is free belongs to a process
 that exited or died; a directory whose lock file is missing is treated the same
 way (the lock is made again), so nothing is stranded. A starting client moves
 the rows written with its write key into its own database, one orphan at a
-time (each is opened, emptied and closed before the next), then deletes the
-orphan once nothing is left in it.
+time (each is opened, its journal replayed into its database, emptied and
+closed before the next), then deletes the orphan once nothing is left in it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Optional
+
+from segment_lite.spool import journal
 
 __all__ = [
     "DATABASE_NAME",
@@ -54,9 +61,11 @@ __all__ = [
     "preallocate_wal",
     "probe_lock",
     "read_contents",
+    "read_state",
     "read_stats",
     "remove_stale_new_directories",
     "remove_tree",
+    "replay_journals",
     "wal_pages",
     "write_stats",
 ]
@@ -72,8 +81,8 @@ STALE_STAGING_S = 600.0
 _OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0)
 #: The errors of a write that found no room: the disk (or the user's quota) is full.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-#: What a row costs on disk beyond its message, about (id, fingerprint, time, headers):
-#: counted against ``spool_max_bytes`` with each message.
+#: What a message costs on disk beyond its bytes, about (a journal record's head, or a row's id,
+#: fingerprint, time, headers): counted against ``spool_max_bytes`` with each message.
 ROW_OVERHEAD_BYTES = 32
 #: A checkpoint (copying the WAL into the database, with an fsync of each under synchronous=NORMAL,
 #: milliseconds on most disks) runs once the WAL holds this many pages, on the thread whose commit
@@ -91,15 +100,19 @@ _WAL_FRAME_HEADER_BYTES = 24
 #: "batch" adds an fdatasync of the WAL from a background thread (see disk.py).
 SYNCHRONOUS = {"always": "FULL", "batch": "NORMAL", "never": "NORMAL"}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS owner (pid INTEGER, hostname TEXT, created_ms INTEGER);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    accepted_ms INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-"""
+#: The tables, in the database attached as ``{schema}``.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {schema}.owner (pid INTEGER, hostname TEXT, created_ms INTEGER)",
+    "CREATE TABLE IF NOT EXISTS {schema}.messages "
+    "(id INTEGER PRIMARY KEY, key TEXT NOT NULL, accepted_ms INTEGER NOT NULL, body BLOB NOT NULL)",
+    # How far the journals are moved or settled: one row (see journal.py).
+    "CREATE TABLE IF NOT EXISTS {schema}.journal (gen INTEGER NOT NULL, offset INTEGER NOT NULL)",
+)
+
+
+def _make_tables(connection: sqlite3.Connection, schema: str) -> None:
+    for statement in _SCHEMA:
+        connection.execute(statement.format(schema=schema))
 
 
 def wal_pages(max_bytes: int) -> int:
@@ -293,7 +306,10 @@ class Contents:
 
 
 def read_contents(path: str) -> Contents:
-    """Read what owner directory ``path`` holds, changing nothing (for ``spool status``)."""
+    """Read what owner directory ``path`` holds, changing nothing (for ``spool status``).
+
+    The rows of its database, and the records of its journals not yet in them.
+    """
     database = os.path.join(path, DATABASE_NAME)
     if not os.path.isfile(database):
         return Contents()
@@ -304,11 +320,68 @@ def read_contents(path: str) -> Contents:
     except sqlite3.Error:
         return Contents(unreadable=True)
     try:
-        return _contents(connection, "main")
-    except sqlite3.Error:
+        contents = _contents(connection, "main")
+        pending = journal.read_journals(path, *read_state(connection, "main"))
+    except (sqlite3.Error, OSError):
         return Contents(unreadable=True)
     finally:
         connection.close()
+    return _with_journal(contents, pending)
+
+
+def _with_journal(contents: Contents, pending: journal.JournalContents) -> Contents:
+    records = pending.records
+    fingerprints = list(contents.fingerprints)
+    fingerprints.extend(sorted({key for _, key, _, _ in records} - set(fingerprints)))
+    oldest = [ms for ms in (contents.oldest_ms, min((r[2] for r in records), default=None)) if ms is not None]
+    return Contents(
+        messages=contents.messages + len(records),
+        nbytes=contents.nbytes + sum(len(r[3]) + ROW_OVERHEAD_BYTES for r in records),
+        oldest_ms=min(oldest) if oldest else None,
+        pid=contents.pid,
+        hostname=contents.hostname,
+        fingerprints=tuple(fingerprints),
+        unreadable=contents.unreadable or bool(pending.damaged),
+    )
+
+
+def read_state(connection: sqlite3.Connection, schema: str = "main") -> tuple[int, int]:
+    """The journal state ``(gen, offset)`` of a database; ``(0, 0)`` for one made before journals."""
+    tables = {row[0] for row in connection.execute(f"SELECT name FROM {schema}.sqlite_master")}
+    if "journal" not in tables:
+        return 0, 0
+    row = connection.execute(f"SELECT gen, offset FROM {schema}.journal").fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def replay_journals(connection: sqlite3.Connection, path: str) -> journal.JournalContents:
+    """Move the journal records of orphan ``path`` (its database attached as ``orphan``) into its database.
+
+    The records and the state past them go in one transaction; journals older
+    than the state (left by a rotation) are deleted. Returns what was read,
+    with the damage found (``damaged``: the caller counts it as lost).
+    """
+    pending = journal.read_journals(path, *read_state(connection, "orphan"))
+    if pending.gen:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            _make_tables(connection, "orphan")  # a power loss may have taken those its owner made
+            connection.executemany(
+                "INSERT OR IGNORE INTO orphan.messages (id, key, accepted_ms, body) VALUES (?, ?, ?, ?)",
+                pending.records,
+            )
+            connection.execute("DELETE FROM orphan.journal")
+            connection.execute("INSERT INTO orphan.journal VALUES (?, ?)", (pending.gen, pending.end))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    for obsolete in pending.obsolete:
+        try:
+            os.unlink(obsolete)
+        except OSError:
+            pass
+    return pending
 
 
 def write_stats(path: str, contents: Contents) -> None:
@@ -447,14 +520,13 @@ def owner_row() -> tuple[int, str, int]:
     return os.getpid(), socket.gethostname(), int(time.time() * 1000)
 
 
-def create_schema(connection: sqlite3.Connection) -> None:
-    """Make the tables and the owner row, in one transaction."""
+def create_schema(connection: sqlite3.Connection, gen: int) -> None:
+    """Make the tables, the owner row and the journal state (``gen``, nothing in it) in one transaction."""
     connection.execute("BEGIN")
     try:
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                connection.execute(statement)
+        _make_tables(connection, "main")
         connection.execute("INSERT INTO owner VALUES (?, ?, ?)", owner_row())
+        connection.execute("INSERT INTO journal VALUES (?, ?)", (gen, journal.HEADER_SIZE))
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")

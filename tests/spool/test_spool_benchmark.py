@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import spool as spool_bench
+from segment_lite.spool.disk import CACHE_MAX_BYTES
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -26,7 +27,10 @@ def test_spool_benchmark_runs_every_variant_and_reports_every_metric(tmp_path: P
         assert values["p50_us"] > 0 and values["msgs_per_s"] > 0, name
         if name.endswith("spool always"):
             assert values["fsyncs"] >= 200, name  # the meter sees the spool's fsyncs: one per call
-    assert report["medians"]["memory"]["lite-json spool"]["bytes_per_msg"] < 100
+    for run in report["runs"]:
+        if run["scenario"] == "memory" and run["variant"].endswith("spool"):
+            # Recent rows are kept in memory, up to CACHE_MAX_BYTES whatever the backlog.
+            assert run["bytes_per_msg"] * run["queued_n"] < CACHE_MAX_BYTES * 1.25, run
     assert report["kill"]["lost"] == 0 and report["kill"]["accepted"] > 0, report["kill"]
     table = spool_bench.format_table(report)
     assert "lite-json spool" in table and not math.isnan(single["lite-json spool"]["p99_us"])

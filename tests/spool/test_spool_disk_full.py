@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from spool_helpers import WRITE_KEY
@@ -15,36 +16,49 @@ from spool_helpers import WRITE_KEY
 import segment_lite
 from segment_lite.collector import Collector
 from segment_lite.errors import SpoolWriteError
+from segment_lite.spool import journal
 from segment_lite.spool.disk import DiskSpool
 
 
 class DiskFull:
-    """Makes the spool's database unable to grow (``PRAGMA max_page_count``) while ``full`` is set.
+    """Makes the spool's disk full while ``full`` is set.
 
-    SQLite answers a write that needs a page more with SQLITE_FULL, as it does on
-    a full disk: messages that fit in the pages already there are still accepted.
+    Its journal takes a few more records (``ROOM`` bytes), then refuses every
+    write with ``ENOSPC``, as a full disk does (the write is what fails, so the
+    journal's own ``write()`` is stood in for); its database cannot grow
+    (``PRAGMA max_page_count``: SQLite answers SQLITE_FULL, as on a full disk).
     """
 
-    def __init__(self, spool: DiskSpool) -> None:
+    ROOM = 8 * 1024
+
+    def __init__(self, spool: DiskSpool, monkeypatch: pytest.MonkeyPatch) -> None:
         self.spool = spool
-        self._full = False
+        self._limit: Optional[int] = None
+        real = journal.append
+
+        def append(fd: int, data: bytes, end: int) -> None:
+            if self._limit is not None and end + len(data) > self._limit:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real(fd, data, end)
+
+        monkeypatch.setattr(journal, "append", append)
 
     @property
     def full(self) -> bool:
-        return self._full
+        return self._limit is not None
 
     @full.setter
     def full(self, value: bool) -> None:
-        self._full = value
         writer = self.spool._writer
         assert writer is not None
         with self.spool._lock:
+            self._limit = self.spool._journal_end + self.ROOM if value else None
             pages = writer.execute("PRAGMA page_count").fetchone()[0]
             writer.execute(f"PRAGMA max_page_count={pages if value else 2**31}")
 
 
 def test_enospc_is_a_counted_drop_and_delivery_goes_on(
-    collector: Collector, spool_dir: Path, caplog: pytest.LogCaptureFixture
+    collector: Collector, spool_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reports: list[tuple[str, BaseException, list[Any]]] = []
     client = segment_lite.Client(
@@ -54,7 +68,7 @@ def test_enospc_is_a_counted_drop_and_delivery_goes_on(
         on_drop=lambda reason, exc, messages: reports.append((reason, exc, messages)),
     )
     assert isinstance(client.queue, DiskSpool)
-    disk = DiskFull(client.queue)
+    disk = DiskFull(client.queue, monkeypatch)
     for i in range(10):
         assert client.track("u", "Before", {"i": i})[0]
     assert client.flush(timeout=30)
@@ -63,7 +77,7 @@ def test_enospc_is_a_counted_drop_and_delivery_goes_on(
         results = [client.track("u", "Full", {"i": i}) for i in range(1_000)]
     accepted = [message for ok, message in results if ok]
     refused = [message for ok, message in results if not ok]
-    assert accepted and len(refused) >= 500, "what fits in the pages already there, then nothing"
+    assert accepted and len(refused) >= 500, "what fits in the room left, then nothing"
     assert results[-1][0] is False
     stats = client.stats()
     assert stats["dropped"]["spool_write_failed"] == len(refused)
@@ -119,6 +133,6 @@ def test_a_really_full_filesystem(tiny_filesystem: Path, collector: Collector) -
     collector.go_up()
     assert client.flush(timeout=60)
     assert len(collector.message_ids()) == accepted, "every accepted message is delivered"
-    # Delivered segments are deleted, so the disk has room again.
+    # Everything delivered: the journal and database are made again, so the disk has room again.
     assert client.track("u", "Tiny", {"i": -1})[0]
     assert client.shutdown(timeout=10)

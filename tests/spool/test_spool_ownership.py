@@ -211,8 +211,9 @@ def test_a_forked_child_spools_apart_and_never_touches_its_parents_spool(
 
 
 #: Spools 100 messages, forks a child that drops every reference to the inherited spool and
-#: collects (what interpreter exit may do), then spools 100 more and prints what a kill -9 would
-#: leave on disk (a copy of the database and its WAL, read by another connection).
+#: collects (what interpreter exit may do), then spools 100 more, moves them all into the database,
+#: and prints what a kill -9 would leave there (a copy of the database and its WAL, read by another
+#: connection).
 FORGETFUL_CHILD = r"""
 import gc, os, shutil, sqlite3, sys, tempfile
 from segment_lite.spool import disk
@@ -228,6 +229,8 @@ if pid == 0:
 os.waitpid(pid, 0)
 for i in range(100):
     assert spool.put(b'{"after":%d}' % i)
+with spool._lock:
+    spool._move_pending()  # into the database: commits to its WAL, as the sync thread makes them
 image = tempfile.mkdtemp(dir=sys.argv[2])
 for name in ("spool.db", "spool.db-wal"):
     if os.path.exists(os.path.join(spool.directory, name)):
