@@ -50,6 +50,11 @@ Raised by ``Client(spool_dir=...)``:
 * ``SpoolError`` -- the spool directory cannot be used (not a directory, no
   permission); also the base of the two spool errors above.
 
+Kept inside the spool (never raised to a caller):
+
+* ``JournalError`` -- a spool journal's header cannot be read (not a journal,
+  another version, damaged); the spool counts what it held as ``spool_corrupt``.
+
 Raised by a transport to the sender, which retries or reports it (never to the caller);
 ``segment_lite.transport`` names them too:
 
@@ -260,6 +265,10 @@ class SpoolWriteError(SpoolError):
     def __init__(self, message: str, errno: Optional[int] = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class JournalError(SpoolError, ValueError):
+    """A spool journal's header cannot be read: not a journal, another version, or damaged."""
 
 
 class SpoolCorruptError(SpoolError):

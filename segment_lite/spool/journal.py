@@ -33,6 +33,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from segment_lite.errors import JournalError
+
 __all__ = [
     "HEADER_SIZE",
     "PREFIX",
@@ -62,10 +64,6 @@ RECORD_HEAD_SIZE = _HEAD.size + _IDS.size
 #: No message is this big (Segment's limit is 32 KB): a longer length is damage, not a record.
 MAX_BODY_BYTES = 1 << 24
 _OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0)
-
-
-class JournalError(ValueError):
-    """A journal's header cannot be read: not a journal, another version, or damaged."""
 
 
 def file_name(gen: int) -> str:
