@@ -13,9 +13,7 @@ from segment_lite.limits import MAX_NESTING_DEPTH
 __all__ = ["check_shape", "is_plain", "key_text", "may_be_too_deep", "replace_non_finite"]
 
 _CONTAINERS = (dict, list, tuple)
-#: The exact types of the common leaves: JSON values, and datetimes (written as ISO-8601).
-#: A subclass of one of them is not in the set, and takes the ``isinstance`` checks.
-_LEAVES = frozenset((str, int, float, bool, type(None), datetime.datetime))
+_DATETIME = datetime.datetime  # a common leaf, compared by identity
 
 
 def may_be_too_deep(encoded: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
@@ -93,35 +91,43 @@ def _plain(value: Any, depth: int, limit: int, keys: bool) -> bool:
     """The fast pass: True if nothing is too deep and (with ``keys``) every key is a str.
 
     ``value`` is a dict, list or tuple at level ``depth``, which is at most ``limit``.
-    Each child's exact type is looked up among the common leaves (``_LEAVES``, one
-    hash lookup) before any ``isinstance`` call (a subclass of them falls through
-    to ``isinstance``).
+    Each child's type is compared with the common ones by identity before any
+    ``isinstance`` call (a subclass of them falls through to ``isinstance``).
     """
-    if not (type(value) is dict or isinstance(value, dict)):
-        return _plain_items(value, depth, limit, keys)
-    if not keys:
-        return _plain_items(value.values(), depth, limit, keys)
-    for key, child in value.items():  # keys and values in one loop
-        if type(key) is not str:
-            return False
-        if type(child) in _LEAVES:
-            continue
-        if (
-            isinstance(child, _CONTAINERS)
-            and child
-            and (depth == limit or not _plain(child, depth + 1, limit, keys))
-        ):
-            return False
-    return True
+    if type(value) is dict or isinstance(value, dict):
+        if not keys:
+            return _plain_items(value.values(), depth, limit, keys)
+        for key, child in value.items():  # keys and values in one loop
+            if type(key) is not str:
+                return False
+            kind = type(child)
+            if (
+                kind is str
+                or kind is int
+                or kind is float
+                or kind is bool
+                or child is None
+                or kind is _DATETIME
+            ):
+                continue
+            if (
+                (kind is dict or kind is list or isinstance(child, _CONTAINERS))
+                and child
+                and (depth == limit or not _plain(child, depth + 1, limit, keys))
+            ):
+                return False
+        return True
+    return _plain_items(value, depth, limit, keys)
 
 
 def _plain_items(children: Any, depth: int, limit: int, keys: bool) -> bool:
     for child in children:
-        if type(child) in _LEAVES:
+        kind = type(child)
+        if kind is str or kind is int or kind is float or kind is bool or child is None or kind is _DATETIME:
             continue
         # An empty container cannot be too deep or hold a key: not worth a call.
         if (
-            isinstance(child, _CONTAINERS)
+            (kind is dict or kind is list or isinstance(child, _CONTAINERS))
             and child
             and (depth == limit or not _plain(child, depth + 1, limit, keys))
         ):
