@@ -224,6 +224,9 @@ class NumberedQueue:
 class _Packed:
     """``PACK_COUNT`` consecutive messages of a backlog, kept as one block.
 
+    A batch with room for only the first of them takes those and leaves the
+    others at the head of the queue as a smaller block (``split``).
+
     The messages are joined into one bytes object with their sizes beside it, so
     a long backlog costs about 5 bytes of bookkeeping per message rather than 41.
     While delivery is stalled the block is also compressed: queued JSON events
@@ -257,7 +260,7 @@ class _Packed:
         first = [data[start:end] for start, end in zip([0, *ends], ends)]
         if count >= len(sizes):
             return first, None
-        rest = _Packed.__new__(_Packed)
+        rest = _Packed.__new__(_Packed)  # made from the parts at hand: no join of the messages again
         rest.sizes = sizes[count:]
         rest.blob = data[ends[-1] if ends else 0 :]
         rest.compressed = False
