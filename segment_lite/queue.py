@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import collections
+import itertools
 import sys
 import threading
 import time
@@ -223,6 +224,9 @@ class NumberedQueue:
 class _Packed:
     """``PACK_COUNT`` consecutive messages of a backlog, kept as one block.
 
+    A batch with room for only the first of them takes those and leaves the
+    others at the head of the queue as a smaller block (``split``).
+
     The messages are joined into one bytes object with their sizes beside it, so
     a long backlog costs about 5 bytes of bookkeeping per message rather than 41.
     While delivery is stalled the block is also compressed: queued JSON events
@@ -246,13 +250,21 @@ class _Packed:
 
     def unpack(self) -> list[bytes]:
         """The messages, in order."""
+        return self.split(len(self.sizes))[0]
+
+    def split(self, count: int) -> tuple[list[bytes], Optional[_Packed]]:
+        """The first ``count`` messages, and a block of the others (kept uncompressed), if any."""
         data = zlib.decompress(self.blob) if self.compressed else self.blob
-        items = []
-        position = 0
-        for size in self.sizes:
-            items.append(data[position : position + size])
-            position += size
-        return items
+        sizes = self.sizes
+        ends = list(itertools.accumulate(sizes[:count]))
+        first = [data[start:end] for start, end in zip([0, *ends], ends)]
+        if count >= len(sizes):
+            return first, None
+        rest = _Packed.__new__(_Packed)  # made from the parts at hand: no join of the messages again
+        rest.sizes = sizes[count:]
+        rest.blob = data[ends[-1] if ends else 0 :]
+        rest.compressed = False
+        return first, rest
 
 
 class MemoryQueue(NumberedQueue):
@@ -359,7 +371,17 @@ class MemoryQueue(NumberedQueue):
                 head = items[0]
                 if type(head) is _Packed:
                     items.popleft()
-                    items.extendleft(reversed(head.unpack()))
+                    block, rest = head.split(max_count - len(taken))
+                    if rest is not None:  # what this batch has no room for stays packed at the head
+                        items.appendleft(rest)
+                    size = sum(map(len, block)) + len(block)  # +1 each for the comma that joins them
+                    if total + size <= max_bytes:
+                        # The usual case, a backlog of small messages: as many as the batch has room
+                        # for in one go (what the loop below would take, one at a time).
+                        taken += block
+                        total += size
+                    else:  # the byte budget ends inside the block: one message at a time
+                        items.extendleft(reversed(block))
                     continue
                 size = len(head) + 1  # +1 for the comma that joins them
                 if taken and total + size > max_bytes:

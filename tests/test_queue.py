@@ -76,6 +76,52 @@ def test_stalled_queue_packs_and_gives_back_every_message_in_order(monkeypatch: 
     assert q.wait_settled(q.accepted_count(), 0)
 
 
+@pytest.mark.parametrize("stalled", [False, True])
+def test_batches_cut_inside_blocks_are_the_greedy_ones_in_order(
+    monkeypatch: pytest.MonkeyPatch, stalled
+) -> None:
+    # Blocks are taken whole or split (the rest stays packed at the head): each batch must still be
+    # the longest run from the head within both budgets (at least one message), as if taken one by one.
+    if stalled:
+        monkeypatch.setattr(queue_module, "STALL_S", 0.0)
+    q = MemoryQueue(100_000, 10**9, wake_at=100)
+    assert q.put(b"{}")
+    out = q.take(1, 10**6)
+    assert out is not None
+    sent = _messages(1_500)
+    for item in sent:
+        assert q.put(item)
+    assert any(isinstance(entry, _Packed) for entry in q._items)
+    budgets = [(100, 10**6), (1, 10**6), (37, 10**6), (300, 30_000), (PACK_COUNT, 10**6), (500, 1)]
+    got: list[bytes] = []
+    index = 0
+    drained_at = 0
+    while True:
+        max_count, max_bytes = budgets[index % len(budgets)]
+        index += 1
+        batch = q.take(max_count, max_bytes)
+        if batch is None:
+            break
+        assert batch.seq == 1 + len(got)
+        assert batch.nbytes == sum(len(item) + 1 for item in batch.items)
+        assert 1 <= len(batch) <= max_count
+        following = sent[len(got) + len(batch) : len(got) + len(batch) + 1]
+        if len(batch) < max_count and following:  # cut by the byte budget
+            assert batch.nbytes + len(following[0]) + 1 > max_bytes
+        if len(batch) > 1:
+            assert batch.nbytes <= max_bytes
+        got.extend(batch.items)
+        q.done(batch)
+        if len(got) >= 700 and not drained_at:  # shutdown's drain takes what is left, split or not
+            drained_at = len(got)
+            drained = q.drain()
+            assert drained is not None
+            got.extend(drained.items)
+            q.done(drained)
+    assert drained_at and got == sent
+    assert q.qsize() == 0 and q.nbytes() == 0
+
+
 def test_drain_unpacks_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(queue_module, "STALL_S", 0.0)
     q = MemoryQueue(100_000, 10**9, wake_at=100)
