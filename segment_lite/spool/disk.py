@@ -6,6 +6,7 @@ import collections
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import socket
 import sqlite3
@@ -168,10 +169,14 @@ class DiskSpool(NumberedQueue):
         self._writer: Optional[sqlite3.Connection] = None
         self._wal_fd = -1
         self._journal_fd = -1
+        self._journal_map: Optional[mmap.mmap] = None  # the journal's room, mapped: put copies into it
         self._journal_gen = 0
         self._journal_end = 0  # its size: where the next record goes
         self._journal_fingerprint = fingerprint  # of the write key its records were accepted under
         self._journal_limit = max(_MIN_JOURNAL_BYTES, min(JOURNAL_MAX_BYTES, self.max_bytes // 16))
+        #: A journal's room: twice the size at which the sync thread replaces it, so that put
+        #: replaces it only when the sync thread is far behind.
+        self._journal_room = 2 * self._journal_limit
         self._journal_dirty = False  # written since its last fsync
         self._wal_dirty = False  # committed since the WAL's last fsync
         #: Held while the sync thread fsyncs the journal, so a rotation does not close it meanwhile.
@@ -261,7 +266,7 @@ class DiskSpool(NumberedQueue):
         create_schema(self._writer, gen)
         store.preallocate_wal(home.database, pages)
         self._wal_fd = os.open(home.database + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        self._journal_fd = journal.create(os.path.join(home.path, journal.file_name(gen)), self._fingerprint)
+        self._journal_fd, self._journal_map = self._new_journal(home, gen)
         self._journal_gen, self._journal_end = gen, journal.HEADER_SIZE
         self._journal_fingerprint = self._fingerprint
         if self.fsync != "never":
@@ -270,8 +275,7 @@ class DiskSpool(NumberedQueue):
     def _release_database(self) -> None:
         if self._journal_fd >= 0:
             with self._fd_lock:
-                os.close(self._journal_fd)
-                self._journal_fd = -1
+                self._close_journal()
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1
@@ -426,8 +430,13 @@ class DiskSpool(NumberedQueue):
 
     def _append(self, record: bytes) -> None:
         """Write one record at the journal's end (under the lock); fdatasync it first under "always"."""
-        fd, end = self._journal_fd, self._journal_end
-        journal.append(fd, record, end)
+        if self._journal_map is not None and self._journal_end + len(record) > len(self._journal_map):
+            self._rotate()  # the sync thread is far behind: no room left in this journal
+        fd, end, mapped = self._journal_fd, self._journal_end, self._journal_map
+        if mapped is not None:
+            journal.append(mapped, record, end)
+        else:
+            journal.write(fd, record, end)  # a disk too full to reserve a journal's room
         if self.fsync == "always":
             try:
                 store.fdatasync(fd)
@@ -560,12 +569,14 @@ class DiskSpool(NumberedQueue):
             raise OSError(errno.EBADF, "the spool is closed")
         gen = self._journal_gen + 1
         path = os.path.join(home.path, journal.file_name(gen))
-        fd = journal.create(path, self._fingerprint)
+        fd, mapped = self._new_journal(home, gen)
         try:
             if self.fsync != "never":
                 store.fsync_directory(home.path)
             self._record(self._next_id - 1, (gen, journal.HEADER_SIZE))
         except BaseException:
+            if mapped is not None:
+                mapped.close()
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -574,12 +585,48 @@ class DiskSpool(NumberedQueue):
             self._sync_wal()  # "always": SQLite fsynced the commit
         old = os.path.join(home.path, journal.file_name(self._journal_gen))
         with self._fd_lock:
-            os.close(self._journal_fd)
-            self._journal_fd = fd
+            self._close_journal()
+            self._journal_fd, self._journal_map = fd, mapped
         self._journal_gen, self._journal_end = gen, journal.HEADER_SIZE
         self._journal_fingerprint = self._fingerprint
         with contextlib.suppress(OSError):
             os.unlink(old)
+
+    def _new_journal(self, home: OwnerDirectory, gen: int) -> tuple[int, Optional[mmap.mmap]]:
+        """Make journal ``gen`` in ``home``, its room reserved and mapped: its descriptor and mapping.
+
+        On a disk too full for the room, a smaller one is tried; with no room for
+        even ``_MIN_JOURNAL_BYTES``, the journal is not mapped (None) and each
+        record is written with ``write()`` until the disk refuses one.
+        """
+        path = os.path.join(home.path, journal.file_name(gen))
+        fd = journal.create(path, self._fingerprint)
+        room = self._journal_room
+        try:
+            while True:
+                try:
+                    return fd, journal.reserve(fd, room)
+                except OSError as exc:
+                    os.ftruncate(fd, journal.HEADER_SIZE)  # give back what a failed reservation took
+                    if exc.errno not in DISK_FULL_ERRNOS:
+                        raise
+                    if room <= _MIN_JOURNAL_BYTES:
+                        return fd, None
+                    room = max(_MIN_JOURNAL_BYTES, room // 4)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+
+    def _close_journal(self) -> None:
+        """Unmap and close the journal (under ``_fd_lock``); what was copied in stays in the file."""
+        if self._journal_map is not None:
+            self._journal_map.close()
+            self._journal_map = None
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
 
     # -- syncing -------------------------------------------------------------------
 
@@ -938,10 +985,10 @@ class DiskSpool(NumberedQueue):
         if self._writer is not None:
             _never_free(self._writer)
         self._writer = None
-        for fd in (self._wal_fd, self._journal_fd):  # never written here: the parent appends on
-            if fd >= 0:
-                os.close(fd)
-        self._wal_fd = self._journal_fd = -1
+        if self._wal_fd >= 0:
+            os.close(self._wal_fd)
+        self._wal_fd = -1
+        self._close_journal()  # never written here: the parent appends on (unmapping is this process's)
         self._rows = {}
         if self._home is not None:
             self._home.abandon()

@@ -11,23 +11,32 @@ all integers little-endian::
 
 Every message of a journal was accepted under the write key whose fingerprint
 its header holds: a key change starts a new journal. Row ids follow one another
-(a record per row). A record is written with one ``write()``; once that returned,
-it is in the kernel's page cache and survives the process being killed.
+(a record per row). A record is copied into the journal's shared memory mapping
+in one piece; once copied, it is in the kernel's page cache and survives the
+process being killed.
 
 The database's one-row ``journal`` table, ``(gen, offset)``, says how far the
 journals are settled: every record of journal ``gen`` before ``offset``, and of
 every older journal, is in the database or was delivered (see ``disk.py``).
 Replay reads, in order, journal ``gen`` from ``offset`` and every newer journal
 from its header's end; older journals are left over from a rotation and are
-deleted. A replay stops at the first record that cannot be read: a tail that
-never completed its write (cut short, or zeros where a power loss left no data)
-was never accepted, and is not a loss; an unreadable record followed by more data
-is damage (counted as one lost message by the caller).
+deleted.
+
+A journal's room is allocated when it is made and mapped into memory: a record
+is copied in, with no system call (see ``append``), and the bytes past the last
+record are zeros until the next one comes.
+
+A replay stops at the first record that cannot be read: a last record whose
+copy never completed (cut short, or with only zeros after it, where the room was
+never written or a power loss left no data) was never accepted, and is not a
+loss; an unreadable record followed by anything but zeros is damage (counted as
+one lost message by the caller).
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import struct
 import zlib
@@ -51,6 +60,8 @@ __all__ = [
     "parse",
     "parse_header",
     "read_journals",
+    "reserve",
+    "write",
 ]
 
 PREFIX = "journal-"
@@ -109,16 +120,19 @@ def parse_header(data: bytes) -> str:
 
 
 def encode(row_id: int, accepted_ms: int, body: bytes) -> bytes:
-    """One record: its head and ``body``, to be written with one ``write()``."""
+    """One record: its head and ``body``, copied into the journal in one piece."""
     ids = _IDS.pack(row_id, accepted_ms)
     return _HEAD.pack(len(body), zlib.crc32(body, zlib.crc32(ids))) + ids + body
 
 
 def create(path: str, fingerprint: str) -> int:
-    """Make journal ``path`` (which must not exist) with its header; returns its descriptor for ``append``."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
+    """Make journal ``path`` (which must not exist) with its header; returns its descriptor.
+
+    Open for reading and writing, so that ``reserve`` can map it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600)
     try:
-        append(fd, header(fingerprint), 0)
+        write(fd, header(fingerprint), 0)
     except BaseException:
         os.close(fd)
         os.unlink(path)
@@ -126,13 +140,47 @@ def create(path: str, fingerprint: str) -> int:
     return fd
 
 
-def append(fd: int, data: bytes, end: int) -> None:
-    """Write ``data`` at the end (``end``) of the journal open as ``fd``, whole or not at all.
+def reserve(fd: int, size: int) -> mmap.mmap:
+    """Give journal ``fd`` its room on disk, ``size`` bytes (zeros past its header), and map it.
+
+    The room is allocated now (``posix_fallocate``; zeros written where the file
+    system cannot allocate), so a full disk is an ``OSError`` here, never a
+    fault while a record is copied in. The mapping is shared: what ``append``
+    copies into it is in the kernel's page cache at once, as a ``write()`` is.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        end = os.fstat(fd).st_size
+        zeros = bytes(1 << 16)
+        while end < size:
+            end += os.pwrite(fd, zeros[: size - end], end)
+    except AttributeError:  # pragma: no cover - a platform without posix_fallocate
+        os.ftruncate(fd, size)
+    return mmap.mmap(fd, size)
+
+
+def append(journal: mmap.mmap, data: bytes, end: int) -> None:
+    """Copy ``data`` into mapped journal ``journal`` at ``end`` (its first unused byte).
+
+    No system call, so the calling thread keeps the GIL (a ``write()`` gives it
+    up, and the delivery thread takes it at every call). Raises ``ENOSPC`` when
+    the journal's room is used up: the caller starts a new journal.
+    """
+    if end + len(data) > len(journal):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (the journal's room is used up)")
+    journal[end : end + len(data)] = data
+
+
+def write(fd: int, data: bytes, end: int) -> None:
+    """Write ``data`` at offset ``end`` of the journal open as ``fd``, whole or not at all.
 
     A short write (the disk filled up in the middle) is cut off again and raised
     as ``ENOSPC``: half a record is never left for the next one to follow.
     """
-    written = os.write(fd, data)
+    written = os.pwrite(fd, data, end)
     if written != len(data):
         os.ftruncate(fd, end)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (short write to the journal)")
@@ -170,7 +218,8 @@ def parse(data: bytes, start: int = HEADER_SIZE) -> Replay:
         ids = view[position + _HEAD.size : body_at]
         body = data[body_at : body_at + length]
         if zlib.crc32(body, zlib.crc32(ids)) != crc:
-            replay.damaged = _more_than_zeros(data, position)
+            # Only zeros after it: the last record, whose copy the process did not live to finish.
+            replay.damaged = _more_than_zeros(data, body_at + length)
             break
         row_id, accepted_ms = _IDS.unpack(ids)
         replay.records.append((row_id, accepted_ms, body))
