@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -14,11 +15,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from segment_lite.ledger import Ledger
 from segment_lite.spool.disk import DiskSpool
 from segment_lite.spool.store import DATABASE_NAME, owner_directories
 
 WRITE_KEY = "test-secret-write-key-1234"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Losses:
+    """A ledger that remembers what was reported to on_drop."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+        self.ledger = Ledger(
+            None, logging.getLogger("test"), on_drop=lambda reason, exc, messages: self.errors.append(exc)
+        )
+
+    @property
+    def corrupt(self) -> int:
+        return int(self.ledger.snapshot(0, 0, 0)["dropped"]["spool_corrupt"])
+
 
 #: A process that spools ``count`` track calls (properties ``run`` and ``i``), writes
 #: their messageIds to ``ids_path``, prints "ready <owner directory>", then does

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -11,10 +10,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spool_helpers import owner_names
+from spool_helpers import Losses, owner_names
 
 from segment_lite.errors import SpoolCorruptError
-from segment_lite.ledger import Ledger
 from segment_lite.spool.disk import DiskSpool
 from segment_lite.spool.status import spool_status
 from segment_lite.spool.store import DATABASE_NAME
@@ -33,20 +31,6 @@ def _spool(root: Path, **options: Any) -> DiskSpool:
 
 def _messages(count: int, size: int = 120) -> list[bytes]:
     return [b'{"i":%d,"pad":"%s"}' % (i, b"x" * ((i * 37) % size)) for i in range(count)]
-
-
-class Losses:
-    """A ledger that remembers what was reported to on_drop."""
-
-    def __init__(self) -> None:
-        self.errors: list[BaseException] = []
-        self.ledger = Ledger(
-            None, logging.getLogger("test"), on_drop=lambda reason, exc, messages: self.errors.append(exc)
-        )
-
-    @property
-    def corrupt(self) -> int:
-        return int(self.ledger.snapshot(0, 0, 0)["dropped"]["spool_corrupt"])
 
 
 def _killed_image(root: Path, messages: list[bytes], image: Path, moved: int = 0) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
 import struct
@@ -13,11 +12,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spool_helpers import WRITE_KEY, crash_in_process, kill9, owner_names, python, spooling_child
+from spool_helpers import WRITE_KEY, Losses, crash_in_process, kill9, owner_names, python, spooling_child
 
 import segment_lite
 from segment_lite.collector import Collector, Faults
-from segment_lite.ledger import Ledger
 from segment_lite.spool import journal, store
 from segment_lite.spool.disk import DiskSpool
 from segment_lite.spool.factory import key_fingerprint
@@ -41,20 +39,6 @@ def _spool(root: Path, fingerprint: str = FINGERPRINT, **options: Any) -> DiskSp
 
 def _messages(count: int, tag: str = "m") -> list[bytes]:
     return [b'{"%s":%d,"pad":"%s"}' % (tag.encode(), i, b"q" * (i % 50)) for i in range(count)]
-
-
-class Losses:
-    """A ledger that remembers what was reported to on_drop."""
-
-    def __init__(self) -> None:
-        self.errors: list[BaseException] = []
-        self.ledger = Ledger(
-            None, logging.getLogger("test"), on_drop=lambda reason, exc, messages: self.errors.append(exc)
-        )
-
-    @property
-    def corrupt(self) -> int:
-        return int(self.ledger.snapshot(0, 0, 0)["dropped"]["spool_corrupt"])
 
 
 def _deliver_all(root: Path, fingerprint: str = FINGERPRINT) -> tuple[list[bytes], Losses, int]:
