@@ -65,6 +65,10 @@ try:  # httpx's asyncio backend loads at the first connection otherwise: tens of
     import anyio._backends._asyncio  # noqa: F401
 except ImportError:  # pragma: no cover - another anyio layout
     pass
+try:  # and httpcore (with h11) at the first httpx client, made by an AsyncClient often inside the loop
+    import httpcore  # noqa: F401
+except ImportError:  # pragma: no cover - httpx without httpcore
+    pass
 
 _PLAIN_HTTP_CONTEXT: Optional[ssl.SSLContext] = None
 

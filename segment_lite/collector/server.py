@@ -8,7 +8,9 @@ below calls back into the ``Collector``.
 
 from __future__ import annotations
 
+import errno
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
@@ -39,6 +41,9 @@ __all__ = [
     "Collector",
     "is_loopback_host",
 ]
+
+#: How long ``go_up`` tries again to listen on a port something else holds for now.
+REBIND_WAIT_S = 10.0
 
 
 class _Routes:
@@ -367,11 +372,24 @@ class Collector:
             self._unbind()
 
     def go_up(self) -> None:
-        """Listen again on the same port after :meth:`go_down` (no-op if already up or stopped)."""
+        """Listen again on the same port after :meth:`go_down` (no-op if already up or stopped).
+
+        While it was down, a client connecting to the port may have been given that very
+        port as its own (a connection to itself, which holds the port until the client
+        gives up on it): the bind is tried again for up to ``REBIND_WAIT_S``.
+        """
         with self._lifecycle:
             if self._server is not None or self._stopping.is_set() or self._port is None:
                 return
-            self._bind(self._port)
+            deadline = time.monotonic() + REBIND_WAIT_S
+            while True:
+                try:
+                    self._bind(self._port)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                        raise
+                time.sleep(0.05)
 
     def refuse_for(self, seconds: float) -> None:
         """Go down now and come back up on the same port after ``seconds`` (in the background)."""
