@@ -442,7 +442,7 @@ class DiskSpool(NumberedQueue):
                 store.fdatasync(fd)
             except OSError:
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, end)  # not on disk: not accepted
+                    journal.unwrite(fd, mapped, end, len(record))  # not on disk: not accepted
                 raise
             self.syncs += 1
         else:

@@ -41,6 +41,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Optional
 
 from segment_lite.errors import JournalError
 
@@ -61,6 +62,7 @@ __all__ = [
     "parse_header",
     "read_journals",
     "reserve",
+    "unwrite",
     "write",
 ]
 
@@ -148,17 +150,19 @@ def reserve(fd: int, size: int) -> mmap.mmap:
     fault while a record is copied in. The mapping is shared: what ``append``
     copies into it is in the kernel's page cache at once, as a ``write()`` is.
     """
+    allocate = getattr(os, "posix_fallocate", None)  # missing on macOS
     try:
-        os.posix_fallocate(fd, 0, size)
+        if allocate is None:
+            raise OSError(errno.ENOSYS, "posix_fallocate is not available")
+        allocate(fd, 0, size)
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             raise
+        # Written zeros, never a sparse file: a page with no disk behind it faults when copied into.
         end = os.fstat(fd).st_size
         zeros = bytes(1 << 16)
         while end < size:
             end += os.pwrite(fd, zeros[: size - end], end)
-    except AttributeError:  # pragma: no cover - a platform without posix_fallocate
-        os.ftruncate(fd, size)
     return mmap.mmap(fd, size)
 
 
@@ -184,6 +188,18 @@ def write(fd: int, data: bytes, end: int) -> None:
     if written != len(data):
         os.ftruncate(fd, end)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (short write to the journal)")
+
+
+def unwrite(fd: int, journal: Optional[mmap.mmap], end: int, length: int) -> None:
+    """Take back the ``length`` bytes put at ``end``, the last record (its fsync failed: not accepted).
+
+    A mapped journal keeps its size, which its mapping needs: the bytes become zeros
+    again, as the room past the last record is. An unmapped one is cut off at ``end``.
+    """
+    if journal is not None:
+        journal[end : end + length] = bytes(length)
+    else:
+        os.ftruncate(fd, end)
 
 
 @dataclass

@@ -219,6 +219,27 @@ def test_fsync_policies_sync_each_write_or_never(
     spool.close()
 
 
+def test_always_a_record_whose_fsync_failed_is_taken_back_and_never_comes_again(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = _spool(spool_dir, fsync="always")
+    first, refused, later = _messages(3)
+    assert spool.put(first)
+    real = store.fdatasync
+    monkeypatch.setattr(store, "fdatasync", lambda fd: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    with pytest.raises(Exception) as raised:
+        spool.put(refused)
+    assert getattr(raised.value, "errno", None) == 5, "refused: not on disk"
+    monkeypatch.setattr(store, "fdatasync", real)
+    assert spool.put(later), "the journal (its size and mapping intact) takes the next record"
+    crash_in_process(spool)
+    recovered = _spool(spool_dir, fsync="always")
+    batch = recovered.take(10, 1 << 20)
+    assert batch is not None and batch.items == [first, later], "the refused record is not replayed"
+    recovered.done(batch)
+    recovered.close()
+
+
 def test_batch_fsync_groups_writes_off_the_callers_thread(
     spool_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
